@@ -1,0 +1,213 @@
+"""Read an uploaded model artifact: check it is a fitted estimator and extract its schema.
+
+skops files are inspected without running code: their types are listed first and only
+scikit-learn's and NumPy's own are trusted without an admin saying so. joblib and pickle files run
+code when loaded, so they are opened only when the uploader explicitly trusted them.
+"""
+
+import hashlib
+import pickle
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SAFE_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
+FEATURE_TYPES = ("number", "integer", "boolean")
+EXTENSIONS = {".skops": "skops", ".onnx": "onnx", ".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle"}
+
+
+class ArtifactError(ValueError):
+    """The file is not a usable model, or does not match what was said about it."""
+
+    def __init__(self, message: str, *, field: str = "artifact"):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    format: str
+    sha256: str
+    size_bytes: int
+    input_schema: list[dict]
+    classes: list = field(default_factory=list)
+    trusted_types: list[str] = field(default_factory=list)
+    estimator: str = ""
+    sklearn_version: str = ""
+
+
+def format_for(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise ArtifactError(
+            f"Unsupported file type {suffix or '(none)'!r}: upload a .skops file "
+            "(or, as an admin who trusts it, .joblib / .pkl)."
+        )
+    return EXTENSIONS[suffix]
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def load_estimator(path: Path, fmt: str, trusted_types: list[str]):
+    """Load an artifact the way serving will; raises ArtifactError with a readable reason."""
+    if fmt == "skops":
+        import skops.io as sio
+
+        try:
+            return sio.load(path, trusted=trusted_types)
+        except zipfile.BadZipFile:
+            raise ArtifactError("This is not a skops file (it is not a zip archive).") from None
+        except Exception as exc:
+            raise ArtifactError(f"The skops file could not be loaded: {exc}") from None
+    if fmt in ("joblib", "pickle"):
+        import joblib
+
+        try:
+            return joblib.load(path) if fmt == "joblib" else pickle.loads(path.read_bytes())
+        except Exception as exc:
+            raise ArtifactError(f"The {fmt} file could not be loaded: {exc}") from None
+    raise ArtifactError(f"{fmt} artifacts are not supported yet.")
+
+
+def skops_untrusted_types(path: Path) -> list[str]:
+    import skops.io as sio
+
+    try:
+        return sio.get_untrusted_types(file=path)
+    except zipfile.BadZipFile:
+        raise ArtifactError("This is not a skops file (it is not a zip archive).") from None
+    except Exception as exc:
+        raise ArtifactError(f"The skops file could not be read: {exc}") from None
+
+
+def parse_schema(raw, n_features: int, names_in_model: list[str] | None) -> list[dict]:
+    """Merge the schema given at upload (names, or {name, type} objects) with the model's."""
+    if raw in (None, "", []):
+        if names_in_model is None:
+            raise ArtifactError(
+                "The model was fitted without feature names: give the input schema "
+                f"({n_features} feature names, in column order).",
+                field="input_schema",
+            )
+        return [{"name": name, "type": "number"} for name in names_in_model]
+    if not isinstance(raw, list):
+        raise ArtifactError(
+            'The input schema must be a JSON list of feature names or of {"name": ..., "type": ...} objects.',
+            field="input_schema",
+        )
+    schema = []
+    for index, item in enumerate(raw):
+        entry = {"name": item, "type": "number"} if isinstance(item, str) else item
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise ArtifactError(f"Schema entry {index} has no name.", field="input_schema")
+        kind = entry.get("type", "number")
+        if kind not in FEATURE_TYPES:
+            raise ArtifactError(
+                f"Feature {entry['name']!r} has type {kind!r}; use one of {', '.join(FEATURE_TYPES)}.",
+                field="input_schema",
+            )
+        schema.append({"name": entry["name"], "type": kind})
+    names = [entry["name"] for entry in schema]
+    if len(set(names)) != len(names):
+        raise ArtifactError("Feature names in the schema must be unique.", field="input_schema")
+    if len(schema) != n_features:
+        raise ArtifactError(
+            f"The schema names {len(schema)} features but the model takes {n_features}.",
+            field="input_schema",
+        )
+    if names_in_model is not None and names != names_in_model:
+        raise ArtifactError(
+            f"The schema does not match the model's feature names: the model expects {names_in_model}.",
+            field="input_schema",
+        )
+    return schema
+
+
+def parse_label_map(raw, classes: list) -> dict:
+    if raw in (None, "", {}):
+        return {}
+    if not isinstance(raw, dict):
+        raise ArtifactError(
+            'The label map must be a JSON object such as {"0": "<=50K", "1": ">50K"}.',
+            field="label_map",
+        )
+    if not classes:
+        raise ArtifactError("A label map needs a classifier; this model has no classes.", field="label_map")
+    known = {str(cls) for cls in classes}
+    unknown = sorted(set(map(str, raw)) - known)
+    if unknown:
+        raise ArtifactError(
+            f"The label map names classes the model does not have: {unknown}; its classes are "
+            f"{sorted(known)}.",
+            field="label_map",
+        )
+    if not all(isinstance(value, str) and value for value in raw.values()):
+        raise ArtifactError("Every label in the label map must be a non-empty string.", field="label_map")
+    return {str(key): value for key, value in raw.items()}
+
+
+def _json_scalar(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def inspect_artifact(path: Path, fmt: str, *, trust_code: bool, schema=None) -> ArtifactInfo:
+    """Check the file is a fitted estimator that answers a prediction, and describe it."""
+    sha256, size = file_digest(path)
+    trusted: list[str] = []
+    if fmt == "skops":
+        untrusted = skops_untrusted_types(path)
+        unsafe = [name for name in untrusted if not name.startswith(SAFE_TYPE_PREFIXES)]
+        if unsafe and not trust_code:
+            raise ArtifactError(
+                "This skops file uses types outside scikit-learn and NumPy "
+                f"({', '.join(unsafe)}); an admin must tick the trust box to accept them."
+            )
+        trusted = list(untrusted)
+    elif fmt in ("joblib", "pickle") and not trust_code:
+        raise ArtifactError(
+            f"A {fmt} file runs code when it is loaded. Upload a .skops file instead, or, as an "
+            'admin, tick "I trust this file, it runs code when loaded".'
+        )
+    estimator = load_estimator(path, fmt, trusted)
+    if not hasattr(estimator, "predict") or not hasattr(estimator, "n_features_in_"):
+        raise ArtifactError(
+            f"The file holds a {type(estimator).__name__}, not a fitted scikit-learn estimator."
+        )
+    n_features = int(estimator.n_features_in_)
+    names_in = getattr(estimator, "feature_names_in_", None)
+    names_in = [str(name) for name in names_in] if names_in is not None else None
+    input_schema = parse_schema(schema, n_features, names_in)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            estimator.predict(np.zeros((1, n_features)))
+        except Exception as exc:
+            raise ArtifactError(f"The model could not make a prediction on a test row: {exc}") from None
+    classes = [_json_scalar(cls) for cls in getattr(estimator, "classes_", [])]
+    return ArtifactInfo(
+        format=fmt,
+        sha256=sha256,
+        size_bytes=size,
+        input_schema=input_schema,
+        classes=classes,
+        trusted_types=trusted,
+        estimator=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+        sklearn_version=str(getattr(estimator, "_sklearn_version", "") or _sklearn_version()),
+    )
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return sklearn.__version__

@@ -1,0 +1,380 @@
+"""The records: models and their versions, endpoints, deployments, keys, allowlists, audit."""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+User = settings.AUTH_USER_MODEL
+
+DNS_LABEL = RegexValidator(
+    r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$",
+    "Use 1-40 lowercase letters, digits and hyphens, starting with a letter and not ending "
+    "with a hyphen (it becomes a DNS name).",
+)
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(User, related_name="teams", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MLModelQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self if user.is_authenticated else self.none()
+
+
+class MLModel(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="ml_models")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = MLModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "model"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ArtifactFormat(models.TextChoices):
+    SKOPS = "skops", "skops"
+    ONNX = "onnx", "ONNX"
+    JOBLIB = "joblib", "joblib (pickle)"
+    PICKLE = "pickle", "pickle"
+
+
+PICKLE_FORMATS = {ArtifactFormat.JOBLIB, ArtifactFormat.PICKLE}
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self if user.is_authenticated else self.none()
+
+
+class ModelVersion(models.Model):
+    """One immutable artifact of a model, with the schema serving validates requests against."""
+
+    model = models.ForeignKey(MLModel, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    artifact = models.FileField(upload_to="artifacts/%Y/%m/")
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveBigIntegerField()
+    format = models.CharField(max_length=10, choices=ArtifactFormat.choices)
+    # [{"name": "sepal_length", "type": "number"}, ...] in the model's column order.
+    input_schema = models.JSONField()
+    # The model's classes_ in order, as JSON scalars; empty for a regressor.
+    classes = models.JSONField(default=list, blank=True)
+    # {"0": "<=50K"}: class (as a string) -> label shown to end users.
+    label_map = models.JSONField(default=dict, blank=True)
+    # Types a skops artifact needs beyond skops' defaults, recorded when an admin trusted them.
+    trusted_types = models.JSONField(default=list, blank=True)
+    estimator = models.CharField(max_length=200, blank=True)
+    sklearn_version = models.CharField(max_length=40, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["model__name", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "number"], name="unique_version_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.number}"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature["name"] for feature in self.input_schema]
+
+    @property
+    def runs_code_when_loaded(self) -> bool:
+        return self.format in PICKLE_FORMATS
+
+    def label_for(self, cls) -> str:
+        return str(self.label_map.get(str(cls), cls))
+
+
+class AccessMode(models.TextChoices):
+    API_KEY = "api_key", "API key"
+    IP_ALLOWLIST = "ip_allowlist", "IP allowlist"
+    BOTH = "both", "API key and IP allowlist"
+    OPEN = "open", "Open (no checks)"
+
+
+class EndpointQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self if user.is_authenticated else self.none()
+
+    def with_live(self):
+        return self.select_related("live_deployment__model_version__model")
+
+
+class Endpoint(models.Model):
+    name = models.CharField(max_length=40, unique=True, validators=[DNS_LABEL])
+    description = models.TextField(blank=True)
+    region = models.CharField(max_length=40, default="us-central1")
+    cpu = models.CharField(max_length=8, default="1")
+    memory = models.CharField(max_length=8, default="512Mi")
+    min_instances = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(100)])
+    max_instances = models.PositiveIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    concurrency = models.PositiveIntegerField(
+        default=80, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    timeout_seconds = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(3600)]
+    )
+    access_mode = models.CharField(max_length=20, choices=AccessMode.choices, default=AccessMode.API_KEY)
+    url = models.URLField(blank=True)
+    gateway_url = models.URLField(blank=True)
+    live_deployment = models.ForeignKey(
+        "Deployment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = EndpointQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def checks_keys(self) -> bool:
+        return self.access_mode in (AccessMode.API_KEY, AccessMode.BOTH)
+
+    @property
+    def checks_addresses(self) -> bool:
+        return self.access_mode in (AccessMode.IP_ALLOWLIST, AccessMode.BOTH)
+
+    @property
+    def public_url(self) -> str:
+        """The URL end users call: the gateway where there is one, else the service URL."""
+        return self.gateway_url or self.url
+
+
+class DeploymentStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+    SUPERSEDED = "superseded", "Superseded"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+
+
+ACTIVE_DEPLOYMENT_STATUSES = (DeploymentStatus.QUEUED, DeploymentStatus.RUNNING)
+FINISHED_DEPLOYMENT_STATUSES = (
+    DeploymentStatus.READY,
+    DeploymentStatus.FAILED,
+    DeploymentStatus.SUPERSEDED,
+    DeploymentStatus.ROLLED_BACK,
+)
+
+
+class DeploymentQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self if user.is_authenticated else self.none()
+
+    def active(self):
+        return self.filter(status__in=ACTIVE_DEPLOYMENT_STATUSES)
+
+
+class Deployment(models.Model):
+    """One request to put a model version on an endpoint, journaled step by step."""
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="deployments")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="deployments")
+    traffic_percent = models.PositiveSmallIntegerField(
+        default=100, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    status = models.CharField(
+        max_length=20, choices=DeploymentStatus.choices, default=DeploymentStatus.QUEUED
+    )
+    # [{"step": "start_process", "state": "done", "at": iso, "seconds": 0.4, "message": "..."}]
+    steps = models.JSONField(default=list, blank=True)
+    # Names of what the runtime made: {"revision": ..., "url": ..., "api_config": ...}.
+    resources = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    rollback_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    task_id = models.CharField(max_length=64, blank=True)
+
+    objects = DeploymentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_active_deployment_per_endpoint",
+            ),
+        ]
+        indexes = [models.Index(fields=["endpoint", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"deployment {self.pk} of {self.model_version} to {self.endpoint}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_DEPLOYMENT_STATUSES
+
+    @property
+    def revision_name(self) -> str:
+        return f"{self.endpoint.name}-d{self.pk}"
+
+
+class KeyRequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    ISSUED = "issued", "Issued"
+    REJECTED = "rejected", "Rejected"
+    FAILED = "failed", "Failed"
+
+
+class ApiKeyRequestQuerySet(models.QuerySet):
+    def for_user(self, user):
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_staff:
+            return self
+        return self.filter(team__members=user)
+
+
+class ApiKeyRequest(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="key_requests")
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="key_requests")
+    reason = models.TextField()
+    valid_days = models.PositiveIntegerField(default=90)
+    status = models.CharField(
+        max_length=20, choices=KeyRequestStatus.choices, default=KeyRequestStatus.PENDING
+    )
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    # The issued secret, sealed with the portal's key until its one reveal, then emptied.
+    sealed_secret = models.TextField(blank=True)
+    revealed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"key request {self.pk} by {self.team} for {self.endpoint}"
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def for_user(self, user):
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_staff:
+            return self
+        return self.filter(team__members=user)
+
+    def usable(self, now=None):
+        now = now or timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class ApiKey(models.Model):
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="api_keys")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
+    request = models.OneToOneField(
+        ApiKeyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_key"
+    )
+    display_name = models.CharField(max_length=120)
+    prefix = models.CharField(max_length=16, db_index=True)
+    key_hash = models.CharField(max_length=64)
+    cloud_name = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.prefix}…)"
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+
+class AllowlistEntry(models.Model):
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="allowlist")
+    cidr = models.CharField(max_length=50)
+    note = models.CharField(max_length=200, blank=True)
+    added_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["cidr"]
+        verbose_name_plural = "allowlist entries"
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "cidr"], name="unique_cidr_per_endpoint"),
+        ]
+
+    def __str__(self) -> str:
+        return self.cidr
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self if user.is_authenticated and user.is_staff else self.none()
+
+
+class AuditEvent(models.Model):
+    """What happened, who did it, to what; written by the services, never edited."""
+
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=60)
+    target_type = models.CharField(max_length=40)
+    target_id = models.CharField(max_length=40)
+    target_repr = models.CharField(max_length=200)
+    details = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target_repr}"

@@ -1,0 +1,64 @@
+"""IP allowlists: CIDRs (IPv4 or IPv6) that may call an endpoint."""
+
+import ipaddress
+
+from django.db import IntegrityError, transaction
+
+from endpoints.models import AllowlistEntry, Endpoint
+from endpoints.services.access import access_sync_enqueue
+from endpoints.services.audit import audit_record
+from endpoints.services.errors import ServiceError, require_admin
+
+MAX_ENTRIES = 200
+
+
+def normalise_cidr(raw: str) -> str:
+    """'10.0.0.7/24' is refused (host bits set); '10.0.0.7' becomes '10.0.0.7/32'."""
+    text = (raw or "").strip()
+    if not text:
+        raise ServiceError("Give an IP address or CIDR range.", field="cidr")
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        if "has host bits set" in str(exc):
+            fixed = ipaddress.ip_network(text, strict=False)
+            raise ServiceError(f"{text} has host bits set; did you mean {fixed}?", field="cidr") from None
+        raise ServiceError(
+            f"{text!r} is not a valid IPv4 or IPv6 address or CIDR range.", field="cidr"
+        ) from None
+    return network.with_prefixlen
+
+
+def allowlist_add(*, user, endpoint: Endpoint, cidr: str, note: str = "") -> AllowlistEntry:
+    require_admin(user)
+    cidr = normalise_cidr(cidr)
+    if endpoint.allowlist.filter(cidr=cidr).exists():
+        raise ServiceError(f"{cidr} is already on the allowlist.", field="cidr", code="conflict")
+    if endpoint.allowlist.count() >= MAX_ENTRIES:
+        raise ServiceError(f"An allowlist holds at most {MAX_ENTRIES} entries.", field="cidr")
+    try:
+        with transaction.atomic():
+            entry = AllowlistEntry.objects.create(
+                endpoint=endpoint, cidr=cidr, note=(note or "").strip()[:200], added_by=user
+            )
+            audit_record(
+                actor=user,
+                action="allowlist.add",
+                target=endpoint,
+                details={"cidr": cidr, "note": entry.note},
+            )
+            access_sync_enqueue(endpoint)
+    except IntegrityError:
+        raise ServiceError(f"{cidr} is already on the allowlist.", field="cidr", code="conflict") from None
+    return entry
+
+
+def allowlist_remove(*, user, entry: AllowlistEntry) -> None:
+    require_admin(user)
+    endpoint = entry.endpoint
+    with transaction.atomic():
+        deleted, _ = AllowlistEntry.objects.filter(pk=entry.pk).delete()
+        if not deleted:
+            raise ServiceError(f"{entry.cidr} is no longer on the allowlist.", code="conflict")
+        audit_record(actor=user, action="allowlist.remove", target=endpoint, details={"cidr": entry.cidr})
+        access_sync_enqueue(endpoint)

@@ -1,0 +1,307 @@
+"""Deployments: request one, run its steps in the worker, journal them, finish or fail it.
+
+The database is the truth and the queue carries only ids. `deployment_request` writes the row
+and enqueues `worker.deploy` on commit; the task calls `deployment_run`, which claims the row with
+a conditional update (a second delivery finds nothing to claim), then runs the runtime's steps,
+skipping those the journal already shows done, so a resumed deploy never repeats work.
+"""
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from endpoints.models import (
+    Deployment,
+    DeploymentStatus,
+    Endpoint,
+    ModelVersion,
+)
+from endpoints.services.access import access_policy_for
+from endpoints.services.audit import audit_record
+from endpoints.services.errors import ServiceError, require_admin
+from portal.celery import app
+from worker.runtimes.base import DeploySpec, ModelSpec, PermanentError, Resources, TransientError
+
+log = logging.getLogger(__name__)
+
+
+def _busy_message(endpoint: Endpoint) -> str:
+    active = endpoint.deployments.active().first()
+    which = f" (deployment {active.pk}, {active.status})" if active else ""
+    return f"Endpoint {endpoint.name!r} already has a deployment in progress{which}; wait for it to finish."
+
+
+def deployment_request(
+    *,
+    user,
+    endpoint: Endpoint,
+    model_version: ModelVersion,
+    traffic_percent: int = 100,
+    rollback_of: Deployment | None = None,
+) -> Deployment:
+    """Queue a deployment of `model_version` to `endpoint`; the worker carries it out."""
+    require_admin(user)
+    if not isinstance(traffic_percent, int) or not 1 <= traffic_percent <= 100:
+        raise ServiceError("Traffic must be a whole percentage from 1 to 100.", field="traffic_percent")
+    if traffic_percent < 100 and endpoint.live_deployment_id is None:
+        raise ServiceError(
+            "A canary share needs a version already live on the endpoint; deploy with 100% first.",
+            field="traffic_percent",
+        )
+    task_id = str(uuid.uuid4())
+    try:
+        with transaction.atomic():
+            locked = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+            if locked.deployments.active().exists():
+                raise ServiceError(_busy_message(locked), code="conflict")
+            deployment = Deployment.objects.create(
+                endpoint=locked,
+                model_version=model_version,
+                traffic_percent=traffic_percent,
+                rollback_of=rollback_of,
+                requested_by=user,
+                task_id=task_id,
+            )
+            audit_record(
+                actor=user,
+                action="deployment.rollback" if rollback_of else "deployment.request",
+                target=deployment,
+                details={
+                    "endpoint": endpoint.name,
+                    "model_version": str(model_version),
+                    "traffic_percent": traffic_percent,
+                    **({"rollback_of": rollback_of.pk} if rollback_of else {}),
+                },
+            )
+            transaction.on_commit(lambda: deployment_enqueue(deployment_id=deployment.pk, task_id=task_id))
+    except IntegrityError:
+        raise ServiceError(_busy_message(endpoint), code="conflict") from None
+    return deployment
+
+
+def deployment_rollback(*, user, deployment: Deployment) -> Deployment:
+    """Deploy again the version an earlier deployment put live."""
+    require_admin(user)
+    endpoint = deployment.endpoint
+    if deployment.status not in (
+        DeploymentStatus.SUPERSEDED,
+        DeploymentStatus.READY,
+        DeploymentStatus.ROLLED_BACK,
+    ):
+        raise ServiceError("Only a deployment that was once live can be rolled back to.")
+    if endpoint.live_deployment_id == deployment.pk:
+        raise ServiceError("This deployment is already live.")
+    return deployment_request(
+        user=user,
+        endpoint=endpoint,
+        model_version=deployment.model_version,
+        rollback_of=deployment,
+    )
+
+
+def deployment_enqueue(*, deployment_id: int, task_id: str | None = None) -> None:
+    app.send_task("worker.deploy", args=[deployment_id], task_id=task_id)
+
+
+def deployment_claim(*, deployment_id: int) -> bool:
+    """Take the deployment for this worker until the claim expires; False if someone has it."""
+    now = timezone.now()
+    claimable = Q(status=DeploymentStatus.QUEUED) | (
+        Q(status=DeploymentStatus.RUNNING) & (Q(claimed_until__lt=now) | Q(claimed_until__isnull=True))
+    )
+    claimed = (
+        Deployment.objects.filter(claimable, pk=deployment_id).update(
+            status=DeploymentStatus.RUNNING,
+            claimed_until=now + timedelta(seconds=settings.DEPLOY_CLAIM_SECONDS),
+            attempts=F("attempts") + 1,
+        )
+        == 1
+    )
+    if claimed:
+        Deployment.objects.filter(pk=deployment_id, started_at__isnull=True).update(started_at=now)
+    return claimed
+
+
+def deploy_spec_for(deployment: Deployment) -> DeploySpec:
+    endpoint = deployment.endpoint
+    version = deployment.model_version
+    live = endpoint.live_deployment
+    return DeploySpec(
+        endpoint=endpoint.name,
+        deployment_id=deployment.pk,
+        model=ModelSpec(
+            name=version.model.name,
+            version=version.number,
+            artifact_path=version.artifact.path,
+            sha256=version.sha256,
+            format=version.format,
+            input_schema=tuple(version.input_schema),
+            classes=tuple(version.classes),
+            label_map=dict(version.label_map),
+            trusted_types=tuple(version.trusted_types),
+        ),
+        resources=Resources(
+            region=endpoint.region,
+            cpu=endpoint.cpu,
+            memory=endpoint.memory,
+            min_instances=endpoint.min_instances,
+            max_instances=endpoint.max_instances,
+            concurrency=endpoint.concurrency,
+            timeout_seconds=endpoint.timeout_seconds,
+        ),
+        access=access_policy_for(endpoint),
+        traffic_percent=deployment.traffic_percent,
+        previous=dict(live.resources) if live and live.pk != deployment.pk else {},
+    )
+
+
+def _journal(deployment_id: int, entry: dict, resources: dict | None = None) -> None:
+    """Append or replace this step's journal entry; the claim is extended with each write."""
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
+        steps = [step for step in deployment.steps if step["step"] != entry["step"]]
+        steps.append(entry)
+        deployment.steps = steps
+        deployment.claimed_until = timezone.now() + timedelta(seconds=settings.DEPLOY_CLAIM_SECONDS)
+        fields = ["steps", "claimed_until"]
+        if resources:
+            deployment.resources = {**deployment.resources, **resources}
+            fields.append("resources")
+        deployment.save(update_fields=fields)
+
+
+def deployment_run(*, deployment_id: int) -> str:
+    """Claim the deployment and run its remaining steps. Returns its final status.
+
+    Raises TransientError when a step should be retried later; the claim is released so the
+    retry (or the reconcile task) can pick it up again.
+    """
+    from worker.runtimes import get_runtime
+
+    if not deployment_claim(deployment_id=deployment_id):
+        return (
+            Deployment.objects.filter(pk=deployment_id).values_list("status", flat=True).first() or "missing"
+        )
+    deployment = Deployment.objects.select_related("endpoint__live_deployment", "model_version__model").get(
+        pk=deployment_id
+    )
+    spec = deploy_spec_for(deployment)
+    done = {step["step"] for step in deployment.steps if step["state"] == "done"}
+    resources = dict(deployment.resources)
+    for step in get_runtime().deploy_steps(spec):
+        if step.name in done:
+            continue
+        started = time.monotonic()
+        _journal(
+            deployment_id,
+            {
+                "step": step.name,
+                "title": step.title,
+                "state": "running",
+                "at": timezone.now().isoformat(),
+                "message": "",
+            },
+        )
+        try:
+            result = step.run(resources)
+        except TransientError as exc:
+            _journal(deployment_id, _entry(step, "retrying", started, str(exc)))
+            Deployment.objects.filter(pk=deployment_id).update(claimed_until=None)
+            raise
+        except PermanentError as exc:
+            _journal(deployment_id, _entry(step, "failed", started, str(exc)))
+            deployment_fail(deployment_id=deployment_id, error=f"{step.title}: {exc}")
+            return DeploymentStatus.FAILED
+        except Exception as exc:
+            log.exception("step %s of deployment %s crashed", step.name, deployment_id)
+            _journal(deployment_id, _entry(step, "failed", started, f"Unexpected error: {exc}"))
+            deployment_fail(deployment_id=deployment_id, error=f"{step.title}: unexpected error: {exc}")
+            return DeploymentStatus.FAILED
+        resources.update(result.resources)
+        _journal(deployment_id, _entry(step, "done", started, result.message), result.resources)
+    deployment_finish(deployment_id=deployment_id)
+    return DeploymentStatus.READY
+
+
+def _entry(step, state: str, started: float, message: str) -> dict:
+    return {
+        "step": step.name,
+        "title": step.title,
+        "state": state,
+        "at": timezone.now().isoformat(),
+        "seconds": round(time.monotonic() - started, 3),
+        "message": message,
+    }
+
+
+def deployment_finish(*, deployment_id: int) -> None:
+    """Mark the deployment ready and live; the one it replaces becomes superseded."""
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().select_related("endpoint").get(pk=deployment_id)
+        endpoint = Endpoint.objects.select_for_update().get(pk=deployment.endpoint_id)
+        previous_id = endpoint.live_deployment_id
+        now = timezone.now()
+        Deployment.objects.filter(pk=deployment_id).update(
+            status=DeploymentStatus.READY, finished_at=now, claimed_until=None, error=""
+        )
+        if previous_id and previous_id != deployment_id:
+            Deployment.objects.filter(pk=previous_id).update(
+                status=DeploymentStatus.ROLLED_BACK
+                if deployment.rollback_of_id
+                else DeploymentStatus.SUPERSEDED
+            )
+        endpoint.live_deployment_id = deployment_id
+        endpoint.url = deployment.resources.get("url", endpoint.url)
+        endpoint.gateway_url = deployment.resources.get("gateway_url", "")
+        endpoint.save(update_fields=["live_deployment", "url", "gateway_url"])
+        audit_record(
+            actor=None,
+            action="deployment.ready",
+            target=deployment,
+            details={"url": endpoint.url, "seconds": (now - deployment.created_at).total_seconds()},
+        )
+
+
+def deployment_fail(*, deployment_id: int, error: str) -> None:
+    """Record a failed deployment; whatever was live before keeps serving."""
+    with transaction.atomic():
+        updated = (
+            Deployment.objects.filter(pk=deployment_id)
+            .exclude(
+                status__in=[DeploymentStatus.READY, DeploymentStatus.SUPERSEDED, DeploymentStatus.ROLLED_BACK]
+            )
+            .update(
+                status=DeploymentStatus.FAILED,
+                error=error[:4000],
+                finished_at=timezone.now(),
+                claimed_until=None,
+            )
+        )
+        if updated:
+            deployment = Deployment.objects.get(pk=deployment_id)
+            audit_record(
+                actor=None, action="deployment.failed", target=deployment, details={"error": error[:1000]}
+            )
+
+
+def deployments_reconcile() -> list[int]:
+    """Re-enqueue deployments whose worker vanished: queued too long, or claims expired."""
+    now = timezone.now()
+    stale = Deployment.objects.filter(
+        Q(status=DeploymentStatus.RUNNING, claimed_until__lt=now)
+        | Q(status=DeploymentStatus.RUNNING, claimed_until__isnull=True)
+        | Q(
+            status=DeploymentStatus.QUEUED,
+            created_at__lt=now - timedelta(seconds=settings.DEPLOY_CLAIM_SECONDS),
+        )
+    ).values_list("pk", flat=True)
+    ids = list(stale)
+    for deployment_id in ids:
+        deployment_enqueue(deployment_id=deployment_id)
+    return ids

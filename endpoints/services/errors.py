@@ -1,0 +1,26 @@
+"""The one error type services raise, and its permission flavour."""
+
+
+class ServiceError(Exception):
+    """A request the service refuses, with a message for people and the field at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None, code: str = "invalid"):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.code = code
+
+    def as_dict(self) -> dict:
+        return {"detail": self.message, "field": self.field, "code": self.code}
+
+
+class NotAllowed(ServiceError):
+    """The user may not do this."""
+
+    def __init__(self, message: str = "You do not have permission to do this."):
+        super().__init__(message, code="permission_denied")
+
+
+def require_admin(user) -> None:
+    if not (user and user.is_authenticated and user.is_staff):
+        raise NotAllowed("Only an admin can do this.")

@@ -1,0 +1,173 @@
+"""The runtime interface: where deployed model versions run, in the portal's own words.
+
+A runtime takes and returns the small frozen dataclasses below, never SDK objects, and raises
+`PermanentError` (record it, show it, don't retry) or `TransientError` (retry with backoff).
+Every call is create-or-update by a fixed name, so repeating one is safe.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class RuntimeFailure(Exception):
+    """Base for runtime failures; the message is shown to admins as is."""
+
+
+class PermanentError(RuntimeFailure):
+    """Retrying will not help: bad request, no permission, a revision that never gets ready."""
+
+
+class TransientError(RuntimeFailure):
+    """Busy or unreachable: the same call may pass later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A key as the access check sees it: never the secret, only its hash."""
+
+    prefix: str
+    key_hash: str
+    expires_at: str | None = None  # ISO 8601, UTC
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who may call an endpoint: its mode, its keys and its allowlisted CIDRs."""
+
+    mode: str  # api_key | ip_allowlist | both | open
+    keys: tuple[KeyRecord, ...] = ()
+    cidrs: tuple[str, ...] = ()
+
+    def as_json(self) -> dict:
+        return {
+            "mode": self.mode,
+            "keys": [
+                {
+                    "prefix": key.prefix,
+                    "hash": key.key_hash,
+                    "expires_at": key.expires_at,
+                    "revoked": key.revoked,
+                }
+                for key in self.keys
+            ],
+            "cidrs": list(self.cidrs),
+        }
+
+
+@dataclass(frozen=True)
+class Resources:
+    region: str = "us-central1"
+    cpu: str = "1"
+    memory: str = "512Mi"
+    min_instances: int = 0
+    max_instances: int = 3
+    concurrency: int = 80
+    timeout_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model version a revision serves: its artifact and what serving needs to know."""
+
+    name: str
+    version: int
+    artifact_path: str
+    sha256: str
+    format: str
+    input_schema: tuple = ()
+    classes: tuple = ()
+    label_map: dict = field(default_factory=dict)
+    trusted_types: tuple = ()
+
+    def meta(self) -> dict:
+        """The SERVING_MODEL_META document the serving container reads."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "format": self.format,
+            "schema": list(self.input_schema),
+            "classes": list(self.classes),
+            "label_map": dict(self.label_map),
+            "trusted_types": list(self.trusted_types),
+        }
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    """Everything a deploy needs, read from the database once, before any step runs."""
+
+    endpoint: str
+    deployment_id: int
+    model: ModelSpec
+    resources: Resources
+    access: AccessPolicy
+    traffic_percent: int = 100
+    previous: dict = field(default_factory=dict)  # resources of the live deployment, if any
+
+    @property
+    def revision(self) -> str:
+        return f"{self.endpoint}-d{self.deployment_id}"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    message: str
+    resources: dict = field(default_factory=dict)  # merged into the deployment's resources
+
+
+@dataclass(frozen=True)
+class Step:
+    """One idempotent step of a deploy: `run` gets the resources recorded so far."""
+
+    name: str
+    title: str
+    run: Callable[[dict], StepResult]
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    name: str  # the runtime's name for the key, used to revoke it
+    secret: str  # shown once to the team, never stored in the clear
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    endpoint: str
+    key_id: str  # a stable id the portal chose, so a retried issue finds its key
+    display_name: str
+    cidrs: tuple[str, ...] = ()
+
+
+class Runtime(ABC):
+    """Where endpoints run. One setting, RUNTIME, picks the implementation."""
+
+    name: str = ""
+
+    @abstractmethod
+    def deploy_steps(self, spec: DeploySpec) -> list[Step]:
+        """The named, idempotent steps that take `spec` from nothing to serving."""
+
+    @abstractmethod
+    def apply_access(self, endpoint: str, access: AccessPolicy) -> None:
+        """Make the endpoint's keys and allowlist the ones given, replacing what was there."""
+
+    @abstractmethod
+    def issue_key(self, spec: KeySpec) -> IssuedKey:
+        """Create (or find, by spec.key_id) a key for the endpoint and return its secret."""
+
+    @abstractmethod
+    def revoke_key(self, endpoint: str, key_name: str) -> None:
+        """Make the key unusable; revoking a revoked key is not an error."""
+
+    @abstractmethod
+    def stop_endpoint(self, endpoint: str) -> None:
+        """Stop serving the endpoint altogether."""

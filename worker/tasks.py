@@ -1,0 +1,47 @@
+"""Celery tasks: ids in, one service call, nothing else. Our tables hold the state."""
+
+from celery import shared_task
+
+from endpoints.services import access, deployments, keys
+from worker.runtimes.base import PermanentError, TransientError
+
+RETRY = {"max_retries": 8, "retry_backoff": True, "retry_backoff_max": 120, "retry_jitter": True}
+
+
+@shared_task(name="worker.deploy", bind=True, acks_late=True, **RETRY)
+def deploy(self, deployment_id: int) -> str:
+    try:
+        return deployments.deployment_run(deployment_id=deployment_id)
+    except TransientError as exc:
+        if self.request.retries >= self.max_retries:
+            deployments.deployment_fail(deployment_id=deployment_id, error=f"Gave up after retries: {exc}")
+            return "failed"
+        raise self.retry(exc=exc, countdown=exc.retry_after or min(2**self.request.retries, 120)) from None
+
+
+@shared_task(name="worker.issue_key", bind=True, acks_late=True, **RETRY)
+def issue_key(self, request_id: int) -> None:
+    try:
+        keys.key_request_issue(request_id=request_id)
+    except PermanentError as exc:
+        keys.key_request_fail(request_id=request_id, error=str(exc))
+    except TransientError as exc:
+        if self.request.retries >= self.max_retries:
+            keys.key_request_fail(request_id=request_id, error=str(exc))
+            return
+        raise self.retry(exc=exc, countdown=exc.retry_after or min(2**self.request.retries, 120)) from None
+
+
+@shared_task(name="worker.revoke_key", bind=True, acks_late=True, autoretry_for=(TransientError,), **RETRY)
+def revoke_key(self, key_id: int) -> None:
+    keys.api_key_revoke_at_runtime(key_id=key_id)
+
+
+@shared_task(name="worker.apply_access", bind=True, acks_late=True, autoretry_for=(TransientError,), **RETRY)
+def apply_access(self, endpoint_id: int) -> None:
+    access.access_apply(endpoint_id=endpoint_id)
+
+
+@shared_task(name="worker.reconcile", ignore_result=True)
+def reconcile() -> list[int]:
+    return deployments.deployments_reconcile()
