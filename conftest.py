@@ -1,0 +1,64 @@
+"""The test cast (an admin, a team member, a stranger) and the iris model, shared by all tests."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from endpoints.demo import IRIS_LABELS, NamedBytes, iris_skops_bytes
+
+pytest_plugins = ["tests.fixtures.worker"]
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path_factory):
+    settings.MEDIA_ROOT = tmp_path_factory.getbasetemp() / "media"
+    settings.LOCAL_RUNTIME_DIR = tmp_path_factory.getbasetemp() / "runtime"
+
+
+@pytest.fixture(scope="session")
+def iris_bytes() -> bytes:
+    return iris_skops_bytes()
+
+
+@pytest.fixture
+def admin(db):
+    return get_user_model().objects.create_user("ada", password="ada-password-1", is_staff=True)
+
+
+@pytest.fixture
+def team(db):
+    from endpoints.models import Team
+
+    return Team.objects.create(name="Data science")
+
+
+@pytest.fixture
+def member(db, team):
+    user = get_user_model().objects.create_user("tom", password="tom-password-1")
+    team.members.add(user)
+    return user
+
+
+@pytest.fixture
+def stranger(db):
+    from endpoints.models import Team
+
+    user = get_user_model().objects.create_user("sam", password="sam-password-1")
+    Team.objects.create(name="Other team").members.add(user)
+    return user
+
+
+@pytest.fixture
+def iris_version(admin, iris_bytes):
+    from endpoints.services.versions import ml_model_create, model_version_register
+
+    ml_model = ml_model_create(user=admin, name="iris")
+    return model_version_register(
+        user=admin, ml_model=ml_model, upload=NamedBytes(iris_bytes, "iris.skops"), label_map=IRIS_LABELS
+    )
+
+
+@pytest.fixture
+def endpoint(admin):
+    from endpoints.services.endpoints import endpoint_create
+
+    return endpoint_create(user=admin, name="iris-prod")

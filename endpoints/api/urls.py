@@ -1,0 +1,5 @@
+"""REST API URLs, under /api/."""
+
+app_name = "api"
+
+urlpatterns: list = []

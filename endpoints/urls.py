@@ -1,0 +1,5 @@
+"""Dashboard URLs (server-rendered pages and their htmx partials)."""
+
+app_name = "endpoints"
+
+urlpatterns: list = []
