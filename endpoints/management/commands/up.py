@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from portal import processes
+
 
 class Command(BaseCommand):
     help = "Run the web server, a Celery worker and beat together until interrupted."
@@ -25,26 +27,15 @@ class Command(BaseCommand):
         if not no_demo:
             call_command("demo_setup")
         commands = {
-            "web": [
-                "gunicorn",
-                "portal.wsgi:application",
-                "--bind",
-                f"{host}:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--access-logfile",
-                "-",
-            ],
-            "worker": ["celery", "-A", "portal", "worker", "--loglevel", "INFO", "--concurrency", "2"],
-            "beat": ["celery", "-A", "portal", "beat", "--loglevel", "INFO"],
+            "web": processes.web(f"{host}:{port}"),
+            "worker": processes.worker(),
+            "beat": processes.beat(),
         }
         bin_dir = os.path.dirname(sys.executable)
-        processes = {}
+        running = {}
         for name, argv in commands.items():
             argv[0] = os.path.join(bin_dir, argv[0])
-            processes[name] = subprocess.Popen(argv)
+            running[name] = subprocess.Popen(argv)
         self.stdout.write(self.style.SUCCESS(f"Portal on http://{host}:{port}/  (Ctrl-C stops everything)"))
         stopping = False
 
@@ -56,16 +47,16 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         try:
             while not stopping:
-                for name, process in processes.items():
+                for name, process in running.items():
                     if process.poll() is not None:
                         self.stderr.write(f"{name} exited with {process.returncode}; stopping.")
                         stopping = True
                 time.sleep(0.5)
         finally:
-            for process in processes.values():
+            for process in running.values():
                 if process.poll() is None:
                     process.terminate()
-            for process in processes.values():
+            for process in running.values():
                 try:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:

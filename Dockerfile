@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# Two images from one file:
+#   docker build --target portal  -t model-portal .   (web, worker and beat)
+#   docker build --target serving -t model-serving .  (the container Cloud Run and the local runtime run)
+# Build for linux/amd64 when the image goes to Cloud Run.
+
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --create-home app
+WORKDIR /app
+
+FROM base AS serving-deps
+COPY serving/requirements.txt serving/requirements.txt
+RUN pip install -r serving/requirements.txt
+
+FROM serving-deps AS serving
+COPY --chown=app:app serving/ serving/
+USER 10001:10001
+ENV PORT=8080
+EXPOSE 8080
+# Cloud Run sends SIGTERM and waits 10 s; serving drains in-flight requests within 9 s.
+CMD ["python", "-m", "serving"]
+
+FROM serving-deps AS portal
+COPY requirements.txt requirements.txt
+RUN pip install -r requirements.txt
+COPY --chown=app:app . .
+RUN DJANGO_SETTINGS_MODULE=portal.settings VAR_DIR=/tmp/build python manage.py collectstatic --noinput \
+    && mkdir -p /app/var && chown app:app /app/var
+USER 10001:10001
+ENV PORT=8000 \
+    STATIC_ROOT=/app/var/static \
+    PRODUCTION=true
+EXPOSE 8000
+CMD ["sh", "-c", "exec gunicorn portal.wsgi:application --bind 0.0.0.0:${PORT} --workers ${WEB_WORKERS:-2} --threads 4 --access-logfile -"]

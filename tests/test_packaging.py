@@ -1,0 +1,77 @@
+"""The Dockerfile and compose file describe the same processes the tests run."""
+
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+
+from portal import processes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_names_every_service_the_readme_mentions():
+    services = compose()["services"]
+    readme = (ROOT / "README.md").read_text()
+    for name in ("postgres", "redis", "web", "worker", "beat", "serving"):
+        assert name in services
+        assert f"`{name}`" in readme, f"README does not mention the {name} service"
+
+
+def test_compose_runs_the_same_worker_and_beat_commands_as_manage_py_up():
+    services = compose()["services"]
+    assert services["worker"]["command"] == processes.worker()
+    assert services["beat"]["command"] == processes.beat()
+
+
+def test_compose_web_runs_migrations_then_the_same_web_server():
+    command = compose()["services"]["web"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    migrate, serve = command[2].split(" && ")
+    assert migrate == "python manage.py migrate --noinput"
+    assert shlex.split(serve.removeprefix("exec ")) == processes.web("0.0.0.0:8000")
+
+
+def test_portal_services_wait_for_healthy_databases():
+    services = compose()["services"]
+    for name in ("web", "worker", "beat"):
+        depends = services[name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["redis"]["condition"] == "service_healthy"
+
+
+def test_dockerfile_builds_a_portal_and_a_serving_target_as_a_non_root_user():
+    text = (ROOT / "Dockerfile").read_text()
+    targets = re.findall(r"^FROM \S+ AS (\S+)$", text, flags=re.MULTILINE)
+    assert {"portal", "serving"} <= set(targets)
+    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)
+    for stage in stages:
+        if stage.split("\n", 1)[0].endswith((" AS portal", " AS serving")):
+            assert re.search(r"^USER 10001", stage, flags=re.MULTILINE), stage[:40]
+    serving = next(s for s in stages if s.split("\n", 1)[0].endswith(" AS serving"))
+    assert 'CMD ["python", "-m", "serving"]' in serving
+    assert "ENV PORT=8080" in serving
+
+
+def test_dockerfile_installs_the_pinned_requirements():
+    for name in ("requirements.txt", "serving/requirements.txt"):
+        for line in (ROOT / name).read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith(("#", "-r")):
+                assert "==" in line, f"{name}: {line} is not pinned"
+
+
+def test_the_readme_documents_every_setting():
+    names = set()
+    for module in ("portal/settings.py", "portal/processes.py", "endpoints/management/commands/up.py"):
+        text = (ROOT / module).read_text()
+        names |= set(re.findall(r"env_\w+\(\s*\"([A-Z_]+)\"", text))
+        names |= set(re.findall(r"os\.environ\.get\(\s*\"([A-Z_]+)\"", text))
+    readme = (ROOT / "README.md").read_text()
+    missing = sorted(name for name in names if f"| `{name}` |" not in readme)
+    assert not missing, f"README's configuration table lacks {missing}"
