@@ -1,6 +1,14 @@
-"""Turn service errors into the API's JSON error bodies, in one place."""
+"""Turn every API error into one JSON shape, in one place.
 
-from rest_framework import status
+    {"detail": "Traffic must be a whole percentage from 1 to 100.", "field": "traffic_percent",
+     "code": "invalid"}
+
+Service errors carry their own message and field. DRF's own errors (malformed input, not signed
+in, not found) are reshaped to match: a validation error names its first field in `field` and
+keeps DRF's full per-field listing under `errors`.
+"""
+
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -14,10 +22,58 @@ STATUS_FOR_CODE = {
 }
 
 
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error answer (for the OpenAPI schema)."""
+
+    detail = serializers.CharField()
+    field = serializers.CharField(allow_null=True)
+    code = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="For malformed input: every field's messages, as DRF reports them.",
+    )
+
+
+def _first_error(detail, path: tuple = ()):
+    """The first leaf of a nested validation error: ("traffic_percent", ErrorDetail(...))."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            found = _first_error(value, path if key == "non_field_errors" else (*path, str(key)))
+            if found:
+                return found
+    elif isinstance(detail, list):
+        for index, value in enumerate(detail):
+            found = _first_error(value, (*path, str(index)) if isinstance(value, (dict, list)) else path)
+            if found:
+                return found
+    else:
+        return ".".join(path), detail
+    return None
+
+
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
         code = STATUS_FOR_CODE.get(exc.code, status.HTTP_400_BAD_REQUEST)
         if isinstance(exc, NotAllowed):
             code = status.HTTP_403_FORBIDDEN
         return Response(exc.as_dict(), status=code)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        field, message = _first_error(exc.detail) or ("", "Invalid input.")
+        response.data = {
+            "detail": str(message),
+            "field": field or None,
+            "code": getattr(message, "code", "invalid"),
+            "errors": exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail},
+        }
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        detail = response.data["detail"]
+        response.data = {
+            "detail": str(detail),
+            "field": None,
+            "code": getattr(detail, "code", None) or getattr(exc, "default_code", "error"),
+        }
+    return response

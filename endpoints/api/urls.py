@@ -1,5 +1,27 @@
-"""REST API URLs, under /api/."""
+"""REST API URLs, under /api/: the v1 resources, a token exchange, the schema and its docs."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from endpoints.api import views
 
 app_name = "api"
 
-urlpatterns: list = []
+router = DefaultRouter()
+router.include_format_suffixes = False  # no .json twins of every path in the schema
+router.register("models", views.MLModelViewSet, basename="model")
+router.register("versions", views.ModelVersionViewSet, basename="version")
+router.register("endpoints", views.EndpointViewSet, basename="endpoint")
+router.register("deployments", views.DeploymentViewSet, basename="deployment")
+router.register("key-requests", views.KeyRequestViewSet, basename="key-request")
+router.register("keys", views.ApiKeyViewSet, basename="key")
+router.register("teams", views.TeamViewSet, basename="team")
+router.register("audit", views.AuditEventViewSet, basename="audit")
+
+urlpatterns = [
+    path("v1/auth/token/", views.TokenView.as_view(), name="token"),
+    path("v1/", include(router.urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

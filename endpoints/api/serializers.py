@@ -1,0 +1,381 @@
+"""What the API shows of each record, and the shape of what it accepts.
+
+Read serializers render records. Input serializers only check types and shapes (an integer is an
+integer, a file is a file); the rules about meaning (a DNS-safe name, a valid CIDR, who may do
+what) live in the services, so the dashboard and the API refuse the same things in the same words.
+Input serializers refuse fields they do not know, so a misspelt setting is not silently ignored.
+"""
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from rest_framework import serializers
+
+from endpoints.models import (
+    AccessMode,
+    AllowlistEntry,
+    ApiKey,
+    ApiKeyRequest,
+    AuditEvent,
+    Deployment,
+    Endpoint,
+    KeyRequestStatus,
+    MLModel,
+    ModelVersion,
+    Team,
+)
+
+# -- reads -----------------------------------------------------------------------------------------
+
+
+class UsernameField(serializers.SlugRelatedField):
+    """A user shown by username (read only)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="username", read_only=True, **kwargs)
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Team
+        fields = ["id", "name"]
+
+
+class MLModelSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:model-detail")
+    versions_url = serializers.HyperlinkedIdentityField(view_name="api:model-versions")
+    owner = UsernameField()
+    latest_version = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="The highest version number, if any."
+    )
+
+    class Meta:
+        model = MLModel
+        fields = ["id", "url", "name", "description", "owner", "created_at", "latest_version", "versions_url"]
+
+
+class FeatureSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:version-detail")
+    model_name = serializers.CharField(source="model.name", read_only=True)
+    input_schema = FeatureSerializer(many=True, read_only=True)
+    classes = serializers.ListField(child=serializers.JSONField(), read_only=True)
+    label_map = serializers.DictField(child=serializers.CharField(), read_only=True)
+    metrics = serializers.DictField(child=serializers.JSONField(), read_only=True)
+    trusted_types = serializers.ListField(child=serializers.CharField(), read_only=True)
+    runs_code_when_loaded = serializers.BooleanField(read_only=True)
+    created_by = UsernameField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "url",
+            "model",
+            "model_name",
+            "number",
+            "format",
+            "sha256",
+            "size_bytes",
+            "estimator",
+            "sklearn_version",
+            "input_schema",
+            "classes",
+            "label_map",
+            "metrics",
+            "trusted_types",
+            "runs_code_when_loaded",
+            "created_by",
+            "created_at",
+        ]
+
+
+class VersionRefSerializer(serializers.ModelSerializer):
+    """A model version in brief, as other records mention it."""
+
+    model_name = serializers.CharField(source="model.name", read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "model", "model_name", "number"]
+
+
+class StepSerializer(serializers.Serializer):
+    """One entry of a deployment's journal."""
+
+    step = serializers.CharField()
+    title = serializers.CharField(required=False)
+    state = serializers.CharField(help_text="running, done, retrying or failed")
+    at = serializers.DateTimeField()
+    seconds = serializers.FloatField(required=False)
+    message = serializers.CharField(required=False, allow_blank=True)
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:deployment-detail")
+    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    model_version = VersionRefSerializer(read_only=True)
+    steps = StepSerializer(many=True, read_only=True)
+    resources = serializers.DictField(
+        child=serializers.JSONField(),
+        read_only=True,
+        help_text="What the runtime made for this deployment: revision, url, api_config...",
+    )
+    requested_by = UsernameField()
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "url",
+            "endpoint",
+            "model_version",
+            "traffic_percent",
+            "status",
+            "steps",
+            "resources",
+            "error",
+            "rollback_of",
+            "requested_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "attempts",
+        ]
+
+
+class LiveDeploymentSerializer(serializers.ModelSerializer):
+    """The deployment an endpoint serves, in brief."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="api:deployment-detail")
+    model_version = VersionRefSerializer(read_only=True)
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "url", "model_version", "traffic_percent", "finished_at"]
+
+
+class EndpointSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:endpoint-detail", lookup_field="name")
+    public_url = serializers.CharField(
+        read_only=True, help_text="What end users call: the gateway where there is one, else the service."
+    )
+    service_url = serializers.CharField(source="url", read_only=True)
+    live_deployment = LiveDeploymentSerializer(read_only=True, allow_null=True)
+    created_by = UsernameField()
+
+    class Meta:
+        model = Endpoint
+        fields = [
+            "name",
+            "url",
+            "description",
+            "region",
+            "cpu",
+            "memory",
+            "min_instances",
+            "max_instances",
+            "concurrency",
+            "timeout_seconds",
+            "access_mode",
+            "public_url",
+            "service_url",
+            "gateway_url",
+            "live_deployment",
+            "created_by",
+            "created_at",
+        ]
+
+
+class AllowlistEntrySerializer(serializers.ModelSerializer):
+    added_by = UsernameField()
+
+    class Meta:
+        model = AllowlistEntry
+        fields = ["id", "cidr", "note", "added_by", "added_at"]
+
+
+# "KeyRequest" would read as the request body of a "Key" in the schema's naming.
+@extend_schema_serializer(component_name="KeyRequestRecord")
+class KeyRequestSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:key-request-detail")
+    team_name = serializers.CharField(source="team.name", read_only=True)
+    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    requested_by = UsernameField()
+    decided_by = UsernameField()
+    can_reveal = serializers.SerializerMethodField(
+        help_text="True while the issued key waits for its one reveal."
+    )
+    api_key = serializers.SerializerMethodField(help_text="The id of the key issued for this request.")
+
+    class Meta:
+        model = ApiKeyRequest
+        fields = [
+            "id",
+            "url",
+            "team",
+            "team_name",
+            "endpoint",
+            "reason",
+            "valid_days",
+            "status",
+            "requested_by",
+            "requested_at",
+            "decided_by",
+            "decided_at",
+            "decision_note",
+            "error",
+            "can_reveal",
+            "revealed_at",
+            "api_key",
+        ]
+
+    def get_can_reveal(self, request) -> bool:
+        return request.status == KeyRequestStatus.ISSUED and bool(request.sealed_secret)
+
+    def get_api_key(self, request) -> int | None:
+        key = getattr(request, "api_key", None)
+        return key.pk if key else None
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    """A key as its team and the admins see it: never the secret, never its hash."""
+
+    team_name = serializers.CharField(source="team.name", read_only=True)
+    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    state = serializers.ChoiceField(choices=["active", "expired", "revoked"], read_only=True)
+    revoked_by = UsernameField()
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id",
+            "display_name",
+            "prefix",
+            "team",
+            "team_name",
+            "endpoint",
+            "request",
+            "state",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "revoked_by",
+        ]
+
+
+class RevealedKeySerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="The secret, shown this once; store it now.")
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = UsernameField()
+    details = serializers.DictField(child=serializers.JSONField(), read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "actor", "action", "target_type", "target_id", "target_repr", "details"]
+
+
+# -- input -----------------------------------------------------------------------------------------
+
+
+class InputSerializer(serializers.Serializer):
+    """Checks types only and refuses unknown fields; the service judges the values."""
+
+    IGNORED = {"csrfmiddlewaretoken"}
+
+    def validate(self, attrs):
+        unknown = set(getattr(self, "initial_data", {}) or {}) - set(self.fields) - self.IGNORED
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["This field is not known."] for name in sorted(unknown)}
+            )
+        return attrs
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class JSONTextField(serializers.Field):
+    """JSON given as text (multipart forms) or as JSON itself; the service parses and judges it."""
+
+    default_error_messages = {"invalid": "Expected JSON text."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, (str, list, dict)):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class MLModelCreateSerializer(InputSerializer):
+    name = serializers.CharField(allow_blank=True, max_length=100, trim_whitespace=False)
+    description = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class ModelVersionUploadSerializer(InputSerializer):
+    artifact = serializers.FileField(
+        required=False, allow_empty_file=True, help_text="A .skops file (or, trusted, .joblib / .pkl)."
+    )
+    input_schema = JSONTextField(
+        required=False,
+        help_text='JSON: [{"name": "sepal_length", "type": "number"}, ...]; read from the model when '
+        "it was fitted on named columns.",
+    )
+    label_map = JSONTextField(required=False, help_text='JSON: {"0": "setosa", ...}')
+    metrics = JSONTextField(required=False, help_text='JSON object: {"accuracy": 0.97}')
+    trust_code = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Load a joblib or pickle file, which runs the code inside it.",
+    )
+
+
+class EndpointSettingsSerializer(InputSerializer):
+    description = serializers.CharField(allow_blank=True, required=False)
+    region = serializers.CharField(required=False, allow_blank=True)
+    cpu = serializers.CharField(required=False, allow_blank=True)
+    memory = serializers.CharField(required=False, allow_blank=True)
+    min_instances = serializers.IntegerField(required=False)
+    max_instances = serializers.IntegerField(required=False)
+    concurrency = serializers.IntegerField(required=False)
+    timeout_seconds = serializers.IntegerField(required=False)
+    access_mode = serializers.ChoiceField(choices=AccessMode.choices, required=False)
+
+
+class EndpointCreateSerializer(EndpointSettingsSerializer):
+    name = serializers.CharField(
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="A DNS-safe slug: lowercase letters, digits and hyphens, up to 40.",
+    )
+
+
+class DeployRequestSerializer(InputSerializer):
+    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.select_related("model"))
+    traffic_percent = serializers.IntegerField(required=False, default=100)
+
+
+class AllowlistAddSerializer(InputSerializer):
+    cidr = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    note = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class KeyRequestCreateSerializer(InputSerializer):
+    endpoint = serializers.SlugRelatedField(slug_field="name", queryset=Endpoint.objects.all())
+    team = serializers.PrimaryKeyRelatedField(queryset=Team.objects.all(), required=False, allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+    valid_days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text=f"1 to {settings.API_KEY_MAX_DAYS}; {settings.API_KEY_DEFAULT_DAYS} when not given.",
+    )
+
+
+class DecisionSerializer(InputSerializer):
+    note = serializers.CharField(allow_blank=True, required=False, default="")

@@ -1,0 +1,443 @@
+"""The REST API for automation: glue between HTTP and the service layer.
+
+Every read starts from `for_user(request.user)`, so an object a user may not see answers 404.
+Every write validates the input's shape with an input serializer, calls one service function,
+and renders the result; the service decides what is allowed and says why not.
+
+    curl -H "Authorization: Token $TOKEN" -X POST -H "Content-Type: application/json" \\
+         -d '{"model_version": 3}' https://portal.example.com/api/v1/endpoints/iris-prod/deploy/
+"""
+
+from django.db.models import Max
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.response import Response
+
+from endpoints.api import serializers as s
+from endpoints.api.errors import ErrorSerializer
+from endpoints.api.permissions import IsAdmin, IsAdminOrReadOnly
+from endpoints.models import (
+    ApiKey,
+    ApiKeyRequest,
+    AuditEvent,
+    Deployment,
+    Endpoint,
+    MLModel,
+    ModelVersion,
+    Team,
+)
+from endpoints.services.allowlist import allowlist_add, allowlist_remove
+from endpoints.services.deployments import deployment_request, deployment_rollback
+from endpoints.services.endpoints import endpoint_create, endpoint_update
+from endpoints.services.keys import (
+    api_key_reveal,
+    api_key_revoke,
+    key_request_approve,
+    key_request_create,
+    key_request_reject,
+)
+from endpoints.services.versions import ml_model_create, model_version_register
+
+
+def errors(*codes: int) -> dict:
+    """Document error answers: errors(400, 403) -> {400: ErrorSerializer, 403: ErrorSerializer}."""
+    return {code: ErrorSerializer for code in codes}
+
+
+class ServiceViewSet(viewsets.GenericViewSet):
+    """A viewset whose writes go: input serializer -> service function -> read serializer."""
+
+    # Input serializers by action (also what the browsable API renders as the form).
+    input_serializers: dict = {}
+
+    def get_serializer_class(self):
+        if self.request is not None and self.request.method not in SAFE_METHODS:
+            return self.input_serializers.get(self.action, self.serializer_class)
+        return self.serializer_class
+
+    def validated(self, *, partial: bool = False) -> dict:
+        serializer = self.get_serializer(data=self.request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    def respond(self, instance, serializer_class=None, *, status_code=status.HTTP_200_OK, location=False):
+        serializer_class = serializer_class or self.serializer_class
+        data = serializer_class(instance, context=self.get_serializer_context()).data
+        headers = {"Location": data["url"]} if location else None
+        return Response(data, status=status_code, headers=headers)
+
+    def paginated(self, queryset, serializer_class):
+        page = self.paginate_queryset(queryset)
+        data = serializer_class(page, many=True, context=self.get_serializer_context()).data
+        return self.get_paginated_response(data)
+
+
+# -- auth --------------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["auth"], auth=[], summary="Exchange a username and password for an API token")
+class TokenView(ObtainAuthToken):
+    """POST username and password; send the token back as `Authorization: Token <token>`."""
+
+
+# -- models and versions -----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List models"),
+    retrieve=extend_schema(summary="Show a model"),
+    create=extend_schema(
+        summary="Create a model (admins)",
+        request=s.MLModelCreateSerializer,
+        responses={201: s.MLModelSerializer, **errors(400, 403)},
+    ),
+)
+@extend_schema(tags=["models"])
+class MLModelViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Models and their versions: list, create, upload artifacts."""
+
+    serializer_class = s.MLModelSerializer
+    input_serializers = {"create": s.MLModelCreateSerializer, "versions": s.ModelVersionUploadSerializer}
+    permission_classes = [IsAdminOrReadOnly]
+
+    def get_queryset(self):
+        return (
+            MLModel.objects.for_user(self.request.user)
+            .select_related("owner")
+            .annotate(latest_version=Max("versions__number"))
+        )
+
+    def create(self, request):
+        ml_model = ml_model_create(user=request.user, **self.validated())
+        ml_model.latest_version = None
+        return self.respond(ml_model, status_code=status.HTTP_201_CREATED, location=True)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="List a model's versions, newest first",
+        responses=s.ModelVersionSerializer(many=True),
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Upload an artifact as the model's next version (admins)",
+        description="multipart/form-data. The file is loaded and checked before anything is recorded; "
+        "errors name the field at fault (`artifact`, `input_schema`, `label_map`, `metrics`).",
+        request={"multipart/form-data": s.ModelVersionUploadSerializer},
+        responses={201: s.ModelVersionSerializer, **errors(400, 403, 404)},
+    )
+    @action(detail=True, methods=["get", "post"], parser_classes=[MultiPartParser, FormParser])
+    def versions(self, request, pk=None):
+        ml_model = self.get_object()
+        if request.method == "GET":
+            versions = (
+                ModelVersion.objects.for_user(request.user)
+                .filter(model=ml_model)
+                .select_related("model", "created_by")
+                .order_by("-number")
+            )
+            return self.paginated(versions, s.ModelVersionSerializer)
+        data = self.validated()
+        version = model_version_register(
+            user=request.user,
+            ml_model=ml_model,
+            upload=data.get("artifact"),
+            input_schema=data.get("input_schema"),
+            label_map=data.get("label_map"),
+            metrics=data.get("metrics"),
+            trust_code=data["trust_code"],
+        )
+        return self.respond(
+            version, s.ModelVersionSerializer, status_code=status.HTTP_201_CREATED, location=True
+        )
+
+
+@extend_schema_view(retrieve=extend_schema(summary="Show a model version"))
+@extend_schema(tags=["models"])
+class ModelVersionViewSet(ServiceViewSet, mixins.RetrieveModelMixin):
+    """One model version: its schema, classes, label map and artifact facts."""
+
+    serializer_class = s.ModelVersionSerializer
+
+    def get_queryset(self):
+        return ModelVersion.objects.for_user(self.request.user).select_related("model", "created_by")
+
+
+# -- endpoints ---------------------------------------------------------------------------------------
+
+
+ENDPOINT_NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The endpoint's name.")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List endpoints"),
+    retrieve=extend_schema(summary="Show an endpoint", parameters=[ENDPOINT_NAME]),
+    create=extend_schema(
+        summary="Create an endpoint (admins)",
+        request=s.EndpointCreateSerializer,
+        responses={201: s.EndpointSerializer, **errors(400, 403)},
+    ),
+    partial_update=extend_schema(
+        summary="Change an endpoint's settings (admins); they apply from its next deployment",
+        parameters=[ENDPOINT_NAME],
+        request=s.EndpointSettingsSerializer,
+        responses={200: s.EndpointSerializer, **errors(400, 403, 404)},
+    ),
+)
+@extend_schema(tags=["endpoints"])
+class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Endpoints by name: settings, deploys, deployment history, IP allowlist."""
+
+    serializer_class = s.EndpointSerializer
+    input_serializers = {
+        "create": s.EndpointCreateSerializer,
+        "partial_update": s.EndpointSettingsSerializer,
+        "deploy": s.DeployRequestSerializer,
+        "allowlist": s.AllowlistAddSerializer,
+    }
+    permission_classes = [IsAdminOrReadOnly]
+    lookup_field = "name"
+
+    def get_queryset(self):
+        return Endpoint.objects.for_user(self.request.user).with_live().select_related("created_by")
+
+    def create(self, request):
+        endpoint = endpoint_create(user=request.user, **self.validated())
+        return self.respond(endpoint, status_code=status.HTTP_201_CREATED, location=True)
+
+    def partial_update(self, request, name=None):
+        endpoint = self.get_object()
+        endpoint = endpoint_update(user=request.user, endpoint=endpoint, **self.validated(partial=True))
+        return self.respond(endpoint)
+
+    @extend_schema(
+        summary="Deploy a model version to the endpoint (admins)",
+        description="Answers 202 at once with the queued deployment; poll its `url` (also the "
+        "`Location` header) until `status` is `ready` or `failed`.",
+        parameters=[ENDPOINT_NAME],
+        request=s.DeployRequestSerializer,
+        responses={202: s.DeploymentSerializer, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def deploy(self, request, name=None):
+        endpoint = self.get_object()
+        data = self.validated()
+        deployment = deployment_request(
+            user=request.user,
+            endpoint=endpoint,
+            model_version=data["model_version"],
+            traffic_percent=data["traffic_percent"],
+        )
+        return self.respond(
+            deployment, s.DeploymentSerializer, status_code=status.HTTP_202_ACCEPTED, location=True
+        )
+
+    @extend_schema(
+        summary="The endpoint's deployments, newest first",
+        parameters=[ENDPOINT_NAME],
+        responses=s.DeploymentSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def deployments(self, request, name=None):
+        endpoint = self.get_object()
+        history = (
+            Deployment.objects.for_user(request.user)
+            .filter(endpoint=endpoint)
+            .select_related("endpoint", "model_version__model", "requested_by")
+        )
+        return self.paginated(history, s.DeploymentSerializer)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="The endpoint's IP allowlist",
+        parameters=[ENDPOINT_NAME],
+        responses=s.AllowlistEntrySerializer(many=True),
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Allow an IP address or CIDR range (admins)",
+        parameters=[ENDPOINT_NAME],
+        request=s.AllowlistAddSerializer,
+        responses={201: s.AllowlistEntrySerializer, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["get", "post"])
+    def allowlist(self, request, name=None):
+        endpoint = self.get_object()
+        if request.method == "GET":
+            return self.paginated(endpoint.allowlist.select_related("added_by"), s.AllowlistEntrySerializer)
+        entry = allowlist_add(user=request.user, endpoint=endpoint, **self.validated())
+        return self.respond(entry, s.AllowlistEntrySerializer, status_code=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Remove an allowlist entry (admins)",
+        parameters=[
+            ENDPOINT_NAME,
+            OpenApiParameter("entry_id", int, OpenApiParameter.PATH, description="The entry's id."),
+        ],
+        request=None,
+        responses={204: OpenApiResponse(description="Removed."), **errors(403, 404, 409)},
+    )
+    @action(
+        detail=True,
+        methods=["delete"],
+        url_path=r"allowlist/(?P<entry_id>[0-9]+)",
+        url_name="allowlist-entry",
+    )
+    def allowlist_entry(self, request, name=None, entry_id=None):
+        endpoint = self.get_object()
+        entry = get_object_or_404(endpoint.allowlist.select_related("endpoint"), pk=entry_id)
+        allowlist_remove(user=request.user, entry=entry)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# -- deployments -------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List deployments on all endpoints, newest first"),
+    retrieve=extend_schema(summary="Show a deployment: status, steps journal, resources, error"),
+)
+@extend_schema(tags=["deployments"])
+class DeploymentViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Deployments: poll one's progress, roll back to one that was live."""
+
+    serializer_class = s.DeploymentSerializer
+    permission_classes = [IsAdminOrReadOnly]
+
+    def get_queryset(self):
+        return Deployment.objects.for_user(self.request.user).select_related(
+            "endpoint", "model_version__model", "requested_by"
+        )
+
+    @extend_schema(
+        summary="Deploy again the version this deployment put live (admins)",
+        description="Answers 202 with the new deployment, to poll like any other.",
+        request=None,
+        responses={202: s.DeploymentSerializer, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        deployment = deployment_rollback(user=request.user, deployment=self.get_object())
+        return self.respond(deployment, status_code=status.HTTP_202_ACCEPTED, location=True)
+
+
+# -- key requests and keys -----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List key requests (your teams'; all of them for admins)"),
+    retrieve=extend_schema(summary="Show a key request"),
+    create=extend_schema(
+        summary="Ask for an API key for one of your teams",
+        request=s.KeyRequestCreateSerializer,
+        responses={201: s.KeyRequestSerializer, **errors(400, 403)},
+    ),
+)
+@extend_schema(tags=["keys"])
+class KeyRequestViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """API key requests: teams ask, admins decide, the team sees the key once."""
+
+    serializer_class = s.KeyRequestSerializer
+    input_serializers = {
+        "create": s.KeyRequestCreateSerializer,
+        "approve": s.DecisionSerializer,
+        "reject": s.DecisionSerializer,
+    }
+
+    def get_queryset(self):
+        return ApiKeyRequest.objects.for_user(self.request.user).select_related(
+            "team", "endpoint", "requested_by", "decided_by", "api_key"
+        )
+
+    def create(self, request):
+        request_ = key_request_create(user=request.user, **self.validated())
+        return self.respond(request_, status_code=status.HTTP_201_CREATED, location=True)
+
+    @extend_schema(
+        summary="Approve a pending request (admins); the worker then issues the key",
+        request=s.DecisionSerializer,
+        responses={200: s.KeyRequestSerializer, **errors(403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAdmin])
+    def approve(self, request, pk=None):
+        key_request = key_request_approve(user=request.user, request=self.get_object(), **self.validated())
+        return self.respond(key_request)
+
+    @extend_schema(
+        summary="Reject a pending request (admins)",
+        request=s.DecisionSerializer,
+        responses={200: s.KeyRequestSerializer, **errors(403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAdmin])
+    def reject(self, request, pk=None):
+        key_request = key_request_reject(user=request.user, request=self.get_object(), **self.validated())
+        return self.respond(key_request)
+
+    @extend_schema(
+        summary="Show the issued key, once",
+        description="The secret is returned this one time and then forgotten; a second call "
+        "answers 410 Gone.",
+        request=None,
+        responses={200: s.RevealedKeySerializer, **errors(403, 404, 409, 410)},
+    )
+    @action(detail=True, methods=["post"])
+    def reveal(self, request, pk=None):
+        secret = api_key_reveal(user=request.user, request=self.get_object())
+        return Response({"key": secret}, headers={"Cache-Control": "no-store"})
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List API keys (your teams'; all of them for admins)"),
+    retrieve=extend_schema(summary="Show an API key (never its secret)"),
+)
+@extend_schema(tags=["keys"])
+class ApiKeyViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Issued API keys: their prefix and state, never the secret; admins revoke."""
+
+    serializer_class = s.ApiKeySerializer
+
+    def get_queryset(self):
+        return ApiKey.objects.for_user(self.request.user).select_related("team", "endpoint", "revoked_by")
+
+    @extend_schema(
+        summary="Revoke a key (admins)",
+        request=None,
+        responses={200: s.ApiKeySerializer, **errors(403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAdmin])
+    def revoke(self, request, pk=None):
+        key = api_key_revoke(user=request.user, key=self.get_object())
+        return self.respond(key)
+
+
+@extend_schema_view(list=extend_schema(summary="List your teams (all teams for admins)"))
+@extend_schema(tags=["keys"])
+class TeamViewSet(ServiceViewSet, mixins.ListModelMixin):
+    """The teams you belong to (the team a key request is for)."""
+
+    serializer_class = s.TeamSerializer
+
+    def get_queryset(self):
+        user = self.request.user
+        if not user.is_authenticated:
+            return Team.objects.none()
+        return Team.objects.all() if user.is_staff else Team.objects.filter(members=user)
+
+
+# -- audit ---------------------------------------------------------------------------------------------
+
+
+@extend_schema_view(list=extend_schema(summary="The audit log, newest first (admins)"))
+@extend_schema(tags=["audit"])
+class AuditEventViewSet(ServiceViewSet, mixins.ListModelMixin):
+    """What happened, who did it, to what: written by the services only."""
+
+    serializer_class = s.AuditEventSerializer
+    permission_classes = [IsAdmin]
+
+    def get_queryset(self):
+        return AuditEvent.objects.for_user(self.request.user).select_related("actor")
