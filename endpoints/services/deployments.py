@@ -304,4 +304,28 @@ def deployments_reconcile() -> list[int]:
     ids = list(stale)
     for deployment_id in ids:
         deployment_enqueue(deployment_id=deployment_id)
+    endpoints_revive()
     return ids
+
+
+def endpoints_revive() -> list[str]:
+    """Start live deployments again whose serving stopped (a restart); returns the endpoints revived.
+
+    Endpoints with a deployment in progress are left to it.
+    """
+    from worker.runtimes import get_runtime
+
+    runtime = get_runtime()
+    revived = []
+    live = Deployment.objects.filter(
+        pk__in=Endpoint.objects.filter(live_deployment__isnull=False).values("live_deployment")
+    ).select_related("endpoint__live_deployment", "model_version__model")
+    for deployment in live:
+        if deployment.endpoint.deployments.active().exists():
+            continue
+        try:
+            if runtime.ensure_serving(deploy_spec_for(deployment)):
+                revived.append(deployment.endpoint.name)
+        except (PermanentError, TransientError) as exc:
+            log.warning("could not revive endpoint %s: %s", deployment.endpoint.name, exc)
+    return revived

@@ -171,3 +171,13 @@ class Runtime(ABC):
     @abstractmethod
     def stop_endpoint(self, endpoint: str) -> None:
         """Stop serving the endpoint altogether."""
+
+    @abstractmethod
+    def ensure_serving(self, spec: DeploySpec) -> bool:
+        """Make sure the live deployment `spec` is serving; start it again if it is not.
+
+        The reconcile task calls this for every endpoint with a live deployment, so after a
+        machine or product restart the endpoints come back on the same URL. Returns True when
+        it had to start something. A cloud runtime whose platform keeps revisions running by
+        itself returns False.
+        """

@@ -1,0 +1,364 @@
+"""The local runtime: real serving processes on this machine, so the product needs no cloud.
+
+Each endpoint has one stable port. A deploy starts a serving process for the new revision that
+takes over the listening socket from the live one (`SERVING_HANDOFF_FROM`), waits until it is
+ready, tells it to serve, and only then stops the old process: both share one listening socket,
+so a swap never refuses a connection. Keys and the allowlist are enforced by the serving process
+from the endpoint's access file, which `apply_access` rewrites.
+
+    runtime = LocalRuntime()
+    for step in runtime.deploy_steps(spec):
+        resources.update(step.run(resources).resources)
+    resources["url"]  # http://127.0.0.1:18100
+
+The files it keeps are described in `worker.runtimes.local.state`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+
+from worker.runtimes.base import (
+    AccessPolicy,
+    DeploySpec,
+    IssuedKey,
+    KeySpec,
+    PermanentError,
+    Runtime,
+    Step,
+    StepResult,
+    TransientError,
+)
+from worker.runtimes.local import processes
+from worker.runtimes.local.processes import ControlError
+from worker.runtimes.local.state import EndpointDir, RuntimeDir, deployment_number, sha256_of
+
+log = logging.getLogger(__name__)
+
+CANARY_MESSAGE = "the local runtime serves one version at a time; canary shares need the gcp runtime"
+# An access file written this recently (by `apply_access`) may hold newer keys than the deploy's
+# spec, which was read from the database just before the steps began: keep it. The margin covers
+# the coarse clock the kernel stamps files with.
+ACCESS_FRESH_MARGIN_NS = 50_000_000
+STOP_GRACE_SECONDS = 10.0
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+
+    def __init__(self, root: Path | str | None = None):
+        self._root = root
+
+    @property
+    def dir(self) -> RuntimeDir:
+        # Read at call time: the runtime is built once per process, settings may differ in tests.
+        return RuntimeDir(self._root or settings.LOCAL_RUNTIME_DIR)
+
+    def deploy_steps(self, spec: DeploySpec) -> list[Step]:
+        deploy = _Deploy(self, spec)
+        return [
+            Step("artifact", "Materialise the model artifact", deploy.artifact),
+            Step("access", "Write the access policy", deploy.access),
+            Step("start", "Start a serving process", deploy.start),
+            Step("ready", "Wait until it is ready", deploy.ready),
+            Step("switch", "Switch the endpoint's URL to it", deploy.switch),
+            Step("stop_previous", "Stop the previous version", deploy.stop_previous),
+        ]
+
+    def apply_access(self, endpoint: str, access: AccessPolicy) -> None:
+        self.dir.endpoint(endpoint).write_access(access.as_json())
+
+    def issue_key(self, spec: KeySpec) -> IssuedKey:
+        # The secret lives nowhere but in the portal's sealed copy: the access file carries only
+        # its hash, so a retried issue simply makes a new secret under the same name.
+        secret = "mep_" + secrets.token_urlsafe(32)
+        return IssuedKey(name=f"local:{spec.endpoint}:{spec.key_id}", secret=secret)
+
+    def revoke_key(self, endpoint: str, key_name: str) -> None:
+        """Nothing to do here: the access file marks the key revoked (see `apply_access`)."""
+
+    def stop_endpoint(self, endpoint: str) -> None:
+        target = self.dir.endpoint(endpoint)
+        with target.lock():
+            for revision in target.revisions():
+                _stop_revision(target, revision)
+            target.set_current(None)
+
+    def ensure_serving(self, spec: DeploySpec) -> bool:
+        target = self.dir.endpoint(spec.endpoint)
+        revision = spec.revision
+        pid = processes.read_pid_file(target.pid_file(revision))
+        if pid is not None:
+            try:
+                status = processes.control(target.socket_path(revision), {"cmd": "status"}, timeout=2)
+            except ControlError as exc:
+                log.warning("serving process %s of %s does not answer: %s", pid, revision, exc)
+                return False
+            if status.get("ready") and not status.get("serving"):
+                processes.control(target.socket_path(revision), {"cmd": "serve"})
+            if target.current() != revision:
+                with target.lock():
+                    target.set_current(revision)
+            return False
+        log.info("the live revision %s of %s is not running: starting it again", revision, spec.endpoint)
+        deploy = _Deploy(self, spec)
+        resources: dict = {}
+        for step in (deploy.artifact, deploy.access, deploy.start, deploy.ready, deploy.switch):
+            resources.update(step(resources).resources)
+        return True
+
+    def revision_pid(self, endpoint: str, revision: str) -> int | None:
+        """The pid of `revision`'s serving process if it is running (for tests and the dashboard)."""
+        return processes.read_pid_file(self.dir.endpoint(endpoint).pid_file(revision))
+
+    def stop_all(self) -> None:
+        """Stop every serving process this runtime directory knows of."""
+        for target in self.dir.endpoints():
+            self.stop_endpoint(target.name)
+
+
+class _Deploy:
+    """The steps of one deploy; each may run again and finds what its earlier run made."""
+
+    def __init__(self, runtime: LocalRuntime, spec: DeploySpec):
+        self.spec = spec
+        self.dir = runtime.dir
+        self.target = self.dir.endpoint(spec.endpoint)
+        self.revision = spec.revision
+        self.began_ns = time.time_ns()
+
+    # 1. artifact -------------------------------------------------------------------------------
+    def artifact(self, resources: dict) -> StepResult:
+        spec = self.spec
+        if spec.traffic_percent < 100:
+            raise PermanentError(CANARY_MESSAGE)
+        model = spec.model
+        if not SHA256.match(model.sha256 or ""):
+            raise PermanentError(f"the version records no valid sha256 ({model.sha256!r})")
+        if not re.match(r"^[a-z0-9]+$", model.format or ""):
+            raise PermanentError(f"unknown artifact format {model.format!r}")
+        target = self.dir.artifact(model.sha256, model.format)
+        if target.exists():
+            return StepResult(f"Artifact {model.sha256[:12]} already in place.", {"artifact": str(target)})
+        source = Path(model.artifact_path)
+        if not source.is_file():
+            raise PermanentError(f"the artifact file {source.name} is missing from the media store")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            try:
+                os.link(source, tmp)
+                how = "linked"
+            except OSError:
+                shutil.copyfile(source, tmp)
+                how = "copied"
+            actual = sha256_of(tmp)
+            if actual != model.sha256:
+                raise PermanentError(
+                    f"sha256 mismatch: the artifact file hashes to {actual[:12]}…, "
+                    f"the version records {model.sha256[:12]}…; the file was changed or damaged"
+                )
+            size = tmp.stat().st_size
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return StepResult(
+            f"Artifact {model.sha256[:12]} {how} and verified ({_size(size)}).", {"artifact": str(target)}
+        )
+
+    # 2. access ---------------------------------------------------------------------------------
+    def access(self, resources: dict) -> StepResult:
+        access = self.spec.access
+        try:
+            written_ns = self.target.access_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            written_ns = None
+        if written_ns is not None and written_ns > self.began_ns - ACCESS_FRESH_MARGIN_NS:
+            return StepResult("Kept the access policy applied moments ago (it is newer than this deploy's).")
+        self.target.write_access(access.as_json())
+        keys = [key for key in access.keys if not key.revoked]
+        parts = [f"mode {access.mode}", f"{len(keys)} active key{'s' * (len(keys) != 1)}"]
+        if access.cidrs:
+            parts.append(f"{len(access.cidrs)} allowed network{'s' * (len(access.cidrs) != 1)}")
+        return StepResult(f"Access policy written: {', '.join(parts)}.")
+
+    # 3. start ----------------------------------------------------------------------------------
+    def start(self, resources: dict) -> StepResult:
+        target, revision = self.target, self.revision
+        with target.lock():
+            try:
+                port = self.dir.allocate_port(
+                    self.spec.endpoint,
+                    host=settings.LOCAL_RUNTIME_HOST,
+                    low=settings.LOCAL_RUNTIME_PORT_MIN,
+                    high=settings.LOCAL_RUNTIME_PORT_MAX,
+                )
+            except OSError as exc:
+                raise TransientError(str(exc), retry_after=30) from None
+            current = target.current()
+            previous = current if current and current != revision else self.spec.previous.get("revision")
+            found = {"port": port, "previous_revision": previous}
+            pid = processes.read_pid_file(target.pid_file(revision))
+            if pid is not None:
+                return StepResult(f"Serving process {pid} for {revision} is already running.", found)
+            target.forget(revision)
+            handoff = None
+            if current and current != revision and processes.read_pid_file(target.pid_file(current)):
+                handoff = target.socket_path(current)
+            model = self.spec.model
+            env = {
+                "PORT": str(port),
+                "SERVING_HOST": settings.LOCAL_RUNTIME_HOST,
+                "SERVING_MODEL_URI": str(self.dir.artifact(model.sha256, model.format)),
+                "SERVING_MODEL_META": json.dumps(model.meta()),
+                "SERVING_WORKERS": str(settings.LOCAL_RUNTIME_SERVING_WORKERS),
+                "SERVING_ACCESS_FILE": str(target.access_file),
+                "SERVING_CONTROL_SOCKET": str(target.socket_path(revision)),
+            }
+            if handoff:
+                env["SERVING_HANDOFF_FROM"] = str(handoff)
+            try:
+                pid = processes.spawn(
+                    env=env, cwd=Path(settings.BASE_DIR), log_path=target.log_file(revision)
+                )
+            except OSError as exc:
+                raise TransientError(f"could not start the serving process: {exc}") from None
+            processes.write_pid_file(target.pid_file(revision), pid)
+        taking_over = f", taking over the listener of {current}" if handoff else ""
+        return StepResult(f"Started serving process {pid} for {revision} on port {port}{taking_over}.", found)
+
+    # 4. ready ----------------------------------------------------------------------------------
+    def ready(self, resources: dict) -> StepResult:
+        target, revision = self.target, self.revision
+        started = time.monotonic()
+        deadline = started + settings.LOCAL_RUNTIME_READY_TIMEOUT
+        pid = processes.read_pid_file(target.pid_file(revision))
+        delay = 0.01
+        while pid is not None and processes.alive(pid):
+            try:
+                status = processes.control(target.socket_path(revision), {"cmd": "status"}, timeout=2)
+            except ControlError:
+                status = {}
+            if status.get("ready"):
+                model = self.spec.model
+                return StepResult(
+                    f"Process {pid} is ready with {model.name} v{model.version} "
+                    f"after {time.monotonic() - started:.1f}s."
+                )
+            if time.monotonic() >= deadline:
+                _stop_revision(target, revision, grace=2.0)
+                raise PermanentError(
+                    f"the serving process was not ready after {settings.LOCAL_RUNTIME_READY_TIMEOUT:g}s"
+                    + _tail_for_message(target.log_file(revision))
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+        target.forget(revision)
+        raise PermanentError(
+            "the serving process exited before it was ready" + _tail_for_message(target.log_file(revision))
+        )
+
+    # 5. switch ---------------------------------------------------------------------------------
+    def switch(self, resources: dict) -> StepResult:
+        target, revision = self.target, self.revision
+        port = resources.get("port") or target.port()
+        with target.lock():
+            pid = processes.read_pid_file(target.pid_file(revision))
+            if pid is None:
+                raise PermanentError(
+                    "the serving process stopped before it could serve"
+                    + _tail_for_message(target.log_file(revision))
+                )
+            try:
+                answer = processes.control(target.socket_path(revision), {"cmd": "serve"})
+            except ControlError as exc:
+                raise TransientError(f"the serving process did not take the serve command: {exc}") from None
+            if not answer.get("ok"):
+                raise PermanentError(f"the serving process refused to serve: {answer.get('error') or answer}")
+            current = target.current()
+            previous = current if current and current != revision else resources.get("previous_revision")
+            target.set_current(revision)
+        url = f"http://{settings.LOCAL_RUNTIME_PUBLIC_HOST}:{port}"
+        _check_readyz(port)
+        return StepResult(
+            f"{url} now answers from {revision}.",
+            {"url": url, "revision": revision, "previous_revision": previous},
+        )
+
+    # 6. stop_previous --------------------------------------------------------------------------
+    def stop_previous(self, resources: dict) -> StepResult:
+        target, revision = self.target, self.revision
+        stopped, killed = [], []
+        with target.lock():
+            current = target.current()
+            for other in target.revisions():
+                # Later deployments' processes are theirs to manage; the live one stays.
+                if other in (revision, current) or deployment_number(other) > self.spec.deployment_id:
+                    continue
+                outcome = _stop_revision(target, other)
+                if outcome == "killed":
+                    killed.append(other)
+                if outcome:
+                    stopped.append(other)
+        if not stopped:
+            previous = resources.get("previous_revision")
+            if previous:
+                return StepResult(f"{previous} had already stopped.")
+            return StepResult("Nothing to stop: this is the endpoint's first version.")
+        message = f"Stopped {', '.join(stopped)}."
+        if killed:
+            message += f" {', '.join(killed)} did not stop within {STOP_GRACE_SECONDS:g}s and was killed."
+        return StepResult(message)
+
+
+def _stop_revision(target: EndpointDir, revision: str, *, grace: float = STOP_GRACE_SECONDS) -> str | None:
+    """Stop one revision's process and forget its files: "stopped", "killed", or None if none ran."""
+    pid = processes.read_pid_file(target.pid_file(revision))
+    outcome = None
+    if pid is not None:
+        outcome = "killed" if processes.terminate(pid, grace=grace) else "stopped"
+    target.forget(revision)
+    return outcome
+
+
+def _check_readyz(port: int) -> None:
+    """A real GET /readyz on the stable port, as an end user would make it."""
+    host = settings.LOCAL_RUNTIME_HOST
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    deadline = time.monotonic() + 5
+    problem = ""
+    while time.monotonic() < deadline:
+        try:
+            status, body = processes.http_get(host, port, "/readyz", timeout=2)
+        except OSError as exc:
+            problem = str(exc)
+        else:
+            if status == 200:
+                return
+            problem = f"HTTP {status} {body[:200].decode(errors='replace')}"
+        time.sleep(0.05)
+    raise TransientError(f"GET /readyz on port {port} failed: {problem}")
+
+
+def _tail_for_message(log_path: Path) -> str:
+    tail = processes.log_tail(log_path)
+    return f"; last lines of its log:\n{tail}" if tail else "; it wrote nothing to its log"
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 1024 / 1024:.1f} MiB"
