@@ -1,5 +1,35 @@
-"""Dashboard URLs (server-rendered pages and their htmx partials)."""
+"""Dashboard URLs (server-rendered pages and their htmx partials). Records are found by name."""
+
+from django.urls import path
+
+from endpoints.views import allowlist, audit, deployments, endpoints, keys, models
 
 app_name = "endpoints"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", endpoints.endpoint_list, name="endpoint-list"),
+    path("new-endpoint/", endpoints.endpoint_create, name="endpoint-create"),
+    path("endpoints/<str:name>/", endpoints.endpoint_detail, name="endpoint-detail"),
+    path("endpoints/<str:name>/settings/", endpoints.endpoint_edit, name="endpoint-edit"),
+    path("endpoints/<str:name>/deploy/", deployments.deployment_create, name="deployment-create"),
+    path("endpoints/<str:name>/allowlist/", allowlist.allowlist_add, name="allowlist-add"),
+    path(
+        "endpoints/<str:name>/allowlist/<int:pk>/remove/", allowlist.allowlist_remove, name="allowlist-remove"
+    ),
+    path("deployments/<int:pk>/", deployments.deployment_detail, name="deployment-detail"),
+    path("deployments/<int:pk>/rollback/", deployments.deployment_rollback, name="deployment-rollback"),
+    path("models/", models.model_list, name="model-list"),
+    path("new-model/", models.model_create, name="model-create"),
+    path("models/<str:name>/", models.model_detail, name="model-detail"),
+    path("models/<str:name>/upload/", models.version_create, name="version-create"),
+    path("models/<str:name>/v<int:number>/", models.version_detail, name="version-detail"),
+    path("key-requests/", keys.key_request_list, name="key-request-list"),
+    path("key-requests/new/", keys.key_request_create, name="key-request-create"),
+    path("key-requests/<int:pk>/", keys.key_request_detail, name="key-request-detail"),
+    path("key-requests/<int:pk>/reveal/", keys.key_request_reveal, name="key-request-reveal"),
+    path("key-requests/<int:pk>/approve/", keys.key_request_approve, name="key-request-approve"),
+    path("key-requests/<int:pk>/reject/", keys.key_request_reject, name="key-request-reject"),
+    path("keys/", keys.key_list, name="key-list"),
+    path("keys/<int:pk>/revoke/", keys.key_revoke, name="key-revoke"),
+    path("audit/", audit.audit_list, name="audit-list"),
+]

@@ -1,0 +1,197 @@
+"""Dashboard forms: they turn posted text into Python values; the services decide what is valid.
+
+A form checks types and required-ness only. Business rules (DNS-safe names, instance limits, CIDR
+syntax, who may do what) live in the services, whose `ServiceError` the views put back on the
+field it names, so the dashboard and the API refuse the same things with the same words.
+"""
+
+from django import forms
+from django.conf import settings
+
+from endpoints.models import AccessMode, Endpoint, ModelVersion, Team
+
+CPU_CHOICES = [("1", "1 vCPU"), ("2", "2 vCPU"), ("4", "4 vCPU"), ("8", "8 vCPU")]
+MEMORY_CHOICES = [(size, size) for size in ("512Mi", "1Gi", "2Gi", "4Gi", "8Gi", "16Gi")]
+NUMBER = forms.NumberInput(attrs={"inputmode": "numeric"})
+
+
+def _default(field: str):
+    return Endpoint._meta.get_field(field).default
+
+
+def service_checked(field: forms.Field) -> forms.Field:
+    """A field the form lets through empty so the service's own message says what is missing."""
+    field.required = False
+    field.service_required = True
+    return field
+
+
+def _with_current(choices: list[tuple[str, str]], value: str | None) -> list[tuple[str, str]]:
+    """Keep a value set elsewhere (say, through the API) selectable when it is not a usual one."""
+    if value and value not in {key for key, _ in choices}:
+        return [(value, value), *choices]
+    return choices
+
+
+class EndpointSettingsForm(forms.Form):
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    region = forms.CharField(max_length=40, initial=_default("region"))
+    cpu = forms.ChoiceField(label="CPU", choices=CPU_CHOICES, initial=_default("cpu"))
+    memory = forms.ChoiceField(choices=MEMORY_CHOICES, initial=_default("memory"))
+    min_instances = forms.IntegerField(
+        initial=_default("min_instances"), widget=NUMBER, help_text="0 lets the endpoint scale to zero."
+    )
+    max_instances = forms.IntegerField(initial=_default("max_instances"), widget=NUMBER)
+    concurrency = forms.IntegerField(
+        initial=_default("concurrency"), widget=NUMBER, help_text="Requests one instance handles at once."
+    )
+    timeout_seconds = forms.IntegerField(
+        label="Timeout (seconds)", initial=_default("timeout_seconds"), widget=NUMBER
+    )
+    access_mode = forms.ChoiceField(
+        choices=AccessMode.choices,
+        initial=_default("access_mode"),
+        help_text="What every call is checked for: an API key, the caller's address, both, or nothing.",
+    )
+
+    def __init__(self, *args, endpoint: Endpoint | None = None, **kwargs):
+        if endpoint is not None:
+            kwargs.setdefault("initial", {name: getattr(endpoint, name) for name in self.base_fields})
+        super().__init__(*args, **kwargs)
+        if endpoint is not None:
+            self.fields["cpu"].choices = _with_current(CPU_CHOICES, endpoint.cpu)
+            self.fields["memory"].choices = _with_current(MEMORY_CHOICES, endpoint.memory)
+
+
+class EndpointCreateForm(EndpointSettingsForm):
+    name = service_checked(
+        forms.CharField(
+            max_length=100,
+            help_text="Lowercase letters, digits and hyphens, starting with a letter; it becomes a URL part.",
+            widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "autofocus": True}),
+        )
+    )
+    field_order = ["name", "description"]
+
+
+class VersionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, version: ModelVersion) -> str:
+        estimator = version.estimator.rsplit(".", 1)[-1]
+        return f"{version.model.name} v{version.number} · {estimator} · {version.created_at:%Y-%m-%d}"
+
+
+class DeployForm(forms.Form):
+    model_version = VersionChoiceField(
+        queryset=ModelVersion.objects.none(), label="Model version", empty_label=None
+    )
+    traffic_percent = forms.IntegerField(
+        label="Traffic %",
+        required=False,
+        initial=100,
+        widget=NUMBER,
+        help_text="Below 100 sends that share to the new version and the rest to the live one (a canary).",
+    )
+
+    def __init__(self, *args, user, endpoint: Endpoint, **kwargs):
+        super().__init__(*args, **kwargs)
+        versions = ModelVersion.objects.for_user(user).select_related("model")
+        self.fields["model_version"].queryset = versions
+        live = endpoint.live_deployment
+        if live is not None:
+            newest = versions.filter(model_id=live.model_version.model_id).first()
+            self.fields["model_version"].initial = newest
+        else:
+            # Nothing is live yet, so there is no traffic to share.
+            del self.fields["traffic_percent"]
+
+    @property
+    def has_versions(self) -> bool:
+        return self.fields["model_version"].queryset.exists()
+
+
+class MLModelCreateForm(forms.Form):
+    name = service_checked(
+        forms.CharField(
+            max_length=100, widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "off"})
+        )
+    )
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class VersionUploadForm(forms.Form):
+    artifact = service_checked(
+        forms.FileField(
+            label="Model file",
+            widget=forms.FileInput(attrs={"accept": ".skops,.joblib,.pkl,.pickle"}),
+            help_text="A fitted scikit-learn estimator saved with <code>skops.io.dump</code>.",
+        )
+    )
+    input_schema = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "class": "mono", "placeholder": '["age", "income"]'}),
+        help_text=(
+            "A JSON list of feature names, or of "
+            '<code>{"name": ..., "type": "number"|"integer"|"boolean"}</code>, in column order. '
+            "Leave empty when the model was fitted on a DataFrame: its feature names are used."
+        ),
+    )
+    label_map = forms.CharField(
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 2, "class": "mono", "placeholder": '{"0": "<=50K", "1": ">50K"}'}
+        ),
+        help_text="A JSON object from class to the label end users see.",
+    )
+    metrics = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "class": "mono", "placeholder": '{"accuracy": 0.97}'}),
+        help_text="A JSON object, shown with the version.",
+    )
+    trust_code = forms.BooleanField(required=False, label="I trust this file, it runs code when loaded")
+
+
+class KeyRequestForm(forms.Form):
+    endpoint = forms.ModelChoiceField(queryset=Endpoint.objects.none(), to_field_name="name")
+    team = forms.ModelChoiceField(queryset=Team.objects.none())
+    reason = service_checked(
+        forms.CharField(
+            widget=forms.Textarea(attrs={"rows": 3}),
+            help_text="What will call the endpoint, and why. The admin who decides reads this.",
+        )
+    )
+    valid_days = forms.IntegerField(
+        label="Valid for (days)",
+        required=False,
+        widget=NUMBER,
+        help_text=f"From 1 to {settings.API_KEY_MAX_DAYS} days.",
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["endpoint"].queryset = Endpoint.objects.for_user(user).filter(
+            access_mode__in=[AccessMode.API_KEY, AccessMode.BOTH]
+        )
+        teams = Team.objects.all() if user.is_staff else Team.objects.filter(members=user)
+        self.fields["team"].queryset = teams
+        if len(teams) == 1:
+            self.fields["team"].initial = teams[0]
+        self.fields["valid_days"].initial = settings.API_KEY_DEFAULT_DAYS
+
+
+class DecisionForm(forms.Form):
+    note = forms.CharField(required=False, max_length=2000)
+
+
+class AllowlistEntryForm(forms.Form):
+    cidr = service_checked(
+        forms.CharField(
+            label="Address or range",
+            max_length=50,
+            widget=forms.TextInput(
+                attrs={"placeholder": "203.0.113.0/24 or 2001:db8::/32", "spellcheck": "false"}
+            ),
+        )
+    )
+    note = forms.CharField(
+        required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "Office VPN"})
+    )

@@ -1,0 +1,69 @@
+"""IP allowlists: add and remove CIDRs on an endpoint, inline with htmx or as plain forms."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from endpoints.forms import AllowlistEntryForm
+from endpoints.models import Endpoint
+from endpoints.services import allowlist as services
+from endpoints.services.errors import NotAllowed, ServiceError
+from endpoints.views.common import admin_required, form_error, is_htmx
+from endpoints.views.endpoints import detail_context
+
+
+def _answer(request, endpoint, form, status=200, error=None):
+    """The allowlist section for htmx; the whole endpoint page otherwise."""
+    if is_htmx(request):
+        context = {
+            "endpoint": endpoint,
+            "allowlist": endpoint.allowlist.select_related("added_by"),
+            "allowlist_form": form,
+            "allowlist_error": error,
+        }
+        return render(request, "endpoints/_allowlist.html", context, status=status)
+    if status == 200:
+        return redirect("endpoints:endpoint-detail", name=endpoint.name)
+    context = detail_context(request, endpoint, allowlist_form=form)
+    return render(request, "endpoints/endpoint_detail.html", context, status=status)
+
+
+@require_POST
+@admin_required
+def allowlist_add(request, name):
+    endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
+    form = AllowlistEntryForm(request.POST)
+    if form.is_valid():
+        try:
+            entry = services.allowlist_add(user=request.user, endpoint=endpoint, **form.cleaned_data)
+        except ServiceError as exc:
+            form_error(form, exc)
+        else:
+            if not is_htmx(request):
+                messages.success(request, f"{entry.cidr} added to the allowlist.")
+            # A fresh, empty form for the next entry.
+            return _answer(request, endpoint, AllowlistEntryForm())
+    # htmx swaps only 2xx answers by default, so the form with its errors comes back as 200 there.
+    return _answer(request, endpoint, form, status=200 if is_htmx(request) else 400)
+
+
+@require_POST
+@admin_required
+def allowlist_remove(request, name, pk):
+    endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
+    entry = get_object_or_404(endpoint.allowlist, pk=pk)
+    error = None
+    try:
+        services.allowlist_remove(user=request.user, entry=entry)
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from None
+    except ServiceError as exc:
+        error = exc.message
+    if not is_htmx(request):
+        messages.add_message(
+            request,
+            messages.ERROR if error else messages.SUCCESS,
+            error or f"{entry.cidr} removed from the allowlist.",
+        )
+    return _answer(request, endpoint, AllowlistEntryForm(), error=error)

@@ -1,0 +1,63 @@
+"""What every dashboard view shares: htmx detection, admin-only pages, service-error translation."""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from endpoints.services.errors import NotAllowed, ServiceError
+
+PAGE_SIZE = 50
+
+
+def is_htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def vary_on_htmx(response):
+    """A URL that answers a page or a partial must not let caches mix the two up."""
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def admin_required(view):
+    """Pages only admins see at all (forms to create things, the audit log)."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("Only an admin can see this page.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def form_error(form, exc: ServiceError) -> None:
+    """Put a service's refusal on the field it names (or on the form as a whole)."""
+    if isinstance(exc, NotAllowed):
+        raise PermissionDenied(exc.message)
+    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+
+
+def flash_error(request, exc: ServiceError) -> None:
+    """For one-click actions with no form: show the refusal as a message on the next page."""
+    if isinstance(exc, NotAllowed):
+        raise PermissionDenied(exc.message)
+    messages.error(request, exc.message)
+
+
+def next_url(request, default: str) -> str:
+    """Where a POSTed action returns to: a safe `next` from the form, else `default`."""
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return default
+
+
+def paginate(request, queryset, per_page: int = PAGE_SIZE):
+    return Paginator(queryset, per_page).get_page(request.GET.get("page"))

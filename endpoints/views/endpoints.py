@@ -1,0 +1,124 @@
+"""Endpoints: the list (the home page), create, settings, and the detail page that ties it all together."""
+
+import json
+import shlex
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import OuterRef, Subquery
+from django.shortcuts import get_object_or_404, redirect, render
+
+from endpoints.forms import AllowlistEntryForm, DeployForm, EndpointCreateForm, EndpointSettingsForm
+from endpoints.models import ApiKey, Deployment, Endpoint, ModelVersion
+from endpoints.services import endpoints as services
+from endpoints.services.errors import ServiceError
+from endpoints.views.common import admin_required, form_error, paginate
+
+HISTORY_SIZE = 25
+EXAMPLE_VALUES = {"number": 1.0, "integer": 1, "boolean": False}
+
+
+def with_latest_deployment(endpoints):
+    """Annotate each endpoint with its newest deployment's id and status, in the same query."""
+    latest = Deployment.objects.filter(endpoint=OuterRef("pk")).order_by("-created_at", "-id")
+    return endpoints.annotate(
+        latest_deployment_id=Subquery(latest.values("pk")[:1]),
+        latest_status=Subquery(latest.values("status")[:1]),
+    )
+
+
+@login_required
+def endpoint_list(request):
+    endpoints = with_latest_deployment(Endpoint.objects.for_user(request.user).with_live())
+    query = request.GET.get("q", "").strip()
+    if query:
+        endpoints = endpoints.filter(name__icontains=query)
+    return render(
+        request,
+        "endpoints/endpoint_list.html",
+        {"page": paginate(request, endpoints), "query": query},
+    )
+
+
+@admin_required
+def endpoint_create(request):
+    form = EndpointCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            endpoint = services.endpoint_create(user=request.user, **form.cleaned_data)
+        except ServiceError as exc:
+            form_error(form, exc)
+        else:
+            messages.success(
+                request, f"Endpoint {endpoint.name} created. Choose a model version and deploy it."
+            )
+            return redirect("endpoints:endpoint-detail", name=endpoint.name)
+    return render(
+        request, "endpoints/endpoint_create.html", {"form": form}, status=400 if form.errors else 200
+    )
+
+
+@admin_required
+def endpoint_edit(request, name):
+    endpoint = get_object_or_404(Endpoint.objects.for_user(request.user), name=name)
+    form = EndpointSettingsForm(request.POST or None, endpoint=endpoint)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.endpoint_update(user=request.user, endpoint=endpoint, **form.cleaned_data)
+        except ServiceError as exc:
+            endpoint.refresh_from_db()
+            form_error(form, exc)
+        else:
+            messages.success(request, "Settings saved. They take effect with the next deployment.")
+            return redirect("endpoints:endpoint-detail", name=endpoint.name)
+    return render(
+        request,
+        "endpoints/endpoint_edit.html",
+        {"form": form, "endpoint": endpoint},
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+def endpoint_detail(request, name):
+    endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
+    return render(request, "endpoints/endpoint_detail.html", detail_context(request, endpoint))
+
+
+def detail_context(request, endpoint: Endpoint, *, deploy_form=None, allowlist_form=None) -> dict:
+    """Everything the endpoint page shows; the deploy and allowlist views re-render it with errors."""
+    user = request.user
+    history = list(
+        endpoint.deployments.select_related("model_version__model", "requested_by").order_by(
+            "-created_at", "-id"
+        )[: HISTORY_SIZE + 1]
+    )
+    active = next((d for d in history if not d.is_finished), None)
+    live = endpoint.live_deployment
+    if deploy_form is None and user.is_staff:
+        deploy_form = DeployForm(user=user, endpoint=endpoint)
+    return {
+        "endpoint": endpoint,
+        "live": live,
+        "active": active,
+        "history": history[:HISTORY_SIZE],
+        "history_truncated": len(history) > HISTORY_SIZE,
+        "deploy_form": deploy_form,
+        "allowlist": endpoint.allowlist.select_related("added_by"),
+        "allowlist_form": allowlist_form or AllowlistEntryForm(),
+        "keys": ApiKey.objects.for_user(user).filter(endpoint=endpoint).select_related("team", "endpoint"),
+        "example": predict_example(endpoint, live.model_version if live else None),
+    }
+
+
+def predict_example(endpoint: Endpoint, version: ModelVersion | None) -> dict | None:
+    """A curl command for one prediction, built from the live version's input schema."""
+    if version is None or not endpoint.public_url:
+        return None
+    row = {feature["name"]: EXAMPLE_VALUES.get(feature["type"], 1.0) for feature in version.input_schema}
+    url = endpoint.public_url.rstrip("/") + "/predict"
+    lines = [f"curl -X POST {shlex.quote(url)}", "-H 'content-type: application/json'"]
+    if endpoint.checks_keys:
+        lines.append('-H "x-api-key: $API_KEY"')
+    lines.append(f"-d {shlex.quote(json.dumps({'instances': [row]}))}")
+    return {"url": url, "curl": " \\\n  ".join(lines)}

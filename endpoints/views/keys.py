@@ -1,0 +1,157 @@
+"""API keys: teams request them, admins decide, the team sees each key once; admins revoke."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_POST
+
+from endpoints.forms import DecisionForm, KeyRequestForm
+from endpoints.models import ApiKey, ApiKeyRequest, KeyRequestStatus
+from endpoints.services import keys as services
+from endpoints.services.errors import NotAllowed, ServiceError
+from endpoints.views.common import flash_error, form_error, is_htmx, next_url, paginate, vary_on_htmx
+
+
+@login_required
+def key_request_list(request):
+    requests = ApiKeyRequest.objects.for_user(request.user).select_related(
+        "team", "endpoint", "requested_by", "decided_by"
+    )
+    pending = None
+    if request.user.is_staff:
+        pending = requests.filter(status=KeyRequestStatus.PENDING).order_by("requested_at", "id")
+        requests = requests.exclude(status=KeyRequestStatus.PENDING)
+    return render(
+        request,
+        "endpoints/key_request_list.html",
+        {"pending": pending, "page": paginate(request, requests)},
+    )
+
+
+@login_required
+def key_request_create(request):
+    initial = {"endpoint": request.GET.get("endpoint")}
+    form = KeyRequestForm(request.POST or None, user=request.user, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            key_request = services.key_request_create(user=request.user, **form.cleaned_data)
+        except ServiceError as exc:
+            form_error(form, exc)
+        else:
+            messages.success(request, "Request sent. An admin will decide on it; this page shows its status.")
+            return redirect("endpoints:key-request-detail", pk=key_request.pk)
+    has_team = form.fields["team"].queryset.exists()
+    return render(
+        request,
+        "endpoints/key_request_create.html",
+        {"form": form, "has_team": has_team},
+        status=400 if form.errors else 200,
+    )
+
+
+def _request_for(request, pk) -> ApiKeyRequest:
+    return get_object_or_404(
+        ApiKeyRequest.objects.for_user(request.user).select_related(
+            "team", "endpoint", "requested_by", "decided_by", "api_key"
+        ),
+        pk=pk,
+    )
+
+
+def _request_context(request, key_request: ApiKeyRequest, **extra) -> dict:
+    in_team = key_request.team.members.filter(pk=request.user.pk).exists()
+    return {
+        "key_request": key_request,
+        "in_team": in_team,
+        "can_reveal": in_team
+        and key_request.status == KeyRequestStatus.ISSUED
+        and bool(key_request.sealed_secret),
+        "decision_form": DecisionForm(),
+        **extra,
+    }
+
+
+@login_required
+def key_request_detail(request, pk):
+    """The request's page; htmx polls it for the status partial while the key is being issued."""
+    key_request = _request_for(request, pk)
+    template = (
+        "endpoints/_key_request_status.html" if is_htmx(request) else "endpoints/key_request_detail.html"
+    )
+    return vary_on_htmx(render(request, template, _request_context(request, key_request)))
+
+
+@require_POST
+@login_required
+def key_request_reveal(request, pk):
+    """Show the issued key, once. A POST, so a link prefetch or a crawler cannot use up the reveal."""
+    key_request = _request_for(request, pk)
+    try:
+        secret = services.api_key_reveal(user=request.user, request=key_request)
+    except ServiceError as exc:
+        flash_error(request, exc)
+        return redirect("endpoints:key-request-detail", pk=key_request.pk)
+    response = render(
+        request,
+        "endpoints/key_request_detail.html",
+        _request_context(request, key_request, secret=secret),
+    )
+    add_never_cache_headers(response)
+    return response
+
+
+def _decide(request, pk, decide, done: str):
+    key_request = _request_for(request, pk)
+    form = DecisionForm(request.POST)
+    note = form.cleaned_data["note"] if form.is_valid() else ""
+    try:
+        decide(user=request.user, request=key_request, note=note)
+    except ServiceError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(request, f"Request {key_request.pk} from {key_request.team} {done}.")
+    return redirect(next_url(request, reverse("endpoints:key-request-list")))
+
+
+@require_POST
+@login_required
+def key_request_approve(request, pk):
+    return _decide(request, pk, services.key_request_approve, "approved: the key is being issued")
+
+
+@require_POST
+@login_required
+def key_request_reject(request, pk):
+    return _decide(request, pk, services.key_request_reject, "rejected")
+
+
+@login_required
+def key_list(request):
+    keys = ApiKey.objects.for_user(request.user).select_related("endpoint", "team", "request")
+    return render(request, "endpoints/key_list.html", {"page": paginate(request, keys)})
+
+
+@require_POST
+@login_required
+def key_revoke(request, pk):
+    """Revoke a key; from htmx, answer with the key's table row in its new state."""
+    key = get_object_or_404(ApiKey.objects.for_user(request.user).select_related("endpoint", "team"), pk=pk)
+    error = None
+    try:
+        services.api_key_revoke(user=request.user, key=key)
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from None
+    except ServiceError as exc:
+        error = exc.message
+    if is_htmx(request):
+        key.refresh_from_db()
+        context = {"key": key, "error": error, "next": next_url(request, reverse("endpoints:key-list"))}
+        return render(request, "endpoints/_key_row.html", context)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"Key {key.prefix}… revoked.")
+    return redirect(next_url(request, reverse("endpoints:key-list")))
