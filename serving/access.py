@@ -1,0 +1,188 @@
+"""Check end-user requests against SERVING_ACCESS_FILE: API keys, address allowlist, or both.
+
+The file is re-read when its stat signature changes, looked at no more than every half second, so
+the per-request cost is a clock read, a header scan, one sha256 and a dict lookup. A file that
+turns unreadable or invalid after start keeps the last good policy in force (and says so in the log).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
+
+import orjson
+
+from serving.config import ConfigError
+
+log = logging.getLogger("serving.access")
+
+MODES = ("api_key", "ip_allowlist", "both", "open")
+KEY_PREFIX_LENGTH = 12
+QUERY_KEY_NAMES = frozenset({"key", "api_key", "apikey", "x-api-key"})
+RECHECK_SECONDS = 0.5
+MAX_CACHED_ADDRESSES = 4096
+
+
+@dataclass(frozen=True)
+class Denial:
+    status: int
+    message: str
+
+
+MISSING_KEY = Denial(401, "Missing API key: send it in the x-api-key header.")
+QUERY_KEY = Denial(
+    401,
+    "API keys are accepted only in a header: send the key in the x-api-key header; "
+    "keys in the query string are refused.",
+)
+UNKNOWN_KEY = Denial(401, "Unknown API key.")
+REVOKED_KEY = Denial(403, "API key revoked")
+EXPIRED_KEY = Denial(403, "API key expired")
+ADDRESS_NOT_ALLOWED = Denial(403, "address not allowed")
+
+
+@dataclass(frozen=True)
+class Key:
+    hash: str
+    expires_at: float | None  # Unix time
+    revoked: bool
+
+
+def _expiry(value) -> float | None:
+    if value in (None, ""):
+        return None
+    moment = datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@dataclass(frozen=True)
+class Policy:
+    mode: str
+    keys: dict[str, tuple[Key, ...]]  # by prefix
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+    @classmethod
+    def parse(cls, raw) -> Policy:
+        if not isinstance(raw, dict) or raw.get("mode") not in MODES:
+            raise ValueError(f'"mode" must be one of {", ".join(MODES)}')
+        keys: dict[str, list[Key]] = {}
+        for index, entry in enumerate(raw.get("keys") or ()):
+            try:
+                prefix, digest = str(entry["prefix"]), str(entry["hash"]).lower()
+                key = Key(digest, _expiry(entry.get("expires_at")), bool(entry.get("revoked", False)))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"keys[{index}] is not a valid key record ({exc})") from None
+            keys.setdefault(prefix, []).append(key)
+        try:
+            networks = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in raw.get("cidrs") or ())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cidrs: {exc}") from None
+        return cls(raw["mode"], {prefix: tuple(found) for prefix, found in keys.items()}, networks)
+
+
+def _read(path: str) -> Policy:
+    with open(path, "rb") as handle:
+        return Policy.parse(orjson.loads(handle.read()))
+
+
+def validate_file(path: str) -> None:
+    """Fail at start, with a clear message, if the access file cannot be used."""
+    try:
+        _read(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"SERVING_ACCESS_FILE {path} cannot be used: {exc}") from None
+
+
+class AccessControl:
+    """The policy in force in this process, refreshed from the file when it changes."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.signature = self._signature()
+        self._apply(_read(path))
+        self.next_check = time.monotonic() + RECHECK_SECONDS
+
+    def _signature(self):
+        stat = os.stat(self.path)
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+    def _apply(self, policy: Policy) -> None:
+        self.policy = policy
+        self.check_keys = policy.mode in ("api_key", "both")
+        self.check_address = policy.mode in ("ip_allowlist", "both") and bool(policy.networks)
+        self.address_cache: dict[str, bool] = {}
+
+    def refresh(self) -> None:
+        try:
+            signature = self._signature()
+            if signature == self.signature:
+                return
+            policy = _read(self.path)
+        except (OSError, ValueError) as exc:
+            log.warning("Keeping the previous access policy: %s cannot be used (%s).", self.path, exc)
+            return
+        self.signature = signature
+        self._apply(policy)
+        log.info("Access policy reloaded from %s (mode %s).", self.path, policy.mode)
+
+    def check(self, scope) -> Denial | None:
+        """None if the request may pass, else why not."""
+        now = time.monotonic()
+        if now >= self.next_check:
+            self.next_check = now + RECHECK_SECONDS
+            self.refresh()
+        if self.check_address:
+            client = scope.get("client")
+            if not client or not self._address_allowed(client[0]):
+                return ADDRESS_NOT_ALLOWED
+        if self.check_keys:
+            return self._key_denial(scope)
+        return None
+
+    def _address_allowed(self, host: str) -> bool:
+        allowed = self.address_cache.get(host)
+        if allowed is None:
+            try:
+                address = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                return False
+            if address.version == 6 and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            allowed = any(address in network for network in self.policy.networks)
+            if len(self.address_cache) >= MAX_CACHED_ADDRESSES:
+                self.address_cache.clear()
+            self.address_cache[host] = allowed
+        return allowed
+
+    def _key_denial(self, scope) -> Denial | None:
+        query = scope.get("query_string")
+        if query and any(
+            name.lower() in QUERY_KEY_NAMES
+            for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+        ):
+            return QUERY_KEY
+        secret = None
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                secret = value
+                break
+        if not secret:
+            return MISSING_KEY
+        digest = hashlib.sha256(secret).hexdigest()
+        for key in self.policy.keys.get(secret[:KEY_PREFIX_LENGTH].decode("latin-1"), ()):
+            if hmac.compare_digest(digest, key.hash):
+                if key.revoked:
+                    return REVOKED_KEY
+                if key.expires_at is not None and key.expires_at <= time.time():
+                    return EXPIRED_KEY
+                return None
+        return UNKNOWN_KEY

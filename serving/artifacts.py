@@ -1,0 +1,70 @@
+"""Fetch the model artifact to a local file and verify its sha256 before anything loads it."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from serving.config import ConfigError
+
+
+class ArtifactError(Exception):
+    """The artifact cannot be fetched, or is not the one the metadata describes."""
+
+
+def local_path(uri: str, cache_dir: str | None = None) -> Path:
+    """Return a local path holding the artifact named by `uri` (a path, file:// or gs:// URL)."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
+        if not path.is_file():
+            raise ArtifactError(f"The model artifact {uri} does not exist or is not a file.")
+        return path
+    if parsed.scheme == "gs":
+        return _download_gcs(parsed.netloc, parsed.path.lstrip("/"), cache_dir)
+    raise ConfigError(
+        f"SERVING_MODEL_URI scheme {parsed.scheme!r} is not supported: use a path, file:// or gs://."
+    )
+
+
+def _download_gcs(bucket: str, name: str, cache_dir: str | None) -> Path:
+    # Imported here: the library is only needed (and only installed) where artifacts live in GCS.
+    try:
+        from google.cloud import storage
+    except ImportError:
+        raise ConfigError(
+            "SERVING_MODEL_URI is a gs:// URL but google-cloud-storage is not installed in this image."
+        ) from None
+    directory = Path(cache_dir or tempfile.gettempdir())
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{bucket}-{name.replace('/', '_')}"
+    try:
+        storage.Client().bucket(bucket).blob(name).download_to_filename(str(target))
+    except Exception as exc:
+        raise ArtifactError(f"Could not download gs://{bucket}/{name}: {exc}") from None
+    return target
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected: str) -> None:
+    """Raise ArtifactError unless the file's sha256 is `expected`."""
+    actual = sha256_of(path)
+    if actual != expected.lower():
+        raise ArtifactError(
+            f"The artifact's sha256 is {actual} but SERVING_MODEL_META says {expected}: refusing to serve it."
+        )
+
+
+def fetch_verified(uri: str, expected_sha256: str, cache_dir: str | None = None) -> Path:
+    path = local_path(uri, cache_dir)
+    verify(path, expected_sha256)
+    return path

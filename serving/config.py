@@ -1,0 +1,162 @@
+"""Read the serving settings from the environment, once, at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import orjson
+
+FORMATS = ("skops", "onnx", "joblib", "pickle")
+FEATURE_TYPES = ("number", "integer", "boolean")
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str = "number"
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What the portal says about the artifact: SERVING_MODEL_META."""
+
+    name: str
+    version: int | str
+    sha256: str
+    format: str
+    schema: tuple[Feature, ...] = ()
+    classes: tuple = ()
+    label_map: dict = field(default_factory=dict)
+    trusted_types: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMeta:
+        try:
+            raw = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"SERVING_MODEL_META is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError("SERVING_MODEL_META must be a JSON object.")
+        sha256 = raw.get("sha256")
+        if not isinstance(sha256, str) or len(sha256) != 64:
+            raise ConfigError("SERVING_MODEL_META.sha256 must be the artifact's sha256 as 64 hex digits.")
+        fmt = raw.get("format")
+        if fmt not in FORMATS:
+            raise ConfigError(f"SERVING_MODEL_META.format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
+        schema = []
+        for index, entry in enumerate(raw.get("schema") or ()):
+            entry = {"name": entry} if isinstance(entry, str) else entry
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+                raise ConfigError(f"SERVING_MODEL_META.schema[{index}] needs a name.")
+            kind = entry.get("type", "number")
+            if kind not in FEATURE_TYPES:
+                raise ConfigError(
+                    f"SERVING_MODEL_META.schema[{index}] has type {kind!r}; "
+                    f"use one of {', '.join(FEATURE_TYPES)}."
+                )
+            schema.append(Feature(entry["name"], kind))
+        if len({feature.name for feature in schema}) != len(schema):
+            raise ConfigError("SERVING_MODEL_META.schema names a feature twice.")
+        label_map = raw.get("label_map") or {}
+        if not isinstance(label_map, dict):
+            raise ConfigError("SERVING_MODEL_META.label_map must be an object of class -> label.")
+        return cls(
+            name=str(raw.get("name") or "model"),
+            version=raw.get("version", ""),
+            sha256=sha256.lower(),
+            format=fmt,
+            schema=tuple(schema),
+            classes=tuple(raw.get("classes") or ()),
+            label_map={str(key): value for key, value in label_map.items()},
+            trusted_types=tuple(raw.get("trusted_types") or ()),
+        )
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {text!r}.") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}.")
+    return value
+
+
+def _float(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {text!r}.") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive.")
+    return value
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_uri: str
+    meta: ModelMeta
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 1
+    allow_pickle: bool = False
+    accelerate: bool = True
+    access_file: str | None = None
+    control_socket: str | None = None
+    handoff_from: str | None = None
+    max_body_bytes: int = 1_572_864
+    max_rows: int = 10_000
+    keepalive_timeout: float = 5.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    model_cache_dir: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        uri = os.environ.get("SERVING_MODEL_URI", "").strip()
+        if not uri:
+            raise ConfigError("SERVING_MODEL_URI is not set: give the model artifact's path or gs:// URL.")
+        meta_text = os.environ.get("SERVING_MODEL_META", "").strip()
+        if not meta_text:
+            raise ConfigError("SERVING_MODEL_META is not set: give the model's metadata as JSON.")
+        return cls(
+            model_uri=uri,
+            meta=ModelMeta.from_json(meta_text),
+            host=os.environ.get("SERVING_HOST", "").strip() or "0.0.0.0",
+            port=_int("PORT", 8080),
+            workers=_int("SERVING_WORKERS", _cpus(), minimum=1),
+            allow_pickle=_flag("SERVING_ALLOW_PICKLE"),
+            accelerate=os.environ.get("SERVING_ACCELERATE", "true").strip().lower()
+            not in ("0", "false", "no"),
+            access_file=os.environ.get("SERVING_ACCESS_FILE") or None,
+            control_socket=os.environ.get("SERVING_CONTROL_SOCKET") or None,
+            handoff_from=os.environ.get("SERVING_HANDOFF_FROM") or None,
+            max_body_bytes=_int("SERVING_MAX_BODY_BYTES", 1_572_864, minimum=1),
+            max_rows=_int("SERVING_MAX_ROWS", 10_000, minimum=1),
+            keepalive_timeout=_float("SERVING_KEEPALIVE_TIMEOUT", 5.0),
+            header_timeout=_float("SERVING_HEADER_TIMEOUT", 10.0),
+            body_timeout=_float("SERVING_BODY_TIMEOUT", 30.0),
+            model_cache_dir=os.environ.get("SERVING_MODEL_CACHE_DIR") or None,
+        )

@@ -1,0 +1,374 @@
+"""The master process: verify and load the model, hold the listener, run the workers.
+
+It never serves HTTP itself. It loads the artifact once (workers inherit it through fork, so its
+memory is shared copy-on-write), takes the listening socket from a predecessor or binds it, forks
+SERVING_WORKERS workers, answers the control socket, restarts workers that die, and on SIGTERM
+tells them to drain and waits for them, killing stragglers before the 9 s budget runs out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from serving import access, control, metrics, worker
+from serving.artifacts import ArtifactError, fetch_verified
+from serving.config import ConfigError, Settings
+from serving.model import Model, ModelError, load_estimator
+
+log = logging.getLogger("serving")
+
+STOP_DEADLINE = 8.7  # seconds from SIGTERM to exit, whatever the workers do
+SERVE_REPLY_TIMEOUT = 30.0
+MAX_CRASHES = 5  # within CRASH_WINDOW seconds, after which the server gives up
+CRASH_WINDOW = 60.0
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why."""
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind host:port with SO_REUSEADDR (never SO_REUSEPORT: the socket is shared by handing it on)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        listener = socket.socket(family, kind, proto)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and address[0] == "::":
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as exc:
+        raise StartupError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listener
+
+
+@dataclass
+class Worker:
+    index: int
+    pid: int
+    status_fd: int
+    go_fd: int
+    started_at: float
+    loaded: bool = False
+    accepting: bool = False
+    released: bool = False
+
+
+@dataclass
+class PendingServe:
+    connection: control.ControlConnection
+    deadline: float
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    model: Model
+    listener: socket.socket
+    workers: dict[int, Worker] = field(default_factory=dict)  # by pid
+    serving: bool = False
+    stopping: bool = False
+    crashes: list[float] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.shared = metrics.SharedMetrics(self.settings.workers)
+        self.selector = selectors.DefaultSelector()
+        self.pending_serves: list[PendingServe] = []
+        self.control_server = None
+        self.serving = self.settings.control_socket is None
+        self.port = self.listener.getsockname()[1]
+        self.wake_fds: tuple[int, int] = ()
+
+    # Workers.
+
+    def spawn(self, index: int) -> None:
+        status_read, status_write = os.pipe()
+        go_read, go_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(status_read)
+            os.close(go_write)
+            self.selector.close()
+            if self.control_server is not None:
+                self.control_server.close()
+            for other in self.workers.values():
+                os.close(other.status_fd)
+                os.close(other.go_fd)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in self.wake_fds:
+                os.close(fd)
+            worker.main(index, self.settings, self.model, self.listener, self.shared, status_write, go_read)
+        os.close(status_write)
+        os.close(go_read)
+        os.set_blocking(status_read, False)
+        self.workers[pid] = Worker(index, pid, status_read, go_write, time.monotonic())
+        self.selector.register(status_read, selectors.EVENT_READ, ("worker", pid))
+
+    def release(self, child: Worker) -> None:
+        """Let a loaded worker start accepting."""
+        if not child.released:
+            child.released = True
+            with contextlib.suppress(OSError):
+                os.write(child.go_fd, b"G")
+
+    def on_worker_status(self, pid: int) -> None:
+        child = self.workers.get(pid)
+        if child is None:
+            return
+        try:
+            data = os.read(child.status_fd, 64)
+        except BlockingIOError:
+            return
+        if not data:
+            self.selector.unregister(child.status_fd)
+            return
+        if b"L" in data:
+            child.loaded = True
+            if self.serving:
+                self.release(child)
+            if self.ready:
+                log.info("Model loaded in all %d workers.", len(self.workers))
+        if b"S" in data:
+            child.accepting = True
+            self.answer_serves()
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.workers.pop(pid, None)
+            if child is None:
+                continue
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(child.status_fd)
+            os.close(child.status_fd)
+            os.close(child.go_fd)
+            if self.stopping:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if not child.loaded:
+                raise StartupError(f"Worker {child.index} exited with {code} before the model was ready.")
+            now = time.monotonic()
+            self.crashes = [moment for moment in self.crashes if now - moment < CRASH_WINDOW] + [now]
+            if len(self.crashes) > MAX_CRASHES:
+                raise StartupError(f"Workers crashed {len(self.crashes)} times in {CRASH_WINDOW:.0f} s.")
+            log.error("Worker %d (pid %d) exited with %s; starting a new one.", child.index, pid, code)
+            self.spawn(child.index)
+
+    @property
+    def ready(self) -> bool:
+        return (
+            len(self.workers) == self.settings.workers
+            and all(child.loaded for child in self.workers.values())
+            and self.listener.fileno() >= 0
+        )
+
+    @property
+    def accepting(self) -> bool:
+        return bool(self.workers) and all(child.accepting for child in self.workers.values())
+
+    # Control socket.
+
+    def on_control_accept(self) -> None:
+        conn, _ = self.control_server.accept()
+        conn.setblocking(False)
+        self.selector.register(conn, selectors.EVENT_READ, ("control", control.ControlConnection(conn)))
+
+    def on_control_data(self, connection: control.ControlConnection) -> None:
+        try:
+            data = connection.conn.recv(65536)
+            lines = connection.lines(data) if data else None
+        except (OSError, ValueError):
+            lines = None
+        if lines is None:
+            self.drop_control(connection)
+            return
+        for line in lines:
+            self.on_command(connection, line)
+
+    def drop_control(self, connection: control.ControlConnection) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(connection.conn)
+        connection.conn.close()
+        self.pending_serves = [
+            pending for pending in self.pending_serves if pending.connection is not connection
+        ]
+
+    def status(self) -> dict:
+        return {"pid": os.getpid(), "ready": self.ready, "serving": self.accepting, "port": self.port}
+
+    def on_command(self, connection: control.ControlConnection, line: bytes) -> None:
+        try:
+            command = orjson.loads(line)
+            name = command.get("cmd") if isinstance(command, dict) else None
+        except orjson.JSONDecodeError:
+            name = None
+        if name == "status":
+            connection.reply(self.status())
+        elif name == "listener":
+            connection.reply({"ok": True}, (self.listener.fileno(),))
+        elif name == "serve":
+            if not self.serving:
+                log.info("Told to serve: workers start accepting.")
+                self.serving = True
+            for child in self.workers.values():
+                if child.loaded:
+                    self.release(child)
+            self.pending_serves.append(PendingServe(connection, time.monotonic() + SERVE_REPLY_TIMEOUT))
+            self.answer_serves()
+        else:
+            connection.reply({"ok": False, "error": 'unknown command; use "status", "listener" or "serve"'})
+
+    def answer_serves(self) -> None:
+        if not self.pending_serves:
+            return
+        now = time.monotonic()
+        waiting = []
+        for pending in self.pending_serves:
+            if self.accepting and len(self.workers) == self.settings.workers:
+                pending.connection.reply({"ok": True, "serving": True})
+            elif now > pending.deadline:
+                pending.connection.reply(
+                    {"ok": False, "serving": False, "error": "workers are not accepting"}
+                )
+            else:
+                waiting.append(pending)
+        self.pending_serves = waiting
+
+    # Main loop.
+
+    def run(self) -> int:
+        wake_read, wake_write = self.wake_fds = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        signal.set_wakeup_fd(wake_write)
+        received: list[int] = []
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(signum, lambda signum, frame: received.append(signum))
+        self.selector.register(wake_read, selectors.EVENT_READ, ("wake", None))
+        control_identity = None
+        if self.settings.control_socket:
+            self.control_server, control_identity = control.bind_control_socket(self.settings.control_socket)
+            self.control_server.setblocking(False)
+            self.selector.register(self.control_server, selectors.EVENT_READ, ("accept", None))
+        for index in range(self.settings.workers):
+            self.spawn(index)
+        log.info(
+            "Serving %s version %s on port %d with %d workers%s.",
+            self.model.name,
+            self.model.version,
+            self.port,
+            self.settings.workers,
+            "" if self.serving else ", accepting once told to serve",
+        )
+        stop_deadline = None
+        try:
+            while True:
+                timeout = (
+                    0.5 if stop_deadline is None else max(0.0, min(0.1, stop_deadline - time.monotonic()))
+                )
+                for key, _ in self.selector.select(timeout):
+                    kind, data = key.data
+                    if kind == "wake":
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_read, 4096)
+                    elif kind == "worker":
+                        self.on_worker_status(data)
+                    elif kind == "accept":
+                        self.on_control_accept()
+                    elif kind == "control":
+                        self.on_control_data(data)
+                if (signal.SIGTERM in received or signal.SIGINT in received) and not self.stopping:
+                    stop_deadline = time.monotonic() + STOP_DEADLINE
+                    self.stop()
+                received.clear()
+                try:
+                    self.reap()
+                except StartupError:
+                    self.kill_all()
+                    raise
+                self.answer_serves()
+                if self.stopping:
+                    if not self.workers:
+                        return 0
+                    if time.monotonic() >= stop_deadline:
+                        for pid in list(self.workers):
+                            log.error("Worker pid %d did not stop in time; killing it.", pid)
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(pid, signal.SIGKILL)
+                        stop_deadline += 1.0
+        finally:
+            if control_identity is not None:
+                control.remove_control_socket(self.settings.control_socket, control_identity)
+
+    def kill_all(self) -> None:
+        for pid in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in self.workers:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.workers.clear()
+
+    def stop(self) -> None:
+        log.info("Stopping: workers finish their requests and exit.")
+        self.stopping = True
+        if self.control_server is not None:
+            self.selector.unregister(self.control_server)
+            self.control_server.close()
+            self.control_server = None
+        for pid in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        # The master's copy of the listener goes too; a successor holding its own copy is unaffected.
+        self.listener.close()
+
+
+def prepare(settings: Settings) -> tuple[Model, socket.socket]:
+    """Everything before forking: verify, load, convert, and hold the listener."""
+    path = fetch_verified(settings.model_uri, settings.meta.sha256, settings.model_cache_dir)
+    log.info("Artifact %s verified (sha256 %s).", path, settings.meta.sha256)
+    if settings.access_file:
+        access.validate_file(settings.access_file)
+    model = Model(
+        load_estimator(path, settings.meta, settings.allow_pickle), settings.meta, settings.accelerate
+    )
+    listener = control.request_listener(settings.handoff_from) if settings.handoff_from else None
+    if listener is not None:
+        log.info("Sharing the listening socket of the process behind %s.", settings.handoff_from)
+    else:
+        listener = bind_listener(settings.host, settings.port)
+    return model, listener
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("SERVING_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s serving[%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = Settings.from_env()
+        model, listener = prepare(settings)
+        code = Supervisor(settings, model, listener).run()
+    except (ConfigError, ArtifactError, ModelError, StartupError) as exc:
+        log.error("Not starting: %s", exc)
+        sys.exit(2)
+    sys.exit(code)

@@ -1,0 +1,237 @@
+"""Turn a request body into a float64 array of rows, or say exactly which fields are wrong.
+
+Three body forms are told apart by shape:
+  named:     {"sepal_length": 5.1, ...}               one row, features by name
+  inputs:    {"inputs": [[5.1, ...], ...]}            rows as lists (or named objects)
+  instances: {"instances": [[...] or {...}, ...]}     Vertex AI / KServe v1 style
+`return` ("label" | "probabilities" | "both") may sit beside them, or in the query string.
+
+Typing rules (documented in the OpenAPI description too):
+  number:  JSON integers and floats; booleans are refused ("expected a number, not a boolean").
+  integer: JSON integers, and floats with no fractional part (3.0); booleans are refused.
+  boolean: true / false, and the numbers 0 and 1.
+  NaN and ±Infinity (which some encoders emit) are refused as "expected a finite number".
+Field paths name the offending value: "petal_width", "inputs/3/2", "instances/0/petal_width".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+RETURN_MODES = ("label", "probabilities", "both")
+BATCH_KEYS = ("inputs", "instances")
+MAX_REPORTED_FIELDS = 1000
+
+
+class RequestError(Exception):
+    """A client mistake: `status` is the HTTP status, `fields` maps paths to what is wrong."""
+
+    def __init__(self, status: int, message: str, fields: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields
+
+    def body(self) -> dict:
+        if self.fields is None:
+            return {"error": self.message}
+        return {"error": self.message, "fields": self.fields}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    rows: np.ndarray  # float64, shape (n, n_features)
+    form: str  # named | inputs | instances
+    mode: str | None  # None when the caller did not choose
+
+
+def load_json(body: bytes):
+    """Parse JSON; NaN and Infinity (non-standard) parse here so validation can name their fields."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        first_error = exc
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise RequestError(400, f"The body is not valid JSON: {first_error}") from None
+
+
+def _number(value, kind: str) -> tuple[float, str | None]:
+    """The value as a float, or an error message for it."""
+    value_type = type(value)
+    if kind == "boolean":
+        if value_type is bool:
+            return float(value), None
+        if value_type in (int, float) and value in (0, 1):
+            return float(value), None
+        return 0.0, "expected a boolean (true or false)"
+    if value_type is bool:
+        return 0.0, f"expected {'an integer' if kind == 'integer' else 'a number'}, not a boolean"
+    if value_type is not int and value_type is not float:
+        return 0.0, "expected an integer" if kind == "integer" else "expected a number"
+    try:
+        number = float(value)
+    except OverflowError:
+        return 0.0, "expected a finite number"
+    if not math.isfinite(number):
+        return 0.0, "expected a finite number"
+    if kind == "integer" and not number.is_integer():
+        return 0.0, "expected an integer"
+    return number, None
+
+
+class Validator:
+    """Validates bodies against one model's feature schema."""
+
+    def __init__(self, names: list[str], kinds: list[str], max_rows: int):
+        self.names = names
+        self.kinds = kinds
+        self.max_rows = max_rows
+        self.width = len(names)
+        self.name_set = frozenset(names)
+        self.all_numbers = all(kind == "number" for kind in kinds)
+        self.integer_columns = [index for index, kind in enumerate(kinds) if kind == "integer"]
+        self.boolean_columns = [index for index, kind in enumerate(kinds) if kind == "boolean"]
+        self.return_is_feature = "return" in self.name_set
+
+    def parse(self, body: bytes, query_mode: str | None = None) -> Parsed:
+        document = load_json(body)
+        if type(document) is not dict:
+            raise RequestError(
+                422, "The body must be a JSON object: named features, or inputs / instances.", {}
+            )
+        mode = query_mode
+        fields: dict[str, str] = {}
+        if "return" in document and not self.return_is_feature:
+            mode = document["return"]
+        if mode is not None and mode not in RETURN_MODES:
+            fields["return"] = f"expected one of {', '.join(RETURN_MODES)}"
+        batch_key = next((key for key in BATCH_KEYS if key in document and key not in self.name_set), None)
+        if batch_key is None:
+            rows = self._named(document, fields)
+        else:
+            rows = self._batch(body, document, batch_key, fields)
+        if fields:
+            raise _invalid(fields)
+        return Parsed(rows, batch_key or "named", mode)
+
+    def _named(self, document: dict, fields: dict[str, str]) -> np.ndarray:
+        values = [0.0] * self.width
+        for index, (name, kind) in enumerate(zip(self.names, self.kinds, strict=True)):
+            value = document.get(name, _MISSING)
+            if value is _MISSING:
+                fields[name] = "missing"
+                continue
+            values[index], problem = _number(value, kind)
+            if problem:
+                fields[name] = problem
+        if len(document) > self.width:
+            for key in document:
+                if key not in self.name_set and not (key == "return" and not self.return_is_feature):
+                    fields[key] = "unexpected field"
+        return np.array([values], dtype=np.float64)
+
+    def _batch(self, body: bytes, document: dict, key: str, fields: dict[str, str]) -> np.ndarray:
+        for other in document:
+            if other != key and other != "return":
+                fields[other] = "unexpected field"
+        rows = document[key]
+        if type(rows) is not list:
+            fields[key] = "expected a list of rows"
+            return _EMPTY
+        if not rows:
+            fields[key] = "expected at least one row"
+            return _EMPTY
+        if len(rows) > self.max_rows:
+            raise RequestError(
+                413, f"Too many rows: {len(rows)}; this endpoint takes at most {self.max_rows}."
+            )
+        if not fields:
+            fast = self._fast_rows(body, rows)
+            if fast is not None:
+                return fast
+        return self._checked_rows(rows, key, fields)
+
+    def _fast_rows(self, body: bytes, rows: list) -> np.ndarray | None:
+        """Convert well-formed rows in one NumPy call; None sends the body to the detailed check.
+
+        NumPy reads booleans as 0/1, so any `true`/`false` in the body (even inside a key) takes
+        the detailed path; strings and nulls make NumPy pick a non-numeric dtype and fail below.
+        """
+        if b"true" in body or b"false" in body:
+            return None
+        if type(rows[0]) is dict:
+            names, width = self.names, self.width
+            try:
+                if any(len(row) != width for row in rows):
+                    return None
+                rows = [[row[name] for name in names] for row in rows]
+            except (KeyError, TypeError):
+                return None
+        try:
+            array = np.array(rows)
+        except (ValueError, TypeError):
+            return None
+        if array.dtype.kind not in "fi" or array.ndim != 2 or array.shape[1] != self.width:
+            return None
+        array = array.astype(np.float64, copy=False)
+        if not np.isfinite(array).all():
+            return None
+        if not self.all_numbers:
+            if self.integer_columns:
+                whole = array[:, self.integer_columns]
+                if not np.array_equal(whole, np.floor(whole)):
+                    return None
+            if self.boolean_columns:
+                flags = array[:, self.boolean_columns]
+                if not np.isin(flags, (0.0, 1.0)).all():
+                    return None
+        return array
+
+    def _checked_rows(self, rows: list, key: str, fields: dict[str, str]) -> np.ndarray:
+        array = np.zeros((len(rows), self.width), dtype=np.float64)
+        width, names, kinds = self.width, self.names, self.kinds
+        for row_index, row in enumerate(rows):
+            if len(fields) >= MAX_REPORTED_FIELDS:
+                break
+            path = f"{key}/{row_index}"
+            if type(row) is list:
+                if len(row) != width:
+                    fields[path] = f"expected {width} values, got {len(row)}"
+                    continue
+                for column, (value, kind) in enumerate(zip(row, kinds, strict=True)):
+                    array[row_index, column], problem = _number(value, kind)
+                    if problem:
+                        fields[f"{path}/{column}"] = problem
+            elif type(row) is dict:
+                for column, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+                    value = row.get(name, _MISSING)
+                    if value is _MISSING:
+                        fields[f"{path}/{name}"] = "missing"
+                        continue
+                    array[row_index, column], problem = _number(value, kind)
+                    if problem:
+                        fields[f"{path}/{name}"] = problem
+                for name in row:
+                    if name not in self.name_set:
+                        fields[f"{path}/{name}"] = "unexpected field"
+            else:
+                fields[path] = f"expected a list of {width} values or an object of named features"
+        return array
+
+
+def _invalid(fields: dict[str, str]) -> RequestError:
+    count = len(fields)
+    shown = "" if count < MAX_REPORTED_FIELDS else f" (only the first {MAX_REPORTED_FIELDS} are listed)"
+    noun = "field is" if count == 1 else "fields are"
+    return RequestError(422, f"{count} {noun} invalid{shown}.", fields)
+
+
+_MISSING = object()
+_EMPTY = np.zeros((0, 0))
