@@ -120,5 +120,6 @@ def predict_example(endpoint: Endpoint, version: ModelVersion | None) -> dict | 
     lines = [f"curl -X POST {shlex.quote(url)}", "-H 'content-type: application/json'"]
     if endpoint.checks_keys:
         lines.append('-H "x-api-key: $API_KEY"')
-    lines.append(f"-d {shlex.quote(json.dumps({'instances': [row]}))}")
+    # One row with named features: serving answers {"target": <label>, <label>: <probability>, ...}.
+    lines.append(f"-d {shlex.quote(json.dumps(row))}")
     return {"url": url, "curl": " \\\n  ".join(lines)}
