@@ -354,8 +354,15 @@ class KeyRequestViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMo
         )
 
     def create(self, request):
-        request_ = key_request_create(user=request.user, **self.validated())
-        return self.respond(request_, status_code=status.HTTP_201_CREATED, location=True)
+        data = self.validated()
+        key_request = key_request_create(
+            user=request.user,
+            team=data.get("team"),
+            endpoint=data["endpoint"],
+            reason=data["reason"],
+            valid_days=data.get("valid_days"),
+        )
+        return self.respond(key_request, status_code=status.HTTP_201_CREATED, location=True)
 
     @extend_schema(
         summary="Approve a pending request (admins); the worker then issues the key",

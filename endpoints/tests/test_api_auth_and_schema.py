@@ -1,0 +1,119 @@
+"""Signing in to the API, the audit log, and the OpenAPI schema with its local Swagger UI."""
+
+import pytest
+import yaml
+from django.contrib.staticfiles import finders
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from endpoints.models import AuditEvent
+
+
+@pytest.fixture(autouse=True)
+def _api_test_settings(settings, tmp_path):
+    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
+    settings.STATIC_ROOT = tmp_path
+    # The cast's passwords need no strength here; the default hasher costs a second per user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def api(user=None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
+
+
+def test_a_username_and_password_buy_a_token_that_signs_requests(admin, endpoint):
+    response = api().post(
+        "/api/v1/auth/token/", {"username": "ada", "password": "ada-password-1"}, format="json"
+    )
+    assert response.status_code == 200
+    token = response.json()["token"]
+    assert Token.objects.get(user=admin).key == token
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    listing = client.get("/api/v1/endpoints/")
+    assert listing.status_code == 200
+    assert listing.json()["results"][0]["name"] == "iris-prod"
+
+
+def test_a_wrong_password_buys_no_token(admin):
+    response = api().post("/api/v1/auth/token/", {"username": "ada", "password": "guess"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Unable to log in with provided credentials."
+    assert not Token.objects.exists()
+
+
+def test_a_bad_token_is_refused(endpoint):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    response = client.get("/api/v1/endpoints/")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid token.", "field": None, "code": "authentication_failed"}
+
+
+def test_the_browser_session_works_too(client, member, endpoint):
+    client.force_login(member)
+    response = client.get("/api/v1/endpoints/iris-prod/")
+    assert response.status_code == 200
+    assert response.json()["name"] == "iris-prod"
+
+
+def test_an_admin_reads_the_audit_log_newest_first(admin, endpoint):
+    from endpoints.services.endpoints import endpoint_update
+
+    endpoint_update(user=admin, endpoint=endpoint, memory="1Gi")
+    response = api(admin).get("/api/v1/audit/")
+    assert response.status_code == 200
+    rows = response.json()["results"]
+    assert [row["action"] for row in rows] == ["endpoint.update", "endpoint.create"]
+    assert rows[0]["actor"] == "ada"
+    assert rows[0]["target_repr"] == "iris-prod"
+    assert rows[0]["details"] == {"memory": "1Gi"}
+    assert response.json()["count"] == AuditEvent.objects.count()
+
+
+def test_a_team_member_cannot_read_the_audit_log(member, endpoint):
+    response = api(member).get("/api/v1/audit/")
+    assert response.status_code == 403
+    assert response.json()["detail"] == "Only an admin can do this."
+
+
+def test_the_schema_is_served_and_describes_the_api(db):
+    response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi")
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    assert schema["openapi"].startswith("3.")
+    paths = schema["paths"]
+    for path in [
+        "/api/v1/auth/token/",
+        "/api/v1/models/{id}/versions/",
+        "/api/v1/endpoints/{name}/deploy/",
+        "/api/v1/endpoints/{name}/allowlist/{entry_id}/",
+        "/api/v1/deployments/{id}/rollback/",
+        "/api/v1/key-requests/{id}/reveal/",
+        "/api/v1/keys/{id}/revoke/",
+        "/api/v1/audit/",
+    ]:
+        assert path in paths, path
+    assert "202" in paths["/api/v1/endpoints/{name}/deploy/"]["post"]["responses"]
+    upload = paths["/api/v1/models/{id}/versions/"]["post"]["requestBody"]["content"]
+    assert list(upload) == ["multipart/form-data"]
+
+
+def test_the_schema_generates_without_warnings(db, tmp_path):
+    # --fail-on-warn raises on the first warning; --validate checks it against the OpenAPI spec.
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+    assert (tmp_path / "schema.yaml").read_text().startswith("openapi:")
+
+
+def test_the_docs_page_loads_swagger_ui_from_our_own_static_files(db):
+    response = APIClient().get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower()
+    assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
