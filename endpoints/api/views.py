@@ -110,6 +110,7 @@ class MLModelViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModel
             MLModel.objects.for_user(self.request.user)
             .select_related("owner")
             .annotate(latest_version=Max("versions__number"))
+            .order_by("name")  # an aggregate drops Meta.ordering
         )
 
     def create(self, request):

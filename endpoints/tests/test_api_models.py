@@ -55,6 +55,14 @@ def test_an_admin_creates_a_model(admin):
     assert AuditEvent.objects.filter(action="model.create").count() == 1
 
 
+def test_everyone_signed_in_lists_models_by_name(admin, member, iris_version):
+    from endpoints.services.versions import ml_model_create
+
+    ml_model_create(user=admin, name="churn")
+    rows = api(member).get("/api/v1/models/").json()["results"]
+    assert [(row["name"], row["latest_version"]) for row in rows] == [("churn", None), ("iris", 1)]
+
+
 def test_a_model_name_that_is_taken_is_refused(admin, iris_model):
     response = api(admin).post("/api/v1/models/", {"name": "iris"}, format="json")
     assert response.status_code == 400
