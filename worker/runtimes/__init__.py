@@ -7,7 +7,10 @@ from django.utils.module_loading import import_string
 
 from worker.runtimes.base import PermanentError, Runtime, TransientError
 
-RUNTIMES = {"local": "worker.runtimes.local.LocalRuntime"}
+RUNTIMES = {
+    "local": "worker.runtimes.local.LocalRuntime",
+    "gcp": "worker.runtimes.gcp.runtime.GcpRuntime",
+}
 
 __all__ = ["PermanentError", "Runtime", "TransientError", "get_runtime"]
 

@@ -1,0 +1,182 @@
+"""Pytest fixtures that run the fake Google servers and point the GCP runtime at them.
+
+The servers start once per test session (each on its own loopback port, like Google's separate
+hosts) and are reset before each test. Import the fixtures where they are used:
+
+    from tests.fakes.fixtures import *  # noqa: F403  (the fixtures in __all__)
+
+`gcp` is a GcpRuntime on the fakes whose waits are recorded, not slept (`gcp.ctx.slept`).
+`gcp_settings` sets RUNTIME=gcp and the GCP_* settings for code that calls `get_runtime()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from tests.fakes.cloud_run import CloudRunFake
+from tests.fakes.storage import StorageFake
+
+__all__ = ["artifact", "clock", "fake_servers", "fakes", "gcp", "gcp_settings"]
+
+PROJECT = "portal-test"
+BUCKET = "portal-artifacts"
+GATEWAY_SA = "portal-gateway@portal-test.iam.gserviceaccount.com"
+
+
+@dataclass
+class Fakes:
+    run: CloudRunFake
+    storage: StorageFake
+
+    def all(self):
+        return [self.run, self.storage]
+
+    def overrides(self) -> str:
+        return f"run={self.run.endpoint},storage={self.storage.endpoint}"
+
+    def reset(self) -> None:
+        for fake in self.all():
+            fake.reset()
+
+    def clear_calls(self) -> None:
+        for fake in self.all():
+            fake.clear_calls()
+
+
+@pytest.fixture(scope="session")
+def fake_servers():
+    servers = Fakes(run=CloudRunFake().start(), storage=StorageFake((BUCKET,)).start())
+    yield servers
+    for fake in servers.all():
+        fake.stop()
+
+
+@pytest.fixture
+def fakes(fake_servers, monkeypatch) -> Fakes:
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    fake_servers.reset()
+    return fake_servers
+
+
+def settings_values(fakes: Fakes) -> dict:
+    return {
+        "GCP_PROJECT": PROJECT,
+        "GCP_SERVING_IMAGE": "us-docker.pkg.dev/portal-test/portal/serving:1.0",
+        "GCP_ARTIFACT_BUCKET": BUCKET,
+        "GCP_GATEWAY_SERVICE_ACCOUNT": GATEWAY_SA,
+        "GCP_LB_DOMAIN": "models.example.com",
+        "GCP_SERVICE_ACCOUNT_TEMPLATE": "ep-{endpoint}@{project}.iam.gserviceaccount.com",
+        "GCP_GATEWAY_REGION": "us-central1",
+        "GCP_API_ENDPOINT_OVERRIDES": fakes.overrides(),
+        "GCP_CALL_TIMEOUT_SECONDS": 10.0,
+        "GCP_RETRY_ATTEMPTS": 3,
+        "GCP_RETRY_INITIAL_SECONDS": 1.0,
+        "GCP_RATE_LIMIT_WAIT_SECONDS": 30.0,
+        "GCP_POLL_INTERVAL_SECONDS": 2.0,
+        "GCP_OPERATION_WAIT_SECONDS": 10.0,
+        "GCP_OPERATION_DEADLINE_SECONDS": 1800.0,
+        "GCP_ARMOR_PRIORITY_START": 1000,
+        "GCP_ARMOR_PRIORITY_END": 1999,
+    }
+
+
+class FakeClock:
+    """Monotonic and wall clocks that move only when the runtime sleeps."""
+
+    def __init__(self):
+        self.now = 1_800_000_000.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def gcp_settings(settings, fakes):
+    from worker.runtimes import get_runtime
+
+    for name, value in settings_values(fakes).items():
+        setattr(settings, name, value)
+    settings.RUNTIME = "gcp"
+    get_runtime.cache_clear()
+    yield settings
+    get_runtime.cache_clear()
+
+
+@pytest.fixture
+def gcp(gcp_settings, clock):
+    from worker.runtimes.gcp.config import GcpConfig
+    from worker.runtimes.gcp.runtime import GcpRuntime
+
+    return GcpRuntime(GcpConfig.from_settings(), sleep=clock.sleep, clock=clock.monotonic, wall=clock.time)
+
+
+ARTIFACT = b"skops-bytes-of-a-small-model" * 10
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    import hashlib
+
+    path = tmp_path / "model.skops"
+    path.write_bytes(ARTIFACT)
+    return path, hashlib.sha256(ARTIFACT).hexdigest()
+
+
+def make_spec(
+    artifact,
+    *,
+    endpoint: str = "iris-prod",
+    deployment_id: int = 1,
+    mode: str = "api_key",
+    traffic: int = 100,
+    previous: dict | None = None,
+    cidrs: tuple = (),
+    **resources,
+):
+    """A DeploySpec like the portal builds, for a small model file `artifact` = (path, sha256)."""
+    from worker.runtimes.base import AccessPolicy, DeploySpec, ModelSpec, Resources
+
+    path, sha = artifact
+    return DeploySpec(
+        endpoint=endpoint,
+        deployment_id=deployment_id,
+        model=ModelSpec(
+            name="iris",
+            version=1,
+            artifact_path=str(path),
+            sha256=sha,
+            format="skops",
+            input_schema=({"name": "sepal_length", "type": "float"},),
+            classes=(0, 1, 2),
+            label_map={"0": "setosa"},
+        ),
+        resources=Resources(**resources),
+        access=AccessPolicy(mode=mode, cidrs=cidrs),
+        traffic_percent=traffic,
+        previous=previous or {},
+    )
+
+
+def run_steps(runtime, spec, resources: dict | None = None, *, only: tuple = ()) -> dict:
+    """Run a deploy's steps in order like the portal does, merging what each returns."""
+    resources = dict(resources or {})
+    for step in runtime.deploy_steps(spec):
+        if only and step.name not in only:
+            continue
+        resources.update(step.run(resources).resources)
+    return resources

@@ -1,0 +1,237 @@
+"""The common machinery of the fake Google REST APIs (Cloud Storage JSON API, Compute Engine).
+
+A fake declares routes with `@route("GET", r"/storage/v1/b/(?P<bucket>[^/]+)/iam")`; the handler
+gets a `Request` and returns `(status, json_body)` or `(status, json_body, headers)`, or raises
+`HttpError`, which answers in Google's error format:
+
+    {"error": {"code": 412, "message": "...", "errors": [{"reason": "conditionNotMet", ...}]}}
+
+Like the gRPC fakes, it records every call (`Call("POST /compute/v1/...", Request)`) and can be
+told to fail the next N calls (`fail_next(2, 503)`), or to drop the connection (`status=0`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import traceback
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+REASONS = {
+    400: ("badRequest", "INVALID_ARGUMENT"),
+    403: ("forbidden", "PERMISSION_DENIED"),
+    404: ("notFound", "NOT_FOUND"),
+    409: ("alreadyExists", "ALREADY_EXISTS"),
+    412: ("conditionNotMet", "FAILED_PRECONDITION"),
+    429: ("rateLimitExceeded", "RESOURCE_EXHAUSTED"),
+    500: ("backendError", "INTERNAL"),
+    503: ("backendError", "UNAVAILABLE"),
+}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, *, reason: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason or REASONS.get(status, ("error", "UNKNOWN"))[0]
+
+    def body(self) -> dict:
+        return {
+            "error": {
+                "code": self.status,
+                "message": self.message,
+                "errors": [{"message": self.message, "domain": "global", "reason": self.reason}],
+                "status": REASONS.get(self.status, ("", "UNKNOWN"))[1],
+            }
+        }
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"{}")
+
+
+@dataclass
+class Call:
+    method: str  # "GET /storage/v1/b/bucket/o/name"
+    request: Request
+
+
+@dataclass
+class _Failure:
+    remaining: int
+    status: int
+    message: str
+    reason: str | None
+    route: str | None
+    after: bool
+
+
+def route(method: str, pattern: str):
+    def mark(fn):
+        fn._route = (method, re.compile(f"^{pattern}$"))
+        return fn
+
+    return mark
+
+
+class RestFake:
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.calls: list[Call] = []
+        self._failures: list[_Failure] = []
+        self._routes = [
+            (*getattr(type(self), name)._route, getattr(self, name))
+            for name in dir(type(self))
+            if hasattr(getattr(type(self), name), "_route")
+        ]
+        self._server: ThreadingHTTPServer | None = None
+        self.port: int | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> RestFake:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                fake._dispatch(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.calls.clear()
+            self._failures.clear()
+            self.reset_state()
+
+    def reset_state(self) -> None:
+        """Subclasses clear their resources here."""
+
+    # --- test controls -----------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        times: int = 1,
+        status: int = 503,
+        message: str = "The service is currently unavailable.",
+        *,
+        reason: str | None = None,
+        route: str | None = None,
+        after: bool = False,
+    ) -> None:
+        """Answer the next `times` calls (whose "METHOD /path" contains `route`, or any) with an error.
+
+        `status=0` drops the connection without an answer. `after=True` lets the call take effect first.
+        """
+        with self.lock:
+            self._failures.append(_Failure(times, status, message, reason, route, after))
+
+    def methods(self) -> list[str]:
+        with self.lock:
+            return [call.method for call in self.calls]
+
+    def requests(self, contains: str) -> list[Request]:
+        with self.lock:
+            return [call.request for call in self.calls if contains in call.method]
+
+    def clear_calls(self) -> None:
+        with self.lock:
+            self.calls.clear()
+
+    # --- dispatch ----------------------------------------------------------------------------
+
+    def _take_failure(self, label: str) -> _Failure | None:
+        for failure in self._failures:
+            if failure.remaining > 0 and (failure.route is None or failure.route in label):
+                failure.remaining -= 1
+                if failure.remaining == 0:
+                    self._failures.remove(failure)
+                return failure
+        return None
+
+    def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        request = Request(
+            method=handler.command,
+            path=unquote(parts.path),
+            query={key: values[-1] for key, values in parse_qs(parts.query).items()},
+            headers={key.lower(): value for key, value in handler.headers.items()},
+            body=body,
+        )
+        label = f"{handler.command} {request.path}"
+        with self.lock:
+            self.calls.append(Call(label, request))
+            failure = self._take_failure(label)
+        if failure is not None and failure.status == 0:
+            handler.close_connection = True
+            handler.connection.close()
+            return
+        try:
+            if failure is not None and not failure.after:
+                raise HttpError(failure.status, failure.message, reason=failure.reason)
+            result = self._route(request, raw_path=parts.path)
+            if failure is not None:
+                raise HttpError(failure.status, failure.message, reason=failure.reason)
+        except HttpError as exc:
+            result = (exc.status, exc.body())
+        except Exception as exc:
+            traceback.print_exc()
+            result = (500, HttpError(500, f"fake crashed: {exc!r}").body())
+        status, payload, *rest = result
+        headers = rest[0] if rest else {}
+        data = json.dumps(payload).encode() if payload is not None else b""
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json; charset=UTF-8")
+        handler.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _route(self, request: Request, *, raw_path: str):
+        for method, pattern, fn in self._routes:
+            if method != request.method:
+                continue
+            match = pattern.match(raw_path)
+            if match:
+                request.params = {key: unquote(value) for key, value in match.groupdict().items()}
+                with self.lock:
+                    return fn(request)
+        raise HttpError(404, f"No fake route for {request.method} {request.path}.")

@@ -1,0 +1,191 @@
+"""A fake Cloud Storage JSON API: objects (metadata, multipart and resumable uploads) and bucket IAM.
+
+It answers like GCS: `ifGenerationMatch=0` on an existing object is 412 conditionNotMet; object
+metadata carries `size`, `generation`, `md5Hash` and `crc32c` (base64, big-endian) so the client's
+checksum checks pass; a bucket IAM `PUT` with a stale `etag` is 412 too.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+
+import google_crc32c
+
+from tests.fakes.grpc_server import next_number
+from tests.fakes.rest_server import HttpError, Request, RestFake, route
+
+BUCKET = r"/storage/v1/b/(?P<bucket>[^/]+)"
+UPLOAD = r"/upload/storage/v1/b/(?P<bucket>[^/]+)/o"
+
+
+class StorageFake(RestFake):
+    def __init__(self, buckets: tuple[str, ...] = ("portal-artifacts",)):
+        self.bucket_names = buckets
+        super().__init__()
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        self.objects: dict[tuple[str, str], dict] = {}
+        self.data: dict[tuple[str, str], bytes] = {}
+        self.policies: dict[str, dict] = {
+            bucket: {"version": 1, "etag": "CAE=", "bindings": []} for bucket in self.bucket_names
+        }
+        self._sessions: dict[str, dict] = {}
+
+    def put(self, bucket: str, name: str, data: bytes) -> dict:
+        """Store an object directly (test setup)."""
+        with self.lock:
+            return self._store(bucket, name, data, {})
+
+    # --- objects -----------------------------------------------------------------------------
+
+    def _bucket(self, request: Request) -> str:
+        bucket = request.params["bucket"]
+        if bucket not in self.policies:
+            raise HttpError(404, "The specified bucket does not exist.")
+        return bucket
+
+    @route("GET", BUCKET)
+    def get_bucket(self, request: Request):
+        bucket = self._bucket(request)
+        return 200, {
+            "kind": "storage#bucket",
+            "name": bucket,
+            "projectNumber": "123456789012",
+            "location": "US",
+        }
+
+    @route("GET", BUCKET + r"/o/(?P<name>.+)")
+    def get_object(self, request: Request):
+        bucket = self._bucket(request)
+        meta = self.objects.get((bucket, request.params["name"]))
+        if meta is None:
+            raise HttpError(404, f"No such object: {bucket}/{request.params['name']}")
+        if request.query.get("alt") == "media":
+            raise HttpError(400, "The fake does not serve downloads.")
+        return 200, meta
+
+    @route("POST", UPLOAD)
+    def upload(self, request: Request):
+        bucket = self._bucket(request)
+        kind = request.query.get("uploadType")
+        if kind == "multipart":
+            metadata, data = _parse_multipart(request)
+            name = metadata.get("name") or request.query.get("name")
+            self._check_preconditions(bucket, name, request.query)
+            return 200, self._store(bucket, name, data, metadata)
+        if kind == "resumable":
+            metadata = request.json()
+            name = metadata.get("name") or request.query.get("name")
+            self._check_preconditions(bucket, name, request.query)
+            upload_id = uuid.uuid4().hex
+            self._sessions[upload_id] = {
+                "bucket": bucket,
+                "name": name,
+                "metadata": metadata,
+                "data": b"",
+                "query": dict(request.query),
+            }
+            location = (
+                f"{self.endpoint}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&upload_id={upload_id}"
+            )
+            return 200, None, {"Location": location}
+        raise HttpError(400, f"Unsupported uploadType {kind!r}.")
+
+    @route("PUT", UPLOAD)
+    def upload_chunk(self, request: Request):
+        session = self._sessions.get(request.query.get("upload_id", ""))
+        if session is None:
+            raise HttpError(404, "No such upload session.")
+        content_range = request.headers.get("content-range", "")
+        # "bytes 0-99/200", "bytes 100-199/*" or "bytes */200"
+        spec, _, total = content_range.removeprefix("bytes ").partition("/")
+        if spec != "*":
+            start = int(spec.split("-")[0])
+            if start != len(session["data"]):
+                raise HttpError(400, "Chunk does not start where the last one ended.")
+            session["data"] += request.body
+        if total != "*" and len(session["data"]) == int(total):
+            del self._sessions[request.query["upload_id"]]
+            self._check_preconditions(session["bucket"], session["name"], session["query"])
+            return 200, self._store(session["bucket"], session["name"], session["data"], session["metadata"])
+        headers = {"Range": f"bytes=0-{len(session['data']) - 1}"} if session["data"] else {}
+        return 308, None, headers
+
+    def _check_preconditions(self, bucket: str, name: str, query: dict) -> None:
+        if not name:
+            raise HttpError(400, "Object name is required.", reason="required")
+        wanted = query.get("ifGenerationMatch")
+        if wanted is None:
+            return
+        current = self.objects.get((bucket, name))
+        generation = current["generation"] if current else "0"
+        if wanted != generation:
+            raise HttpError(412, "At least one of the pre-conditions you specified did not hold.")
+
+    def _store(self, bucket: str, name: str, data: bytes, metadata: dict) -> dict:
+        crc = google_crc32c.Checksum(data).digest()
+        meta = {
+            "kind": "storage#object",
+            "id": f"{bucket}/{name}/{next_number()}",
+            "name": name,
+            "bucket": bucket,
+            "generation": str(next_number()),
+            "metageneration": "1",
+            "contentType": metadata.get("contentType", "application/octet-stream"),
+            "size": str(len(data)),
+            "md5Hash": base64.b64encode(hashlib.md5(data).digest()).decode(),
+            "crc32c": base64.b64encode(crc).decode(),
+            "metadata": metadata.get("metadata", {}),
+        }
+        self.objects[(bucket, name)] = meta
+        self.data[(bucket, name)] = data
+        return meta
+
+    # --- bucket IAM --------------------------------------------------------------------------
+
+    @route("GET", BUCKET + r"/iam")
+    def get_iam(self, request: Request):
+        bucket = self._bucket(request)
+        return 200, {
+            "kind": "storage#policy",
+            "resourceId": f"projects/_/buckets/{bucket}",
+            **self.policies[bucket],
+        }
+
+    @route("PUT", BUCKET + r"/iam")
+    def set_iam(self, request: Request):
+        bucket = self._bucket(request)
+        body = request.json()
+        current = self.policies[bucket]
+        if body.get("etag") and body["etag"] != current["etag"]:
+            raise HttpError(412, "At least one of the pre-conditions you specified did not hold.")
+        for binding in body.get("bindings", []):
+            if not binding.get("role", "").startswith("roles/"):
+                raise HttpError(400, f"Role {binding.get('role')!r} is not valid.", reason="invalid")
+        policy = {
+            "version": body.get("version", 1),
+            "etag": base64.b64encode(f"etag{next_number()}".encode()).decode(),
+            "bindings": [
+                {"role": binding["role"], "members": sorted(set(binding.get("members", [])))}
+                for binding in body.get("bindings", [])
+                if binding.get("members")
+            ],
+        }
+        self.policies[bucket] = policy
+        return 200, {"kind": "storage#policy", "resourceId": f"projects/_/buckets/{bucket}", **policy}
+
+
+def _parse_multipart(request: Request) -> tuple[dict, bytes]:
+    import json
+
+    content_type = request.headers.get("content-type", "")
+    boundary = content_type.split("boundary=", 1)[1].strip('"').encode()
+    parts = request.body.split(b"--" + boundary)
+    sections = [part for part in parts if part not in (b"", b"--", b"--\r\n", b"\r\n")]
+    meta_part, data_part = sections[0], sections[1]
+    _, meta = meta_part.split(b"\r\n\r\n", 1)
+    _, data = data_part.split(b"\r\n\r\n", 1)
+    return json.loads(meta.strip()), data.removesuffix(b"\r\n")

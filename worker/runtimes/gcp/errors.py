@@ -1,0 +1,78 @@
+"""Google's exceptions in the runtime's two words: PermanentError or TransientError.
+
+Only what can pass on a later try is transient: unavailable, deadline exceeded, internal, unknown,
+a rate limit (retried no sooner than GCP_RATE_LIMIT_WAIT_SECONDS), a dropped connection over REST,
+and the optimistic-locking conflicts (aborted, 412) whose cure is to re-read. Everything else
+(invalid argument, permission denied, not found, a daily quota) is permanent and keeps Google's
+message, so the admin reads what Google said.
+"""
+
+from __future__ import annotations
+
+import requests
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
+
+from worker.runtimes.base import PermanentError, RuntimeFailure, TransientError
+
+#: Errors a retry of the same call may cure.
+RETRYABLE = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.Unknown,
+    gexc.GatewayTimeout,
+    requests.ConnectionError,
+    requests.Timeout,
+    auth_exc.TransportError,
+)
+#: Optimistic-locking conflicts: re-read, recompute, write again.
+STALE = (gexc.Aborted, gexc.PreconditionFailed)
+
+
+def is_daily_quota(exc: gexc.GoogleAPICallError) -> bool:
+    """A quota that resets tomorrow: retrying today will not help."""
+    limit = str((exc.metadata or {}).get("quota_limit", "")) if hasattr(exc, "metadata") else ""
+    text = f"{limit} {exc.message} {exc.reason or ''}".lower()
+    reasons = {str(error.get("reason", "")).lower() for error in exc.errors if isinstance(error, dict)}
+    return "perday" in text.replace(" ", "") or "per day" in text or "dailylimitexceeded" in reasons
+
+
+def retry_after(exc: gexc.GoogleAPICallError, floor: float) -> float:
+    """The wait Google asked for (RetryInfo), never less than `floor`."""
+    for detail in exc.details or ():
+        delay = getattr(detail, "retry_delay", None)
+        if delay is not None and (delay.seconds or delay.nanos):
+            return max(floor, delay.seconds + delay.nanos / 1e9)
+    return floor
+
+
+def translate(exc: BaseException, what: str, *, rate_limit_wait: float = 30.0) -> RuntimeFailure:
+    """The runtime error for a Google exception raised while doing `what`."""
+    if isinstance(exc, RuntimeFailure):
+        return exc
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        return translate(exc.cause, what, rate_limit_wait=rate_limit_wait)
+    if isinstance(exc, auth_exc.DefaultCredentialsError):
+        return PermanentError(
+            f"{what}: no Google credentials (Application Default Credentials): {exc}. "
+            "Run the worker with a service account, or `gcloud auth application-default login`."
+        )
+    if isinstance(exc, gexc.TooManyRequests):
+        if is_daily_quota(exc):
+            return PermanentError(f"{what}: {_message(exc)} (a daily quota: try again tomorrow or raise it)")
+        return TransientError(f"{what}: {_message(exc)}", retry_after=retry_after(exc, rate_limit_wait))
+    if isinstance(exc, RETRYABLE + STALE):
+        return TransientError(f"{what}: {_message(exc)}")
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return PermanentError(f"{what}: {_message(exc)}")
+    if isinstance(exc, requests.RequestException):
+        return TransientError(f"{what}: {exc}")
+    raise exc
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, gexc.GoogleAPICallError):
+        status = exc.grpc_status_code.name if exc.grpc_status_code is not None else f"HTTP {exc.code}"
+        return f"{exc.message} ({status})"
+    return str(exc)

@@ -1,0 +1,168 @@
+"""Cloud Run v2: one service per endpoint, one revision per deployment.
+
+The service id is the endpoint's name (a DNS label that starts with a letter); the revision is
+`<service>-d<deployment id>`, so a retried deploy finds the revision it made. The write is one
+`UpdateService` with `allow_missing=True` (create if absent, else update): no read first. A
+revision with the same name and the same template is not made twice; Cloud Run refuses one with
+the same name and a different template.
+
+Traffic names revisions, never "latest": the new revision gets the deployment's share and the
+previous live revision keeps the rest, so a revision that never becomes ready takes no traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from google.cloud import run_v2
+from google.protobuf import duration_pb2
+
+from worker.runtimes.base import DeploySpec, PermanentError
+from worker.runtimes.gcp.clients import Context
+from worker.runtimes.gcp.config import SERVICE_ACCOUNT
+from worker.runtimes.gcp.operations import operation_result
+from worker.runtimes.gcp.storage import model_uri
+
+SERVICE_ID = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+REVISION_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+CONTAINER_PORT = 8080
+REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+KEY_MODES = ("api_key", "both")
+ADDRESS_MODES = ("ip_allowlist",)
+
+
+def service_id(endpoint: str) -> str:
+    if not SERVICE_ID.match(endpoint) or len(endpoint) >= 50:
+        raise PermanentError(
+            f"{endpoint!r} cannot name a Cloud Run service: it must start with a letter, not end with a "
+            "hyphen, and have fewer than 50 lowercase letters, digits and hyphens."
+        )
+    return endpoint
+
+
+def service_name(ctx: Context, endpoint: str, region: str) -> str:
+    return f"projects/{ctx.cfg.project}/locations/{region}/services/{service_id(endpoint)}"
+
+
+def revision_id(spec: DeploySpec) -> str:
+    revision = f"{service_id(spec.endpoint)}-d{spec.deployment_id}"
+    if not REVISION_ID.match(revision):
+        raise PermanentError(f"Revision name {revision!r} is longer than Cloud Run's 63 characters.")
+    return revision
+
+
+def ingress_for(mode: str) -> run_v2.IngressTraffic:
+    """Allowlist endpoints take traffic only through their load balancer (where Cloud Armor is)."""
+    if mode in ADDRESS_MODES:
+        return run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER
+    return run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL
+
+
+def traffic_for(spec: DeploySpec, revision: str) -> list[run_v2.TrafficTarget]:
+    previous = spec.previous.get("revision")
+    if spec.traffic_percent < 100 and previous and previous != revision:
+        return [
+            run_v2.TrafficTarget(type_=REVISION, revision=revision, percent=spec.traffic_percent),
+            run_v2.TrafficTarget(type_=REVISION, revision=previous, percent=100 - spec.traffic_percent),
+        ]
+    return [run_v2.TrafficTarget(type_=REVISION, revision=revision, percent=100)]
+
+
+def build_service(ctx: Context, spec: DeploySpec) -> run_v2.Service:
+    """The whole desired service for this deployment."""
+    res = spec.resources
+    name = service_name(ctx, spec.endpoint, res.region)
+    revision = revision_id(spec)
+    account = ctx.cfg.service_account_for(spec.endpoint)
+    if not SERVICE_ACCOUNT.match(account):
+        raise PermanentError(
+            f"The service account {account!r} (GCP_SERVICE_ACCOUNT_TEMPLATE) is not valid: an account id "
+            "has 6 to 30 lowercase letters, digits and hyphens."
+        )
+    labels = {"managed-by": "model-endpoint-portal", "portal-endpoint": spec.endpoint}
+    meta = json.dumps(spec.model.meta(), separators=(",", ":"), sort_keys=True)
+    return run_v2.Service(
+        name=name,
+        description=f"Model endpoint {spec.endpoint}"[:512],
+        labels=labels,
+        ingress=ingress_for(spec.access.mode),
+        # Key modes: only the gateway's account may invoke (IAM). Allowlist and open modes: no
+        # caller identity exists (load balancer, public), so IAM checks are off and ingress decides.
+        invoker_iam_disabled=spec.access.mode not in KEY_MODES,
+        template=run_v2.RevisionTemplate(
+            revision=revision,
+            labels={**labels, "portal-deployment": str(spec.deployment_id)},
+            scaling=run_v2.RevisionScaling(
+                min_instance_count=res.min_instances, max_instance_count=res.max_instances
+            ),
+            timeout=duration_pb2.Duration(seconds=res.timeout_seconds),
+            service_account=account,
+            max_instance_request_concurrency=res.concurrency,
+            containers=[
+                run_v2.Container(
+                    name="serving",
+                    image=ctx.cfg.serving_image,
+                    env=[
+                        run_v2.EnvVar(name="SERVING_MODEL_URI", value=model_uri(ctx, spec.model)),
+                        run_v2.EnvVar(name="SERVING_MODEL_META", value=meta),
+                    ],
+                    resources=run_v2.ResourceRequirements(
+                        limits={"cpu": res.cpu, "memory": res.memory}, cpu_idle=True, startup_cpu_boost=True
+                    ),
+                    ports=[run_v2.ContainerPort(name="http1", container_port=CONTAINER_PORT)],
+                )
+            ],
+        ),
+        traffic=traffic_for(spec, revision),
+    )
+
+
+def deploy_revision(ctx: Context, spec: DeploySpec, *, validate_only: bool = False) -> dict:
+    """Start the write of the service with this deployment's revision; return its operation."""
+    service = build_service(ctx, spec)
+    started = ctx.wall()
+    operation = ctx.call(
+        ctx.clients.run().update_service,
+        request=run_v2.UpdateServiceRequest(service=service, allow_missing=True, validate_only=validate_only),
+        what=f"Deploy Cloud Run revision {service.template.revision}",
+    )
+    return {
+        "service": service.name,
+        "revision": service.template.revision,
+        "run_operation": operation.operation.name,
+        "run_operation_started": started,
+        "traffic": [{"revision": t.revision, "percent": t.percent} for t in service.traffic],
+    }
+
+
+def wait_revision(ctx: Context, resources: dict) -> dict:
+    """Wait for the deploy operation; the revision must be ready, else fail with Cloud Run's message."""
+    revision = resources["revision"]
+    service = operation_result(
+        ctx,
+        ctx.clients.run(),
+        resources["run_operation"],
+        what=f"Cloud Run revision {revision}",
+        started=resources["run_operation_started"],
+        result_cls=run_v2.Service,
+    )
+    if service.latest_ready_revision.rsplit("/", 1)[-1] != revision:
+        message = service.terminal_condition.message or "the revision did not become ready"
+        raise PermanentError(f"Cloud Run revision {revision}: {message}")
+    return {"url": service.uri, "run_url": service.uri}
+
+
+def set_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> dict:
+    """Move traffic between existing revisions (rollback); returns the started operation."""
+    service = ctx.call(ctx.clients.run().get_service, name=name, what=f"Read {name}")
+    service.traffic = [
+        run_v2.TrafficTarget(type_=REVISION, revision=rev, percent=pct) for rev, pct in targets
+    ]
+    started = ctx.wall()
+    operation = ctx.call(
+        ctx.clients.run().update_service,
+        request=run_v2.UpdateServiceRequest(service=service),
+        what=f"Move traffic of {name}",
+    )
+    return {"run_operation": operation.operation.name, "run_operation_started": started}

@@ -1,0 +1,79 @@
+"""A deployment run by the portal's own service layer on RUNTIME=gcp, against the fake Google servers."""
+
+import grpc
+import pytest
+
+from endpoints.models import Deployment, DeploymentStatus
+from endpoints.services.deployments import deployment_request, deployment_run
+from tests.fakes.fixtures import *  # noqa: F403
+from tests.fakes.fixtures import PROJECT
+from worker.runtimes import get_runtime
+from worker.runtimes.base import TransientError
+from worker.runtimes.gcp.runtime import GcpRuntime
+
+SERVICE = f"projects/{PROJECT}/locations/us-central1/services/iris-prod"
+
+
+@pytest.fixture
+def fast(gcp_settings):
+    gcp_settings.GCP_RETRY_INITIAL_SECONDS = 0.001
+    gcp_settings.GCP_POLL_INTERVAL_SECONDS = 0.001
+    return gcp_settings
+
+
+def test_runtime_gcp_picks_the_google_runtime(gcp_settings):
+    assert isinstance(get_runtime(), GcpRuntime)
+
+
+def test_a_deployment_goes_live_on_cloud_run_and_journals_each_step(
+    fast, fakes, admin, endpoint, iris_version
+):
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+
+    assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.READY
+
+    deployment.refresh_from_db()
+    endpoint.refresh_from_db()
+    assert [(step["step"], step["state"]) for step in deployment.steps] == [
+        ("artifact", "done"),
+        ("revision", "done"),
+        ("revision_ready", "done"),
+        ("invoker", "done"),
+    ]
+    assert all("seconds" in step for step in deployment.steps)
+    assert deployment.resources["revision"] == f"iris-prod-d{deployment.pk}"
+    assert endpoint.url == deployment.resources["url"]
+    assert endpoint.url.endswith(".a.run.app")
+    assert fakes.run.revision_ids(SERVICE) == [f"iris-prod-d{deployment.pk}"]
+
+
+def test_a_deploy_that_stopped_between_steps_resumes_without_repeating_work(
+    fast, fakes, admin, endpoint, iris_version
+):
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    fakes.run.fail_next(3, grpc.StatusCode.UNAVAILABLE, method="GetIamPolicy")
+
+    with pytest.raises(TransientError):
+        deployment_run(deployment_id=deployment.pk)
+    assert Deployment.objects.get(pk=deployment.pk).steps[-1]["state"] == "retrying"
+
+    assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.READY
+
+    assert fakes.run.methods().count("UpdateService") == 1
+    assert fakes.storage.methods().count("POST /upload/storage/v1/b/portal-artifacts/o") == 1
+    assert fakes.run.revision_ids(SERVICE) == [f"iris-prod-d{deployment.pk}"]
+    assert fakes.run.methods().count("SetIamPolicy") == 1
+
+
+def test_a_revision_that_fails_fails_the_deployment_with_cloud_runs_message(
+    fast, fakes, admin, endpoint, iris_version
+):
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    fakes.run.fail_revision(f"iris-prod-d{deployment.pk}", "Container called exit(1).")
+
+    assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.FAILED
+
+    deployment.refresh_from_db()
+    assert deployment.status == DeploymentStatus.FAILED
+    assert "Container called exit(1)." in deployment.error
+    assert deployment.error.startswith("Wait for the revision to be ready: ")
