@@ -24,9 +24,11 @@ VALID = {
 
 
 @pytest.fixture(autouse=True)
-def _static_root(settings, tmp_path):
+def _view_test_settings(settings, tmp_path):
     # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
     settings.STATIC_ROOT = tmp_path
+    # The cast's passwords are hashed per test; the production hasher makes that seconds each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def _endpoints_with_history(admin, version, count: int, deployments_each: int) -> None:

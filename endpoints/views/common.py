@@ -59,5 +59,12 @@ def next_url(request, default: str) -> str:
     return default
 
 
+def posted(request, files: bool = False):
+    """The data to bind a form to: the POST (even an empty one), or None to show a fresh form."""
+    if request.method != "POST":
+        return None
+    return request.FILES if files else request.POST
+
+
 def paginate(request, queryset, per_page: int = PAGE_SIZE):
     return Paginator(queryset, per_page).get_page(request.GET.get("page"))

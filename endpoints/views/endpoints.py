@@ -12,7 +12,7 @@ from endpoints.forms import AllowlistEntryForm, DeployForm, EndpointCreateForm, 
 from endpoints.models import ApiKey, Deployment, Endpoint, ModelVersion
 from endpoints.services import endpoints as services
 from endpoints.services.errors import ServiceError
-from endpoints.views.common import admin_required, form_error, paginate
+from endpoints.views.common import admin_required, form_error, paginate, posted
 
 HISTORY_SIZE = 25
 EXAMPLE_VALUES = {"number": 1.0, "integer": 1, "boolean": False}
@@ -42,7 +42,7 @@ def endpoint_list(request):
 
 @admin_required
 def endpoint_create(request):
-    form = EndpointCreateForm(request.POST or None)
+    form = EndpointCreateForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
             endpoint = services.endpoint_create(user=request.user, **form.cleaned_data)
@@ -61,7 +61,7 @@ def endpoint_create(request):
 @admin_required
 def endpoint_edit(request, name):
     endpoint = get_object_or_404(Endpoint.objects.for_user(request.user), name=name)
-    form = EndpointSettingsForm(request.POST or None, endpoint=endpoint)
+    form = EndpointSettingsForm(posted(request), endpoint=endpoint)
     if request.method == "POST" and form.is_valid():
         try:
             services.endpoint_update(user=request.user, endpoint=endpoint, **form.cleaned_data)

@@ -12,7 +12,7 @@ from endpoints.forms import DecisionForm, KeyRequestForm
 from endpoints.models import ApiKey, ApiKeyRequest, KeyRequestStatus
 from endpoints.services import keys as services
 from endpoints.services.errors import NotAllowed, ServiceError
-from endpoints.views.common import flash_error, form_error, is_htmx, next_url, paginate, vary_on_htmx
+from endpoints.views.common import flash_error, form_error, is_htmx, next_url, paginate, posted, vary_on_htmx
 
 
 @login_required
@@ -34,7 +34,7 @@ def key_request_list(request):
 @login_required
 def key_request_create(request):
     initial = {"endpoint": request.GET.get("endpoint")}
-    form = KeyRequestForm(request.POST or None, user=request.user, initial=initial)
+    form = KeyRequestForm(posted(request), user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             key_request = services.key_request_create(user=request.user, **form.cleaned_data)

@@ -9,7 +9,7 @@ from endpoints.forms import MLModelCreateForm, VersionUploadForm
 from endpoints.models import MLModel, ModelVersion
 from endpoints.services import versions as services
 from endpoints.services.errors import ServiceError
-from endpoints.views.common import admin_required, form_error, paginate
+from endpoints.views.common import admin_required, form_error, paginate, posted
 
 
 @login_required
@@ -18,13 +18,14 @@ def model_list(request):
         MLModel.objects.for_user(request.user)
         .select_related("owner")
         .annotate(version_count=Count("versions"), latest_number=Max("versions__number"))
+        .order_by("name")
     )
     return render(request, "endpoints/model_list.html", {"page": paginate(request, models)})
 
 
 @admin_required
 def model_create(request):
-    form = MLModelCreateForm(request.POST or None)
+    form = MLModelCreateForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
             ml_model = services.ml_model_create(user=request.user, **form.cleaned_data)
@@ -52,7 +53,7 @@ def model_detail(request, name):
 @admin_required
 def version_create(request, name):
     ml_model = get_object_or_404(MLModel.objects.for_user(request.user), name=name)
-    form = VersionUploadForm(request.POST or None, request.FILES or None)
+    form = VersionUploadForm(posted(request), posted(request, files=True))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
