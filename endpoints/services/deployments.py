@@ -128,6 +128,20 @@ def deployment_claim(*, deployment_id: int) -> bool:
     return claimed
 
 
+def model_spec_for(version: ModelVersion) -> ModelSpec:
+    return ModelSpec(
+        name=version.model.name,
+        version=version.number,
+        artifact_path=version.artifact.path,
+        sha256=version.sha256,
+        format=version.format,
+        input_schema=tuple(version.input_schema),
+        classes=tuple(version.classes),
+        label_map=dict(version.label_map),
+        trusted_types=tuple(version.trusted_types),
+    )
+
+
 def deploy_spec_for(deployment: Deployment) -> DeploySpec:
     endpoint = deployment.endpoint
     version = deployment.model_version
@@ -135,17 +149,7 @@ def deploy_spec_for(deployment: Deployment) -> DeploySpec:
     return DeploySpec(
         endpoint=endpoint.name,
         deployment_id=deployment.pk,
-        model=ModelSpec(
-            name=version.model.name,
-            version=version.number,
-            artifact_path=version.artifact.path,
-            sha256=version.sha256,
-            format=version.format,
-            input_schema=tuple(version.input_schema),
-            classes=tuple(version.classes),
-            label_map=dict(version.label_map),
-            trusted_types=tuple(version.trusted_types),
-        ),
+        model=model_spec_for(version),
         resources=Resources(
             region=endpoint.region,
             cpu=endpoint.cpu,
