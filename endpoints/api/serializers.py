@@ -285,7 +285,11 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 
 class InputSerializer(serializers.Serializer):
-    """Checks types only and refuses unknown fields; the service judges the values."""
+    """Checks types only and refuses unknown fields; the service judges the values.
+
+    Fields the service checks for presence are optional here, so a missing one is refused with
+    the service's words ("Give the endpoint a name."), as the dashboard does.
+    """
 
     IGNORED = {"csrfmiddlewaretoken"}
 
@@ -314,7 +318,7 @@ class JSONTextField(serializers.Field):
 
 
 class MLModelCreateSerializer(InputSerializer):
-    name = serializers.CharField(allow_blank=True, max_length=100, trim_whitespace=False)
+    name = serializers.CharField(required=False, default="", allow_blank=True, max_length=100)
     description = serializers.CharField(allow_blank=True, required=False, default="")
 
 
@@ -350,9 +354,10 @@ class EndpointSettingsSerializer(InputSerializer):
 
 class EndpointCreateSerializer(EndpointSettingsSerializer):
     name = serializers.CharField(
+        required=False,
+        default="",
         allow_blank=True,
-        trim_whitespace=False,
-        help_text="A DNS-safe slug: lowercase letters, digits and hyphens, up to 40.",
+        help_text="Required. A DNS-safe slug: lowercase letters, digits and hyphens, up to 40.",
     )
 
 
@@ -362,14 +367,21 @@ class DeployRequestSerializer(InputSerializer):
 
 
 class AllowlistAddSerializer(InputSerializer):
-    cidr = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    cidr = serializers.CharField(
+        required=False, default="", allow_blank=True, help_text="Required. 203.0.113.0/24 or 2001:db8::1"
+    )
     note = serializers.CharField(allow_blank=True, required=False, default="")
 
 
 class KeyRequestCreateSerializer(InputSerializer):
     endpoint = serializers.SlugRelatedField(slug_field="name", queryset=Endpoint.objects.all())
     team = serializers.PrimaryKeyRelatedField(queryset=Team.objects.all(), required=False, allow_null=True)
-    reason = serializers.CharField(allow_blank=True)
+    reason = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="Required. What will call the endpoint, and why.",
+    )
     valid_days = serializers.IntegerField(
         required=False,
         allow_null=True,
