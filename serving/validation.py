@@ -131,7 +131,7 @@ class Validator:
             values[index], problem = _number(value, kind)
             if problem:
                 fields[name] = problem
-        if len(document) > self.width:
+        if fields or len(document) != self.width:
             for key in document:
                 if key not in self.name_set and not (key == "return" and not self.return_is_feature):
                     fields[key] = "unexpected field"

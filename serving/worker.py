@@ -37,6 +37,12 @@ class WorkerServer(uvicorn.Server):
         self.app = app
         self.settings = settings
         self.status_fd = status_fd
+        self.master_pid = os.getppid()
+        self.early_signals: list[int] = []
+
+    def note_early_signal(self, signum, frame) -> None:
+        """Remember a stop signal that came before uvicorn took the handlers over."""
+        self.early_signals.append(signum)
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets=sockets)
@@ -48,6 +54,14 @@ class WorkerServer(uvicorn.Server):
                 )
             )
             os.write(self.status_fd, b"S")
+        if self.early_signals:
+            self.handle_exit(self.early_signals[0], None)
+
+    async def on_tick(self, counter: int) -> bool:
+        # A worker whose master died (SIGKILL, OOM) must not serve on alone.
+        if counter % 10 == 0 and os.getppid() != self.master_pid:
+            self.handle_exit(signal.SIGTERM, None)
+        return await super().on_tick(counter)
 
     def handle_exit(self, sig, frame) -> None:
         self.app.draining = True
@@ -103,6 +117,9 @@ def run(
         backlog=2048,
     )
     server = WorkerServer(config, app, settings, status_fd)
+    # From here a stop signal must not interrupt the event loop's creation: note it instead.
+    signal.signal(signal.SIGTERM, server.note_early_signal)
+    signal.signal(signal.SIGINT, server.note_early_signal)
     server.run(sockets=[listener])
     return 0
 

@@ -1,0 +1,242 @@
+"""Request forms, return modes, errors and metrics, against one running iris server (2 workers)."""
+
+import socket
+import time
+
+import httpx
+import pytest
+
+from serving.tests.support import SETOSA, VIRGINICA, Server
+
+LABELS = ["setosa", "versicolor", "virginica"]
+
+
+@pytest.fixture(scope="module")
+def server(iris_env, tmp_path_factory):
+    env = {
+        **iris_env,
+        "SERVING_WORKERS": "2",
+        "SERVING_MAX_BODY_BYTES": "20000",
+        "SERVING_MAX_ROWS": "50",
+        "SERVING_HEADER_TIMEOUT": "1",
+    }
+    running = Server(env, tmp_path_factory.mktemp("predictions") / "server.log").wait_ready()
+    yield running
+    assert running.terminate() == 0
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=10) as session:
+        yield session
+
+
+def predict(client, body, **params):
+    return client.post("/predict", json=body, params=params)
+
+
+def test_the_welcome_page_names_the_model_and_its_version(client):
+    answer = client.get("/").json()
+    assert (answer["model"], answer["version"]) == ("iris", 3)
+
+
+def test_liveness_and_readiness_answer(client):
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def test_model_info_gives_schema_classes_labels_version_and_sha256(client, iris_env):
+    info = client.get("/v1/model").json()
+    assert [feature["name"] for feature in info["schema"]] == list(SETOSA)
+    assert info["classes"] == [0, 1, 2]
+    assert info["label_map"] == {"0": "setosa", "1": "versicolor", "2": "virginica"}
+    assert info["version"] == 3
+    assert info["sha256"] in iris_env["SERVING_MODEL_META"]
+
+
+def test_a_named_feature_row_returns_each_probability_and_the_target(client):
+    answer = predict(client, SETOSA).json()
+    assert list(answer) == [f"{label}_probability" for label in LABELS] + ["target"]
+    assert answer["target"] == "setosa"
+    assert answer["setosa_probability"] > 0.9
+    assert sum(answer[f"{label}_probability"] for label in LABELS) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("where", ["body", "query"])
+def test_a_named_feature_row_can_ask_for_the_label_only(client, where):
+    if where == "body":
+        response = predict(client, {**VIRGINICA, "return": "label"})
+    else:
+        response = predict(client, VIRGINICA, **{"return": "label"})
+    assert response.json() == {"target": "virginica"}
+
+
+def test_a_named_feature_row_can_ask_for_probabilities_only(client):
+    answer = predict(client, {**SETOSA, "return": "probabilities"}).json()
+    assert list(answer) == [f"{label}_probability" for label in LABELS]
+
+
+def test_an_inputs_batch_returns_labels_by_default(client):
+    rows = [list(SETOSA.values()), list(VIRGINICA.values())]
+    assert predict(client, {"inputs": rows}).json() == {"predictions": ["setosa", "virginica"]}
+
+
+def test_an_inputs_batch_can_return_probabilities_in_class_order(client):
+    rows = [list(SETOSA.values()), list(VIRGINICA.values())]
+    answer = predict(client, {"inputs": rows, "return": "probabilities"}).json()
+    assert [list(row) for row in answer["predictions"]] == [LABELS, LABELS]
+    assert answer["predictions"][0]["setosa"] > 0.9
+    assert answer["predictions"][1]["virginica"] > 0.5
+
+
+def test_an_inputs_batch_can_return_both(client):
+    rows = [list(SETOSA.values())]
+    answer = predict(client, {"inputs": rows}, **{"return": "both"}).json()
+    assert answer["predictions"] == ["setosa"]
+    assert answer["probabilities"][0]["setosa"] > 0.9
+
+
+def test_instances_take_rows_as_lists_or_as_named_objects(client):
+    assert predict(client, {"instances": [list(SETOSA.values())]}).json() == {"predictions": ["setosa"]}
+    assert predict(client, {"instances": [SETOSA, VIRGINICA]}).json() == {
+        "predictions": ["setosa", "virginica"]
+    }
+
+
+def test_integers_are_numbers_too(client):
+    assert predict(client, {"inputs": [[5, 3, 1, 0]]}).json() == {"predictions": ["setosa"]}
+
+
+def test_malformed_json_is_a_400(client):
+    response = client.post(
+        "/predict", content=b'{"inputs": [[1, 2', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]
+
+
+def test_a_body_that_is_not_json_by_content_type_is_a_415(client):
+    response = client.post("/predict", content=b"sepal_length=5.1", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    assert "error" in response.json()
+
+
+def test_missing_extra_and_mistyped_named_features_are_each_named(client):
+    body = {"sepal_length": "5.1", "sepal_width": True, "petal_length": None, "colour": "blue"}
+    response = predict(client, body)
+    assert response.status_code == 422
+    assert response.json()["fields"] == {
+        "sepal_length": "expected a number",
+        "sepal_width": "expected a number, not a boolean",
+        "petal_length": "expected a number",
+        "petal_width": "missing",
+        "colour": "unexpected field",
+    }
+
+
+def test_batch_errors_name_every_offending_value_by_path(client):
+    rows = [[5.1, 3.5, 1.4, 0.2], [5.1, 3.5, 1.4], [5.1, "x", 1.4, 0.2], "row", [1, 2, 3, False]]
+    response = predict(client, {"inputs": rows, "extra": 1})
+    assert response.status_code == 422
+    assert response.json()["fields"] == {
+        "extra": "unexpected field",
+        "inputs/1": "expected 4 values, got 3",
+        "inputs/2/1": "expected a number",
+        "inputs/3": "expected a list of 4 values or an object of named features",
+        "inputs/4/3": "expected a number, not a boolean",
+    }
+
+
+def test_named_instances_report_missing_and_unexpected_features_by_path(client):
+    row = {**SETOSA, "petal_colour": 1}
+    del row["sepal_width"]
+    response = predict(client, {"instances": [SETOSA, row]})
+    assert response.json()["fields"] == {
+        "instances/1/sepal_width": "missing",
+        "instances/1/petal_colour": "unexpected field",
+    }
+
+
+def test_nan_and_infinity_are_refused_with_their_paths(client):
+    body = b'{"inputs": [[NaN, 1, 1, 1], [1, Infinity, 1, -Infinity], [1e999, 1, 1, 1]]}'
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["fields"] == {
+        "inputs/0/0": "expected a finite number",
+        "inputs/1/1": "expected a finite number",
+        "inputs/1/3": "expected a finite number",
+        "inputs/2/0": "expected a finite number",
+    }
+
+
+def test_the_batch_keys_must_hold_a_non_empty_list(client):
+    assert predict(client, {"inputs": []}).json()["fields"] == {"inputs": "expected at least one row"}
+    assert predict(client, {"instances": {"a": 1}}).json()["fields"] == {
+        "instances": "expected a list of rows"
+    }
+
+
+def test_a_body_that_is_not_an_object_is_a_422(client):
+    assert predict(client, [[1, 2, 3, 4]]).status_code == 422
+
+
+def test_an_unknown_return_mode_is_a_422(client):
+    response = predict(client, SETOSA, **{"return": "everything"})
+    assert response.status_code == 422
+    assert "return" in response.json()["fields"]
+
+
+def test_a_body_over_the_size_limit_is_a_413(client):
+    response = predict(client, {"inputs": [[1.0, 2.0, 3.0, 4.0]] * 2000})
+    assert response.status_code == 413
+    assert "error" in response.json()
+
+
+def test_more_rows_than_allowed_is_a_413(client):
+    response = predict(client, {"inputs": [[1, 2, 3, 4]] * 51})
+    assert response.status_code == 413
+    assert "50" in response.json()["error"]
+
+
+def test_unknown_routes_and_wrong_methods_answer_in_json(client):
+    assert client.get("/nowhere").json() == {"error": "Not found."}
+    response = client.get("/predict")
+    assert response.status_code == 405
+    assert "POST" in response.json()["error"]
+
+
+def test_garbage_instead_of_http_gets_a_json_400(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        conn.sendall(b"HELLO THERE\r\n\r\n")
+        reply = conn.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert b'{"error":' in reply
+
+
+def test_a_client_that_sends_headers_too_slowly_is_cut_off(server, client):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        conn.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        reply = conn.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 408")
+        assert conn.recv(4096) == b""
+    assert time.monotonic() - started < 3
+    assert client.get("/healthz").status_code == 200
+
+
+def test_metrics_count_requests_rows_and_batches_over_all_workers(server):
+    before = httpx.get(f"{server.url}/metrics").text
+    for _ in range(20):
+        # A new connection each time, so both workers get some.
+        httpx.post(f"{server.url}/predict", json={"inputs": [list(SETOSA.values())] * 3})
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'model="iris",model_version="3"' in text
+
+    def value(document, prefix):
+        return sum(float(line.rsplit(" ", 1)[1]) for line in document.splitlines() if line.startswith(prefix))
+
+    ok = 'serving_requests_total{model="iris",model_version="3",route="/predict",status="200"}'
+    assert value(text, ok) - value(before, ok) == 20
+    assert value(text, "serving_rows_predicted_total") - value(before, "serving_rows_predicted_total") == 60
+    assert "serving_request_duration_seconds_bucket" in text
+    assert 'serving_batch_rows_bucket{model="iris",model_version="3",le="4"}' in text
