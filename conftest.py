@@ -9,9 +9,11 @@ pytest_plugins = ["tests.fixtures.worker"]
 
 
 @pytest.fixture(autouse=True)
-def _media_in_tmp(settings, tmp_path_factory):
+def _test_settings(settings, tmp_path_factory):
     settings.MEDIA_ROOT = tmp_path_factory.getbasetemp() / "media"
     settings.LOCAL_RUNTIME_DIR = tmp_path_factory.getbasetemp() / "runtime"
+    # The default hasher costs about a second per user on these machines; tests need no strength.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(scope="session")

@@ -136,8 +136,8 @@ def key_request_fail(*, request_id: int, error: str) -> None:
 
 def api_key_reveal(*, user, request: ApiKeyRequest) -> str:
     """Return the issued secret once, to a member of the requesting team, and forget it."""
-    if not request.team.members.filter(pk=user.pk).exists() and not user.is_staff:
-        raise NotAllowed("Only the requesting team can see this key.")
+    if not request.team.members.filter(pk=user.pk).exists():
+        raise NotAllowed("Only a member of the requesting team can see this key.")
     if request.status != KeyRequestStatus.ISSUED:
         raise ServiceError("The key has not been issued yet.", code="conflict")
     with transaction.atomic():

@@ -1,18 +1,9 @@
 """The allowlist API: list, add and remove the CIDRs that may call an endpoint."""
 
-import pytest
 from rest_framework.test import APIClient
 
 from endpoints.models import AllowlistEntry, AuditEvent
 from endpoints.services.allowlist import allowlist_add
-
-
-@pytest.fixture(autouse=True)
-def _api_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords need no strength here; the default hasher costs a second per user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def api(user=None) -> APIClient:

@@ -1,6 +1,5 @@
 """Signing in to the API, the audit log, and the OpenAPI schema with its local Swagger UI."""
 
-import pytest
 import yaml
 from django.contrib.staticfiles import finders
 from django.core.management import call_command
@@ -8,14 +7,6 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from endpoints.models import AuditEvent
-
-
-@pytest.fixture(autouse=True)
-def _api_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords need no strength here; the default hasher costs a second per user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def api(user=None) -> APIClient:

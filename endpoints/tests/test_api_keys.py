@@ -8,14 +8,6 @@ from endpoints.sealing import key_hash
 from endpoints.services.keys import key_request_approve, key_request_create, key_request_issue
 
 
-@pytest.fixture(autouse=True)
-def _api_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords need no strength here; the default hasher costs a second per user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def api(user=None) -> APIClient:
     client = APIClient()
     if user is not None:

@@ -10,14 +10,6 @@ from endpoints.demo import IRIS_LABELS
 from endpoints.models import AuditEvent, MLModel, ModelVersion
 
 
-@pytest.fixture(autouse=True)
-def _api_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords need no strength here; the default hasher costs a second per user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def api(user=None) -> APIClient:
     client = APIClient()
     if user is not None:

@@ -36,15 +36,6 @@ from endpoints.services.keys import key_request_approve, key_request_create, key
 from endpoints.services.versions import ml_model_create
 from worker.runtimes.base import Step, StepResult
 
-
-@pytest.fixture(autouse=True)
-def _parity_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords need no strength here; the default hasher costs a second per user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 # -- the two interfaces ------------------------------------------------------------------------------
 
 
