@@ -118,6 +118,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "endpoints.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"auth": env_str("AUTH_TOKEN_RATE", "20/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model endpoint portal API",

@@ -17,6 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 
 from endpoints.api import serializers as s
 from endpoints.api.errors import ErrorSerializer
@@ -83,6 +84,10 @@ class ServiceViewSet(viewsets.GenericViewSet):
 @extend_schema(tags=["auth"], auth=[], summary="Exchange a username and password for an API token")
 class TokenView(ObtainAuthToken):
     """POST username and password; send the token back as `Authorization: Token <token>`."""
+
+    # Password guessing is slowed per client address (AUTH_TOKEN_RATE, default 20/min).
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
 
 
 # -- models and versions -----------------------------------------------------------------------------

@@ -111,3 +111,17 @@ def test_the_docs_page_loads_swagger_ui_from_our_own_static_files(db):
     asset = APIClient().get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
     assert asset.status_code == 200
     asset.close()
+
+
+def test_guessing_passwords_for_a_token_is_slowed_down(db, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
+
+    cache.clear()
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"auth": "3/min"})
+    client = APIClient()
+    codes = [
+        client.post("/api/v1/auth/token/", {"username": "ada", "password": "wrong"}).status_code
+        for _ in range(4)
+    ]
+    assert codes == [400, 400, 400, 429]
