@@ -3,6 +3,7 @@
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from endpoints.models import ApiKeyRequest, DeploymentStatus, KeyRequestStatus
 
@@ -41,7 +42,7 @@ def section(url_name: str | None) -> str:
 def badge(status: str | None):
     """A coloured status pill; one style per deployment, request, key or step state."""
     if not status:
-        return format_html('<span class="badge badge-none">never deployed</span>')
+        return mark_safe('<span class="badge badge-none">never deployed</span>')
     return format_html('<span class="badge badge-{}">{}</span>', status, LABELS.get(status, status))
 
 
@@ -80,3 +81,12 @@ def elapsed(deployment) -> str:
         return f"{seconds:.1f} s"
     minutes, seconds = divmod(int(seconds), 60)
     return f"{minutes} min {seconds} s"
+
+
+RESOURCE_LABELS = {"url": "URL", "gateway_url": "Gateway URL", "api_config": "API config"}
+
+
+@register.filter
+def resource_label(name: str) -> str:
+    """'gateway_url' -> 'Gateway URL': the names the runtime records, as people read them."""
+    return RESOURCE_LABELS.get(name, name.replace("_", " ").capitalize())

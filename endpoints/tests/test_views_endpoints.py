@@ -89,6 +89,11 @@ def test_the_list_shows_each_endpoints_live_version_latest_status_url_and_access
     assert "API key" in page
 
 
+def test_an_endpoint_never_deployed_says_so_in_the_list(client, member, endpoint):
+    client.force_login(member)
+    assert "never deployed" in client.get(LIST).content.decode()
+
+
 def test_the_list_filters_by_name(client, member, admin, iris_version):
     _endpoints_with_history(admin, iris_version, count=3, deployments_each=1)
     client.force_login(member)

@@ -1,0 +1,149 @@
+"""The golden path, clicked through the real dashboard in headless Chromium.
+
+An admin deploys the iris model and watches the steps arrive live; a team member asks for a key;
+the admin approves it; the member sees the key once; the key gets a prediction from the endpoint.
+Everything runs for real: the portal (pytest-django's live server), a Celery worker, PostgreSQL,
+Redis and the local runtime's serving processes. Run with `scripts/test tests/browser`.
+"""
+
+import re
+import time
+
+import httpx
+import pytest
+from django.test import override_settings
+from playwright.sync_api import Page, expect, sync_playwright
+
+from endpoints.demo import IRIS_FEATURES
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SETOSA = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
+SLOW = 120_000  # ms: a deploy starts a serving process on a machine shared with other tests
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_root(tmp_path_factory):
+    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist. The live
+    # server is session-wide and builds its middleware once, so this must come before it.
+    with override_settings(STATIC_ROOT=tmp_path_factory.mktemp("static")):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    """Headless Chromium. Ask for it after the fixtures that write the database: while Playwright's
+    sync API runs, its event loop makes Django refuse ORM calls in this thread."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)
+        try:
+            yield page
+        finally:
+            page.screenshot(path=str(tmp_path / "last-page.png"), full_page=True)
+            browser.close()
+
+
+def log_in(page: Page, base: str, username: str, password: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
+
+
+def log_out(page: Page) -> None:
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
+def predict_until_accepted(url: str, key: str, timeout: float = 30.0) -> httpx.Response:
+    """The key reaches the serving process's access file shortly after it is issued: retry until then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.post(f"{url}/predict", json=SETOSA, headers={"x-api-key": key}, timeout=10)
+        if response.status_code != 401 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.25)
+
+
+def test_an_admin_deploys_and_a_team_member_gets_a_key_that_predicts(
+    celery_worker_process, live_server, admin, member, endpoint, iris_version, tmp_path, browser_page
+):
+    page, base = browser_page, live_server.url
+
+    # The admin deploys iris and watches the steps arrive without reloading the page.
+    log_in(page, base, "ada", "ada-password-1")
+    page.get_by_role("link", name="iris-prod").click()
+    expect(page.get_by_role("heading", name=re.compile("iris-prod"))).to_be_visible()
+    choice = page.get_by_label("Model version").locator("option", has_text="iris v1").inner_text()
+    page.get_by_label("Model version").select_option(label=choice)
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    expect(page.get_by_role("heading", name=re.compile(r"Deployment #\d+"))).to_be_visible()
+    page.evaluate("window.notReloaded = true")
+    expect(page.locator(".step").first).to_be_visible(timeout=SLOW)
+    expect(page.locator(".steps-panel")).to_have_attribute("data-status", "ready", timeout=SLOW)
+    assert page.evaluate("window.notReloaded") is True, "the steps should arrive without a reload"
+    expect(page.locator(".step-done")).to_have_count(page.locator(".step").count())
+    url = page.locator(".live-url").inner_text().strip()
+    assert url.startswith("http://")
+    page.screenshot(path=str(tmp_path / "deployment.png"), full_page=True)
+
+    page.get_by_role("link", name="iris-prod").first.click()
+    expect(page.locator("#calling")).to_contain_text(url)
+    expect(page.locator("#history")).to_contain_text("Ready")
+    page.screenshot(path=str(tmp_path / "endpoint.png"), full_page=True)
+    log_out(page)
+
+    # The team member asks for a key.
+    log_in(page, base, "tom", "tom-password-1")
+    page.get_by_role("link", name="iris-prod").click()
+    page.get_by_role("link", name="Request a key").click()
+    page.get_by_label("Reason").fill("Scoring flowers for the nightly report")
+    page.get_by_label("Valid for (days)").fill("30")
+    page.get_by_role("button", name="Send request").click()
+    expect(page.locator("#key-request-status")).to_contain_text("Waiting for an admin")
+    request_url = page.url
+    log_out(page)
+
+    # The admin approves it.
+    log_in(page, base, "ada", "ada-password-1")
+    page.get_by_role("link", name=re.compile("Key requests")).click()
+    pending = page.locator("#pending tbody tr").filter(has_text="Scoring flowers")
+    pending.get_by_placeholder("Note (optional)").fill("Fine for the nightly report")
+    pending.get_by_role("button", name="Approve").click()
+    expect(page.locator(".message.success")).to_contain_text("approved")
+    log_out(page)
+
+    # The member sees the key once, when the worker has issued it.
+    log_in(page, base, "tom", "tom-password-1")
+    page.goto(request_url)
+    expect(page.get_by_role("button", name="Reveal key")).to_be_visible(timeout=SLOW)
+    page.get_by_role("button", name="Reveal key").click()
+    secret = page.locator("#api-key-secret").input_value()
+    assert secret.startswith("mep_")
+    expect(page.locator(".secret-box")).to_contain_text("only time it is shown")
+    page.screenshot(path=str(tmp_path / "key-revealed.png"), full_page=True)
+    page.goto(request_url)
+    expect(page.locator("#key-request-status")).to_contain_text("cannot be shown again")
+    assert secret not in page.content()
+
+    # The key gets a prediction from the endpoint; no key gets a 401.
+    response = predict_until_accepted(url, secret)
+    assert response.status_code == 200, response.text
+    assert response.json()["target"] == "setosa"
+    assert httpx.post(f"{url}/predict", json=SETOSA, timeout=10).status_code == 401
