@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.fakes.api_gateway import ApiGatewayFake
+from tests.fakes.api_keys import ApiKeysFake
 from tests.fakes.cloud_run import CloudRunFake
+from tests.fakes.service_usage import ServiceUsageFake
 from tests.fakes.storage import StorageFake
 
 __all__ = ["artifact", "clock", "fake_servers", "fakes", "gcp", "gcp_settings"]
@@ -29,12 +32,37 @@ GATEWAY_SA = "portal-gateway@portal-test.iam.gserviceaccount.com"
 class Fakes:
     run: CloudRunFake
     storage: StorageFake
+    keys: ApiKeysFake
+    gateway: ApiGatewayFake
+    usage: ServiceUsageFake
 
     def all(self):
-        return [self.run, self.storage]
+        return [self.run, self.storage, self.keys, self.gateway, self.usage]
 
     def overrides(self) -> str:
-        return f"run={self.run.endpoint},storage={self.storage.endpoint}"
+        return ",".join(
+            [
+                f"run={self.run.endpoint}",
+                f"storage={self.storage.endpoint}",
+                f"apikeys={self.keys.endpoint}",
+                f"apigateway={self.gateway.endpoint}",
+                f"serviceusage={self.usage.endpoint}",
+            ]
+        )
+
+    def methods(self) -> dict[str, list[str]]:
+        """Every call each fake received, by API."""
+        return {
+            name: fake.methods()
+            for name, fake in (
+                ("run", self.run),
+                ("storage", self.storage),
+                ("apikeys", self.keys),
+                ("apigateway", self.gateway),
+                ("serviceusage", self.usage),
+            )
+            if fake.methods()
+        }
 
     def reset(self) -> None:
         for fake in self.all():
@@ -47,7 +75,14 @@ class Fakes:
 
 @pytest.fixture(scope="session")
 def fake_servers():
-    servers = Fakes(run=CloudRunFake().start(), storage=StorageFake((BUCKET,)).start())
+    gateway = ApiGatewayFake().start()
+    servers = Fakes(
+        run=CloudRunFake().start(),
+        storage=StorageFake((BUCKET,)).start(),
+        keys=ApiKeysFake().start(),
+        gateway=gateway,
+        usage=ServiceUsageFake(known=gateway.managed_services).start(),
+    )
     yield servers
     for fake in servers.all():
         fake.stop()

@@ -39,8 +39,18 @@ def test_a_deployment_goes_live_on_cloud_run_and_journals_each_step(
         ("revision", "done"),
         ("revision_ready", "done"),
         ("invoker", "done"),
+        ("gateway_config", "done"),
+        ("managed_service", "done"),
+        ("gateway_config_ready", "done"),
+        ("gateway", "done"),
+        ("gateway_ready", "done"),
     ]
     assert all("seconds" in step for step in deployment.steps)
+    assert deployment.resources["api_config_id"] == f"iris-prod-d{deployment.pk}"
+    assert endpoint.gateway_url == deployment.resources["gateway_url"]
+    assert endpoint.gateway_url.startswith("https://iris-prod-") and endpoint.gateway_url.endswith(
+        ".gateway.dev"
+    )
     assert deployment.resources["revision"] == f"iris-prod-d{deployment.pk}"
     assert endpoint.url == deployment.resources["url"]
     assert endpoint.url.endswith(".a.run.app")

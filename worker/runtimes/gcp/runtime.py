@@ -23,7 +23,7 @@ from worker.runtimes.base import (
     Step,
     StepResult,
 )
-from worker.runtimes.gcp import iam, run, storage
+from worker.runtimes.gcp import gateway, iam, keys, run, storage
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
 
@@ -55,7 +55,18 @@ class GcpRuntime(Runtime):
             Step("revision_ready", "Wait for the revision to be ready", lambda r: self._revision_ready(r)),
         ]
         if mode in run.KEY_MODES:
-            steps.append(Step("invoker", "Let the gateway invoke the service", lambda r: self._invoker(r)))
+            steps += [
+                Step("invoker", "Let the gateway invoke the service", lambda r: self._invoker(r)),
+                Step("gateway_config", "Create the API Gateway config", lambda r: self._config(spec, r)),
+                Step("managed_service", "Enable the API's managed service", lambda r: self._enable(spec, r)),
+                Step("gateway_config_ready", "Wait for the API config", lambda r: self._config_ready(r)),
+                Step("gateway", "Point the gateway at the new config", lambda r: self._gateway(spec, r)),
+                Step("gateway_ready", "Wait for the gateway", lambda r: self._gateway_ready(r)),
+            ]
+        if mode == "both":
+            steps.append(
+                Step("key_restrictions", "Restrict keys to the allowlist", lambda r: self._keys(spec))
+            )
         return steps
 
     def _artifact(self, spec: DeploySpec) -> StepResult:
@@ -80,16 +91,52 @@ class GcpRuntime(Runtime):
         verb = "may now invoke" if changed else "already may invoke"
         return StepResult(f"{self.cfg.gateway_service_account} {verb} the service")
 
+    def _config(self, spec: DeploySpec, resources: dict) -> StepResult:
+        made = gateway.create_config(self.ctx, spec, resources)
+        return StepResult(f"Creating API config {made['api_config_id']}", made)
+
+    def _enable(self, spec: DeploySpec, resources: dict) -> StepResult:
+        service = resources["managed_service"]
+        if spec.previous.get("managed_service_enabled") == service:
+            return StepResult(f"{service} is enabled", {"managed_service_enabled": service})
+        changed = gateway.enable_managed_service(self.ctx, service)
+        return StepResult(
+            f"{service} {'enabled' if changed else 'is enabled'}", {"managed_service_enabled": service}
+        )
+
+    def _config_ready(self, resources: dict) -> StepResult:
+        gateway.wait_config(self.ctx, resources)
+        return StepResult(f"API config {resources['api_config_id']} is active")
+
+    def _gateway(self, spec: DeploySpec, resources: dict) -> StepResult:
+        made = gateway.point_gateway(self.ctx, spec, resources["api_config"])
+        return StepResult(f"Pointing gateway {spec.endpoint} at {resources['api_config_id']}", made)
+
+    def _gateway_ready(self, resources: dict) -> StepResult:
+        found = gateway.wait_gateway(self.ctx, resources)
+        return StepResult(f"Gateway serves {resources['api_config_id']} at {found['gateway_url']}", found)
+
+    def _keys(self, spec: DeploySpec) -> StepResult:
+        changed = keys.sync_allowed_ips(self.ctx, spec.endpoint, spec.access.cidrs)
+        return StepResult(f"{changed} key(s) updated to the allowlist")
+
     # --- access, keys, stop --------------------------------------------------------------------
 
     def apply_access(self, endpoint: str, access: AccessPolicy) -> None:
-        raise NotImplementedError("apply_access lands with the API Keys and Cloud Armor parts")
+        """Keys carry the allowlist in `both` mode (none in `api_key` mode); Cloud Armor in `ip_allowlist`."""
+        if access.mode in run.KEY_MODES:
+            keys.sync_allowed_ips(self.ctx, endpoint, access.cidrs if access.mode == "both" else ())
 
     def issue_key(self, spec: KeySpec) -> IssuedKey:
-        raise NotImplementedError("issue_key lands with the API Keys part")
+        managed_service = gateway.ensure_api(self.ctx, spec.endpoint)
+        return keys.issue(self.ctx, spec, managed_service)
 
     def revoke_key(self, endpoint: str, key_name: str) -> None:
-        raise NotImplementedError("revoke_key lands with the API Keys part")
+        keys.revoke(self.ctx, key_name)
+
+    def restore_key(self, endpoint: str, key_name: str) -> None:
+        """Undo a revoke within Google's 30 days (not part of the Runtime interface yet)."""
+        keys.restore(self.ctx, key_name)
 
     def stop_endpoint(self, endpoint: str) -> None:
         raise NotImplementedError("stop_endpoint lands with the gateway part")

@@ -1,0 +1,237 @@
+"""API Gateway (and Service Usage): how API-key endpoints are reached.
+
+Per endpoint: one API `projects/<p>/locations/global/apis/<endpoint>` (its managed service is what
+keys are restricted to), one regional gateway `.../locations/<GCP_GATEWAY_REGION>/gateways/<endpoint>`,
+and one immutable config per deployment, `<endpoint>-d<deployment id>`, built from the serving
+OpenAPI document (see `swagger.py`). A deploy creates the config, then points the gateway at it;
+the API and the gateway are created the first time. The API's managed service is enabled in the
+project (Service Usage) so the gateway accepts keys made there.
+
+A create that meets AlreadyExists is checked, not trusted: a config is ours when its
+`portal-document` label is the digest of the document we would send (the client and our own retry
+may both have sent it); anything else under our id fails the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from google.api_core import exceptions as gexc
+from google.cloud import apigateway_v1 as gw
+from google.cloud import service_usage_v1 as su
+
+from worker.runtimes.base import DeploySpec, PermanentError
+from worker.runtimes.gcp.clients import Context
+from worker.runtimes.gcp.operations import StillRunning, operation_result, wait_until
+from worker.runtimes.gcp.swagger import serving_openapi, to_swagger2
+
+CONFIG_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+LABELS = {"managed-by": "model-endpoint-portal"}
+
+
+def api_name(ctx: Context, endpoint: str) -> str:
+    return f"projects/{ctx.cfg.project}/locations/global/apis/{endpoint}"
+
+
+def gateway_name(ctx: Context, endpoint: str) -> str:
+    return f"projects/{ctx.cfg.project}/locations/{ctx.cfg.gateway_region}/gateways/{endpoint}"
+
+
+def config_id(spec: DeploySpec) -> str:
+    value = f"{spec.endpoint}-d{spec.deployment_id}"
+    if len(value) > 63 or not CONFIG_ID.match(value):
+        raise PermanentError(
+            f"API config id {value!r} is not valid for API Gateway: at most 63 lowercase letters, digits and "
+            "dashes, not starting with a dash."
+        )
+    return value
+
+
+def config_document(spec: DeploySpec, backend: str) -> bytes:
+    doc = to_swagger2(
+        serving_openapi(spec.model),
+        backend=backend,
+        deadline=spec.resources.timeout_seconds,
+        title=f"{spec.endpoint} ({spec.model.name} v{spec.model.version})",
+    )
+    return json.dumps(doc, indent=1, sort_keys=True).encode()
+
+
+def ensure_api(ctx: Context, endpoint: str) -> str:
+    """The endpoint's API, created if absent; returns its managed service name."""
+    client = ctx.clients.gateway()
+    name = api_name(ctx, endpoint)
+    api = ctx.call(client.get_api, name=name, what=f"Read API {name}", accept=(gexc.NotFound,))
+    if api is None:
+        started = ctx.wall()
+        operation = ctx.call(
+            client.create_api,
+            request=gw.CreateApiRequest(
+                parent=name.rsplit("/apis/", 1)[0],
+                api_id=endpoint,
+                api=gw.Api(display_name=endpoint, labels={**LABELS, "portal-endpoint": endpoint}),
+            ),
+            what=f"Create API {name}",
+            accept=(gexc.AlreadyExists,),  # our own earlier try made it
+        )
+        if operation is not None:
+            api = operation_result(
+                ctx,
+                client,
+                operation.operation.name,
+                what=f"Create API {name}",
+                started=started,
+                result_cls=gw.Api,
+            )
+        else:
+            api = ctx.call(client.get_api, name=name, what=f"Read API {name}")
+    if api.state == gw.Api.State.CREATING:
+        raise StillRunning(f"API {name} is still being created.", retry_after=ctx.cfg.poll_interval)
+    if api.state != gw.Api.State.ACTIVE:
+        raise PermanentError(f"API {name} is {api.state.name}; delete it or ask support.")
+    return api.managed_service
+
+
+def create_config(ctx: Context, spec: DeploySpec, resources: dict) -> dict:
+    """Create this deployment's API config; return its name and the operation to wait for."""
+    client = ctx.clients.gateway()
+    previous = spec.previous
+    api = api_name(ctx, spec.endpoint)
+    if previous.get("api") == api and previous.get("managed_service"):
+        managed_service = previous["managed_service"]  # made by an earlier deployment: no read needed
+    else:
+        managed_service = ensure_api(ctx, spec.endpoint)
+    cid = config_id(spec)
+    body = config_document(spec, resources["run_url"])
+    digest = hashlib.sha256(body).hexdigest()[:40]
+    name = f"{api}/configs/{cid}"
+    started = ctx.wall()
+    operation = ctx.call(
+        client.create_api_config,
+        request=gw.CreateApiConfigRequest(
+            parent=api,
+            api_config_id=cid,
+            api_config=gw.ApiConfig(
+                display_name=cid,
+                labels={
+                    **LABELS,
+                    "portal-endpoint": spec.endpoint,
+                    "portal-deployment": str(spec.deployment_id),
+                    "portal-document": digest,
+                },
+                gateway_service_account=ctx.cfg.gateway_service_account,
+                openapi_documents=[
+                    gw.ApiConfig.OpenApiDocument(
+                        document=gw.ApiConfig.File(path="openapi.json", contents=body)
+                    )
+                ],
+            ),
+        ),
+        what=f"Create API config {cid}",
+        accept=(gexc.AlreadyExists,),
+    )
+    if operation is None:
+        existing = ctx.call(client.get_api_config, name=name, what=f"Read API config {cid}")
+        if existing.labels.get("portal-document") != digest:
+            raise PermanentError(
+                f"API config {cid} already exists with another document; it was not made by this deployment."
+            )
+    return {
+        "api": api,
+        "managed_service": managed_service,
+        "api_config": name,
+        "api_config_id": cid,
+        "config_operation": operation.operation.name if operation is not None else "",
+        "config_operation_started": started,
+    }
+
+
+def _diagnostics(operation) -> str:
+    metadata = (
+        gw.OperationMetadata.deserialize(operation.metadata.value) if operation.metadata.value else None
+    )
+    if metadata is None or not metadata.diagnostics:
+        return ""
+    return " Diagnostics: " + "; ".join(f"{d.location}: {d.message}" for d in metadata.diagnostics)
+
+
+def wait_config(ctx: Context, resources: dict) -> None:
+    client = ctx.clients.gateway()
+    what = f"API config {resources['api_config_id']}"
+    started = resources["config_operation_started"]
+    if resources.get("config_operation"):
+        operation_result(
+            ctx, client, resources["config_operation"], what=what, started=started, describe=_diagnostics
+        )
+        return
+
+    def read():  # no operation to poll (the create was answered AlreadyExists): poll the config
+        config = ctx.call(client.get_api_config, name=resources["api_config"], what=f"Read {what}")
+        if config.state == gw.ApiConfig.State.ACTIVE:
+            return config
+        if config.state == gw.ApiConfig.State.FAILED:
+            raise PermanentError(f"{what} failed; see its operation in the Cloud console.")
+        return None
+
+    wait_until(ctx, read, what=what, started=started)
+
+
+def point_gateway(ctx: Context, spec: DeploySpec, config: str) -> dict:
+    """Point the endpoint's gateway at `config`, creating the gateway the first time."""
+    client = ctx.clients.gateway()
+    name = gateway_name(ctx, spec.endpoint)
+    gateway = gw.Gateway(
+        name=name,
+        api_config=config,
+        display_name=spec.endpoint,
+        labels={**LABELS, "portal-endpoint": spec.endpoint},
+    )
+    update = gw.UpdateGatewayRequest(gateway=gateway, update_mask={"paths": ["api_config"]})
+    started = ctx.wall()
+    what = f"Point gateway {spec.endpoint} at {config.rsplit('/', 1)[-1]}"
+    operation = None
+    if spec.previous.get("gateway") == name:  # it exists: update (one call)
+        operation = ctx.call(client.update_gateway, request=update, what=what, accept=(gexc.NotFound,))
+    if operation is None:
+        operation = ctx.call(
+            client.create_gateway,
+            request=gw.CreateGatewayRequest(
+                parent=name.rsplit("/gateways/", 1)[0], gateway_id=spec.endpoint, gateway=gateway
+            ),
+            what=f"Create gateway {spec.endpoint}",
+            accept=(gexc.AlreadyExists,),
+        )
+    if operation is None:
+        operation = ctx.call(client.update_gateway, request=update, what=what)
+    return {
+        "gateway": name,
+        "gateway_operation": operation.operation.name,
+        "gateway_operation_started": started,
+    }
+
+
+def wait_gateway(ctx: Context, resources: dict) -> dict:
+    gateway = operation_result(
+        ctx,
+        ctx.clients.gateway(),
+        resources["gateway_operation"],
+        what=f"Gateway {resources['gateway'].rsplit('/', 1)[-1]}",
+        started=resources["gateway_operation_started"],
+        result_cls=gw.Gateway,
+    )
+    return {"gateway_url": f"https://{gateway.default_hostname}"}
+
+
+def enable_managed_service(ctx: Context, managed_service: str) -> bool:
+    """Enable the API's managed service in the project, so keys made here are accepted; True if it changed."""
+    client = ctx.clients.usage()
+    name = f"projects/{ctx.cfg.project}/services/{managed_service}"
+    service = ctx.call(client.get_service, request={"name": name}, what=f"Read {managed_service}")
+    if service.state == su.State.ENABLED:
+        return False
+    started = ctx.wall()
+    operation = ctx.call(client.enable_service, request={"name": name}, what=f"Enable {managed_service}")
+    operation_result(ctx, client, operation.operation.name, what=f"Enable {managed_service}", started=started)
+    return True

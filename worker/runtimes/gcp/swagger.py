@@ -1,0 +1,319 @@
+"""The API Gateway config of an endpoint: the serving container's OpenAPI 3 document as Swagger 2.0.
+
+API Gateway takes Swagger 2.0 with Google's extensions. `to_swagger2` converts the serving
+document (components -> definitions, requestBody -> a body parameter, nullable/oneOf/anyOf and
+3.1 type lists -> what 2.0 can say, servers dropped) and adds what the gateway needs:
+
+- `x-google-backend` with the Cloud Run URL as `address`, `path_translation:
+  APPEND_PATH_TO_ADDRESS` written out (its default depends on where it is placed), and the
+  endpoint's timeout as `deadline` (the gateway's own default is 15 s and would cut long batches);
+- an `api_key` security definition read from the `x-api-key` header only (no query keys), required
+  on every operation;
+- only the routes end users call (`END_USER_ROUTES`), so health, metrics and docs stay private.
+
+`serving_openapi(model)` is the serving container's `GET /openapi.json` for a model version,
+built here from the same ModelSpec the container gets in SERVING_MODEL_META, because the worker
+cannot call the private Cloud Run service to fetch it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from worker.runtimes.base import ModelSpec
+
+END_USER_ROUTES = frozenset({("/predict", "post"), ("/v1/model", "get")})
+API_KEY_HEADER = "x-api-key"
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
+# Schema keywords Swagger 2.0 has; others (writeOnly, const, prefixItems, ...) are converted or dropped.
+SCHEMA_KEYS = {
+    "$ref", "format", "title", "description", "default", "multipleOf", "maximum", "exclusiveMaximum",
+    "minimum", "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems",
+    "uniqueItems", "maxProperties", "minProperties", "required", "enum", "type", "items", "allOf",
+    "properties", "additionalProperties", "readOnly", "example",
+}  # fmt: skip
+FEATURE_TYPES = {
+    "number": "number",
+    "integer": "integer",
+    "boolean": "boolean",
+    "float": "number",
+    "int": "integer",
+}
+
+
+def to_swagger2(
+    doc: dict,
+    *,
+    backend: str,
+    deadline: float,
+    title: str,
+    routes: frozenset = END_USER_ROUTES,
+) -> dict:
+    """The Swagger 2.0 document API Gateway serves for `doc` (OpenAPI 3.0 or 3.1)."""
+    paths: dict = {}
+    used_ids: set[str] = set()
+    for path, item in (doc.get("paths") or {}).items():
+        shared = item.get("parameters", [])
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None or (path, method) not in routes:
+                continue
+            converted = _operation(path, method, operation, shared, used_ids)
+            paths.setdefault(path, {})[method] = converted
+    info = doc.get("info") or {}
+    return {
+        "swagger": "2.0",
+        "info": {
+            "title": title,
+            "version": str(info.get("version", "1")),
+            "description": info.get("description", ""),
+        },
+        "schemes": ["https"],
+        "consumes": ["application/json"],
+        "produces": ["application/json"],
+        "x-google-backend": {
+            "address": backend,
+            "path_translation": "APPEND_PATH_TO_ADDRESS",
+            "deadline": float(deadline),
+        },
+        "securityDefinitions": {"api_key": {"type": "apiKey", "name": API_KEY_HEADER, "in": "header"}},
+        "security": [{"api_key": []}],
+        "paths": paths,
+        "definitions": {
+            name: schema_2(schema)
+            for name, schema in ((doc.get("components") or {}).get("schemas") or {}).items()
+        },
+    }
+
+
+def _operation(path: str, method: str, operation: dict, shared: list, used_ids: set[str]) -> dict:
+    operation_id = operation.get("operationId") or f"{method}_{path}"
+    operation_id = re.sub(r"[^A-Za-z0-9_]", "_", operation_id).strip("_") or method
+    while operation_id in used_ids:
+        operation_id += "_"
+    used_ids.add(operation_id)
+    converted: dict = {"operationId": operation_id}
+    for key in ("summary", "description", "tags"):
+        if key in operation:
+            converted[key] = operation[key]
+    parameters = [
+        _parameter(p) for p in [*shared, *operation.get("parameters", [])] if p.get("in") != "cookie"
+    ]
+    body = operation.get("requestBody")
+    if body:
+        media, content = _json_content(body.get("content") or {})
+        parameters.append(
+            {
+                "in": "body",
+                "name": "body",
+                "required": bool(body.get("required")),
+                "description": body.get("description", ""),
+                "schema": schema_2(content.get("schema", {})),
+            }
+        )
+        if media:
+            converted["consumes"] = [media]
+    if parameters:
+        converted["parameters"] = parameters
+    responses = {}
+    for status, response in (operation.get("responses") or {"200": {"description": "OK"}}).items():
+        entry = {"description": response.get("description") or str(status)}
+        _, content = _json_content(response.get("content") or {})
+        if "schema" in content:
+            entry["schema"] = schema_2(content["schema"])
+        responses[str(status)] = entry
+    converted["responses"] = responses
+    return converted
+
+
+def _json_content(content: dict) -> tuple[str | None, dict]:
+    for media, value in content.items():
+        if media.split(";")[0].strip() in ("application/json", "*/*") or media.endswith("+json"):
+            return media, value
+    return None, {}
+
+
+def _parameter(parameter: dict) -> dict:
+    schema = schema_2(parameter.get("schema", {"type": "string"}))
+    converted = {
+        "name": parameter["name"],
+        "in": parameter["in"],
+        "required": bool(parameter.get("required")) or parameter["in"] == "path",
+    }
+    if parameter.get("description"):
+        converted["description"] = parameter["description"]
+    # Non-body parameters carry their type inline in 2.0, not under `schema`.
+    for key in ("type", "format", "enum", "default", "items", "minimum", "maximum"):
+        if key in schema:
+            converted[key] = schema[key]
+    converted.setdefault("type", "string")
+    return converted
+
+
+def schema_2(schema) -> dict:
+    """One JSON schema, OpenAPI 3.x dialect -> Swagger 2.0 dialect (recursively)."""
+    if not isinstance(schema, dict):
+        return {}
+    schema = dict(schema)
+    nullable = bool(schema.pop("nullable", False))
+    kind = schema.get("type")
+    if isinstance(kind, list):  # 3.1: ["number", "null"]
+        kinds = [k for k in kind if k != "null"]
+        nullable = nullable or len(kinds) < len(kind)
+        schema["type"] = kinds[0] if len(kinds) == 1 else None
+        if schema["type"] is None:
+            del schema["type"]
+    for keyword in ("oneOf", "anyOf"):
+        alternatives = schema.pop(keyword, None)
+        if alternatives is None:
+            continue
+        real = [alt for alt in alternatives if alt != {"type": "null"}]
+        nullable = nullable or len(real) < len(alternatives)
+        if len(real) == 1:
+            merged = schema_2(real[0])
+            schema = {
+                **merged,
+                **{k: v for k, v in schema.items() if k in ("description", "title", "default")},
+            }
+        # Several real alternatives: 2.0 cannot say "one of"; the gateway does not validate bodies
+        # anyway (GOOGLE-APIS d.2), so the schema stays open and the description says what is accepted.
+    if "const" in schema:
+        schema["enum"] = [schema.pop("const")]
+    for bound, flag in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(schema.get(bound), int | float) and not isinstance(schema.get(bound), bool):
+            schema[flag] = schema.pop(bound)  # 3.1 numeric form -> 2.0 boolean form
+            schema[bound] = True
+    if "examples" in schema and "example" not in schema and isinstance(schema["examples"], list):
+        schema["example"] = schema["examples"][0] if schema["examples"] else None
+    converted = {key: value for key, value in schema.items() if key in SCHEMA_KEYS}
+    if "$ref" in converted:
+        converted = {"$ref": converted["$ref"].replace("#/components/schemas/", "#/definitions/")}
+    if "items" in converted:
+        converted["items"] = schema_2(converted["items"])
+    if "properties" in converted:
+        converted["properties"] = {name: schema_2(value) for name, value in converted["properties"].items()}
+    if isinstance(converted.get("additionalProperties"), dict):
+        converted["additionalProperties"] = schema_2(converted["additionalProperties"])
+    if "allOf" in converted:
+        converted["allOf"] = [schema_2(part) for part in converted["allOf"]]
+    if nullable and "$ref" not in converted:
+        converted["x-nullable"] = True
+    return converted
+
+
+def serving_openapi(model: ModelSpec) -> dict:
+    """The OpenAPI 3.1 document the serving container publishes at /openapi.json for `model`."""
+    features = [item if isinstance(item, dict) else {"name": str(item)} for item in model.input_schema]
+    properties = {
+        feature["name"]: {"type": FEATURE_TYPES.get(feature.get("type", "number"), "number")}
+        for feature in features
+    }
+    row = {"$ref": "#/components/schemas/Row"}
+    error = {"$ref": "#/components/schemas/Error"}
+    json_of = lambda schema: {"application/json": {"schema": schema}}  # noqa: E731
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"{model.name} v{model.version}",
+            "version": str(model.version),
+            "description": f"Predictions from the model {model.name}, version {model.version}.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": {
+            "/": {
+                "get": {
+                    "operationId": "welcome",
+                    "responses": {"200": {"description": "About this endpoint"}},
+                }
+            },
+            "/healthz": {"get": {"operationId": "healthz", "responses": {"200": {"description": "Alive"}}}},
+            "/readyz": {"get": {"operationId": "readyz", "responses": {"200": {"description": "Ready"}}}},
+            "/metrics": {
+                "get": {"operationId": "metrics", "responses": {"200": {"description": "Prometheus"}}}
+            },
+            "/openapi.json": {
+                "get": {"operationId": "openapi", "responses": {"200": {"description": "This"}}}
+            },
+            "/docs": {"get": {"operationId": "docs", "responses": {"200": {"description": "Swagger UI"}}}},
+            "/v1/model": {
+                "get": {
+                    "operationId": "model_info",
+                    "summary": "The model behind this endpoint",
+                    "responses": {"200": {"description": "Model", "content": json_of({"type": "object"})}},
+                }
+            },
+            "/predict": {
+                "post": {
+                    "operationId": "predict",
+                    "summary": "Predict one row (features by name) or a batch (inputs or instances)",
+                    "parameters": [
+                        {
+                            "name": "return",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": ["string", "null"],
+                                "enum": ["label", "probabilities", "both"],
+                            },
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": json_of(
+                            {
+                                "oneOf": [
+                                    row,
+                                    {"$ref": "#/components/schemas/Inputs"},
+                                    {"$ref": "#/components/schemas/Instances"},
+                                ],
+                                "description": "A row by feature name, or inputs, or instances.",
+                            }
+                        ),
+                    },
+                    "responses": {
+                        "200": {"description": "Predictions", "content": json_of({"type": "object"})},
+                        "400": {"description": "Malformed request", "content": json_of(error)},
+                        "413": {"description": "Body too large", "content": json_of(error)},
+                        "422": {"description": "Invalid features", "content": json_of(error)},
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Row": {
+                    "type": "object",
+                    "properties": properties,
+                    "required": list(properties),
+                    "additionalProperties": False,
+                },
+                "Inputs": {
+                    "type": "object",
+                    "properties": {
+                        "inputs": {"type": "array", "items": {"anyOf": [{"type": "array"}, row]}},
+                        "return": {"type": "string", "enum": ["label", "probabilities", "both"]},
+                    },
+                    "required": ["inputs"],
+                },
+                "Instances": {
+                    "type": "object",
+                    "properties": {
+                        "instances": {"type": "array", "items": {"anyOf": [{"type": "array"}, row]}}
+                    },
+                    "required": ["instances"],
+                },
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {"type": "string"},
+                        "fields": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                            "nullable": True,
+                        },
+                    },
+                    "required": ["error"],
+                },
+            }
+        },
+    }

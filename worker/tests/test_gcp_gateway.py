@@ -1,0 +1,170 @@
+"""API Gateway and Service Usage steps of a deploy, on the fake servers, with the exact requests."""
+
+import json
+
+import grpc
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import apigateway_v1 as gw
+
+from tests.fakes.api_gateway import document_problems
+from tests.fakes.fixtures import *  # noqa: F403
+from tests.fakes.fixtures import GATEWAY_SA, PROJECT, make_spec, run_steps
+from worker.runtimes.base import PermanentError
+from worker.runtimes.gcp import gateway
+
+API = f"projects/{PROJECT}/locations/global/apis/iris-prod"
+GATEWAY = f"projects/{PROJECT}/locations/us-central1/gateways/iris-prod"
+
+
+def sent_document(fakes, index=-1) -> dict:
+    request = fakes.gateway.requests("CreateApiConfig")[index]
+    (document,) = request.api_config.openapi_documents
+    return json.loads(document.document.contents)
+
+
+def test_a_first_key_deploy_creates_the_api_a_config_and_the_gateway_and_enables_the_service(
+    gcp, fakes, artifact
+):
+    resources = run_steps(gcp, make_spec(artifact, deployment_id=7, timeout_seconds=900))
+
+    assert fakes.gateway.methods() == [
+        "GetApi",
+        "CreateApi",
+        "GetOperation",
+        "CreateApiConfig",
+        "GetOperation",
+        "CreateGateway",
+        "GetOperation",
+    ]
+    assert fakes.usage.methods() == ["GetService", "EnableService", "GetOperation"]
+    managed = resources["managed_service"]
+    assert managed.endswith(f".apigateway.{PROJECT}.cloud.goog")
+    assert fakes.usage.requests("EnableService")[0].name == f"projects/{PROJECT}/services/{managed}"
+
+    request = fakes.gateway.requests("CreateApiConfig")[0]
+    assert request.parent == API
+    assert request.api_config_id == "iris-prod-d7"
+    assert request.api_config.gateway_service_account == GATEWAY_SA
+    doc = sent_document(fakes)
+    assert doc["swagger"] == "2.0"
+    assert doc["x-google-backend"] == {
+        "address": resources["run_url"],
+        "path_translation": "APPEND_PATH_TO_ADDRESS",
+        "deadline": 900.0,
+    }
+    assert doc["securityDefinitions"] == {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}}
+    assert doc["security"] == [{"api_key": []}]
+    assert {path: sorted(item) for path, item in doc["paths"].items()} == {
+        "/predict": ["post"],
+        "/v1/model": ["get"],
+    }
+    assert document_problems(doc) == []
+
+    (create,) = fakes.gateway.requests("CreateGateway")
+    assert create.parent == f"projects/{PROJECT}/locations/us-central1"
+    assert create.gateway_id == "iris-prod"
+    assert create.gateway.api_config == f"{API}/configs/iris-prod-d7"
+    assert resources["gateway_url"] == f"https://{fakes.gateway.gateways[GATEWAY].default_hostname}"
+    assert resources["api_config_id"] == "iris-prod-d7"
+
+
+def test_a_later_deploy_adds_a_config_and_repoints_the_gateway_with_no_other_call(gcp, fakes, artifact):
+    first = run_steps(gcp, make_spec(artifact, deployment_id=1))
+    fakes.clear_calls()
+
+    second = run_steps(gcp, make_spec(artifact, deployment_id=2, previous=first))
+
+    assert fakes.gateway.methods() == ["CreateApiConfig", "GetOperation", "UpdateGateway", "GetOperation"]
+    assert fakes.usage.methods() == []
+    (update,) = fakes.gateway.requests("UpdateGateway")
+    assert update.gateway.name == GATEWAY
+    assert list(update.update_mask.paths) == ["api_config"]
+    assert fakes.gateway.gateways[GATEWAY].api_config == f"{API}/configs/iris-prod-d2"
+    assert sorted(fakes.gateway.configs) == [f"{API}/configs/iris-prod-d1", f"{API}/configs/iris-prod-d2"]
+    assert second["gateway_url"] == first["gateway_url"]
+
+
+def test_a_retried_config_create_that_meets_its_own_config_is_success(gcp, fakes, artifact):
+    # The create lands but its answer is lost (UNKNOWN); our retry meets AlreadyExists.
+    fakes.gateway.fail_next(
+        1, grpc.StatusCode.UNKNOWN, "Stream removed", method="CreateApiConfig", after=True
+    )
+
+    resources = run_steps(gcp, make_spec(artifact, deployment_id=3))
+
+    assert fakes.gateway.methods().count("CreateApiConfig") == 2
+    assert "GetApiConfig" in fakes.gateway.methods()
+    assert list(fakes.gateway.configs) == [f"{API}/configs/iris-prod-d3"]
+    assert resources["config_operation"] == ""
+    assert resources["gateway_url"]
+
+
+def test_a_config_id_taken_by_another_document_fails_the_step(gcp, fakes, artifact):
+    first = run_steps(gcp, make_spec(artifact, deployment_id=3))
+
+    with pytest.raises(PermanentError, match="already exists with another document"):
+        run_steps(
+            gcp, make_spec(artifact, deployment_id=3, timeout_seconds=30), first, only=("gateway_config",)
+        )
+
+
+def test_running_every_gateway_step_twice_keeps_one_config_and_one_gateway(gcp, fakes, artifact):
+    resources = {}
+    for step in gcp.deploy_steps(make_spec(artifact, deployment_id=4)):
+        resources.update(step.run(resources).resources)
+        resources.update(step.run(resources).resources)
+
+    assert list(fakes.gateway.configs) == [f"{API}/configs/iris-prod-d4"]
+    assert list(fakes.gateway.gateways) == [GATEWAY]
+    assert list(fakes.gateway.apis) == [API]
+
+
+def test_a_64_character_config_id_is_refused_as_google_would(gcp, fakes, artifact):
+    run_steps(gcp, make_spec(artifact), only=("revision", "revision_ready", "gateway_config"))
+    client = gcp.ctx.clients.gateway()
+    config = gw.ApiConfig(
+        openapi_documents=[
+            gw.ApiConfig.OpenApiDocument(document=gw.ApiConfig.File(path="a.json", contents=b"{}"))
+        ]
+    )
+
+    with pytest.raises(gexc.InvalidArgument, match="at most 63 characters"):
+        client.create_api_config(parent=API, api_config_id="c" * 64, api_config=config)
+    client.create_api_config(parent=API, api_config_id="c" * 63, api_config=config)
+
+
+def test_a_config_id_over_63_characters_fails_before_any_call(gcp, fakes, artifact):
+    spec = make_spec(artifact, endpoint="e" * 40, deployment_id=10**21)
+
+    with pytest.raises(PermanentError, match="at most 63"):
+        gateway.config_id(spec)
+
+
+def test_a_document_the_gateway_refuses_fails_with_its_diagnostics(gcp, fakes, artifact, monkeypatch):
+    def no_operation_ids(spec, backend):
+        doc = {"swagger": "2.0", "info": {"title": "x", "version": "1"}, "paths": {"/predict": {"post": {}}}}
+        return json.dumps(doc).encode()
+
+    monkeypatch.setattr(gateway, "config_document", no_operation_ids)
+
+    with pytest.raises(PermanentError) as failure:
+        run_steps(gcp, make_spec(artifact, deployment_id=5))
+
+    assert "Cannot convert to service config" in str(failure.value)
+    assert "operation does not have the required 'operationId' field" in str(failure.value)
+
+
+def test_keys_are_not_read_twice_when_the_service_is_already_enabled(gcp, fakes, artifact):
+    first = run_steps(gcp, make_spec(artifact, deployment_id=1))
+    fakes.usage.clear_calls()
+
+    run_steps(gcp, make_spec(artifact, deployment_id=2, previous=first))
+
+    assert fakes.usage.methods() == []
+
+
+def test_an_allowlist_or_open_endpoint_has_no_gateway(gcp, fakes, artifact):
+    for mode in ("ip_allowlist", "open"):
+        names = [step.name for step in gcp.deploy_steps(make_spec(artifact, mode=mode))]
+        assert not any(name.startswith("gateway") for name in names)
