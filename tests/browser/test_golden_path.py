@@ -3,7 +3,8 @@
 An admin deploys the iris model and watches the steps arrive live; a team member asks for a key;
 the admin approves it; the member sees the key once; the key gets a prediction from the endpoint.
 Everything runs for real: the portal (pytest-django's live server), a Celery worker, PostgreSQL,
-Redis and the local runtime's serving processes. Run with `scripts/test tests/browser`.
+Redis and the local runtime's serving processes. A second test clicks the inline (htmx) edits:
+the allowlist and revoking a key. Run with `scripts/test tests/browser`.
 """
 
 import re
@@ -16,7 +17,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from endpoints.demo import IRIS_FEATURES
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration]
+pytestmark = pytest.mark.browser
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -81,6 +82,7 @@ def predict_until_accepted(url: str, key: str, timeout: float = 30.0) -> httpx.R
         time.sleep(0.25)
 
 
+@pytest.mark.integration
 def test_an_admin_deploys_and_a_team_member_gets_a_key_that_predicts(
     celery_worker_process, live_server, admin, member, endpoint, iris_version, tmp_path, browser_page
 ):
@@ -147,3 +149,39 @@ def test_an_admin_deploys_and_a_team_member_gets_a_key_that_predicts(
     assert response.status_code == 200, response.text
     assert response.json()["target"] == "setosa"
     assert httpx.post(f"{url}/predict", json=SETOSA, timeout=10).status_code == 401
+
+
+@pytest.fixture
+def issued_key(transactional_db, admin, member, team, endpoint):
+    from endpoints.services.keys import key_request_approve, key_request_create, key_request_issue
+
+    key_request = key_request_create(user=member, team=team, endpoint=endpoint, reason="Batch scoring jobs")
+    key_request_approve(user=admin, request=key_request)
+    return key_request_issue(request_id=key_request.pk)
+
+
+def test_an_admin_edits_the_allowlist_and_revokes_a_key_without_reloading(
+    live_server, endpoint, issued_key, browser_page
+):
+    page, base = browser_page, live_server.url
+    page.on("dialog", lambda dialog: dialog.accept())  # the "Remove …?" and "Revoke …?" confirmations
+    log_in(page, base, "ada", "ada-password-1")
+    page.goto(f"{base}/endpoints/{endpoint.name}/")
+    page.evaluate("window.notReloaded = true")
+    allowlist = page.locator("#allowlist")
+
+    allowlist.get_by_label("Address or range").fill("10.0.0.7/24")
+    allowlist.get_by_role("button", name="Add").click()
+    expect(allowlist.locator(".error")).to_contain_text("did you mean 10.0.0.0/24?")
+    allowlist.get_by_label("Address or range").fill("203.0.113.0/24")
+    allowlist.get_by_label("Note").fill("Partner office")
+    allowlist.get_by_role("button", name="Add").click()
+    expect(allowlist.locator("tbody")).to_contain_text("Partner office")
+    allowlist.locator("tr", has_text="203.0.113.0/24").get_by_role("button", name="Remove").click()
+    expect(allowlist.locator("tbody tr")).to_have_count(0)
+
+    keys = page.locator("#keys")
+    keys.get_by_role("button", name="Revoke").click()
+    expect(keys.locator(".badge-revoked")).to_be_visible()
+    expect(keys.get_by_role("button", name="Revoke")).to_have_count(0)
+    assert page.evaluate("window.notReloaded") is True

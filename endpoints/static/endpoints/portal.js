@@ -16,3 +16,10 @@ document.addEventListener("click", async (event) => {
   button.textContent = "Copied";
   setTimeout(() => { button.textContent = label; }, 1500);
 });
+
+// The endpoint page shows a deployment in progress; once it finishes, reload so the live version,
+// the URL, the history and the Deploy button all show the new state.
+document.addEventListener("htmx:afterSettle", () => {
+  const finished = document.querySelector("[data-reload-when-finished] .steps-panel:not([hx-trigger])");
+  if (finished) setTimeout(() => window.location.reload(), 1500);
+});
