@@ -1,0 +1,1 @@
+"""Benchmark of the serving container against a FastAPI baseline and a raw-ASGI floor."""

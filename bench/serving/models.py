@@ -1,0 +1,75 @@
+"""The benchmark's models and request bodies, written as the portal would hand them to serving."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+IRIS_LABELS = {"0": "setosa", "1": "versicolor", "2": "virginica"}
+BATCH_ROWS = 64
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model file with its SERVING_MODEL_META, and the body each request posts."""
+
+    name: str
+    path: Path
+    meta: dict
+    body: bytes
+    rows_per_request: int
+
+    def env(self) -> dict:
+        return {"SERVING_MODEL_URI": str(self.path), "SERVING_MODEL_META": orjson.dumps(self.meta).decode()}
+
+
+def _write(directory: Path, name: str, estimator, features: list[str], label_map: dict) -> tuple[Path, dict]:
+    import skops.io as sio
+
+    data = sio.dumps(estimator)
+    path = directory / f"{name}.skops"
+    path.write_bytes(data)
+    meta = {
+        "name": name,
+        "version": 1,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "format": "skops",
+        "schema": [{"name": feature, "type": "number"} for feature in features],
+        "classes": [value.item() for value in estimator.classes_],
+        "label_map": label_map,
+        "trusted_types": sio.get_untrusted_types(data=data),
+    }
+    return path, meta
+
+
+def iris_single_row(directory: Path) -> Workload:
+    """LogisticRegression fitted on iris with named features; one named-feature row per request."""
+    import pandas as pd
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    iris = load_iris()
+    frame = pd.DataFrame(iris.data, columns=IRIS_FEATURES)
+    model = LogisticRegression(max_iter=1000).fit(frame, iris.target)
+    path, meta = _write(directory, "iris", model, IRIS_FEATURES, IRIS_LABELS)
+    body = orjson.dumps(dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True)))
+    return Workload("iris 1 row", path, meta, body, 1)
+
+
+def cancer_batches(directory: Path) -> Workload:
+    """A 100-tree RandomForest on breast_cancer; 64 rows per request as {"inputs": [[...], ...]}."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+
+    data = load_breast_cancer()
+    features = [name.replace(" ", "_") for name in data.feature_names]
+    model = RandomForestClassifier(n_estimators=100, random_state=0).fit(data.data, data.target)
+    path, meta = _write(directory, "cancer", model, features, {"0": "malignant", "1": "benign"})
+    rows = np.random.default_rng(0).choice(len(data.data), BATCH_ROWS, replace=False)
+    body = orjson.dumps({"inputs": data.data[rows].round(4).tolist()})
+    return Workload("cancer 64 rows", path, meta, body, BATCH_ROWS)
