@@ -35,6 +35,9 @@ def ml_model_create(*, user, name: str, description: str = "") -> MLModel:
     name = (name or "").strip()
     if not name:
         raise ServiceError("Give the model a name.", field="name")
+    if "/" in name or name in (".", ".."):
+        # The dashboard finds models by name in its URLs (/models/<name>/).
+        raise ServiceError("A model name cannot contain '/' or be '.' or '..'.", field="name")
     if MLModel.objects.filter(name=name).exists():
         raise ServiceError(f"A model named {name!r} already exists.", field="name")
     with transaction.atomic():

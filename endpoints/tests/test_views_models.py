@@ -54,6 +54,14 @@ def test_a_taken_model_name_is_refused_on_the_name_field(client, admin, ml_model
     assert "already exists" in response.context["form"].errors["name"][0]
 
 
+@pytest.mark.parametrize("name", ["fraud/v2", ".."])
+def test_a_model_name_that_cannot_be_in_a_url_is_refused_on_the_name_field(client, admin, name):
+    client.force_login(admin)
+    response = client.post(reverse("endpoints:model-create"), {"name": name})
+    assert "cannot contain '/'" in response.context["form"].errors["name"][0]
+    assert not MLModel.objects.exists()
+
+
 def test_uploading_a_skops_file_shows_the_extracted_schema_classes_and_labels(
     client, admin, ml_model, iris_bytes
 ):
