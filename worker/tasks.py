@@ -1,6 +1,8 @@
 """Celery tasks: ids in, one service call, nothing else. Our tables hold the state."""
 
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
 
 from endpoints.services import access, deployments, keys
 from worker.runtimes.base import PermanentError, TransientError
@@ -45,3 +47,12 @@ def apply_access(self, endpoint_id: int) -> None:
 @shared_task(name="worker.reconcile", ignore_result=True)
 def reconcile() -> list[int]:
     return deployments.deployments_reconcile()
+
+
+@worker_ready.connect
+def warm_up_local_runtime(**_kwargs) -> None:
+    """Start the local runtime's serving launcher now, so the first deploy finds it warm."""
+    if settings.RUNTIME == "local":
+        from worker.runtimes.local import LocalRuntime
+
+        LocalRuntime().warm_up()

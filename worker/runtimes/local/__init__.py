@@ -39,7 +39,7 @@ from worker.runtimes.base import (
     StepResult,
     TransientError,
 )
-from worker.runtimes.local import processes
+from worker.runtimes.local import launcher, processes
 from worker.runtimes.local.processes import ControlError
 from worker.runtimes.local.state import EndpointDir, RuntimeDir, deployment_number, sha256_of
 
@@ -51,6 +51,8 @@ CANARY_MESSAGE = "the local runtime serves one version at a time; canary shares 
 # the coarse clock the kernel stamps files with.
 ACCESS_FRESH_MARGIN_NS = 50_000_000
 STOP_GRACE_SECONDS = 10.0
+# How long a deploy waits for a launcher that is still importing before it starts serving cold.
+LAUNCHER_WAIT_SECONDS = 30.0
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -122,10 +124,16 @@ class LocalRuntime(Runtime):
         """The pid of `revision`'s serving process if it is running (for tests and the dashboard)."""
         return processes.read_pid_file(self.dir.endpoint(endpoint).pid_file(revision))
 
+    def warm_up(self) -> None:
+        """Start the launcher ahead of the first deploy (the worker calls this when it starts)."""
+        self.dir.root.mkdir(parents=True, exist_ok=True)
+        launcher.warm(self.dir.root, cwd=Path(settings.BASE_DIR))
+
     def stop_all(self) -> None:
-        """Stop every serving process this runtime directory knows of."""
+        """Stop every serving process this runtime directory knows of, and its launcher."""
         for target in self.dir.endpoints():
             self.stop_endpoint(target.name)
+        launcher.stop(self.dir.root)
 
 
 class _Deploy:
@@ -229,14 +237,24 @@ class _Deploy:
             if handoff:
                 env["SERVING_HANDOFF_FROM"] = str(handoff)
             try:
-                pid = processes.spawn(
-                    env=env, cwd=Path(settings.BASE_DIR), log_path=target.log_file(revision)
-                )
+                pid = self.launch(env, target.log_file(revision))
             except OSError as exc:
                 raise TransientError(f"could not start the serving process: {exc}") from None
             processes.write_pid_file(target.pid_file(revision), pid)
         taking_over = f", taking over the listener of {current}" if handoff else ""
         return StepResult(f"Started serving process {pid} for {revision} on port {port}{taking_over}.", found)
+
+    def launch(self, env: dict[str, str], log_path: Path) -> int:
+        """Fork the serving process from the warm launcher, or start `python -m serving` cold."""
+        full_env = processes.serving_env(env)
+        cwd = Path(settings.BASE_DIR)
+        pid = launcher.spawn(
+            self.dir.root, env=full_env, cwd=cwd, log_path=log_path, timeout=LAUNCHER_WAIT_SECONDS
+        )
+        if pid is None:
+            log.warning("the serving launcher is not available; starting python -m serving cold")
+            pid = processes.spawn(env=full_env, cwd=cwd, log_path=log_path)
+        return pid
 
     # 4. ready ----------------------------------------------------------------------------------
     def ready(self, resources: dict) -> StepResult:

@@ -31,25 +31,45 @@ class ControlError(Exception):
     """The control socket did not answer (yet): absent, refused, closed early, or timed out."""
 
 
-def spawn(*, env: dict[str, str], cwd: Path, log_path: Path) -> int:
-    """Start `python -m serving` in its own session with output to `log_path`; return its pid."""
+def serving_env(env: dict[str, str]) -> dict[str, str]:
+    """The whole environment of a serving process: a few basics, SERVING_* overrides, then `env`."""
     full_env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
     full_env.update({key: value for key, value in os.environ.items() if key.startswith("SERVING_")})
     full_env.update(env)
     full_env["PYTHONUNBUFFERED"] = "1"
+    return full_env
+
+
+def spawn(*, env: dict[str, str], cwd: Path, log_path: Path) -> int:
+    """Start `python -m serving` in its own session with output to `log_path`; return its pid."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "serving"],
             cwd=cwd,
-            env=full_env,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    _children[process.pid] = process
+    adopt(process)
     return process.pid
+
+
+def adopt(process: subprocess.Popen) -> None:
+    """Keep `process` so that it is reaped (not left a zombie) once it exits."""
+    _children[process.pid] = process
+
+
+def reap_adopted(timeout: float = 5.0) -> None:
+    """Wait for the adopted processes that were told to stop, so none is left a zombie."""
+    deadline = time.monotonic() + timeout
+    for pid, process in list(_children.items()):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(0.0, deadline - time.monotonic()))
+        if process.returncode is not None:
+            _children.pop(pid, None)
 
 
 def start_time(pid: int) -> str | None:

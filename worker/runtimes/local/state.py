@@ -3,6 +3,7 @@
     <LOCAL_RUNTIME_DIR>/
         artifacts/<sha256>.<format>          verified copies (or hard links) of model artifacts
         ports.lock                           held while a port is chosen
+        launcher.sock | .pid | .log | .lock  the warm launcher serving processes are forked from
         endpoints/<endpoint>/
             port                             the endpoint's stable port, chosen once
             access.json                      its keys and allowlist; serving re-reads it on change
@@ -171,12 +172,7 @@ class EndpointDir:
         return self.path / f"{revision}.log"
 
     def socket_path(self, revision: str) -> Path:
-        """Beside the pid file when the path fits a unix socket address, else in the temp dir."""
-        path = self.path / f"{revision}.sock"
-        if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
-            return path
-        digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:20]
-        return Path(tempfile.gettempdir()) / f"mep-{digest}.sock"
+        return fit_socket_path(self.path / f"{revision}.sock")
 
     def revisions(self) -> list[str]:
         """Every revision that has a pid file here, oldest deployment first."""
@@ -188,6 +184,14 @@ class EndpointDir:
         for path in (self.pid_file(revision), self.socket_path(revision)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def fit_socket_path(path: Path) -> Path:
+    """`path` when it fits a unix socket address, else a name derived from it in the temp dir."""
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"mep-{digest}.sock"
 
 
 def deployment_number(revision: str) -> int:
