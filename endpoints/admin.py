@@ -6,6 +6,7 @@ read-only here; only teams and their members are edited in the admin.
 """
 
 from django.contrib import admin
+from django.db import models
 
 from endpoints.models import (
     AllowlistEntry,
@@ -29,6 +30,9 @@ class TeamAdmin(admin.ModelAdmin):
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Shows a record without letting the admin change it behind the services' back."""
+
+    # The read-only page still builds a form; say which scheme URLs without one get (Django 6's).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def has_add_permission(self, request) -> bool:
         return False
