@@ -134,18 +134,16 @@ class AccessControl:
         self._apply(policy)
         log.info("Access policy reloaded from %s (mode %s).", self.path, policy.mode)
 
-    def check(self, scope) -> Denial | None:
+    def check(self, client: str | None, headers: list, query: bytes) -> Denial | None:
         """None if the request may pass, else why not."""
         now = time.monotonic()
         if now >= self.next_check:
             self.next_check = now + RECHECK_SECONDS
             self.refresh()
-        if self.check_address:
-            client = scope.get("client")
-            if not client or not self._address_allowed(client[0]):
-                return ADDRESS_NOT_ALLOWED
+        if self.check_address and (client is None or not self._address_allowed(client)):
+            return ADDRESS_NOT_ALLOWED
         if self.check_keys:
-            return self._key_denial(scope)
+            return self._key_denial(headers, query)
         return None
 
     def _address_allowed(self, host: str) -> bool:
@@ -163,15 +161,14 @@ class AccessControl:
             self.address_cache[host] = allowed
         return allowed
 
-    def _key_denial(self, scope) -> Denial | None:
-        query = scope.get("query_string")
+    def _key_denial(self, headers: list, query: bytes) -> Denial | None:
         if query and any(
             name.lower() in QUERY_KEY_NAMES
             for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
         ):
             return QUERY_KEY
         secret = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"x-api-key":
                 secret = value
                 break

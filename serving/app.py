@@ -1,14 +1,14 @@
-"""The ASGI application: routing, access checks, body limits and prediction responses.
+"""The application: routing, access checks and prediction responses, as one synchronous call.
 
-A plain ASGI callable rather than a framework: every request is a dict lookup for the route, one
-header scan, orjson in and out, and a direct call into the model.
+`ServingApp.handle(request)` returns (status, body, content type); the protocol writes it. No
+framework and no async: every answer is CPU work, so nothing would be gained by awaiting.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -17,6 +17,7 @@ import orjson
 from serving import metrics
 from serving.access import AccessControl
 from serving.model import Model
+from serving.protocol import Request, ServerState
 from serving.validation import RequestError, Validator
 
 log = logging.getLogger("serving.app")
@@ -24,31 +25,34 @@ log = logging.getLogger("serving.app")
 JSON = b"application/json"
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 Response = tuple[int, bytes, bytes]  # status, body, content type
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request body arrived."""
+GET, POST = frozenset({b"GET", b"HEAD"}), frozenset({b"POST"})
 
 
 @dataclass(frozen=True)
 class Route:
-    handler: Callable[..., Awaitable[Response]]
-    methods: frozenset[str]
+    handler: Callable[[Request], Response]
+    methods: frozenset[bytes]
     metric: int  # index into metrics.ROUTES
     checked: bool = False  # subject to the access policy
 
 
-def _json(status: int, document) -> Response:
+def json_response(status: int, document) -> Response:
     return status, orjson.dumps(document), JSON
 
 
-def _error(status: int, message: str) -> Response:
-    return _json(status, {"error": message})
+def error_response(status: int, message: str) -> Response:
+    return json_response(status, {"error": message})
 
 
 def _is_json(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or media.endswith(b"+json")
+
+
+def query_value(query: bytes, name: str) -> str | None:
+    if not query:
+        return None
+    return dict(parse_qsl(query.decode("latin-1"))).get(name)
 
 
 class ServingApp:
@@ -58,33 +62,31 @@ class ServingApp:
         self,
         model: Model,
         *,
-        max_body_bytes: int,
         max_rows: int,
         access: AccessControl | None,
         recorder: metrics.Recorder,
         render_metrics: Callable[[], bytes],
+        state: ServerState,
     ):
         self.model = model
-        self.max_body_bytes = max_body_bytes
         self.validator = Validator(model.names, [feature.type for feature in model.features], max_rows)
         self.access = access
         self.recorder = recorder
         self.render_metrics = render_metrics
-        self.draining = False
+        self.state = state
         self.label_keys = [str(label) for label in model.labels]
         self.probability_keys = [f"{label}_probability" for label in self.label_keys]
-        get, post = frozenset({"GET", "HEAD"}), frozenset({"POST"})
         index = metrics.ROUTE_INDEX
-        self.routes = {
-            "/": Route(self.welcome, get, index["/"]),
-            "/healthz": Route(self.healthz, get, index["/healthz"]),
-            "/readyz": Route(self.readyz, get, index["/readyz"]),
-            "/metrics": Route(self.metrics, get, index["/metrics"]),
-            "/v1/model": Route(self.model_info, get, index["/v1/model"], checked=True),
-            "/predict": Route(self.predict, post, index["/predict"], checked=True),
+        self.routes: dict[bytes, Route] = {
+            b"/": Route(self.welcome, GET, index["/"]),
+            b"/healthz": Route(self.healthz, GET, index["/healthz"]),
+            b"/readyz": Route(self.readyz, GET, index["/readyz"]),
+            b"/metrics": Route(self.metrics, GET, index["/metrics"]),
+            b"/v1/model": Route(self.model_info, GET, index["/v1/model"], checked=True),
+            b"/predict": Route(self.predict, POST, index["/predict"], checked=True),
         }
-        self.not_found = _error(404, "Not found.")
-        self.welcome_response = _json(
+        self.not_found = error_response(404, "Not found.")
+        self.welcome_response = json_response(
             200,
             {
                 "message": f"This endpoint serves the model {model.name}, version {model.version}.",
@@ -94,7 +96,7 @@ class ServingApp:
                 "docs": "/docs",
             },
         )
-        self.model_response = _json(200, self.describe_model())
+        self.model_response = json_response(200, self.describe_model())
 
     def describe_model(self) -> dict:
         model = self.model
@@ -112,87 +114,62 @@ class ServingApp:
             "backend": model.backend.name,
         }
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return
+    def handle(self, request: Request) -> Response:
+        """Answer one request; never raises."""
         started = time.perf_counter()
-        route = self.routes.get(scope["path"])
-        metric = route.metric if route else metrics.ROUTE_INDEX["other"]
+        route = self.routes.get(request.path)
         try:
             if route is None:
-                status, body, content_type = self.not_found
-            elif scope["method"] not in route.methods:
-                status, body, content_type = _error(405, f"Use {' or '.join(sorted(route.methods))} here.")
+                response = self.not_found
+            elif request.method not in route.methods:
+                allowed = " or ".join(sorted(method.decode() for method in route.methods))
+                response = error_response(405, f"Use {allowed} here.")
             else:
-                denial = self.access.check(scope) if route.checked and self.access else None
-                if denial:
-                    status, body, content_type = _error(denial.status, denial.message)
-                else:
-                    status, body, content_type = await route.handler(scope, receive)
+                denial = (
+                    self.access.check(request.client, request.headers, request.query)
+                    if route.checked and self.access
+                    else None
+                )
+                response = error_response(denial.status, denial.message) if denial else route.handler(request)
         except RequestError as exc:
-            status, body, content_type = _json(exc.status, exc.body())
-        except ClientGone:
-            return
+            response = json_response(exc.status, exc.body())
         except Exception:
-            log.exception("Unexpected error answering %s %s", scope["method"], scope["path"])
-            status, body, content_type = _error(500, "The server failed to answer this request.")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body))],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-        self.recorder.request(metric, status, time.perf_counter() - started)
+            log.exception("Unexpected error answering %s %s", request.method, request.path)
+            response = error_response(500, "The server failed to answer this request.")
+        metric = route.metric if route else metrics.OTHER_ROUTE
+        self.recorder.request(metric, response[0], time.perf_counter() - started)
+        return response
 
-    async def welcome(self, scope, receive) -> Response:
+    def count(self, path: bytes | None, status: int) -> None:
+        """Count a request the protocol answered by itself (400, 408, 413)."""
+        route = self.routes.get(path) if path else None
+        self.recorder.status(route.metric if route else metrics.OTHER_ROUTE, status)
+
+    def welcome(self, request: Request) -> Response:
         return self.welcome_response
 
-    async def healthz(self, scope, receive) -> Response:
-        return _json(200, {"status": "alive"})
+    def healthz(self, request: Request) -> Response:
+        return json_response(200, {"status": "alive"})
 
-    async def readyz(self, scope, receive) -> Response:
-        if self.draining:
-            return _json(503, {"status": "shutting down"})
-        return _json(200, {"status": "ready"})
+    def readyz(self, request: Request) -> Response:
+        if self.state.draining:
+            return json_response(503, {"status": "shutting down"})
+        return json_response(200, {"status": "ready"})
 
-    async def metrics(self, scope, receive) -> Response:
+    def metrics(self, request: Request) -> Response:
         return 200, self.render_metrics(), PROMETHEUS
 
-    async def model_info(self, scope, receive) -> Response:
+    def model_info(self, request: Request) -> Response:
         return self.model_response
 
-    async def read_json_body(self, scope, receive) -> bytes:
-        """The request body, after checking its content type and size."""
-        content_type = None
-        for name, value in scope["headers"]:
+    def predict(self, request: Request) -> Response:
+        for name, value in request.headers:
             if name == b"content-type":
-                content_type = value
-            elif name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                raise RequestError(413, f"The body is larger than {self.max_body_bytes} bytes.")
-        if content_type is not None and not _is_json(content_type):
-            raise RequestError(415, "Send the body as JSON, with Content-Type: application/json.")
-        message = await receive()
-        body = message.get("body", b"")
-        while message.get("more_body", False):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            body += message.get("body", b"")
-            if len(body) > self.max_body_bytes:
-                raise RequestError(413, f"The body is larger than {self.max_body_bytes} bytes.")
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        return body
-
-    async def predict(self, scope, receive) -> Response:
-        body = await self.read_json_body(scope, receive)
-        query_mode = None
-        if scope["query_string"]:
-            query_mode = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get("return")
-        parsed = self.validator.parse(body, query_mode)
-        return _json(200, self.answer(parsed.rows, parsed.form == "named", parsed.mode))
+                if not _is_json(value):
+                    raise RequestError(415, "Send the body as JSON, with Content-Type: application/json.")
+                break
+        parsed = self.validator.parse(request.body, query_value(request.query, "return"))
+        return json_response(200, self.answer(parsed.rows, parsed.form == "named", parsed.mode))
 
     def answer(self, rows, named: bool, mode: str | None) -> dict:
         """The prediction document for validated rows, shaped by form and `return` mode."""

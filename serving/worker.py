@@ -2,7 +2,8 @@
 
 Talks to the master over two pipes: it writes b"L" once the model is ready and b"S" once it
 accepts connections; it reads one byte from the go pipe before it starts accepting (EOF there
-means the master is gone, and the worker leaves).
+means the master is gone, and the worker leaves). On SIGTERM it stops accepting, lets the
+connections drain (see protocol.py) and exits within GRACEFUL_SHUTDOWN_SECONDS.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import os
 import signal
 import socket
 import sys
+import time
+from email.utils import formatdate
 
-import uvicorn
+import uvloop
 
 from serving import metrics
 from serving.access import AccessControl
 from serving.app import ServingApp
 from serving.config import Settings
 from serving.model import Model, ModelError
-from serving.protocol import ServingProtocol, sweep_connections
+from serving.protocol import HttpConnection, Limits, ServerState, sweep_connections
 
 log = logging.getLogger("serving.worker")
 
@@ -29,47 +32,52 @@ log = logging.getLogger("serving.worker")
 GRACEFUL_SHUTDOWN_SECONDS = 7.5
 
 
-class WorkerServer(uvicorn.Server):
-    """uvicorn's server, telling the master when it accepts and the app when it drains."""
-
-    def __init__(self, config: uvicorn.Config, app: ServingApp, settings: Settings, status_fd: int):
-        super().__init__(config)
-        self.app = app
-        self.settings = settings
-        self.status_fd = status_fd
-        self.master_pid = os.getppid()
-        self.early_signals: list[int] = []
-
-    def note_early_signal(self, signum, frame) -> None:
-        """Remember a stop signal that came before uvicorn took the handlers over."""
-        self.early_signals.append(signum)
-
-    async def startup(self, sockets=None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            settings = self.settings
-            self.sweeper = asyncio.create_task(
-                sweep_connections(
-                    self, settings.keepalive_timeout, settings.header_timeout, settings.body_timeout
-                )
-            )
-            os.write(self.status_fd, b"S")
-        if self.early_signals:
-            self.handle_exit(self.early_signals[0], None)
-
-    async def on_tick(self, counter: int) -> bool:
-        # A worker whose master died (SIGKILL, OOM) must not serve on alone.
-        if counter % 10 == 0 and os.getppid() != self.master_pid:
-            self.handle_exit(signal.SIGTERM, None)
-        return await super().on_tick(counter)
-
-    def handle_exit(self, sig, frame) -> None:
-        self.app.draining = True
-        super().handle_exit(sig, frame)
-
-
 def _exit_now(signum, frame) -> None:
     raise SystemExit(0)
+
+
+async def tick(state: ServerState, stop: asyncio.Event, master_pid: int) -> None:
+    """Refresh the Date header every second; stop if the master has died (SIGKILL, OOM)."""
+    while True:
+        state.date_header = b"date: %s\r\n" % formatdate(time.time(), usegmt=True).encode()
+        if os.getppid() != master_pid:
+            log.error("The master process is gone; stopping.")
+            stop.set()
+        await asyncio.sleep(1.0)
+
+
+async def serve(
+    app: ServingApp, state: ServerState, listener: socket.socket, limits: Limits, status_fd: int, early: list
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if early:
+        stop.set()
+    server = await loop.create_server(
+        lambda: HttpConnection(app, state, limits, loop), sock=listener, backlog=2048
+    )
+    background = [
+        asyncio.create_task(tick(state, stop, os.getppid())),
+        asyncio.create_task(sweep_connections(state, limits)),
+    ]
+    os.write(status_fd, b"S")
+    await stop.wait()
+
+    # Stop accepting (this closes only this process's copy of the listener), then drain.
+    state.draining = True
+    server.close()
+    for connection in list(state.connections):
+        connection.shutdown()
+    deadline = loop.time() + GRACEFUL_SHUTDOWN_SECONDS
+    while state.connections and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    for connection in list(state.connections):
+        log.warning("Closing a connection still busy at the shutdown deadline.")
+        connection.transport.abort()
+    for task in background:
+        task.cancel()
 
 
 def run(
@@ -82,7 +90,7 @@ def run(
     go_fd: int,
 ) -> int:
     """The worker's whole life; returns its exit code."""
-    # Until uvicorn takes over the signals, stopping means leaving at once.
+    # Until the event loop takes the signals over, stopping means leaving at once.
     signal.signal(signal.SIGTERM, _exit_now)
     signal.signal(signal.SIGINT, _exit_now)
     try:
@@ -90,37 +98,29 @@ def run(
     except ModelError as exc:
         log.error("%s", exc)
         return 3
-    access = AccessControl(settings.access_file) if settings.access_file else None
+    state = ServerState()
     app = ServingApp(
         model,
-        max_body_bytes=settings.max_body_bytes,
         max_rows=settings.max_rows,
-        access=access,
+        access=AccessControl(settings.access_file) if settings.access_file else None,
         recorder=shared.recorder(index),
         render_metrics=lambda: metrics.render(
             shared, model.name, model.version, model.sha256, model.backend.name
         ),
+        state=state,
+    )
+    limits = Limits(
+        settings.max_body_bytes, settings.keepalive_timeout, settings.header_timeout, settings.body_timeout
     )
     os.write(status_fd, b"L")
     if not os.read(go_fd, 1):
         return 0
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http=ServingProtocol,
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        timeout_keep_alive=int(settings.keepalive_timeout) or 1,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        backlog=2048,
-    )
-    server = WorkerServer(config, app, settings, status_fd)
-    # From here a stop signal must not interrupt the event loop's creation: note it instead.
-    signal.signal(signal.SIGTERM, server.note_early_signal)
-    signal.signal(signal.SIGINT, server.note_early_signal)
-    server.run(sockets=[listener])
+    # A stop signal from here until the loop installs its handlers is remembered, not acted on
+    # mid-way through building the loop.
+    early: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: early.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: early.append(signum))
+    uvloop.run(serve(app, state, listener, limits, status_fd, early))
     return 0
 
 

@@ -1,8 +1,10 @@
 """Fixtures for the serving tests: real model files and real server processes.
 
-These tests never touch Django; the override below keeps the root conftest's settings fixture out
+These tests never touch Django; the `settings` stand-in below keeps the root conftest happy
 so they run with or without pytest-django (`-p no:django`).
 """
+
+import types
 
 import pytest
 from sklearn.datasets import load_iris
@@ -17,9 +19,13 @@ def pytest_addoption(parser):
     parser.addini("DJANGO_SETTINGS_MODULE", "Django settings module (used by pytest-django).")
 
 
-@pytest.fixture(autouse=True)
-def _media_in_tmp():
-    """Nothing to redirect: the serving tests write only to their own temporary directories."""
+@pytest.fixture
+def settings():
+    """A stand-in for pytest-django's `settings`: the root conftest's autouse fixture writes to it.
+
+    These tests never touch Django, with or without pytest-django loaded.
+    """
+    return types.SimpleNamespace()
 
 
 @pytest.fixture(scope="session")
