@@ -18,6 +18,7 @@ import pytest
 from tests.fakes.api_gateway import ApiGatewayFake
 from tests.fakes.api_keys import ApiKeysFake
 from tests.fakes.cloud_run import CloudRunFake
+from tests.fakes.compute import ComputeFake
 from tests.fakes.service_usage import ServiceUsageFake
 from tests.fakes.storage import StorageFake
 
@@ -35,9 +36,10 @@ class Fakes:
     keys: ApiKeysFake
     gateway: ApiGatewayFake
     usage: ServiceUsageFake
+    compute: ComputeFake
 
     def all(self):
-        return [self.run, self.storage, self.keys, self.gateway, self.usage]
+        return [self.run, self.storage, self.keys, self.gateway, self.usage, self.compute]
 
     def overrides(self) -> str:
         return ",".join(
@@ -47,6 +49,7 @@ class Fakes:
                 f"apikeys={self.keys.endpoint}",
                 f"apigateway={self.gateway.endpoint}",
                 f"serviceusage={self.usage.endpoint}",
+                f"compute={self.compute.endpoint}",
             ]
         )
 
@@ -60,6 +63,7 @@ class Fakes:
                 ("apikeys", self.keys),
                 ("apigateway", self.gateway),
                 ("serviceusage", self.usage),
+                ("compute", self.compute),
             )
             if fake.methods()
         }
@@ -82,6 +86,7 @@ def fake_servers():
         keys=ApiKeysFake().start(),
         gateway=gateway,
         usage=ServiceUsageFake(known=gateway.managed_services).start(),
+        compute=ComputeFake().start(),
     )
     yield servers
     for fake in servers.all():

@@ -23,7 +23,7 @@ from worker.runtimes.base import (
     Step,
     StepResult,
 )
-from worker.runtimes.gcp import gateway, iam, keys, run, storage
+from worker.runtimes.gcp import armor, gateway, iam, keys, loadbalancer, run, storage
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
 
@@ -49,11 +49,19 @@ class GcpRuntime(Runtime):
 
     def deploy_steps(self, spec: DeploySpec) -> list[Step]:
         mode = spec.access.mode
-        steps = [
-            Step("artifact", "Copy the model artifact to Cloud Storage", lambda r: self._artifact(spec)),
+        steps = [Step("artifact", "Copy the model artifact to Cloud Storage", lambda r: self._artifact(spec))]
+        if mode in run.ADDRESS_MODES:  # the policy is in place before any traffic can reach the service
+            steps.append(
+                Step("allowlist", "Apply the allowlist to Cloud Armor", lambda r: self._allowlist(spec))
+            )
+        steps += [
             Step("revision", "Deploy the Cloud Run revision", lambda r: self._revision(spec)),
             Step("revision_ready", "Wait for the revision to be ready", lambda r: self._revision_ready(r)),
         ]
+        if mode in run.ADDRESS_MODES:
+            steps.append(
+                Step("load_balancer", "Put the HTTPS load balancer in front", lambda r: self._lb(spec))
+            )
         if mode in run.KEY_MODES:
             steps += [
                 Step("invoker", "Let the gateway invoke the service", lambda r: self._invoker(r)),
@@ -116,6 +124,22 @@ class GcpRuntime(Runtime):
         found = gateway.wait_gateway(self.ctx, resources)
         return StepResult(f"Gateway serves {resources['api_config_id']} at {found['gateway_url']}", found)
 
+    def _allowlist(self, spec: DeploySpec) -> StepResult:
+        message = armor.apply_allowlist(self.ctx, spec.endpoint, spec.access.cidrs)
+        return StepResult(message, {"security_policy": armor.policy_name(spec.endpoint)})
+
+    def _lb(self, spec: DeploySpec) -> StepResult:
+        previous = spec.previous
+        rule = loadbalancer.names(spec.endpoint)["rule"]
+        if previous.get("load_balancer") == rule and previous.get("lb_address"):
+            found = {key: previous[key] for key in ("load_balancer", "lb_address")}
+            found["url"] = f"https://{loadbalancer.hostname(self.ctx, spec.endpoint)}"
+            return StepResult(f"Reusing the load balancer at {found['lb_address']}", found)
+        found = loadbalancer.ensure_chain(self.ctx, spec)
+        made = ", ".join(found.pop("lb_created")) or "nothing (all there)"
+        host = loadbalancer.hostname(self.ctx, spec.endpoint)
+        return StepResult(f"Created {made}; point {host} (DNS A record) at {found['lb_address']}", found)
+
     def _keys(self, spec: DeploySpec) -> StepResult:
         changed = keys.sync_allowed_ips(self.ctx, spec.endpoint, spec.access.cidrs)
         return StepResult(f"{changed} key(s) updated to the allowlist")
@@ -126,6 +150,8 @@ class GcpRuntime(Runtime):
         """Keys carry the allowlist in `both` mode (none in `api_key` mode); Cloud Armor in `ip_allowlist`."""
         if access.mode in run.KEY_MODES:
             keys.sync_allowed_ips(self.ctx, endpoint, access.cidrs if access.mode == "both" else ())
+        elif access.mode in run.ADDRESS_MODES:
+            armor.apply_allowlist(self.ctx, endpoint, access.cidrs)
 
     def issue_key(self, spec: KeySpec) -> IssuedKey:
         managed_service = gateway.ensure_api(self.ctx, spec.endpoint)

@@ -1,0 +1,67 @@
+"""Compute Engine writes: `*_unary` calls and their operations, waited on our own terms.
+
+The extended-operation objects of `compute_v1` poll a client that ignores our endpoint options
+(they would go to Google's host even in tests) and do not raise when the operation failed; so every
+write here uses a `*_unary` method and is followed, when the operation is not DONE yet, by `get` on
+a Global/RegionOperationsClient built with the same options (`get`, not `wait`: `wait` blocks for
+up to two minutes inside one call). A DONE operation is checked for `error`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from google.api_core import exceptions as gexc
+from google.cloud import compute_v1
+
+from worker.runtimes.base import PermanentError, TransientError
+from worker.runtimes.gcp.clients import Context
+from worker.runtimes.gcp.operations import wait_until
+
+DONE = compute_v1.Operation.Status.DONE
+TRANSIENT_CODES = {"RESOURCE_NOT_READY", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE", "RATE_LIMIT_EXCEEDED"}
+
+
+def request_id() -> str:
+    """A fresh id per logical write: Compute returns the first operation if the same id comes again."""
+    return str(uuid.uuid4())
+
+
+def wait(ctx: Context, operation: compute_v1.Operation, *, what: str, region: str | None = None) -> None:
+    """Wait (bounded) for a Compute operation; raise with Google's message if it ended in error."""
+    if region:
+        client = ctx.clients.compute("RegionOperationsClient")
+        scope = {"project": ctx.cfg.project, "region": region}
+    else:
+        client = ctx.clients.compute("GlobalOperationsClient")
+        scope = {"project": ctx.cfg.project}
+    current = operation
+    if current.status != DONE:
+
+        def read():
+            nonlocal current
+            current = ctx.call(client.get, operation=operation.name, what=f"{what} (poll)", **scope)
+            return current if current.status == DONE else None
+
+        wait_until(ctx, read, what=what, started=ctx.wall())
+    errors = list(current.error.errors)
+    if errors or current.http_error_status_code >= 400:
+        codes = {error.code for error in errors}
+        message = (
+            "; ".join(f"{error.code}: {error.message}" for error in errors) or current.http_error_message
+        )
+        failure = TransientError if codes and codes <= TRANSIENT_CODES else PermanentError
+        raise failure(f"{what}: {message}")
+
+
+def insert(ctx: Context, method, request: dict, *, what: str, region: str | None = None) -> bool:
+    """Create a resource with `method` (an `insert_unary`) unless it exists; True if it was made.
+
+    `region` names the region whose operations to poll (regional resources only)."""
+    operation = ctx.call(
+        method, request={**request, "request_id": request_id()}, what=what, accept=(gexc.Conflict,)
+    )
+    if operation is None:  # 409: it exists (an earlier deploy, or our own earlier try)
+        return False
+    wait(ctx, operation, what=what, region=region)
+    return True

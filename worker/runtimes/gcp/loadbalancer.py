@@ -1,0 +1,134 @@
+"""The external HTTPS load balancer in front of an allowlist endpoint, where Cloud Armor applies.
+
+    https://<endpoint>.<GCP_LB_DOMAIN>  ->  forwarding rule <ep>-https (global address <ep>-ip, :443)
+      -> target HTTPS proxy <ep>-proxy (managed certificate <ep>-cert) -> URL map <ep>-urlmap
+      -> backend service <ep>-backend (security policy <ep>-allowlist)
+      -> serverless NEG <ep>-neg (region of the service) -> Cloud Run service <ep>
+
+Made the first time an allowlist endpoint deploys (each piece created unless it exists, so a
+resumed step skips what is there) and reused after: a deployment whose predecessor recorded the
+chain makes no call at all. Someone must point the DNS name at the address (the step says which).
+"""
+
+from __future__ import annotations
+
+from google.cloud import compute_v1
+
+from worker.runtimes.base import DeploySpec
+from worker.runtimes.gcp import compute
+from worker.runtimes.gcp.armor import policy_link
+from worker.runtimes.gcp.clients import Context
+
+
+def names(endpoint: str) -> dict[str, str]:
+    return {
+        "address": f"{endpoint}-ip",
+        "certificate": f"{endpoint}-cert",
+        "neg": f"{endpoint}-neg",
+        "backend": f"{endpoint}-backend",
+        "url_map": f"{endpoint}-urlmap",
+        "proxy": f"{endpoint}-proxy",
+        "rule": f"{endpoint}-https",
+    }
+
+
+def hostname(ctx: Context, endpoint: str) -> str:
+    return f"{endpoint}.{ctx.cfg.lb_domain}"
+
+
+def ensure_chain(ctx: Context, spec: DeploySpec) -> dict:
+    """Create what is missing of the chain; return the address and URL end users call."""
+    endpoint = spec.endpoint
+    project = ctx.cfg.project
+    region = spec.resources.region
+    n = names(endpoint)
+    link = f"projects/{project}/global"
+    made = []
+
+    def insert(client_name: str, what: str, region_of: str | None = None, **kwargs):
+        client = ctx.clients.compute(client_name)
+        if compute.insert(
+            ctx, client.insert_unary, {"project": project, **kwargs}, what=what, region=region_of
+        ):
+            made.append(what)
+
+    insert(
+        "GlobalAddressesClient",
+        f"address {n['address']}",
+        address_resource=compute_v1.Address(name=n["address"], ip_version="IPV4", address_type="EXTERNAL"),
+    )
+    insert(
+        "SslCertificatesClient",
+        f"certificate {n['certificate']}",
+        ssl_certificate_resource=compute_v1.SslCertificate(
+            name=n["certificate"],
+            type_="MANAGED",
+            managed=compute_v1.SslCertificateManagedSslCertificate(domains=[hostname(ctx, endpoint)]),
+        ),
+    )
+    insert(
+        "RegionNetworkEndpointGroupsClient",
+        f"serverless NEG {n['neg']}",
+        region_of=region,
+        region=region,
+        network_endpoint_group_resource=compute_v1.NetworkEndpointGroup(
+            name=n["neg"],
+            network_endpoint_type="SERVERLESS",
+            cloud_run=compute_v1.NetworkEndpointGroupCloudRun(service=endpoint),
+        ),
+    )
+    insert(
+        "BackendServicesClient",
+        f"backend service {n['backend']}",
+        backend_service_resource=compute_v1.BackendService(
+            name=n["backend"],
+            load_balancing_scheme="EXTERNAL_MANAGED",
+            protocol="HTTPS",
+            backends=[
+                compute_v1.Backend(
+                    group=f"projects/{project}/regions/{region}/networkEndpointGroups/{n['neg']}"
+                )
+            ],
+            security_policy=policy_link(ctx, endpoint),
+        ),
+    )
+    insert(
+        "UrlMapsClient",
+        f"URL map {n['url_map']}",
+        url_map_resource=compute_v1.UrlMap(
+            name=n["url_map"], default_service=f"{link}/backendServices/{n['backend']}"
+        ),
+    )
+    insert(
+        "TargetHttpsProxiesClient",
+        f"HTTPS proxy {n['proxy']}",
+        target_https_proxy_resource=compute_v1.TargetHttpsProxy(
+            name=n["proxy"],
+            url_map=f"{link}/urlMaps/{n['url_map']}",
+            ssl_certificates=[f"{link}/sslCertificates/{n['certificate']}"],
+        ),
+    )
+    insert(
+        "GlobalForwardingRulesClient",
+        f"forwarding rule {n['rule']}",
+        forwarding_rule_resource=compute_v1.ForwardingRule(
+            name=n["rule"],
+            I_p_address=f"{link}/addresses/{n['address']}",
+            I_p_protocol="TCP",
+            port_range="443",
+            load_balancing_scheme="EXTERNAL_MANAGED",
+            target=f"{link}/targetHttpsProxies/{n['proxy']}",
+        ),
+    )
+    address = ctx.call(
+        ctx.clients.compute("GlobalAddressesClient").get,
+        project=project,
+        address=n["address"],
+        what=f"Read address {n['address']}",
+    )
+    return {
+        "load_balancer": n["rule"],
+        "lb_address": address.address,
+        "url": f"https://{hostname(ctx, endpoint)}",
+        "lb_created": made,
+    }
