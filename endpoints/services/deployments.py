@@ -332,4 +332,6 @@ def endpoints_revive() -> list[str]:
                 revived.append(deployment.endpoint.name)
         except (PermanentError, TransientError) as exc:
             log.warning("could not revive endpoint %s: %s", deployment.endpoint.name, exc)
+        except Exception:  # one broken endpoint must not keep the others down
+            log.exception("reviving endpoint %s crashed", deployment.endpoint.name)
     return revived

@@ -176,6 +176,12 @@ def test_a_launcher_whose_code_changed_is_replaced_by_a_fresh_one(
         assert fresh not in (None, old)
         assert serving_pids(root / "endpoints" / name) == [runtime.revision_pid(name, f"{name}-d2")]
         assert predict(live["url"]).json()["target"] == "setosa"
+
+        # A worker starting after an upgrade replaces the launcher before any deploy needs it.
+        (base / "serving" / "upgraded_again.py").write_text("")
+        runtime.warm_up()
+        assert not processes.alive(fresh)
+        assert processes.read_pid_file(launcher.pid_path(root)) not in (None, fresh)
     finally:
         runtime.stop_all()
 

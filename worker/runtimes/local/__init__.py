@@ -51,6 +51,8 @@ CANARY_MESSAGE = "the local runtime serves one version at a time; canary shares 
 # the coarse clock the kernel stamps files with.
 ACCESS_FRESH_MARGIN_NS = 50_000_000
 STOP_GRACE_SECONDS = 10.0
+# Serving answers `serve` once its workers accept, or says it gave up after 30 s.
+SERVE_TIMEOUT = 35.0
 # How long a deploy waits for a launcher that is still importing before it starts serving cold.
 LAUNCHER_WAIT_SECONDS = 30.0
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -108,7 +110,10 @@ class LocalRuntime(Runtime):
                 log.warning("serving process %s of %s does not answer: %s", pid, revision, exc)
                 return False
             if status.get("ready") and not status.get("serving"):
-                processes.control(target.socket_path(revision), {"cmd": "serve"})
+                try:
+                    processes.control(target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT)
+                except ControlError as exc:
+                    raise TransientError(f"{revision} did not take the serve command: {exc}") from None
             if target.current() != revision:
                 with target.lock():
                     target.set_current(revision)
@@ -299,10 +304,14 @@ class _Deploy:
                     + _tail_for_message(target.log_file(revision))
                 )
             try:
-                answer = processes.control(target.socket_path(revision), {"cmd": "serve"})
+                answer = processes.control(
+                    target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT
+                )
             except ControlError as exc:
                 raise TransientError(f"the serving process did not take the serve command: {exc}") from None
             if not answer.get("ok"):
+                if target.current() != revision:  # the live revision keeps the URL; this one goes
+                    _stop_revision(target, revision, grace=2.0)
                 raise PermanentError(f"the serving process refused to serve: {answer.get('error') or answer}")
             current = target.current()
             previous = current if current and current != revision else resources.get("previous_revision")

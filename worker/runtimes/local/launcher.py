@@ -119,8 +119,16 @@ def warm(root: Path, *, cwd: Path) -> None:
     from worker.runtimes.local.state import file_lock
 
     with file_lock(Path(root) / "launcher.lock"):
-        if processes.read_pid_file(pid_path(root)) is None:
-            start(Path(root), cwd=cwd, env=processes.serving_env({}))
+        pid = processes.read_pid_file(pid_path(root))
+        if pid is not None:
+            try:
+                stamp = request(root, {"cmd": "ping"}, timeout=2).get("stamp")
+            except (OSError, ValueError):
+                return  # still importing: it will be ready soon
+            if stamp == _code_stamp(Path(cwd)):
+                return
+            processes.terminate(pid, grace=2.0)  # it holds code older than what is installed now
+        start(Path(root), cwd=cwd, env=processes.serving_env({}))
 
 
 def ready(root: Path, *, cwd: Path, timeout: float) -> bool:
@@ -303,7 +311,7 @@ def serve(path: str) -> None:
                     _say(f"bad request: {exc!r}")
                     continue
                 if command.get("cmd") == "ping":
-                    _reply(conn, {"ok": True, "pid": os.getpid()})
+                    _reply(conn, {"ok": True, "pid": os.getpid(), "stamp": stamp})
                     continue
                 if command.get("cmd") != "spawn":
                     _reply(conn, {"ok": False, "error": f"unknown command {command.get('cmd')!r}"})
