@@ -86,8 +86,15 @@ def predict_until_accepted(url: str, key: str, timeout: float = 30.0) -> httpx.R
 def test_an_admin_deploys_and_a_team_member_gets_a_key_that_predicts(
     celery_worker_process, live_server, admin, member, endpoint, iris_version, tmp_path, browser_page
 ):
-    page, base = browser_page, live_server.url
+    try:
+        golden_path(browser_page, live_server.url, tmp_path)
+    except AssertionError as exc:
+        # A timeout here is most often the worker's story: tell it (the page is in last-page.png).
+        log = celery_worker_process.log_text()[-6000:]
+        raise AssertionError(f"{exc}\n--- the Celery worker's log, last lines ---\n{log}") from exc
 
+
+def golden_path(page: Page, base: str, tmp_path) -> None:
     # The admin deploys iris and watches the steps arrive without reloading the page.
     log_in(page, base, "ada", "ada-password-1")
     page.get_by_role("link", name="iris-prod").click()
