@@ -3,8 +3,9 @@
 It holds to GOOGLE-APIS.md d.2: APIs (with a generated, immutable managed service), configs
 (immutable; ids of at most 63 lowercase letters, digits and dashes, not starting with a dash) and
 regional gateways that point at one config. Every write is a long-running operation whose
-metadata is `OperationMetadata`; a config whose OpenAPI document the gateway cannot take ends in
-error with the reasons in `metadata.diagnostics`, as Google reports them. The document checks are
+metadata is `OperationMetadata` and whose response is the resource (Empty for deletes); a config
+whose OpenAPI document the gateway cannot take ends in error with the reasons in
+`metadata.diagnostics`, as Google reports them. The document checks are
 those the gateway enforces: Swagger 2.0 (or OpenAPI 3 with `x-google-api-management`), no port in
 `host`, an `operationId` on every operation (unique), only local `#/definitions` references, whole
 path segments in templates, `apiKey` security in a header or the query, no OR between an API key
@@ -21,7 +22,7 @@ import grpc
 import yaml
 from google.cloud import apigateway_v1 as gw
 from google.longrunning import operations_pb2
-from google.protobuf import timestamp_pb2
+from google.protobuf import empty_pb2, timestamp_pb2
 
 from tests.fakes.grpc_server import FakeError, GrpcFake, already_exists, invalid, not_found, rpc
 
@@ -280,7 +281,7 @@ class ApiGatewayFake(GrpcFake):
             )
         del self.configs[request.name]
         self.documents.pop(request.name, None)
-        return self._op(request.name, "delete", gw.ApiConfig(config, openapi_documents=[]))
+        return self._op(request.name, "delete", empty_pb2.Empty())
 
     # --- gateways ----------------------------------------------------------------------------
 
@@ -342,4 +343,4 @@ class ApiGatewayFake(GrpcFake):
         gateway = self.gateways.pop(request.name, None)
         if gateway is None:
             raise not_found(f"Resource '{request.name}'")
-        return self._op(request.name, "delete", gateway)
+        return self._op(request.name, "delete", empty_pb2.Empty())

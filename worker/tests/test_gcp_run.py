@@ -319,3 +319,20 @@ def test_an_endpoint_name_cloud_run_cannot_take_fails_before_any_call(gcp, fakes
     with pytest.raises(PermanentError, match="fewer than 50"):
         run_steps(gcp, make_spec(artifact, endpoint="x" * 50), only=("revision",))
     assert fakes.run.methods() == []
+
+
+def test_stopping_deletes_the_gateway_and_the_service_but_not_a_namesake_the_portal_did_not_make(
+    gcp, fakes, artifact
+):
+    run_steps(gcp, make_spec(artifact))
+    foreign = f"projects/{PROJECT}/locations/europe-west1/services/iris-prod"
+    fakes.run.services[foreign] = run_v2.Service(name=foreign, labels={"team": "ops"})
+    fakes.clear_calls()
+
+    gcp.stop_endpoint("iris-prod")
+
+    assert fakes.gateway.methods() == ["DeleteGateway", "GetOperation"]
+    assert fakes.run.methods() == ["ListServices", "DeleteService", "GetOperation"]
+    assert fakes.run.requests("ListServices")[0].parent == f"projects/{PROJECT}/locations/-"
+    assert list(fakes.run.services) == [foreign]
+    assert fakes.gateway.apis and fakes.gateway.configs  # kept for the next deploy

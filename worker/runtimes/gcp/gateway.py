@@ -235,3 +235,19 @@ def enable_managed_service(ctx: Context, managed_service: str) -> bool:
     operation = ctx.call(client.enable_service, request={"name": name}, what=f"Enable {managed_service}")
     operation_result(ctx, client, operation.operation.name, what=f"Enable {managed_service}", started=started)
     return True
+
+
+def delete_gateway(ctx: Context, endpoint: str) -> bool:
+    """Delete the endpoint's gateway (API, configs and keys stay for a later deploy); True if it existed."""
+    client = ctx.clients.gateway()
+    name = gateway_name(ctx, endpoint)
+    started = ctx.wall()
+    operation = ctx.call(
+        client.delete_gateway, name=name, what=f"Delete gateway {endpoint}", accept=(gexc.NotFound,)
+    )
+    if operation is None:
+        return False
+    operation_result(
+        ctx, client, operation.operation.name, what=f"Delete gateway {endpoint}", started=started
+    )
+    return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 
+from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 from google.protobuf import duration_pb2
 
@@ -30,6 +31,7 @@ CONTAINER_PORT = 8080
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 KEY_MODES = ("api_key", "both")
 ADDRESS_MODES = ("ip_allowlist",)
+MANAGED_BY = "model-endpoint-portal"
 
 
 def service_id(endpoint: str) -> str:
@@ -80,7 +82,7 @@ def build_service(ctx: Context, spec: DeploySpec) -> run_v2.Service:
             f"The service account {account!r} (GCP_SERVICE_ACCOUNT_TEMPLATE) is not valid: an account id "
             "has 6 to 30 lowercase letters, digits and hyphens."
         )
-    labels = {"managed-by": "model-endpoint-portal", "portal-endpoint": spec.endpoint}
+    labels = {"managed-by": MANAGED_BY, "portal-endpoint": spec.endpoint}
     meta = json.dumps(spec.model.meta(), separators=(",", ":"), sort_keys=True)
     return run_v2.Service(
         name=name,
@@ -166,3 +168,27 @@ def set_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> dict
         what=f"Move traffic of {name}",
     )
     return {"run_operation": operation.operation.name, "run_operation_started": started}
+
+
+def delete_services(ctx: Context, endpoint: str) -> list[str]:
+    """Delete the endpoint's Cloud Run service in whatever region it is; returns the names deleted."""
+    client = ctx.clients.run()
+    listed = ctx.call(
+        client.list_services,
+        request={"parent": f"projects/{ctx.cfg.project}/locations/-", "page_size": 500},
+        what="List Cloud Run services",
+    )
+    deleted = []
+    for service in listed.services:
+        if service.name.rsplit("/", 1)[-1] != endpoint or service.labels.get("managed-by") != MANAGED_BY:
+            continue
+        started = ctx.wall()
+        operation = ctx.call(
+            client.delete_service, name=service.name, what=f"Delete {service.name}", accept=(gexc.NotFound,)
+        )
+        if operation is not None:
+            operation_result(
+                ctx, client, operation.operation.name, what=f"Delete {service.name}", started=started
+            )
+        deleted.append(service.name)
+    return deleted

@@ -165,7 +165,10 @@ class GcpRuntime(Runtime):
         keys.restore(self.ctx, key_name)
 
     def stop_endpoint(self, endpoint: str) -> None:
-        raise NotImplementedError("stop_endpoint lands with the gateway part")
+        """Delete the gateway, then the Cloud Run service. The API, its configs, the keys, the
+        security policy and the load balancer stay: a later deploy reuses them."""
+        gateway.delete_gateway(self.ctx, endpoint)
+        run.delete_services(self.ctx, endpoint)
 
     def ensure_serving(self, spec: DeploySpec) -> bool:
         """Cloud Run keeps ready revisions serving by itself: nothing to start, no call to make."""

@@ -9,6 +9,7 @@ can read `SERVING_MODEL_URI` at start.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 from google.api_core import exceptions as gexc
@@ -44,6 +45,12 @@ def ensure_artifact(ctx: Context, model: ModelSpec, *, validate_only: bool = Fal
                 "remove the object so the portal can upload it again."
             )
         return f"gs://{bucket.name}/{name} is already there"
+    actual = _sha256(model.artifact_path)
+    if actual != model.sha256:
+        raise PermanentError(
+            f"sha256 mismatch: the artifact file hashes to {actual[:12]}…, the version records "
+            f"{model.sha256[:12]}…; the file was changed or damaged"
+        )
     if validate_only:
         return f"would upload {size} bytes to gs://{bucket.name}/{name}"
     ctx.call(
@@ -56,6 +63,14 @@ def ensure_artifact(ctx: Context, model: ModelSpec, *, validate_only: bool = Fal
         accept=(gexc.PreconditionFailed,),  # another worker uploaded it first: same bytes, same name
     )
     return f"uploaded {size} bytes to gs://{bucket.name}/{name}"
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def grant_reader(ctx: Context, member: str, *, validate_only: bool = False) -> bool:

@@ -1,0 +1,156 @@
+"""The runtimes under contract: `harness` is each runtime with the means to look at what it did.
+
+The local runtime runs real serving processes on loopback; the GCP runtime runs the real Google
+clients against the fake Google servers (tests/fakes). A harness answers the questions the
+contract asks in each runtime's own terms: which revision is live, which revisions run, whether
+a key still opens the endpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from pathlib import Path
+
+import pytest
+
+from endpoints.demo import IRIS_FEATURES, IRIS_LABELS
+from endpoints.sealing import key_hash
+from tests.fakes.fixtures import *  # noqa: F403
+from tests.fakes.fixtures import PROJECT
+from worker.runtimes.base import AccessPolicy, DeploySpec, ModelSpec, Resources
+
+_names = itertools.count(1)
+
+
+class Harness:
+    name = ""
+
+    def __init__(self, runtime, endpoint: str, model: ModelSpec):
+        self.runtime = runtime
+        self.endpoint = endpoint
+        self.model = model
+
+    def spec(self, deployment_id: int, *, access=None, previous=None, model=None) -> DeploySpec:
+        return DeploySpec(
+            endpoint=self.endpoint,
+            deployment_id=deployment_id,
+            model=model or self.model,
+            resources=Resources(),
+            access=access or AccessPolicy(mode="api_key"),
+            previous=previous or {},
+        )
+
+    def deploy(self, spec: DeploySpec, resources: dict | None = None) -> dict:
+        resources = dict(resources or {})
+        for step in self.runtime.deploy_steps(spec):
+            resources.update(step.run(resources).resources)
+        return resources
+
+    def fresh_runtime(self):
+        """The same runtime as another worker process would build it."""
+        return type(self.runtime)()
+
+    def live_revision(self) -> str | None:
+        raise NotImplementedError
+
+    def running_revisions(self) -> list[str]:
+        raise NotImplementedError
+
+    def key_opens(self, secret: str) -> bool:
+        raise NotImplementedError
+
+
+class LocalHarness(Harness):
+    name = "local"
+
+    @property
+    def _dir(self):
+        return self.runtime.dir.endpoint(self.endpoint)
+
+    def live_revision(self):
+        return self._dir.current()
+
+    def running_revisions(self):
+        from worker.runtimes.local import processes
+
+        return [rev for rev in self._dir.revisions() if processes.read_pid_file(self._dir.pid_file(rev))]
+
+    def key_opens(self, secret):
+        import json
+
+        document = json.loads(self._dir.access_file.read_text())
+        return any(key["hash"] == key_hash(secret) and not key["revoked"] for key in document["keys"])
+
+
+class GcpHarness(Harness):
+    name = "gcp"
+
+    def __init__(self, runtime, endpoint, model, fakes, make_runtime):
+        super().__init__(runtime, endpoint, model)
+        self.fakes = fakes
+        self.make_runtime = make_runtime
+
+    def fresh_runtime(self):
+        return self.make_runtime()
+
+    @property
+    def _service(self):
+        return f"projects/{PROJECT}/locations/us-central1/services/{self.endpoint}"
+
+    def live_revision(self):
+        if self._service not in self.fakes.run.services:
+            return None
+        statuses = self.fakes.run.service(self._service).traffic_statuses
+        serving = [status.revision for status in statuses if status.percent == 100]
+        return serving[0] if serving else None
+
+    def running_revisions(self):
+        if self._service not in self.fakes.run.services:
+            return []
+        return [status.revision for status in self.fakes.run.service(self._service).traffic_statuses]
+
+    def key_opens(self, secret):
+        return any(self.fakes.keys.strings[key.name] == secret for key in self.fakes.keys.live_keys())
+
+
+@pytest.fixture
+def iris_model(iris_bytes, tmp_path) -> ModelSpec:
+    path = tmp_path / "iris.skops"
+    path.write_bytes(iris_bytes)
+    return ModelSpec(
+        name="iris",
+        version=1,
+        artifact_path=str(path),
+        sha256=hashlib.sha256(iris_bytes).hexdigest(),
+        format="skops",
+        input_schema=tuple({"name": name, "type": "number"} for name in IRIS_FEATURES),
+        classes=(0, 1, 2),
+        label_map=IRIS_LABELS,
+    )
+
+
+@pytest.fixture(params=["local", "gcp"])
+def harness(request, settings, iris_model):
+    endpoint = f"contract{next(_names)}"
+    if request.param == "local":
+        from tests.fixtures.worker import session_ports, stop_serving_processes
+        from worker.runtimes.local import LocalRuntime
+
+        settings.LOCAL_RUNTIME_PORT_MIN, settings.LOCAL_RUNTIME_PORT_MAX = session_ports()
+        yield LocalHarness(LocalRuntime(), endpoint, iris_model)
+        stop_serving_processes(Path(settings.LOCAL_RUNTIME_DIR))
+        return
+    fakes = request.getfixturevalue("fakes")
+    request.getfixturevalue("gcp_settings")
+    clock = request.getfixturevalue("clock")
+
+    def make_runtime():
+        from worker.runtimes.gcp.config import GcpConfig
+        from worker.runtimes.gcp.runtime import GcpRuntime
+
+        return GcpRuntime(
+            GcpConfig.from_settings(), sleep=clock.sleep, clock=clock.monotonic, wall=clock.time
+        )
+
+    yield GcpHarness(make_runtime(), endpoint, iris_model, fakes, make_runtime)

@@ -1,0 +1,133 @@
+"""What every runtime promises the portal (worker/runtimes/base.py), checked on each of them.
+
+Run for the local runtime (real serving processes) and the GCP runtime (real Google clients on
+the fake Google servers), so neither the fakes nor the local runtime drift from what the portal
+relies on.
+"""
+
+import dataclasses
+
+import pytest
+
+from worker.runtimes.base import AccessPolicy, KeyRecord, KeySpec, PermanentError, StepResult
+
+
+def test_a_deploy_makes_the_specs_revision_live_at_a_url(harness):
+    spec = harness.spec(1)
+    steps = harness.runtime.deploy_steps(spec)
+    names = [step.name for step in steps]
+    assert len(names) == len(set(names)) and all(step.title for step in steps)
+
+    resources = {}
+    for step in steps:
+        result = step.run(resources)
+        assert isinstance(result, StepResult) and result.message
+        resources.update(result.resources)
+
+    assert resources["revision"] == spec.revision
+    assert resources["url"].startswith(("http://", "https://"))
+    assert harness.live_revision() == spec.revision
+
+
+def test_running_each_step_twice_leaves_one_live_revision(harness):
+    spec = harness.spec(1)
+    resources = {}
+    for step in harness.runtime.deploy_steps(spec):
+        resources.update(step.run(resources).resources)
+        resources.update(step.run(resources).resources)
+
+    assert harness.live_revision() == spec.revision
+    assert harness.running_revisions() == [spec.revision]
+
+
+def test_a_deploy_resumed_by_another_worker_ends_as_if_it_had_run_once(harness):
+    spec = harness.spec(1)
+    steps = harness.runtime.deploy_steps(spec)
+    half = len(steps) // 2
+    resources = {}
+    for step in steps[:half]:
+        resources.update(step.run(resources).resources)
+
+    # The worker dies; another process builds its own runtime and runs the remaining steps.
+    other = harness.fresh_runtime()
+    for step in other.deploy_steps(spec)[half:]:
+        resources.update(step.run(resources).resources)
+
+    assert harness.live_revision() == spec.revision
+    assert harness.running_revisions() == [spec.revision]
+
+
+def test_the_next_deploy_replaces_the_live_revision(harness):
+    first = harness.deploy(harness.spec(1))
+
+    second = harness.deploy(harness.spec(2, previous=first))
+
+    assert harness.live_revision() == harness.spec(2).revision
+    assert second["url"] == first["url"]
+
+
+def test_a_damaged_artifact_fails_permanently_and_serves_nothing(harness):
+    damaged = dataclasses.replace(harness.model, sha256="0" * 64)
+
+    with pytest.raises(PermanentError, match="sha256 mismatch"):
+        harness.deploy(harness.spec(1, model=damaged))
+    assert harness.live_revision() is None
+
+
+def test_issuing_the_same_key_twice_gives_the_same_key(harness):
+    harness.deploy(harness.spec(1))
+    spec = KeySpec(endpoint=harness.endpoint, key_id="r1", display_name="Team for contract (request 1)")
+
+    first = harness.runtime.issue_key(spec)
+    second = harness.runtime.issue_key(spec)
+
+    assert first.name == second.name
+    assert first.secret and second.secret
+
+
+def test_a_revoked_key_stops_opening_the_endpoint_and_revoking_twice_is_fine(harness):
+    from endpoints.sealing import key_hash
+
+    harness.deploy(harness.spec(1))
+    issued = harness.runtime.issue_key(
+        KeySpec(endpoint=harness.endpoint, key_id="r2", display_name="Team for contract (request 2)")
+    )
+    record = KeyRecord(prefix=issued.secret[:12], key_hash=key_hash(issued.secret))
+    harness.runtime.apply_access(harness.endpoint, AccessPolicy(mode="api_key", keys=(record,)))
+    assert harness.key_opens(issued.secret)
+
+    harness.runtime.revoke_key(harness.endpoint, issued.name)
+    harness.runtime.revoke_key(harness.endpoint, issued.name)
+    revoked = dataclasses.replace(record, revoked=True)
+    harness.runtime.apply_access(harness.endpoint, AccessPolicy(mode="api_key", keys=(revoked,)))
+
+    assert not harness.key_opens(issued.secret)
+
+
+@pytest.mark.parametrize("mode", ["api_key", "ip_allowlist", "both", "open"])
+def test_applying_the_same_access_twice_is_harmless(harness, mode):
+    access = AccessPolicy(mode=mode, cidrs=("198.51.100.0/24", "203.0.113.7/32"))
+    harness.deploy(harness.spec(1, access=access))
+
+    harness.runtime.apply_access(harness.endpoint, access)
+    harness.runtime.apply_access(harness.endpoint, access)
+
+    assert harness.live_revision() == harness.spec(1).revision
+
+
+def test_ensuring_a_serving_deployment_starts_nothing(harness):
+    spec = harness.spec(1)
+    harness.deploy(spec)
+
+    assert harness.runtime.ensure_serving(spec) is False
+    assert harness.running_revisions() == [spec.revision]
+
+
+def test_stopping_an_endpoint_takes_it_offline_and_can_be_repeated(harness):
+    harness.deploy(harness.spec(1))
+
+    harness.runtime.stop_endpoint(harness.endpoint)
+    harness.runtime.stop_endpoint(harness.endpoint)
+
+    assert harness.live_revision() is None
+    assert harness.running_revisions() == []
