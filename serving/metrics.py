@@ -9,6 +9,7 @@ costs a few array stores, far cheaper than prometheus_client's multiprocess file
 from __future__ import annotations
 
 import bisect
+import math
 import mmap
 
 import numpy as np
@@ -45,12 +46,16 @@ _WIDTH = _BATCH + len(BATCH_BOUNDS) + 2
 
 
 class SharedMetrics:
-    """The shared block: `slots` rows of float64 counters."""
+    """The shared block: `slots` rows of float64 counters, then each worker's open connections."""
 
     def __init__(self, slots: int):
         self.slots = slots
-        self.block = mmap.mmap(-1, slots * _WIDTH * 8)
-        self.table = np.frombuffer(self.block, dtype=np.float64).reshape(slots, _WIDTH)
+        self.block = mmap.mmap(-1, slots * (_WIDTH + 1) * 8)
+        values = np.frombuffer(self.block, dtype=np.float64)
+        self.table = values[: slots * _WIDTH].reshape(slots, _WIDTH)
+        self.connection_gauges = memoryview(self.block).cast("d")[slots * _WIDTH :]
+        for slot in range(slots):
+            self.connection_gauges[slot] = math.inf  # not accepting (yet)
 
     def recorder(self, slot: int) -> Recorder:
         # A memoryview of doubles: item updates cost a fraction of NumPy scalar indexing.
@@ -133,7 +138,11 @@ def render(shared: SharedMetrics, model_name: str, model_version, sha256: str, b
                 counts,
                 totals[base + _LATENCY_WIDTH - 1],
             )
+    open_connections = sum(value for value in shared.connection_gauges if value != math.inf)
     lines += [
+        "# HELP serving_open_connections Client connections open now, over all workers.",
+        "# TYPE serving_open_connections gauge",
+        f"serving_open_connections{{{model}}} {_number(open_connections)}",
         "# HELP serving_rows_predicted_total Rows the model predicted.",
         "# TYPE serving_rows_predicted_total counter",
         f"serving_rows_predicted_total{{{model}}} {_number(totals[_ROWS])}",

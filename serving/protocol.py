@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
@@ -60,6 +61,7 @@ class ServerState:
     connections: set = field(default_factory=set)
     date_header: bytes = b""
     draining: bool = False
+    on_close: Callable[[], None] = lambda: None  # told when a connection ends
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.state.connections.discard(self)
+        self.state.on_close()
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import selectors
 import signal
@@ -156,6 +157,7 @@ class Supervisor:
             child = self.workers.pop(pid, None)
             if child is None:
                 continue
+            self.shared.connection_gauges[child.index] = math.inf  # others stop leaving connections to it
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(child.status_fd)
             os.close(child.status_fd)

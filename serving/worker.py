@@ -20,6 +20,7 @@ from email.utils import formatdate
 import uvloop
 
 from serving import metrics
+from serving.accept import BalancedAcceptor
 from serving.access import AccessControl
 from serving.app import ServingApp
 from serving.config import Settings
@@ -47,7 +48,14 @@ async def tick(state: ServerState, stop: asyncio.Event, master_pid: int) -> None
 
 
 async def serve(
-    app: ServingApp, state: ServerState, listener: socket.socket, limits: Limits, status_fd: int, early: list
+    app: ServingApp,
+    state: ServerState,
+    listener: socket.socket,
+    limits: Limits,
+    gauges: memoryview,
+    index: int,
+    status_fd: int,
+    early: list,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -55,9 +63,11 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     if early:
         stop.set()
-    server = await loop.create_server(
-        lambda: HttpConnection(app, state, limits, loop), sock=listener, backlog=2048
+    acceptor = BalancedAcceptor(
+        loop, listener, lambda: HttpConnection(app, state, limits, loop), gauges, index
     )
+    state.on_close = acceptor.closed
+    acceptor.start()
     background = [
         asyncio.create_task(tick(state, stop, os.getppid())),
         asyncio.create_task(sweep_connections(state, limits)),
@@ -67,7 +77,7 @@ async def serve(
 
     # Stop accepting (this closes only this process's copy of the listener), then drain.
     state.draining = True
-    server.close()
+    acceptor.stop()
     for connection in list(state.connections):
         connection.shutdown()
     deadline = loop.time() + GRACEFUL_SHUTDOWN_SECONDS
@@ -120,7 +130,7 @@ def run(
     early: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: early.append(signum))
     signal.signal(signal.SIGINT, lambda signum, frame: early.append(signum))
-    uvloop.run(serve(app, state, listener, limits, status_fd, early))
+    uvloop.run(serve(app, state, listener, limits, shared.connection_gauges, index, status_fd, early))
     return 0
 
 
