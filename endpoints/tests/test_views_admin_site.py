@@ -7,14 +7,6 @@ from endpoints.models import ApiKeyRequest
 from endpoints.services.keys import key_request_approve, key_request_create, key_request_issue
 
 
-@pytest.fixture(autouse=True)
-def _view_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords are hashed per test; the production hasher makes that seconds each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def superuser(db):
     return get_user_model().objects.create_superuser("root", password="root-password-1")

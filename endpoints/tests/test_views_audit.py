@@ -1,20 +1,11 @@
 """The audit log page: admins only, newest first, paginated."""
 
-import pytest
 from django.urls import reverse
 
 from endpoints.models import AuditEvent
 from endpoints.services.endpoints import endpoint_create
 
 AUDIT = reverse("endpoints:audit-list")
-
-
-@pytest.fixture(autouse=True)
-def _view_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords are hashed per test; the production hasher makes that seconds each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def test_an_admin_reads_the_audit_log_newest_first(client, admin):

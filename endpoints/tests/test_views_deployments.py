@@ -1,20 +1,11 @@
 """Deploying from the endpoint page, watching the steps live, rolling back."""
 
-import pytest
 from django.urls import reverse
 
 from endpoints.models import Deployment, DeploymentStatus, Endpoint
 from endpoints.services.deployments import deployment_finish, deployment_request
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(autouse=True)
-def _view_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords are hashed per test; the production hasher makes that seconds each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def deploy_url(endpoint) -> str:

@@ -23,14 +23,6 @@ VALID = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _view_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords are hashed per test; the production hasher makes that seconds each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def _endpoints_with_history(admin, version, count: int, deployments_each: int) -> None:
     """`count` endpoints, each with a history of deployments, the newest one live."""
     endpoints = Endpoint.objects.bulk_create(

@@ -12,14 +12,6 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 REASON = "Nightly scoring of new flowers"
 
 
-@pytest.fixture(autouse=True)
-def _view_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords are hashed per test; the production hasher makes that seconds each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def key_request(member, team, endpoint):
     return key_request_create(user=member, team=team, endpoint=endpoint, reason=REASON, valid_days=30)

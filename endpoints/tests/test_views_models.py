@@ -12,14 +12,6 @@ from endpoints.models import AuditEvent, MLModel, ModelVersion
 from endpoints.services.versions import ml_model_create
 
 
-@pytest.fixture(autouse=True)
-def _view_test_settings(settings, tmp_path):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist yet.
-    settings.STATIC_ROOT = tmp_path
-    # The cast's passwords are hashed per test; the production hasher makes that seconds each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def ml_model(admin):
     return ml_model_create(user=admin, name="iris")

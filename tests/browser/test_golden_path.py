@@ -12,7 +12,6 @@ import time
 
 import httpx
 import pytest
-from django.test import override_settings
 from playwright.sync_api import Page, expect, sync_playwright
 
 from endpoints.demo import IRIS_FEATURES
@@ -29,19 +28,6 @@ CHROMIUM_ARGS = [
 ]
 SETOSA = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
 SLOW = 120_000  # ms: a deploy starts a serving process on a machine shared with other tests
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _static_root(tmp_path_factory):
-    # WhiteNoise warns (an error under our filters) when STATIC_ROOT does not exist. The live
-    # server is session-wide and builds its middleware once, so this must come before it.
-    with override_settings(STATIC_ROOT=tmp_path_factory.mktemp("static")):
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -1,0 +1,122 @@
+"""The deployment services: queueing, claiming, journaling, finishing and failing."""
+
+import pytest
+
+from endpoints.models import Deployment, DeploymentStatus
+from endpoints.services import ServiceError
+from endpoints.services.deployments import (
+    deployment_claim,
+    deployment_request,
+    deployment_run,
+)
+from worker.runtimes.base import PermanentError, Step, StepResult, TransientError
+
+
+class ScriptedRuntime:
+    """A runtime whose steps do what the test says, recording each call."""
+
+    def __init__(self, outcomes):
+        self.outcomes = outcomes
+        self.calls = []
+
+    def deploy_steps(self, spec):
+        def run_step(name):
+            def run(resources):
+                self.calls.append(name)
+                outcome = self.outcomes.get(name)
+                if isinstance(outcome, Exception):
+                    raise outcome
+                return StepResult(f"{name} done", {name: True, "url": "http://127.0.0.1:1"})
+
+            return run
+
+        return [Step(name, name.title(), run_step(name)) for name in ("one", "two", "three")]
+
+
+@pytest.fixture
+def runtime(monkeypatch):
+    def install(**outcomes):
+        scripted = ScriptedRuntime(outcomes)
+        monkeypatch.setattr("worker.runtimes.get_runtime", lambda: scripted)
+        return scripted
+
+    return install
+
+
+def test_a_second_deploy_while_one_is_queued_is_refused(admin, endpoint, iris_version):
+    deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    with pytest.raises(ServiceError, match="already has a deployment in progress"):
+        deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    assert Deployment.objects.filter(status=DeploymentStatus.QUEUED).count() == 1
+
+
+def test_a_team_member_cannot_request_a_deploy(member, endpoint, iris_version):
+    with pytest.raises(ServiceError, match="Only an admin"):
+        deployment_request(user=member, endpoint=endpoint, model_version=iris_version)
+    assert not Deployment.objects.exists()
+
+
+def test_a_deployment_is_claimed_once(admin, endpoint, iris_version):
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    assert deployment_claim(deployment_id=deployment.pk)
+    assert not deployment_claim(deployment_id=deployment.pk)
+
+
+def test_running_a_deployment_journals_every_step_and_makes_it_live(admin, endpoint, iris_version, runtime):
+    scripted = runtime()
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.READY
+    deployment.refresh_from_db()
+    endpoint.refresh_from_db()
+    assert [step["step"] for step in deployment.steps] == ["one", "two", "three"]
+    assert {step["state"] for step in deployment.steps} == {"done"}
+    assert deployment.resources == {"one": True, "two": True, "three": True, "url": "http://127.0.0.1:1"}
+    assert endpoint.live_deployment == deployment and endpoint.url == "http://127.0.0.1:1"
+    assert scripted.calls == ["one", "two", "three"]
+
+
+def test_a_second_delivery_of_a_finished_deployment_does_nothing(admin, endpoint, iris_version, runtime):
+    scripted = runtime()
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=deployment.pk)
+    assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.READY
+    assert scripted.calls == ["one", "two", "three"]
+
+
+def test_a_permanent_error_fails_the_deployment_and_keeps_the_live_one(
+    admin, endpoint, iris_version, runtime
+):
+    runtime()
+    first = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=first.pk)
+    runtime(two=PermanentError("the revision never became ready"))
+    second = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    assert deployment_run(deployment_id=second.pk) == DeploymentStatus.FAILED
+    second.refresh_from_db()
+    endpoint.refresh_from_db()
+    assert second.error == "Two: the revision never became ready"
+    assert [step["state"] for step in second.steps] == ["done", "failed"]
+    assert endpoint.live_deployment == first
+
+
+def test_a_transient_error_is_retried_from_the_step_that_failed(admin, endpoint, iris_version, runtime):
+    runtime(two=TransientError("busy"))
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    with pytest.raises(TransientError):
+        deployment_run(deployment_id=deployment.pk)
+    deployment.refresh_from_db()
+    assert deployment.status == DeploymentStatus.RUNNING
+    assert [step["state"] for step in deployment.steps] == ["done", "retrying"]
+    scripted = runtime()
+    assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.READY
+    assert scripted.calls == ["two", "three"]
+
+
+def test_a_redeploy_supersedes_the_live_deployment(admin, endpoint, iris_version, runtime):
+    runtime()
+    first = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=first.pk)
+    second = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=second.pk)
+    first.refresh_from_db()
+    assert first.status == DeploymentStatus.SUPERSEDED
