@@ -74,6 +74,22 @@ def layout(ctx: Context, cidrs: tuple[str, ...], taken: set[int]) -> dict[int, l
     return dict(zip(slots, chunks, strict=False))
 
 
+def diff(ctx: Context, policy, cidrs: tuple[str, ...]) -> tuple[list[int], list[int], list[int], dict]:
+    """The portal rules to add, patch and remove (by priority) so `policy` allows exactly `cidrs`."""
+    band = range(ctx.cfg.armor_priority_start, ctx.cfg.armor_priority_end + 1)
+    ours = {rule.priority: rule for rule in policy.rules if rule.priority in band and _ours(rule)}
+    taken = {rule.priority for rule in policy.rules if rule.priority not in ours}
+    desired = layout(ctx, cidrs, taken)
+    adds = [p for p in desired if p not in ours]
+    patches = [
+        p
+        for p in desired
+        if p in ours and (list(ours[p].match.config.src_ip_ranges) != desired[p] or ours[p].action != "allow")
+    ]
+    removes = [p for p in ours if p not in desired]
+    return adds, patches, removes, desired
+
+
 def apply_allowlist(ctx: Context, endpoint: str, cidrs: tuple[str, ...]) -> str:
     """Make the endpoint's policy allow exactly `cidrs`; returns what changed, for the journal."""
     client = ctx.clients.compute("SecurityPoliciesClient")
@@ -85,16 +101,7 @@ def apply_allowlist(ctx: Context, endpoint: str, cidrs: tuple[str, ...]) -> str:
         )
         if policy is None:
             return _create(ctx, client, name, cidrs)
-        band = range(ctx.cfg.armor_priority_start, ctx.cfg.armor_priority_end + 1)
-        ours = {rule.priority: rule for rule in policy.rules if rule.priority in band and _ours(rule)}
-        taken = {rule.priority for rule in policy.rules if rule.priority not in ours}
-        desired = layout(ctx, cidrs, taken)
-        adds = [p for p in desired if p not in ours]
-        patches = [p for p in desired if p in ours and list(ours[p].match.config.src_ip_ranges) != desired[p]]
-        patches = patches + [
-            p for p in desired if p in ours and ours[p].action != "allow" and p not in patches
-        ]
-        removes = [p for p in ours if p not in desired]
+        adds, patches, removes, desired = diff(ctx, policy, cidrs)
         if not (adds or patches or removes):
             return f"{name} already allows the {len(cidrs)} address range(s)"
         token = uuid.uuid4().hex[:12]

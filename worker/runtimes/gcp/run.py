@@ -192,3 +192,21 @@ def delete_services(ctx: Context, endpoint: str) -> list[str]:
             )
         deleted.append(service.name)
     return deleted
+
+
+def wait_traffic(ctx: Context, resources: dict) -> dict:
+    """Wait for a traffic move; the named revision must then serve all of it."""
+    revision = resources["revision"]
+    service = operation_result(
+        ctx,
+        ctx.clients.run(),
+        resources["run_operation"],
+        what=f"Move traffic to {revision}",
+        started=resources["run_operation_started"],
+        result_cls=run_v2.Service,
+    )
+    serving = {status.revision: status.percent for status in service.traffic_statuses}
+    if serving.get(revision) != 100:
+        message = service.terminal_condition.message or f"traffic is {serving}"
+        raise PermanentError(f"Traffic did not move to {revision}: {message}")
+    return {"run_url": service.uri}

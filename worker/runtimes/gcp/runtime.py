@@ -23,9 +23,15 @@ from worker.runtimes.base import (
     Step,
     StepResult,
 )
-from worker.runtimes.gcp import armor, gateway, iam, keys, loadbalancer, run, storage
+from worker.runtimes.gcp import armor, gateway, iam, keys, loadbalancer, plan, run, storage
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
+
+#: What a rollback deployment records from the deployment it goes back to.
+ROLLBACK_KEPT = (
+    "revision", "url", "run_url", "model_uri", "api", "managed_service", "managed_service_enabled",
+    "api_config", "api_config_id", "gateway", "gateway_url", "security_policy", "load_balancer", "lb_address",
+)  # fmt: skip
 
 
 class GcpRuntime(Runtime):
@@ -48,6 +54,9 @@ class GcpRuntime(Runtime):
     # --- deploy ------------------------------------------------------------------------------
 
     def deploy_steps(self, spec: DeploySpec) -> list[Step]:
+        target = getattr(spec, "rollback_to", None)  # set when the portal passes the rolled-back-to resources
+        if target and target.get("revision"):
+            return self.rollback_steps(spec, target)
         mode = spec.access.mode
         steps = [Step("artifact", "Copy the model artifact to Cloud Storage", lambda r: self._artifact(spec))]
         if mode in run.ADDRESS_MODES:  # the policy is in place before any traffic can reach the service
@@ -76,6 +85,34 @@ class GcpRuntime(Runtime):
                 Step("key_restrictions", "Restrict keys to the allowlist", lambda r: self._keys(spec))
             )
         return steps
+
+    def rollback_steps(self, spec: DeploySpec, target: dict) -> list[Step]:
+        """Go back to an earlier deployment (`target` = its resources) without building anything:
+        traffic back to its revision, the gateway back to its config."""
+        steps = [
+            Step(
+                "traffic", f"Move traffic back to {target['revision']}", lambda r: self._traffic(spec, target)
+            ),
+            Step("traffic_ready", "Wait for the traffic move", lambda r: self._traffic_ready(r)),
+        ]
+        if spec.access.mode in run.KEY_MODES and target.get("api_config"):
+            steps += [
+                Step("gateway", "Point the gateway back at its config", lambda r: self._gateway(spec, r)),
+                Step("gateway_ready", "Wait for the gateway", lambda r: self._gateway_ready(r)),
+            ]
+        return steps
+
+    def _traffic(self, spec: DeploySpec, target: dict) -> StepResult:
+        kept = {key: target[key] for key in ROLLBACK_KEPT if key in target}
+        service = target.get("service") or run.service_name(self.ctx, spec.endpoint, spec.resources.region)
+        moved = run.set_traffic(self.ctx, service, [(target["revision"], 100)])
+        return StepResult(
+            f"Moving all traffic to {target['revision']}", {**kept, "service": service, **moved}
+        )
+
+    def _traffic_ready(self, resources: dict) -> StepResult:
+        found = run.wait_traffic(self.ctx, resources)
+        return StepResult(f"{resources['revision']} serves all traffic again", found)
 
     def _artifact(self, spec: DeploySpec) -> StepResult:
         done = storage.ensure_artifact(self.ctx, spec.model)
@@ -169,6 +206,10 @@ class GcpRuntime(Runtime):
         security policy and the load balancer stay: a later deploy reuses them."""
         gateway.delete_gateway(self.ctx, endpoint)
         run.delete_services(self.ctx, endpoint)
+
+    def plan(self, spec: DeploySpec) -> list[plan.Change]:
+        """What deploying `spec` would change, found with reads and validate-only calls."""
+        return plan.plan(self.ctx, spec)
 
     def ensure_serving(self, spec: DeploySpec) -> bool:
         """Cloud Run keeps ready revisions serving by itself: nothing to start, no call to make."""

@@ -1,0 +1,134 @@
+"""Plan mode (what a deploy would change, changing nothing) and rollback by traffic, on the fakes."""
+
+import dataclasses
+
+import pytest
+
+from tests.fakes.fixtures import *  # noqa: F403
+from tests.fakes.fixtures import PROJECT, make_spec, run_steps
+from worker.runtimes.base import DeploySpec, PermanentError
+
+SERVICE = f"projects/{PROJECT}/locations/us-central1/services/iris-prod"
+API = f"projects/{PROJECT}/locations/global/apis/iris-prod"
+GATEWAY = f"projects/{PROJECT}/locations/us-central1/gateways/iris-prod"
+WRITES = {"UpdateService", "SetIamPolicy", "CreateApi", "CreateApiConfig", "CreateGateway", "UpdateGateway"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RollbackSpec(DeploySpec):
+    """A DeploySpec carrying the resources of the deployment rolled back to (see GcpRuntime.deploy_steps)."""
+
+    rollback_to: dict = dataclasses.field(default_factory=dict)
+
+
+def writes(fakes) -> list[str]:
+    calls = [m for m in fakes.run.methods() + fakes.gateway.methods() + fakes.usage.methods() if m in WRITES]
+    validate_only = [r for r in fakes.run.requests("UpdateService") if r.validate_only]
+    calls = [m for m in calls if m != "UpdateService"] + ["UpdateService"] * (
+        len(fakes.run.requests("UpdateService")) - len(validate_only)
+    )
+    rest = [m for m in fakes.storage.methods() + fakes.compute.methods() if not m.startswith("GET ")]
+    return calls + rest
+
+
+def test_planning_a_first_key_deploy_lists_every_creation_and_writes_nothing(gcp, fakes, artifact):
+    changes = gcp.plan(make_spec(artifact, deployment_id=4))
+
+    assert writes(fakes) == []
+    assert fakes.run.services == {} and fakes.gateway.apis == {}
+    assert [(c.step, c.action) for c in changes] == [
+        ("artifact", "create"),
+        ("artifact", "update"),
+        ("revision", "update"),
+        ("invoker", "update"),
+        ("gateway", "create"),
+        ("gateway", "create"),
+        ("gateway", "create"),
+        ("gateway", "update"),
+    ]
+    assert (
+        "deploy revision iris-prod-d4, traffic iris-prod-d4 100% (validated by Cloud Run)"
+        in changes[2].detail
+    )
+    (validated,) = fakes.run.requests("UpdateService")
+    assert validated.validate_only
+
+
+def test_planning_after_a_deploy_shows_only_the_new_revision_and_config(gcp, fakes, artifact):
+    first = run_steps(gcp, make_spec(artifact, deployment_id=1))
+    fakes.clear_calls()
+
+    changes = gcp.plan(make_spec(artifact, deployment_id=2, previous=first))
+
+    assert writes(fakes) == []
+    assert [(c.step, c.action) for c in changes] == [
+        ("artifact", "none"),
+        ("revision", "update"),
+        ("invoker", "none"),
+        ("gateway", "create"),
+        ("gateway", "update"),
+    ]
+    assert changes[-1].detail == "point gateway iris-prod from iris-prod-d1 to iris-prod-d2"
+
+
+def test_planning_shows_cloud_runs_refusal_as_an_error(gcp, fakes, artifact):
+    changes = gcp.plan(make_spec(artifact, cpu="0.5", concurrency=80))
+
+    (error,) = [c for c in changes if c.action == "error"]
+    assert error.step == "revision"
+    assert "Total cpu < 1 is not supported with concurrency > 1" in error.detail
+
+
+def test_planning_an_allowlist_edit_shows_the_rule_diff_and_missing_lb_pieces(gcp, fakes, artifact):
+    spec = make_spec(artifact, mode="ip_allowlist", cidrs=tuple(f"203.0.113.{i}/32" for i in range(11)))
+    run_steps(gcp, spec, only=("allowlist",))
+    fakes.clear_calls()
+
+    changes = gcp.plan(
+        dataclasses.replace(spec, access=dataclasses.replace(spec.access, cidrs=("192.0.2.0/24",)))
+    )
+
+    assert writes(fakes) == []
+    allowlist = [c for c in changes if c.step == "allowlist"]
+    assert allowlist[0].detail == "iris-prod-allowlist: add [], update [1000], remove [1010]"
+    (lb,) = [c for c in changes if c.step == "load_balancer"]
+    assert lb.action == "create" and "iris-prod-https" in lb.detail
+
+
+def test_a_rollback_moves_traffic_and_the_gateway_back_without_building_anything(gcp, fakes, artifact):
+    first = run_steps(gcp, make_spec(artifact, deployment_id=1))
+    second = run_steps(gcp, make_spec(artifact, deployment_id=2, previous=first))
+    fakes.clear_calls()
+    base = make_spec(artifact, deployment_id=3, previous=second)
+    spec = RollbackSpec(
+        **{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, rollback_to=first
+    )
+
+    resources = run_steps(gcp, spec)
+
+    assert [step.name for step in gcp.deploy_steps(spec)] == [
+        "traffic",
+        "traffic_ready",
+        "gateway",
+        "gateway_ready",
+    ]
+    assert fakes.run.methods() == ["GetService", "UpdateService", "GetOperation"]
+    assert fakes.gateway.methods() == ["UpdateGateway", "GetOperation"]
+    assert fakes.storage.methods() == []
+    assert fakes.run.revision_ids(SERVICE) == ["iris-prod-d1", "iris-prod-d2"]
+    status = fakes.run.service(SERVICE).traffic_statuses
+    assert [(s.revision, s.percent) for s in status] == [("iris-prod-d1", 100)]
+    assert fakes.gateway.gateways[GATEWAY].api_config == f"{API}/configs/iris-prod-d1"
+    assert len(fakes.gateway.configs) == 2
+    assert resources["revision"] == "iris-prod-d1" and resources["api_config_id"] == "iris-prod-d1"
+    assert resources["gateway_url"] == second["gateway_url"]
+
+
+def test_a_rollback_to_a_revision_that_is_gone_fails_with_cloud_runs_message(gcp, fakes, artifact):
+    first = run_steps(gcp, make_spec(artifact, deployment_id=1))
+    gone = {**first, "revision": "iris-prod-d0"}
+    base = make_spec(artifact, deployment_id=3, previous=first)
+    spec = RollbackSpec(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, rollback_to=gone)
+
+    with pytest.raises(PermanentError, match="Revision 'iris-prod-d0' referenced in traffic not found"):
+        run_steps(gcp, spec)
