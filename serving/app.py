@@ -111,7 +111,7 @@ class ServingApp:
             "labels": model.labels,
             "label_map": model.meta.label_map,
             "probabilities": model.has_proba,
-            "backend": model.backend.name,
+            "backend": model.backend_name,
         }
 
     def handle(self, request: Request) -> Response:
@@ -184,20 +184,25 @@ class ServingApp:
             )
             raise RequestError(422, f"Cannot return {mode}: {reason}.", {"return": reason})
         self.recorder.rows(len(rows))
-        if mode == "label":
-            labels = model.labels_for(rows)
-            return {"target": labels[0]} if named else {"predictions": labels}
-        if mode == "probabilities":
-            probabilities = model.probabilities_for(rows)
+        if named or len(rows) == 1:
+            label, probabilities = model.row(rows if named else rows[0].tolist(), mode != "label")
             if named:
-                return dict(zip(self.probability_keys, probabilities[0], strict=True))
-            return {"predictions": [dict(zip(self.label_keys, row, strict=True)) for row in probabilities]}
-        labels, probabilities = model.both_for(rows)
-        if named:
-            document = dict(zip(self.probability_keys, probabilities[0], strict=True))
-            document["target"] = labels[0]
-            return document
-        return {
-            "predictions": labels,
-            "probabilities": [dict(zip(self.label_keys, row, strict=True)) for row in probabilities],
-        }
+                document = (
+                    {} if mode == "label" else dict(zip(self.probability_keys, probabilities, strict=True))
+                )
+                if mode != "probabilities":
+                    document["target"] = label
+                return document
+            labels, probabilities = [label], [probabilities]
+        elif mode == "label":
+            labels = model.labels_for(rows)
+        elif mode == "probabilities":
+            labels, probabilities = None, model.probabilities_for(rows)
+        else:
+            labels, probabilities = model.both_for(rows)
+        if mode == "label":
+            return {"predictions": labels}
+        by_label = [dict(zip(self.label_keys, row, strict=True)) for row in probabilities]
+        if mode == "probabilities":
+            return {"predictions": by_label}
+        return {"predictions": labels, "probabilities": by_label}

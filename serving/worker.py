@@ -115,7 +115,7 @@ def run(
         access=AccessControl(settings.access_file) if settings.access_file else None,
         recorder=shared.recorder(index),
         render_metrics=lambda: metrics.render(
-            shared, model.name, model.version, model.sha256, model.backend.name
+            shared, model.name, model.version, model.sha256, model.backend_name
         ),
         state=state,
     )
