@@ -23,6 +23,7 @@ from worker.runtimes.base import (
     Resources,
 )
 from worker.runtimes.local import LocalRuntime, launcher, processes
+from worker.runtimes.local.state import EndpointDir
 
 SETOSA = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
 OPEN = AccessPolicy(mode="open")
@@ -412,3 +413,15 @@ def test_two_endpoints_get_two_stable_ports(runtime, name, iris_model):
     second = deploy(runtime, other)
     assert first["url"] != second["url"]
     assert predict(second["url"]).json()["target"] == "setosa"
+
+
+def test_only_the_logs_of_recent_revisions_are_kept(tmp_path):
+    target = EndpointDir(tmp_path, "iris")
+    target.path.mkdir(parents=True)
+    for number in range(1, 15):
+        target.log_file(f"iris-d{number}").write_text("log\n")
+
+    target.prune_logs(keep=10, live=("iris-d2",))
+
+    kept = sorted(int(path.stem.removeprefix("iris-d")) for path in target.path.glob("*.log"))
+    assert kept == [2, *range(5, 15)]

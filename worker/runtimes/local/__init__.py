@@ -51,6 +51,8 @@ CANARY_MESSAGE = "the local runtime serves one version at a time; canary shares 
 # the coarse clock the kernel stamps files with.
 ACCESS_FRESH_MARGIN_NS = 50_000_000
 STOP_GRACE_SECONDS = 10.0
+# Logs of this many recent revisions stay for reading; older ones go as new versions go live.
+KEEP_LOGS = 10
 # Serving answers `serve` once its workers accept, or says it gave up after 30 s.
 SERVE_TIMEOUT = 35.0
 # How long a deploy waits for a launcher that is still importing before it starts serving cold.
@@ -163,7 +165,7 @@ class _Deploy:
             raise PermanentError(f"unknown artifact format {model.format!r}")
         target = self.dir.artifact(model.sha256, model.format)
         if target.exists():
-            return StepResult(f"Artifact {model.sha256[:12]} already in place.", {"artifact": str(target)})
+            return StepResult(f"Artifact {model.sha256[:12]} already in place.")
         source = Path(model.artifact_path)
         if not source.is_file():
             raise PermanentError(f"the artifact file {source.name} is missing from the media store")
@@ -186,9 +188,7 @@ class _Deploy:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        return StepResult(
-            f"Artifact {model.sha256[:12]} {how} and verified ({_size(size)}).", {"artifact": str(target)}
-        )
+        return StepResult(f"Artifact {model.sha256[:12]} {how} and verified ({_size(size)}).")
 
     # 2. access ---------------------------------------------------------------------------------
     def access(self, resources: dict) -> StepResult:
@@ -338,6 +338,7 @@ class _Deploy:
                     killed.append(other)
                 if outcome:
                     stopped.append(other)
+            target.prune_logs(keep=KEEP_LOGS, live=(revision, current))
         if not stopped:
             previous = resources.get("previous_revision")
             if previous:

@@ -179,6 +179,13 @@ class EndpointDir:
         names = [pid.name.removesuffix(".pid") for pid in self.path.glob("*.pid")]
         return sorted(names, key=deployment_number)
 
+    def prune_logs(self, *, keep: int, live: tuple[str | None, ...] = ()) -> None:
+        """Delete the logs of all but the `keep` newest revisions (never those in `live`)."""
+        logs = sorted(self.path.glob("*.log"), key=lambda path: deployment_number(path.stem))
+        for path in logs[:-keep] if keep else logs:
+            if path.stem not in live:
+                path.unlink(missing_ok=True)
+
     def forget(self, revision: str) -> None:
         """Remove a stopped revision's pid and socket files (its log stays, for reading)."""
         for path in (self.pid_file(revision), self.socket_path(revision)):
