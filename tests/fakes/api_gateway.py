@@ -16,6 +16,7 @@ and another scheme, and an `x-google-backend` with an http(s) address, a known
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import grpc
@@ -234,8 +235,9 @@ class ApiGatewayFake(GrpcFake):
         problems, parsed = [], None
         for document in config.openapi_documents:
             try:
-                parsed = yaml.safe_load(document.document.contents.decode())
-            except (UnicodeDecodeError, yaml.YAMLError) as exc:
+                text = document.document.contents.decode()
+                parsed = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+            except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
                 problems.append(f"{document.document.path}: cannot parse: {exc}")
                 continue
             problems += [f"{document.document.path}: {p}" for p in document_problems(parsed)]

@@ -108,6 +108,7 @@ class RestFake:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed ACK
 
             def log_message(self, *args):
                 pass

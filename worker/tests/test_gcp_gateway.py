@@ -10,7 +10,7 @@ from google.cloud import apigateway_v1 as gw
 from tests.fakes.api_gateway import document_problems
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import GATEWAY_SA, PROJECT, make_spec, run_steps
-from worker.runtimes.base import PermanentError
+from worker.runtimes.base import KeySpec, PermanentError
 from worker.runtimes.gcp import gateway
 
 API = f"projects/{PROJECT}/locations/global/apis/iris-prod"
@@ -29,7 +29,6 @@ def test_a_first_key_deploy_creates_the_api_a_config_and_the_gateway_and_enables
     resources = run_steps(gcp, make_spec(artifact, deployment_id=7, timeout_seconds=900))
 
     assert fakes.gateway.methods() == [
-        "GetApi",
         "CreateApi",
         "GetOperation",
         "CreateApiConfig",
@@ -37,7 +36,7 @@ def test_a_first_key_deploy_creates_the_api_a_config_and_the_gateway_and_enables
         "CreateGateway",
         "GetOperation",
     ]
-    assert fakes.usage.methods() == ["GetService", "EnableService", "GetOperation"]
+    assert fakes.usage.methods() == ["EnableService", "GetOperation"]
     managed = resources["managed_service"]
     assert managed.endswith(f".apigateway.{PROJECT}.cloud.goog")
     assert fakes.usage.requests("EnableService")[0].name == f"projects/{PROJECT}/services/{managed}"
@@ -155,7 +154,18 @@ def test_a_document_the_gateway_refuses_fails_with_its_diagnostics(gcp, fakes, a
     assert "operation does not have the required 'operationId' field" in str(failure.value)
 
 
-def test_keys_are_not_read_twice_when_the_service_is_already_enabled(gcp, fakes, artifact):
+def test_an_api_made_earlier_by_a_key_issue_is_found_not_made_twice(gcp, fakes, artifact):
+    gcp.issue_key(KeySpec(endpoint="iris-prod", key_id="r1", display_name="early key"))
+    fakes.clear_calls()
+
+    resources = run_steps(gcp, make_spec(artifact, deployment_id=1))
+
+    assert fakes.gateway.methods()[:2] == ["CreateApi", "GetApi"]
+    assert list(fakes.gateway.apis) == [API]
+    assert resources["managed_service"] == fakes.gateway.apis[API].managed_service
+
+
+def test_the_managed_service_is_not_enabled_again_by_later_deploys(gcp, fakes, artifact):
     first = run_steps(gcp, make_spec(artifact, deployment_id=1))
     fakes.usage.clear_calls()
 

@@ -98,11 +98,9 @@ def test_a_second_deployment_is_a_new_revision_of_the_same_service(gcp, fakes, a
     run_steps(gcp, make_spec(artifact, deployment_id=2, previous=first))
 
     assert fakes.run.revision_ids(SERVICE) == ["iris-prod-d1", "iris-prod-d2"]
-    assert fakes.storage.methods() == [
-        f"GET /storage/v1/b/portal-artifacts/o/{artifact[1]}.skops",
-        "GET /storage/v1/b/portal-artifacts/iam",
-    ]
-    assert fakes.run.methods() == ["UpdateService", "GetOperation", "GetIamPolicy"]
+    # The grants the live deployment made are not read again.
+    assert fakes.storage.methods() == [f"GET /storage/v1/b/portal-artifacts/o/{artifact[1]}.skops"]
+    assert fakes.run.methods() == ["UpdateService", "GetOperation"]
     traffic = fakes.run.service(SERVICE).traffic_statuses
     assert [(t.revision, t.percent) for t in traffic] == [("iris-prod-d2", 100)]
 
@@ -336,3 +334,15 @@ def test_stopping_deletes_the_gateway_and_the_service_but_not_a_namesake_the_por
     assert fakes.run.requests("ListServices")[0].parent == f"projects/{PROJECT}/locations/-"
     assert list(fakes.run.services) == [foreign]
     assert fakes.gateway.apis and fakes.gateway.configs  # kept for the next deploy
+
+
+def test_a_service_made_again_after_a_stop_gets_its_invoker_grant_again(gcp, fakes, artifact):
+    first = run_steps(gcp, make_spec(artifact, deployment_id=1))
+    gcp.stop_endpoint("iris-prod")
+    fakes.clear_calls()
+
+    run_steps(gcp, make_spec(artifact, deployment_id=2, previous=first))
+
+    assert fakes.run.methods() == ["UpdateService", "GetOperation", "GetIamPolicy", "SetIamPolicy"]
+    (binding,) = fakes.run.policy(SERVICE).bindings
+    assert list(binding.members) == [f"serviceAccount:{GATEWAY_SA}"]

@@ -20,7 +20,6 @@ import re
 
 from google.api_core import exceptions as gexc
 from google.cloud import apigateway_v1 as gw
-from google.cloud import service_usage_v1 as su
 
 from worker.runtimes.base import DeploySpec, PermanentError
 from worker.runtimes.gcp.clients import Context
@@ -59,11 +58,18 @@ def config_document(spec: DeploySpec, backend: str) -> bytes:
     return json.dumps(doc, indent=1, sort_keys=True).encode()
 
 
-def ensure_api(ctx: Context, endpoint: str) -> str:
-    """The endpoint's API, created if absent; returns its managed service name."""
+def ensure_api(ctx: Context, endpoint: str, *, create_first: bool = False) -> str:
+    """The endpoint's API, created if absent; returns its managed service name.
+
+    `create_first` when the API most likely does not exist yet (a first deploy): one call, not two.
+    """
     client = ctx.clients.gateway()
     name = api_name(ctx, endpoint)
-    api = ctx.call(client.get_api, name=name, what=f"Read API {name}", accept=(gexc.NotFound,))
+    api = (
+        None
+        if create_first
+        else ctx.call(client.get_api, name=name, what=f"Read API {name}", accept=(gexc.NotFound,))
+    )
     if api is None:
         started = ctx.wall()
         operation = ctx.call(
@@ -74,7 +80,7 @@ def ensure_api(ctx: Context, endpoint: str) -> str:
                 api=gw.Api(display_name=endpoint, labels={**LABELS, "portal-endpoint": endpoint}),
             ),
             what=f"Create API {name}",
-            accept=(gexc.AlreadyExists,),  # our own earlier try made it
+            accept=(gexc.AlreadyExists,),  # made by a key issued earlier, or by our own earlier try
         )
         if operation is not None:
             api = operation_result(
@@ -102,7 +108,7 @@ def create_config(ctx: Context, spec: DeploySpec, resources: dict) -> dict:
     if previous.get("api") == api and previous.get("managed_service"):
         managed_service = previous["managed_service"]  # made by an earlier deployment: no read needed
     else:
-        managed_service = ensure_api(ctx, spec.endpoint)
+        managed_service = ensure_api(ctx, spec.endpoint, create_first=True)
     cid = config_id(spec)
     body = config_document(spec, resources["run_url"])
     digest = hashlib.sha256(body).hexdigest()[:40]
@@ -224,17 +230,15 @@ def wait_gateway(ctx: Context, resources: dict) -> dict:
     return {"gateway_url": f"https://{gateway.default_hostname}"}
 
 
-def enable_managed_service(ctx: Context, managed_service: str) -> bool:
-    """Enable the API's managed service in the project, so keys made here are accepted; True if it changed."""
+def enable_managed_service(ctx: Context, managed_service: str) -> None:
+    """Enable the API's managed service in the project, so keys made here are accepted.
+
+    Enabling an enabled service changes nothing, so there is no read first."""
     client = ctx.clients.usage()
     name = f"projects/{ctx.cfg.project}/services/{managed_service}"
-    service = ctx.call(client.get_service, request={"name": name}, what=f"Read {managed_service}")
-    if service.state == su.State.ENABLED:
-        return False
     started = ctx.wall()
     operation = ctx.call(client.enable_service, request={"name": name}, what=f"Enable {managed_service}")
     operation_result(ctx, client, operation.operation.name, what=f"Enable {managed_service}", started=started)
-    return True
 
 
 def delete_gateway(ctx: Context, endpoint: str) -> bool:

@@ -152,7 +152,7 @@ def wait_revision(ctx: Context, resources: dict) -> dict:
     if service.latest_ready_revision.rsplit("/", 1)[-1] != revision:
         message = service.terminal_condition.message or "the revision did not become ready"
         raise PermanentError(f"Cloud Run revision {revision}: {message}")
-    return {"url": service.uri, "run_url": service.uri}
+    return {"url": service.uri, "run_url": service.uri, "service_generation": service.generation}
 
 
 def set_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> dict:

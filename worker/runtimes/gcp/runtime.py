@@ -73,7 +73,7 @@ class GcpRuntime(Runtime):
             )
         if mode in run.KEY_MODES:
             steps += [
-                Step("invoker", "Let the gateway invoke the service", lambda r: self._invoker(r)),
+                Step("invoker", "Let the gateway invoke the service", lambda r: self._invoker(spec, r)),
                 Step("gateway_config", "Create the API Gateway config", lambda r: self._config(spec, r)),
                 Step("managed_service", "Enable the API's managed service", lambda r: self._enable(spec, r)),
                 Step("gateway_config_ready", "Wait for the API config", lambda r: self._config_ready(r)),
@@ -117,9 +117,12 @@ class GcpRuntime(Runtime):
     def _artifact(self, spec: DeploySpec) -> StepResult:
         done = storage.ensure_artifact(self.ctx, spec.model)
         account = self.cfg.service_account_for(spec.endpoint)
-        granted = storage.grant_reader(self.ctx, f"serviceAccount:{account}")
+        member = f"serviceAccount:{account}"
+        granted = False
+        if spec.previous.get("reader") != member:  # the live deployment already granted it: no read
+            granted = storage.grant_reader(self.ctx, member)
         message = done + (f"; {account} may now read the bucket" if granted else "")
-        return StepResult(message, {"model_uri": storage.model_uri(self.ctx, spec.model)})
+        return StepResult(message, {"model_uri": storage.model_uri(self.ctx, spec.model), "reader": member})
 
     def _revision(self, spec: DeploySpec) -> StepResult:
         resources = run.deploy_revision(self.ctx, spec)
@@ -130,11 +133,21 @@ class GcpRuntime(Runtime):
         found = run.wait_revision(self.ctx, resources)
         return StepResult(f"{resources['revision']} is ready at {found['url']}", found)
 
-    def _invoker(self, resources: dict) -> StepResult:
+    def _invoker(self, spec: DeploySpec, resources: dict) -> StepResult:
         member = f"serviceAccount:{self.cfg.gateway_service_account}"
+        previous = spec.previous
+        # A service of generation 1 was (re)created by this deploy: its policy is new, grant again.
+        if (
+            previous.get("invoker") == member
+            and previous.get("service") == resources["service"]
+            and resources.get("service_generation", 1) > 1
+        ):
+            return StepResult(
+                f"{self.cfg.gateway_service_account} may invoke the service", {"invoker": member}
+            )
         changed = iam.grant(self.ctx, self.ctx.clients.run(), resources["service"], iam.INVOKER, member)
         verb = "may now invoke" if changed else "already may invoke"
-        return StepResult(f"{self.cfg.gateway_service_account} {verb} the service")
+        return StepResult(f"{self.cfg.gateway_service_account} {verb} the service", {"invoker": member})
 
     def _config(self, spec: DeploySpec, resources: dict) -> StepResult:
         made = gateway.create_config(self.ctx, spec, resources)
@@ -144,10 +157,8 @@ class GcpRuntime(Runtime):
         service = resources["managed_service"]
         if spec.previous.get("managed_service_enabled") == service:
             return StepResult(f"{service} is enabled", {"managed_service_enabled": service})
-        changed = gateway.enable_managed_service(self.ctx, service)
-        return StepResult(
-            f"{service} {'enabled' if changed else 'is enabled'}", {"managed_service_enabled": service}
-        )
+        gateway.enable_managed_service(self.ctx, service)
+        return StepResult(f"{service} is enabled", {"managed_service_enabled": service})
 
     def _config_ready(self, resources: dict) -> StepResult:
         gateway.wait_config(self.ctx, resources)
