@@ -237,6 +237,7 @@ def _child(conn: socket.socket, server: socket.socket, command: dict) -> None:
         os.close(log)
         os.close(null)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         with contextlib.suppress(OSError):
             Path("/proc/self/comm").write_text("serving")
         os.chdir(command["cwd"])
@@ -274,6 +275,7 @@ def serve(path: str) -> None:
     _warm_up()
     stamp = _code_stamp(base)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the serving processes we fork
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `finally`: remove the socket
 
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
