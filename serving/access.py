@@ -1,8 +1,10 @@
 """Check end-user requests against SERVING_ACCESS_FILE: API keys, address allowlist, or both.
 
-The file is re-read when its stat signature changes, looked at no more than every half second, so
-the per-request cost is a clock read, a header scan, one sha256 and a dict lookup. A file that
-turns unreadable or invalid after start keeps the last good policy in force (and says so in the log).
+The file is re-read when its stat signature changes, looked at no more than every half second. A
+key is verified once (prefix lookup, sha256, constant-time comparison) and then remembered for as
+long as the policy stands, so the usual per-request cost is a clock read and two dict lookups. A
+file that turns unreadable or invalid after start keeps the last good policy in force (and says
+so in the log).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ KEY_PREFIX_LENGTH = 12
 QUERY_KEY_NAMES = frozenset({"key", "api_key", "apikey", "x-api-key"})
 RECHECK_SECONDS = 0.5
 MAX_CACHED_ADDRESSES = 4096
+MAX_CACHED_KEYS = 4096
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class AccessControl:
         self.signature = self._signature()
         self._apply(_read(path))
         self.next_check = time.monotonic() + RECHECK_SECONDS
+        self.wall_offset = time.time() - time.monotonic()  # Unix time = monotonic + offset
 
     def _signature(self):
         stat = os.stat(self.path)
@@ -120,6 +124,7 @@ class AccessControl:
         self.check_keys = policy.mode in ("api_key", "both")
         self.check_address = policy.mode in ("ip_allowlist", "both") and bool(policy.networks)
         self.address_cache: dict[str, bool] = {}
+        self.known_keys: dict[bytes, Key] = {}  # secret -> record, for keys already verified
 
     def refresh(self) -> None:
         try:
@@ -134,16 +139,43 @@ class AccessControl:
         self._apply(policy)
         log.info("Access policy reloaded from %s (mode %s).", self.path, policy.mode)
 
-    def check(self, client: str | None, headers: list, query: bytes) -> Denial | None:
-        """None if the request may pass, else why not."""
+    def check(self, client: str | None, secret: bytes | None, query: bytes) -> Denial | None:
+        """None if the request may pass, else why not; `secret` is the x-api-key header."""
         now = time.monotonic()
         if now >= self.next_check:
             self.next_check = now + RECHECK_SECONDS
+            self.wall_offset = time.time() - now
             self.refresh()
         if self.check_address and (client is None or not self._address_allowed(client)):
             return ADDRESS_NOT_ALLOWED
-        if self.check_keys:
-            return self._key_denial(headers, query)
+        if not self.check_keys:
+            return None
+        if query and any(
+            name.lower() in QUERY_KEY_NAMES
+            for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+        ):
+            return QUERY_KEY
+        if not secret:
+            return MISSING_KEY
+        key = self.known_keys.get(secret) or self._look_up(secret)
+        if key is None:
+            return UNKNOWN_KEY
+        if key.revoked:
+            return REVOKED_KEY
+        if key.expires_at is not None and key.expires_at <= now + self.wall_offset:
+            return EXPIRED_KEY
+        return None
+
+    def _look_up(self, secret: bytes) -> Key | None:
+        """Find the key record by prefix and constant-time hash comparison; remember hits."""
+        digest = hashlib.sha256(secret).hexdigest()
+        for key in self.policy.keys.get(secret[:KEY_PREFIX_LENGTH].decode("latin-1"), ()):
+            if hmac.compare_digest(digest, key.hash):
+                # Only keys that exist are remembered, so unknown keys cannot flood this map.
+                if len(self.known_keys) >= MAX_CACHED_KEYS:
+                    self.known_keys.clear()
+                self.known_keys[secret] = key
+                return key
         return None
 
     def _address_allowed(self, host: str) -> bool:
@@ -160,26 +192,3 @@ class AccessControl:
                 self.address_cache.clear()
             self.address_cache[host] = allowed
         return allowed
-
-    def _key_denial(self, headers: list, query: bytes) -> Denial | None:
-        if query and any(
-            name.lower() in QUERY_KEY_NAMES
-            for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-        ):
-            return QUERY_KEY
-        secret = None
-        for name, value in headers:
-            if name == b"x-api-key":
-                secret = value
-                break
-        if not secret:
-            return MISSING_KEY
-        digest = hashlib.sha256(secret).hexdigest()
-        for key in self.policy.keys.get(secret[:KEY_PREFIX_LENGTH].decode("latin-1"), ()):
-            if hmac.compare_digest(digest, key.hash):
-                if key.revoked:
-                    return REVOKED_KEY
-                if key.expires_at is not None and key.expires_at <= time.time():
-                    return EXPIRED_KEY
-                return None
-        return UNKNOWN_KEY

@@ -126,7 +126,7 @@ class ServingApp:
                 response = error_response(405, f"Use {allowed} here.")
             else:
                 denial = (
-                    self.access.check(request.client, request.headers, request.query)
+                    self.access.check(request.client, request.api_key, request.query)
                     if route.checked and self.access
                     else None
                 )
@@ -163,11 +163,8 @@ class ServingApp:
         return self.model_response
 
     def predict(self, request: Request) -> Response:
-        for name, value in request.headers:
-            if name == b"content-type":
-                if not _is_json(value):
-                    raise RequestError(415, "Send the body as JSON, with Content-Type: application/json.")
-                break
+        if request.content_type is not None and not _is_json(request.content_type):
+            raise RequestError(415, "Send the body as JSON, with Content-Type: application/json.")
         parsed = self.validator.parse(request.body, query_value(request.query, "return"))
         return json_response(200, self.answer(parsed.rows, parsed.form == "named", parsed.mode))
 
