@@ -10,11 +10,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 import orjson
 
-from serving import metrics
+from serving import metrics, open_inference, openapi
 from serving.access import AccessControl
 from serving.model import Model
 from serving.protocol import Request, ServerState
@@ -23,7 +24,9 @@ from serving.validation import RequestError, Validator
 log = logging.getLogger("serving.app")
 
 JSON = b"application/json"
+HTML = b"text/html; charset=utf-8"
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
+DOCS_PAGE = Path(__file__).with_name("static") / "docs.html"
 Response = tuple[int, bytes, bytes]  # status, body, content type
 GET, POST = frozenset({b"GET", b"HEAD"}), frozenset({b"POST"})
 
@@ -63,6 +66,7 @@ class ServingApp:
         model: Model,
         *,
         max_rows: int,
+        max_body_bytes: int,
         access: AccessControl | None,
         recorder: metrics.Recorder,
         render_metrics: Callable[[], bytes],
@@ -74,6 +78,7 @@ class ServingApp:
         self.recorder = recorder
         self.render_metrics = render_metrics
         self.state = state
+        self.inference = open_inference.InferenceRequest(self.validator)
         self.label_keys = [str(label) for label in model.labels]
         self.probability_keys = [f"{label}_probability" for label in self.label_keys]
         index = metrics.ROUTE_INDEX
@@ -84,8 +89,33 @@ class ServingApp:
             b"/metrics": Route(self.metrics, GET, index["/metrics"]),
             b"/v1/model": Route(self.model_info, GET, index["/v1/model"], checked=True),
             b"/predict": Route(self.predict, POST, index["/predict"], checked=True),
+            b"/openapi.json": Route(self.openapi, GET, index["/openapi.json"]),
+            b"/docs": Route(self.docs, GET, index["/docs"]),
+            b"/v2": Route(self.v2_server, GET, index["/v2/health"]),
+            b"/v2/health/live": Route(self.v2_live, GET, index["/v2/health"]),
+            b"/v2/health/ready": Route(self.v2_ready, GET, index["/v2/health"]),
         }
+        # Open Inference Protocol paths name the model (and optionally its version).
+        named = b"/v2/models/" + model.name.encode()
+        for base in (named, named + b"/versions/" + str(model.version).encode()):
+            self.routes[base] = Route(self.v2_metadata, GET, index["/v2/models/{name}"], checked=True)
+            self.routes[base + b"/ready"] = Route(self.v2_model_ready, GET, index["/v2/models/{name}"])
+            self.routes[base + b"/infer"] = Route(
+                self.v2_infer, POST, index["/v2/models/{name}/infer"], checked=True
+            )
         self.not_found = error_response(404, "Not found.")
+        self.unknown_model = error_response(404, f"No such model here: this endpoint serves {model.name!r}.")
+        self.openapi_response = json_response(
+            200,
+            openapi.build(
+                model,
+                max_rows=max_rows,
+                max_body_bytes=max_body_bytes,
+                keys_checked=access is not None and access.policy.mode != "open",
+            ),
+        )
+        self.docs_response = (200, DOCS_PAGE.read_bytes(), HTML)
+        self.v2_metadata_response = json_response(200, open_inference.model_metadata(model))
         self.welcome_response = json_response(
             200,
             {
@@ -120,7 +150,7 @@ class ServingApp:
         route = self.routes.get(request.path)
         try:
             if route is None:
-                response = self.not_found
+                response = self.unknown_model if request.path.startswith(b"/v2/models/") else self.not_found
             elif request.method not in route.methods:
                 allowed = " or ".join(sorted(method.decode() for method in route.methods))
                 response = error_response(405, f"Use {allowed} here.")
@@ -162,9 +192,39 @@ class ServingApp:
     def model_info(self, request: Request) -> Response:
         return self.model_response
 
-    def predict(self, request: Request) -> Response:
+    def openapi(self, request: Request) -> Response:
+        return self.openapi_response
+
+    def docs(self, request: Request) -> Response:
+        return self.docs_response
+
+    def v2_server(self, request: Request) -> Response:
+        return json_response(200, {"name": "model-endpoint-serving", "version": "2", "extensions": []})
+
+    def v2_live(self, request: Request) -> Response:
+        return json_response(200, {"live": True})
+
+    def v2_ready(self, request: Request) -> Response:
+        return json_response(503 if self.state.draining else 200, {"ready": not self.state.draining})
+
+    def v2_model_ready(self, request: Request) -> Response:
+        return json_response(200, {"name": self.model.name, "ready": True})
+
+    def v2_metadata(self, request: Request) -> Response:
+        return self.v2_metadata_response
+
+    def v2_infer(self, request: Request) -> Response:
+        self.require_json(request)
+        rows, request_id, wanted = self.inference.parse(request.body)
+        self.recorder.rows(len(rows))
+        return json_response(200, open_inference.infer_response(self.model, rows, request_id, wanted))
+
+    def require_json(self, request: Request) -> None:
         if request.content_type is not None and not _is_json(request.content_type):
             raise RequestError(415, "Send the body as JSON, with Content-Type: application/json.")
+
+    def predict(self, request: Request) -> Response:
+        self.require_json(request)
         parsed = self.validator.parse(request.body, query_value(request.query, "return"))
         return json_response(200, self.answer(parsed.rows, parsed.form == "named", parsed.mode))
 

@@ -67,7 +67,7 @@ def load_json(body: bytes) -> tuple[object, bool]:
         raise RequestError(400, f"The body is not valid JSON: {first_error}") from None
 
 
-def _number(value, kind: str) -> tuple[float, str | None]:
+def to_number(value, kind: str) -> tuple[float, str | None]:
     """The value as a float, or an error message for it."""
     value_type = type(value)
     if kind == "boolean":
@@ -124,7 +124,7 @@ class Validator:
         else:
             rows = self._batch(body, document, batch_key, fields)
         if fields:
-            raise _invalid(fields)
+            raise invalid(fields)
         return Parsed(rows, batch_key or "named", mode)
 
     def _named_fast(self, document: dict) -> list | None:
@@ -150,7 +150,7 @@ class Validator:
             if value is _MISSING:
                 fields[name] = "missing"
                 continue
-            values[index], problem = _number(value, kind)
+            values[index], problem = to_number(value, kind)
             if problem:
                 fields[name] = problem
         if fields or len(document) != self.width:
@@ -228,7 +228,7 @@ class Validator:
                     fields[path] = f"expected {width} values, got {len(row)}"
                     continue
                 for column, (value, kind) in enumerate(zip(row, kinds, strict=True)):
-                    array[row_index, column], problem = _number(value, kind)
+                    array[row_index, column], problem = to_number(value, kind)
                     if problem:
                         fields[f"{path}/{column}"] = problem
             elif type(row) is dict:
@@ -237,7 +237,7 @@ class Validator:
                     if value is _MISSING:
                         fields[f"{path}/{name}"] = "missing"
                         continue
-                    array[row_index, column], problem = _number(value, kind)
+                    array[row_index, column], problem = to_number(value, kind)
                     if problem:
                         fields[f"{path}/{name}"] = problem
                 for name in row:
@@ -248,7 +248,7 @@ class Validator:
         return array
 
 
-def _invalid(fields: dict[str, str]) -> RequestError:
+def invalid(fields: dict[str, str]) -> RequestError:
     count = len(fields)
     shown = "" if count < MAX_REPORTED_FIELDS else f" (only the first {MAX_REPORTED_FIELDS} are listed)"
     noun = "field is" if count == 1 else "fields are"

@@ -112,6 +112,7 @@ def run(
     app = ServingApp(
         model,
         max_rows=settings.max_rows,
+        max_body_bytes=settings.max_body_bytes,
         access=AccessControl(settings.access_file) if settings.access_file else None,
         recorder=shared.recorder(index),
         render_metrics=lambda: metrics.render(

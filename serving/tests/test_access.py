@@ -130,8 +130,27 @@ def test_a_key_in_the_query_string_is_refused(server, api_key_policy, name):
 
 
 def test_open_routes_need_no_key(server, api_key_policy):
-    for path in ("/", "/healthz", "/readyz", "/metrics"):
+    for path in ("/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/v2/health/ready"):
         assert call(server, path=path).status_code == 200, path
+
+
+def test_the_inference_protocol_routes_are_checked_too(server, api_key_policy):
+    tensor = {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": list(SETOSA.values())}
+    url = f"{server.url}/v2/models/iris"
+    assert httpx.get(url).status_code == 401
+    assert httpx.post(f"{url}/infer", json={"inputs": [tensor]}).status_code == 401
+    answer = httpx.post(f"{url}/infer", json={"inputs": [tensor]}, headers={"x-api-key": VALID})
+    assert answer.json()["outputs"][0]["data"] == ["setosa"]
+
+
+def test_the_openapi_document_declares_the_key_header(server, api_key_policy):
+    spec = call(server, path="/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+    }
+    assert spec["paths"]["/predict"]["post"]["security"] == [{"ApiKey": []}]
 
 
 def test_a_changed_access_file_is_picked_up(server, access_file, api_key_policy):

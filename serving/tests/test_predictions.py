@@ -240,3 +240,64 @@ def test_metrics_count_requests_rows_and_batches_over_all_workers(server):
     assert value(text, "serving_rows_predicted_total") - value(before, "serving_rows_predicted_total") == 60
     assert "serving_request_duration_seconds_bucket" in text
     assert 'serving_batch_rows_bucket{model="iris",model_version="3",le="4"}' in text
+
+
+def test_the_openapi_document_names_and_types_every_feature(client):
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    named = spec["components"]["schemas"]["NamedFeatures"]
+    assert named["properties"]["petal_width"] == {"type": "number"}
+    assert named["required"] == list(SETOSA)
+    forms = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert len(forms) == 3
+    assert "securitySchemes" not in spec["components"]  # no access file here
+
+
+def test_the_docs_page_is_served_by_the_container_itself(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "/openapi.json" in page.text
+    assert "<script src" not in page.text and "https://" not in page.text  # nothing fetched from elsewhere
+
+
+def test_open_inference_protocol_health_and_metadata(client):
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2/models/iris/ready").json() == {"name": "iris", "ready": True}
+    metadata = client.get("/v2/models/iris").json()
+    assert metadata["name"] == "iris" and metadata["versions"] == ["3"]
+    assert client.get("/v2/models/tulip").status_code == 404
+
+
+def test_open_inference_protocol_infers_from_one_matrix_tensor(client):
+    rows = [list(SETOSA.values()), list(VIRGINICA.values())]
+    body = {"id": "r1", "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": rows}]}
+    answer = client.post("/v2/models/iris/infer", json=body).json()
+    assert answer["id"] == "r1" and answer["model_name"] == "iris" and answer["model_version"] == "3"
+    label, probabilities = answer["outputs"]
+    assert label == {"name": "label", "datatype": "BYTES", "shape": [2], "data": ["setosa", "virginica"]}
+    assert probabilities["shape"] == [2, 3] and len(probabilities["data"]) == 6
+
+
+def test_open_inference_protocol_infers_from_one_tensor_per_feature(client):
+    inputs = [
+        {"name": name, "shape": [1], "datatype": "FP64", "data": [value]} for name, value in VIRGINICA.items()
+    ]
+    body = {"inputs": inputs, "outputs": [{"name": "label"}]}
+    answer = client.post("/v2/models/iris/versions/3/infer", json=body).json()
+    assert answer["outputs"] == [{"name": "label", "datatype": "BYTES", "shape": [1], "data": ["virginica"]}]
+
+
+def test_open_inference_protocol_errors_name_the_tensor_values(client):
+    body = {
+        "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": [1, 2, 3, "4", 5, 6, 7, True]}]
+    }
+    response = client.post("/v2/models/iris/infer", json=body)
+    assert response.status_code == 422
+    assert response.json()["fields"] == {
+        "inputs/0/data/3": "expected a number",
+        "inputs/0/data/7": "expected a number, not a boolean",
+    }
+    body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": [1, 2, 3]}]}
+    assert "inputs/0/data" in client.post("/v2/models/iris/infer", json=body).json()["fields"]
