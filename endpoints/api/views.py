@@ -69,7 +69,7 @@ class ServiceViewSet(viewsets.GenericViewSet):
     def respond(self, instance, serializer_class=None, *, status_code=status.HTTP_200_OK, location=False):
         serializer_class = serializer_class or self.serializer_class
         data = serializer_class(instance, context=self.get_serializer_context()).data
-        headers = {"Location": data["url"]} if location else None
+        headers = {"Location": str(data["url"])} if location else None
         return Response(data, status=status_code, headers=headers)
 
     def paginated(self, queryset, serializer_class):

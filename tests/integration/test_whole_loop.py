@@ -190,11 +190,6 @@ def test_a_deploy_answers_within_five_seconds_of_the_api_call(
     assert answered < 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="endpoints/api/views.py respond() sets Location to DRF's Hyperlink, not a str; "
-    "wsgiref (live_server, runserver) answers 500 for it",
-)
 def test_the_worker_carries_out_a_deploy_made_over_http_to_the_live_server(
     live_server, celery_worker_process, admin, endpoint, iris_version
 ):
