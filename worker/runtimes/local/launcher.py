@@ -48,7 +48,6 @@ HEAVY_MODULES = (
     "skops.io",
     "skl2onnx",
     "onnxruntime",
-    "uvicorn",
     "serving.supervisor",
     "serving.worker",
     "serving.app",
