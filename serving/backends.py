@@ -113,7 +113,7 @@ class SklearnBackend:
 class OnnxBackend:
     """One ONNX Runtime session, single-threaded: the worker processes are the parallelism."""
 
-    def __init__(self, plan: OnnxPlan):
+    def __init__(self, plan: OnnxPlan, classes: list | None = None):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -126,20 +126,26 @@ class OnnxBackend:
         self.dtype = plan.dtype
         self.name = f"onnxruntime ({np.dtype(plan.dtype).name})"
         self.input_name = self.session.get_inputs()[0].name
-        self.outputs = [output.name for output in self.session.get_outputs()]
+        self.classes = classes
 
     def _run(self, rows: np.ndarray) -> list:
         return self.session.run(None, {self.input_name: rows.astype(self.dtype, copy=False)})
+
+    def _probabilities(self, output) -> np.ndarray:
+        # skl2onnx's default ZipMap gives one {class: probability} map per row.
+        if isinstance(output, list):
+            return np.array([[row[value] for value in self.classes] for row in output], dtype=np.float64)
+        return output
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         return self._run(rows)[0]
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        return self._run(rows)[1]
+        return self._probabilities(self._run(rows)[1])
 
     def predict_both(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         label, proba = self._run(rows)[:2]
-        return label, proba
+        return label, self._probabilities(proba)
 
 
 class LinearRowKernel:

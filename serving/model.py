@@ -17,6 +17,7 @@ import numpy as np
 from serving.backends import (
     LinearRowKernel,
     OnnxBackend,
+    OnnxPlan,
     SklearnBackend,
     convert_to_onnx,
     verification_rows,
@@ -96,32 +97,30 @@ class Model:
     """The served model: schema, classes and labels, and the backends that predict.
 
     `backend` answers arrays of rows; `row_kernel`, when there is one, answers a single row.
+    Build one with `from_estimator` (skops, joblib, pickle) or `from_onnx`.
     """
 
-    def __init__(self, estimator, meta: ModelMeta, accelerate: bool = True):
-        if not hasattr(estimator, "predict") or not hasattr(estimator, "n_features_in_"):
-            raise ModelError(f"The artifact holds a {type(estimator).__name__}, not a fitted estimator.")
+    def __init__(
+        self, meta: ModelMeta, n_features: int, fitted_names: list[str] | None, classes, has_proba: bool
+    ):
         self.meta = meta
         self.name = meta.name
         self.version = meta.version
         self.sha256 = meta.sha256
-        self.n_features = int(estimator.n_features_in_)
-        fitted_names = getattr(estimator, "feature_names_in_", None)
-        fitted_names = [str(name) for name in fitted_names] if fitted_names is not None else None
+        self.n_features = n_features
         if meta.schema:
             self.features = meta.schema
         elif fitted_names:
             self.features = tuple(Feature(name) for name in fitted_names)
         else:
-            self.features = tuple(Feature(f"x{index}") for index in range(self.n_features))
-        if len(self.features) != self.n_features:
+            self.features = tuple(Feature(f"x{index}") for index in range(n_features))
+        if len(self.features) != n_features:
             raise ModelError(
-                f"The schema names {len(self.features)} features but the model takes {self.n_features}."
+                f"The schema names {len(self.features)} features but the model takes {n_features}."
             )
         self.names = [feature.name for feature in self.features]
         if fitted_names is not None and fitted_names != self.names:
             raise ModelError(f"The schema's features {self.names} are not the model's {fitted_names}.")
-        classes = getattr(estimator, "classes_", None)
         self.is_classifier = classes is not None
         self.classes = [_json_scalar(value) for value in classes] if self.is_classifier else []
         given = [str(value) for value in meta.classes]
@@ -129,13 +128,57 @@ class Model:
             raise ModelError(f"SERVING_MODEL_META.classes {given} are not the model's {self.classes}.")
         self.labels = [meta.label_map.get(str(value), value) for value in self.classes]
         self.label_of = dict(zip(self.classes, self.labels, strict=True))
-        self.has_proba = self.is_classifier and hasattr(estimator, "predict_proba")
-        _strip_feature_names(estimator, set())
-        self.estimator = estimator
-        self.accelerate = accelerate
-        self.plans = convert_to_onnx(estimator, self.n_features) if accelerate else []
-        self.backend: SklearnBackend | OnnxBackend = SklearnBackend(estimator)
+        self.has_proba = has_proba
+        self.estimator = None
+        self.accelerate = False
+        self.plans: list[OnnxPlan] = []
+        self.backend: SklearnBackend | OnnxBackend | None = None
         self.row_kernel: LinearRowKernel | None = None
+
+    @classmethod
+    def from_estimator(cls, estimator, meta: ModelMeta, accelerate: bool = True) -> Model:
+        if not hasattr(estimator, "predict") or not hasattr(estimator, "n_features_in_"):
+            raise ModelError(f"The artifact holds a {type(estimator).__name__}, not a fitted estimator.")
+        fitted_names = getattr(estimator, "feature_names_in_", None)
+        classes = getattr(estimator, "classes_", None)
+        model = cls(
+            meta,
+            int(estimator.n_features_in_),
+            [str(name) for name in fitted_names] if fitted_names is not None else None,
+            classes,
+            classes is not None and hasattr(estimator, "predict_proba"),
+        )
+        _strip_feature_names(estimator, set())
+        model.estimator = estimator
+        model.accelerate = accelerate
+        model.plans = convert_to_onnx(estimator, model.n_features) if accelerate else []
+        model.backend = SklearnBackend(estimator)
+        return model
+
+    @classmethod
+    def from_onnx(cls, data: bytes, meta: ModelMeta) -> Model:
+        """An ONNX artifact: one float input [rows, features]; outputs label (or value), then probabilities.
+
+        Classes come from SERVING_MODEL_META (none: a regressor); the schema must name the features.
+        """
+        import onnx
+
+        try:
+            graph = onnx.load_model_from_string(data).graph
+        except Exception as exc:
+            raise ModelError(f"The ONNX file could not be read: {exc}") from None
+        if len(graph.input) != 1:
+            raise ModelError("The ONNX model must take exactly one input tensor, [rows, features].")
+        tensor = graph.input[0].type.tensor_type
+        dtypes = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
+        if tensor.elem_type not in dtypes:
+            raise ModelError("The ONNX model's input must be float or double.")
+        dims = tensor.shape.dim
+        width = dims[1].dim_value if len(dims) == 2 and dims[1].dim_value else len(meta.schema)
+        classes = list(meta.classes) or None
+        model = cls(meta, width, None, classes, classes is not None and len(graph.output) > 1)
+        model.plans = [OnnxPlan(data, dtypes[tensor.elem_type])]
+        return model
 
     @property
     def backend_name(self) -> str:
@@ -143,6 +186,9 @@ class Model:
 
     def start(self) -> None:
         """Prepare this process to predict: pick the fastest backends that agree with scikit-learn."""
+        if self.estimator is None:
+            self._start_onnx()
+            return
         import sklearn
 
         # Inputs are validated (finite, right shape) before they reach the model.
@@ -169,6 +215,23 @@ class Model:
             kernel = LinearRowKernel.from_estimator(self.estimator)
             if kernel is not None and self._agree(expected, self._kernel_answers(kernel, sample), np.float64):
                 self.row_kernel = kernel
+        log.info("Predicting with %s.", self.backend_name)
+
+    def _start_onnx(self) -> None:
+        """An ONNX artifact has nothing to be checked against: check it runs and names known classes."""
+        try:
+            self.backend = OnnxBackend(self.plans[0], self.classes)
+            labels, _ = self._answers(self.backend, verification_rows(None, self.n_features))
+        except Exception as exc:
+            raise ModelError(
+                f"The ONNX model could not predict on {self.n_features} columns: {exc}"
+            ) from None
+        unknown = set(labels) - set(self.classes) if self.is_classifier else set()
+        if unknown:
+            raise ModelError(
+                f"The ONNX model answers classes {sorted(unknown)} missing from SERVING_MODEL_META."
+            )
+        self.plans = []
         log.info("Predicting with %s.", self.backend_name)
 
     def _answers(self, backend, sample: np.ndarray) -> tuple:

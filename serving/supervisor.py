@@ -349,9 +349,11 @@ def prepare(settings: Settings) -> tuple[Model, socket.socket]:
     log.info("Artifact %s verified (sha256 %s).", path, settings.meta.sha256)
     if settings.access_file:
         access.validate_file(settings.access_file)
-    model = Model(
-        load_estimator(path, settings.meta, settings.allow_pickle), settings.meta, settings.accelerate
-    )
+    if settings.meta.format == "onnx":
+        model = Model.from_onnx(path.read_bytes(), settings.meta)
+    else:
+        estimator = load_estimator(path, settings.meta, settings.allow_pickle)
+        model = Model.from_estimator(estimator, settings.meta, settings.accelerate)
     listener = control.request_listener(settings.handoff_from) if settings.handoff_from else None
     if listener is not None:
         log.info("Sharing the listening socket of the process behind %s.", settings.handoff_from)

@@ -4,12 +4,13 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass
 
 import httpx
 import orjson
 import pytest
 
-from serving.tests.support import SETOSA, free_port
+from serving.tests.support import SETOSA, Server, free_port, stop_all
 
 
 def hammer(url: str, stop: threading.Event, outcomes: list, keep_alive: bool) -> None:
@@ -24,44 +25,87 @@ def hammer(url: str, stop: threading.Event, outcomes: list, keep_alive: bool) ->
             time.sleep(0.002)  # leave CPU for the successor's start on a small machine
 
 
-def test_a_handoff_shares_the_listener_without_a_single_failed_request(iris_env, start_server, tmp_path):
+@dataclass
+class Swap:
+    """What the handoff fixture saw: the successor still serving, and every hammer outcome."""
+
+    new: Server
+    port: int
+    outcomes: dict
+    before_stop: dict
+    status_before_serve: dict
+    refused_before_serve: bool
+
+
+@pytest.fixture(scope="module")
+def swap(iris_env, tmp_path_factory) -> Swap:
+    """A (2 workers) serves; B takes A's listener and serves; A gets SIGTERM; clients hammer throughout.
+
+    A is pointed at a predecessor that does not exist, so it binds the port itself. The test
+    below checks the outcomes; the drain test then uses B.
+    """
+    directory = tmp_path_factory.mktemp("swap")
     port = free_port()
-    old_socket, new_socket = str(tmp_path / "old.sock"), str(tmp_path / "new.sock")
-    old = start_server({**iris_env, "SERVING_CONTROL_SOCKET": old_socket, "SERVING_WORKERS": "2"}, port=port)
-    old.wait_ready()
-    assert old.command("status") == {"pid": old.process.pid, "ready": True, "serving": False, "port": port}
-    with pytest.raises(httpx.ReadTimeout):  # the listener exists, but nobody accepts before "serve"
-        httpx.get(f"{old.url}/healthz", timeout=0.5)
-    assert old.command("serve") == {"ok": True, "serving": True}
-
-    stop, outcomes = threading.Event(), {"fresh": [], "kept": []}
-    threads = [
-        threading.Thread(target=hammer, args=(old.url, stop, outcomes["fresh"], False)),
-        threading.Thread(target=hammer, args=(old.url, stop, outcomes["kept"], True)),
-    ]
-    for thread in threads:
-        thread.start()
+    old_socket, new_socket = str(directory / "old.sock"), str(directory / "new.sock")
+    old_env = {
+        **iris_env,
+        "SERVING_CONTROL_SOCKET": old_socket,
+        "SERVING_HANDOFF_FROM": str(directory / "nobody.sock"),
+        "SERVING_WORKERS": "2",
+    }
+    old = Server(old_env, directory / "old.log", port=port).wait_ready()
+    new = None
     try:
-        new = start_server(
-            {**iris_env, "SERVING_CONTROL_SOCKET": new_socket, "SERVING_HANDOFF_FROM": old_socket}, port=port
-        )
-        new.wait_ready()
-        assert new.command("status")["port"] == port
-        assert new.command("serve") == {"ok": True, "serving": True}
-        during = {kind: len(seen) for kind, seen in outcomes.items()}
-        assert old.terminate() == 0
-        time.sleep(0.5)
-    finally:
-        stop.set()
+        status_before_serve = old.command("status")
+        try:  # the listener exists, but nobody accepts before "serve"
+            httpx.get(f"{old.url}/healthz", timeout=0.5)
+            refused_before_serve = False
+        except httpx.ReadTimeout:
+            refused_before_serve = True
+        assert old.command("serve") == {"ok": True, "serving": True}
+        stop, outcomes = threading.Event(), {"fresh": [], "kept": []}
+        threads = [
+            threading.Thread(target=hammer, args=(old.url, stop, outcomes["fresh"], False)),
+            threading.Thread(target=hammer, args=(old.url, stop, outcomes["kept"], True)),
+        ]
         for thread in threads:
-            thread.join()
+            thread.start()
+        try:
+            new_env = {**iris_env, "SERVING_CONTROL_SOCKET": new_socket, "SERVING_HANDOFF_FROM": old_socket}
+            new = Server(new_env, directory / "new.log", port=port).wait_ready()
+            assert new.command("status")["port"] == port
+            assert new.command("serve") == {"ok": True, "serving": True}
+            before_stop = {kind: len(seen) for kind, seen in outcomes.items()}
+            assert old.terminate() == 0
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        yield Swap(new, port, outcomes, before_stop, status_before_serve, refused_before_serve)
+    finally:
+        stop_all([server for server in (old, new) if server is not None])
 
-    for kind, seen in outcomes.items():
+
+def test_a_server_with_a_control_socket_waits_for_serve(swap):
+    assert swap.status_before_serve["ready"] is True
+    assert swap.status_before_serve["serving"] is False
+    assert swap.status_before_serve["port"] == swap.port
+    assert swap.refused_before_serve
+
+
+def test_a_handoff_shares_the_listener_without_a_single_failed_request(swap):
+    for kind, seen in swap.outcomes.items():
         assert seen and set(seen) == {200}, f"{kind}: {[outcome for outcome in seen if outcome != 200][:5]}"
-        assert len(seen) > during[kind], f"{kind}: no request after the old server stopped"
-    assert "Sharing the listening socket" in new.output()
-    assert httpx.get(f"{new.url}/healthz").status_code == 200
-    assert new.command("status")["pid"] == new.process.pid
+        assert len(seen) > swap.before_stop[kind], f"{kind}: no request after the old server stopped"
+    assert "Sharing the listening socket" in swap.new.output()
+    assert httpx.get(f"{swap.new.url}/healthz").status_code == 200
+    assert swap.new.command("status") == {
+        "pid": swap.new.process.pid,
+        "ready": True,
+        "serving": True,
+        "port": swap.port,
+    }
 
 
 def read_response(conn: socket.socket) -> bytes:
@@ -86,9 +130,8 @@ def request(body: bytes) -> bytes:
     ) + body
 
 
-def test_sigterm_finishes_in_flight_requests_and_closes_idle_connections(iris_env, start_server, tmp_path):
-    # A predecessor that is not there: the server binds the port itself.
-    server = start_server({**iris_env, "SERVING_HANDOFF_FROM": str(tmp_path / "nobody.sock")}).wait_ready()
+def test_sigterm_finishes_in_flight_requests_and_closes_idle_connections(swap):
+    server = swap.new
     body = orjson.dumps({"inputs": [list(SETOSA.values())] * 5})
     slow = socket.create_connection(("127.0.0.1", server.port), timeout=9)
     idle = socket.create_connection(("127.0.0.1", server.port), timeout=9)

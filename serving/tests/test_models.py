@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 from sklearn.datasets import load_iris
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.svm import LinearSVC
 
 from serving.tests.support import IRIS_FEATURES, IRIS_LABELS, SETOSA, Server, stop_all, write_model
@@ -18,7 +18,7 @@ HOUSE = ["rooms", "age", "distance"]
 
 @pytest.fixture(scope="module")
 def servers(model_dir, iris_env, tmp_path_factory):
-    """A regressor, a classifier without predict_proba, and a trusted joblib file, started together."""
+    """A regressor, a classifier without predict_proba, a trusted joblib file and an ONNX file."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))
     regressor = LinearRegression().fit(x, x @ np.array([3.0, -1.0, 0.5]) + 2.0)
@@ -30,6 +30,17 @@ def servers(model_dir, iris_env, tmp_path_factory):
         **orjson.loads(iris_env["SERVING_MODEL_META"]),
         "format": "joblib",
         "sha256": hashlib.sha256(joblib_path.read_bytes()).hexdigest(),
+    }
+    # An ONNX artifact as skl2onnx writes it by default (probabilities as a ZipMap).
+    from skl2onnx import to_onnx
+
+    onnx_path = model_dir / "iris.onnx"
+    frame_free = LogisticRegression(max_iter=1000).fit(iris.data, iris.target)
+    onnx_path.write_bytes(to_onnx(frame_free, iris.data[:1].astype(np.float32)).SerializeToString())
+    onnx_meta = {
+        **orjson.loads(iris_env["SERVING_MODEL_META"]),
+        "format": "onnx",
+        "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
     }
     logs = tmp_path_factory.mktemp("models")
     started = {
@@ -44,6 +55,10 @@ def servers(model_dir, iris_env, tmp_path_factory):
                 "SERVING_ALLOW_PICKLE": "true",
             },
             logs / "joblib.log",
+        ),
+        "onnx": Server(
+            {"SERVING_MODEL_URI": str(onnx_path), "SERVING_MODEL_META": orjson.dumps(onnx_meta).decode()},
+            logs / "onnx.log",
         ),
     }
     for server in started.values():
@@ -80,6 +95,17 @@ def test_a_trusted_joblib_artifact_loads_with_a_loud_warning(servers):
     server = servers["joblib"]
     assert httpx.post(f"{server.url}/predict", json=SETOSA).json() == {"target": "setosa"}
     assert "LOADING A JOBLIB ARTIFACT" in server.output()
+
+
+def test_an_onnx_artifact_serves_labels_and_probabilities_from_the_metadata_classes(servers):
+    url = servers["onnx"].url
+    answer = httpx.post(f"{url}/predict", json=SETOSA).json()
+    assert answer["target"] == "setosa"
+    assert answer["setosa_probability"] > 0.9
+    assert httpx.post(f"{url}/predict", json={"inputs": [list(SETOSA.values())] * 2}).json() == {
+        "predictions": ["setosa", "setosa"]
+    }
+    assert httpx.get(f"{url}/v1/model").json()["backend"].startswith("onnxruntime")
 
 
 def refused(env: dict, tmp_path) -> str:

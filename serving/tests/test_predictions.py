@@ -226,9 +226,10 @@ def test_a_client_that_sends_headers_too_slowly_is_cut_off(server, client):
 
 def test_metrics_count_requests_rows_and_batches_over_all_workers(server):
     before = httpx.get(f"{server.url}/metrics").text
-    for _ in range(20):
-        # A new connection each time, so both workers get some.
-        httpx.post(f"{server.url}/predict", json={"inputs": [list(SETOSA.values())] * 3})
+    # A new connection for each request, so both workers get some.
+    with httpx.Client(base_url=server.url, headers={"connection": "close"}) as fresh:
+        for _ in range(20):
+            fresh.post("/predict", json={"inputs": [list(SETOSA.values())] * 3})
     text = httpx.get(f"{server.url}/metrics").text
     assert 'model="iris",model_version="3"' in text
 
