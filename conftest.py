@@ -64,3 +64,23 @@ def endpoint(admin):
     from endpoints.services.endpoints import endpoint_create
 
     return endpoint_create(user=admin, name="iris-prod")
+
+
+class OneStepRuntime:
+    """Does one step and says where it serves: enough for `deployment_run` to finish a deploy."""
+
+    def deploy_steps(self, spec):
+        from worker.runtimes.base import Step, StepResult
+
+        def start(resources):
+            return StepResult("started", {"revision": spec.revision, "url": f"http://{spec.revision}.test"})
+
+        return [Step("start", "Start a serving process", start)]
+
+
+@pytest.fixture
+def one_step_runtime(monkeypatch):
+    """Deployments finish at once, without serving processes (for tests of the portal itself)."""
+    runtime = OneStepRuntime()
+    monkeypatch.setattr("worker.runtimes.get_runtime", lambda: runtime)
+    return runtime

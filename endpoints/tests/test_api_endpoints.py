@@ -1,11 +1,9 @@
 """The endpoints API: create, read, change, deploy, history, roll back."""
 
-import pytest
 from rest_framework.test import APIClient
 
 from endpoints.models import AuditEvent, Deployment, DeploymentStatus, Endpoint
 from endpoints.services.deployments import deployment_run
-from worker.runtimes.base import Step, StepResult
 
 
 def api(user=None) -> APIClient:
@@ -13,23 +11,6 @@ def api(user=None) -> APIClient:
     if user is not None:
         client.force_authenticate(user)
     return client
-
-
-class OneStepRuntime:
-    """Does one step and says where it serves: enough for `deployment_run` to finish a deploy."""
-
-    def deploy_steps(self, spec):
-        def start(resources):
-            return StepResult("started", {"revision": spec.revision, "url": f"http://{spec.revision}.test"})
-
-        return [Step("start", "Start a serving process", start)]
-
-
-@pytest.fixture
-def one_step_runtime(monkeypatch):
-    runtime = OneStepRuntime()
-    monkeypatch.setattr("worker.runtimes.get_runtime", lambda: runtime)
-    return runtime
 
 
 def deploy_and_finish(admin, endpoint, version) -> Deployment:

@@ -34,7 +34,6 @@ from endpoints.services.deployments import deployment_run
 from endpoints.services.endpoints import endpoint_create
 from endpoints.services.keys import key_request_approve, key_request_create, key_request_issue
 from endpoints.services.versions import ml_model_create
-from worker.runtimes.base import Step, StepResult
 
 # -- the two interfaces ------------------------------------------------------------------------------
 
@@ -77,23 +76,6 @@ def row(instance, *ignore: str) -> dict:
 def audit(action: str, target) -> dict:
     event = AuditEvent.objects.get(action=action, target_id=str(target.pk))
     return {"actor": event.actor_id, "target_type": event.target_type, "details": event.details}
-
-
-class OneStepRuntime:
-    """Does one step and says where it serves: enough for `deployment_run` to finish a deploy."""
-
-    def deploy_steps(self, spec):
-        def start(resources):
-            return StepResult("started", {"revision": spec.revision, "url": f"http://{spec.revision}.test"})
-
-        return [Step("start", "Start a serving process", start)]
-
-
-@pytest.fixture
-def one_step_runtime(monkeypatch):
-    runtime = OneStepRuntime()
-    monkeypatch.setattr("worker.runtimes.get_runtime", lambda: runtime)
-    return runtime
 
 
 @pytest.fixture
