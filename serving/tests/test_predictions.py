@@ -302,3 +302,47 @@ def test_open_inference_protocol_errors_name_the_tensor_values(client):
     }
     body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": [1, 2, 3]}]}
     assert "inputs/0/data" in client.post("/v2/models/iris/infer", json=body).json()["fields"]
+
+
+def raw_exchange(server, payload: bytes, until: int = 1) -> bytes:
+    """Send raw bytes; read until `until` complete responses arrived or the server closed."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        conn.sendall(payload)
+        data = b""
+        while data.count(b"HTTP/1.1 ") < until or not data.endswith(b"}"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    body = b'{"inputs": [[6.7, 3.0, 5.2, 2.3]]}'
+    post = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    )
+    reply = raw_exchange(
+        server, post % (len(body), body) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", until=2
+    )
+    first, second = reply.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200") and b'"virginica"' in first
+    assert second.startswith(b"200") and b'"alive"' in second
+
+
+def test_http_1_0_head_and_expect_continue_are_honoured(server):
+    reply = raw_exchange(server, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200") and b"connection: close" in reply.lower()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        conn.sendall(b"HEAD /v1/model HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = conn.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
+    body = b'{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        conn.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        assert conn.recv(65536).startswith(b"HTTP/1.1 100 Continue")
+        conn.sendall(body)
+        assert b'"target":"setosa"' in conn.recv(65536)
