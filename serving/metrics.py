@@ -49,7 +49,6 @@ class SharedMetrics:
     """The shared block: `slots` rows of float64 counters, then each worker's open connections."""
 
     def __init__(self, slots: int):
-        self.slots = slots
         self.block = mmap.mmap(-1, slots * (_WIDTH + 1) * 8)
         values = np.frombuffer(self.block, dtype=np.float64)
         self.table = values[: slots * _WIDTH].reshape(slots, _WIDTH)

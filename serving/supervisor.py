@@ -61,7 +61,6 @@ class Worker:
     pid: int
     status_fd: int
     go_fd: int
-    started_at: float
     loaded: bool = False
     accepting: bool = False
     released: bool = False
@@ -115,7 +114,7 @@ class Supervisor:
         os.close(status_write)
         os.close(go_read)
         os.set_blocking(status_read, False)
-        self.workers[pid] = Worker(index, pid, status_read, go_write, time.monotonic())
+        self.workers[pid] = Worker(index, pid, status_read, go_write)
         self.selector.register(status_read, selectors.EVENT_READ, ("worker", pid))
 
     def release(self, child: Worker) -> None:
