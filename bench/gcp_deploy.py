@@ -89,6 +89,10 @@ def deploy(runtime, fakes: Fakes, spec: DeploySpec) -> tuple[dict, list[dict]]:
                 break
             except TransientError:
                 handbacks += 1
+                if handbacks > 50:
+                    raise RuntimeError(
+                        f"step {step.name} never finishes: it restarts its work each try"
+                    ) from None
         seconds = time.perf_counter() - started
         resources.update(result.resources)
         calls = counts(fakes) - before

@@ -346,3 +346,35 @@ def test_a_service_made_again_after_a_stop_gets_its_invoker_grant_again(gcp, fak
     assert fakes.run.methods() == ["UpdateService", "GetOperation", "GetIamPolicy", "SetIamPolicy"]
     (binding,) = fakes.run.policy(SERVICE).bindings
     assert list(binding.members) == [f"serviceAccount:{GATEWAY_SA}"]
+
+
+@pytest.mark.parametrize("mode", ["api_key", "both", "ip_allowlist"])
+def test_a_step_retried_while_google_works_waits_for_its_operation_instead_of_starting_another(
+    gcp, fakes, artifact, clock, mode
+):
+    import dataclasses
+
+    from worker.runtimes.gcp.runtime import GcpRuntime
+
+    for fake in fakes.all():
+        fake.operation_polls = 4
+    handing_back = GcpRuntime(  # never sleeps in the worker: every unfinished poll hands the slot back
+        dataclasses.replace(gcp.cfg, wait_seconds=0),
+        sleep=clock.sleep,
+        clock=clock.monotonic,
+        wall=clock.time,
+    )
+    resources, tries = {}, {}
+    for step in handing_back.deploy_steps(make_spec(artifact, mode=mode, cidrs=("198.51.100.0/24",))):
+        tries[step.name] = 1
+        while True:
+            try:
+                resources.update(step.run(resources).resources)
+                break
+            except StillRunning:
+                tries[step.name] += 1
+                assert tries[step.name] <= 10, f"{step.name} starts its work again on every try"
+
+    assert clock.sleeps == []
+    assert resources["url"]
+    assert fakes.run.revision_ids(SERVICE) == ["iris-prod-d1"]

@@ -20,6 +20,7 @@ import re
 
 from google.api_core import exceptions as gexc
 from google.cloud import apigateway_v1 as gw
+from google.cloud import service_usage_v1 as su
 
 from worker.runtimes.base import DeploySpec, PermanentError
 from worker.runtimes.gcp.clients import Context
@@ -230,15 +231,19 @@ def wait_gateway(ctx: Context, resources: dict) -> dict:
     return {"gateway_url": f"https://{gateway.default_hostname}"}
 
 
-def enable_managed_service(ctx: Context, managed_service: str) -> None:
-    """Enable the API's managed service in the project, so keys made here are accepted.
+def enable_managed_service(ctx: Context, managed_service: str) -> bool:
+    """Enable the API's managed service in the project, so keys made here are accepted; True if it changed.
 
-    Enabling an enabled service changes nothing, so there is no read first."""
+    Read first: a step retried while the enable operation runs must wait for it, not start another."""
     client = ctx.clients.usage()
     name = f"projects/{ctx.cfg.project}/services/{managed_service}"
+    service = ctx.call(client.get_service, request={"name": name}, what=f"Read {managed_service}")
+    if service.state == su.State.ENABLED:
+        return False
     started = ctx.wall()
     operation = ctx.call(client.enable_service, request={"name": name}, what=f"Enable {managed_service}")
     operation_result(ctx, client, operation.operation.name, what=f"Enable {managed_service}", started=started)
+    return True
 
 
 def delete_gateway(ctx: Context, endpoint: str) -> bool:

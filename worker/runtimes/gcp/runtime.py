@@ -157,8 +157,10 @@ class GcpRuntime(Runtime):
         service = resources["managed_service"]
         if spec.previous.get("managed_service_enabled") == service:
             return StepResult(f"{service} is enabled", {"managed_service_enabled": service})
-        gateway.enable_managed_service(self.ctx, service)
-        return StepResult(f"{service} is enabled", {"managed_service_enabled": service})
+        changed = gateway.enable_managed_service(self.ctx, service)
+        return StepResult(
+            f"{service} {'enabled' if changed else 'is enabled'}", {"managed_service_enabled": service}
+        )
 
     def _config_ready(self, resources: dict) -> StepResult:
         gateway.wait_config(self.ctx, resources)
