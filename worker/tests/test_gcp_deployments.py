@@ -87,3 +87,67 @@ def test_a_revision_that_fails_fails_the_deployment_with_cloud_runs_message(
     assert deployment.status == DeploymentStatus.FAILED
     assert "Container called exit(1)." in deployment.error
     assert deployment.error.startswith("Wait for the revision to be ready: ")
+
+
+def test_an_allowlist_endpoint_goes_live_behind_its_load_balancer_and_follows_allowlist_edits(
+    fast, fakes, admin, iris_version
+):
+    from endpoints.services.access import access_apply
+    from endpoints.services.allowlist import allowlist_add
+    from endpoints.services.endpoints import endpoint_create
+
+    endpoint = endpoint_create(user=admin, name="fraud", access_mode="ip_allowlist")
+    allowlist_add(user=admin, endpoint=endpoint, cidr="198.51.100.0/24")
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+
+    assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.READY
+
+    endpoint.refresh_from_db()
+    assert endpoint.url == "https://fraud.models.example.com"
+    assert endpoint.gateway_url == ""
+    service = fakes.run.service(f"projects/{PROJECT}/locations/us-central1/services/fraud")
+    assert service.ingress.name == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+
+    for index in range(11):
+        allowlist_add(user=admin, endpoint=endpoint, cidr=f"203.0.113.{index}/32")
+    access_apply(endpoint_id=endpoint.pk)
+
+    portal = [
+        r for r in fakes.compute.rules("fraud-allowlist").values() if r["description"] == "portal allowlist"
+    ]
+    assert sorted(len(r["match"]["config"]["srcIpRanges"]) for r in portal) == [2, 10]
+
+
+def test_a_key_request_is_issued_as_a_google_key_and_revoked_by_deleting_it(
+    fast, fakes, admin, member, team, endpoint, iris_version
+):
+    from endpoints.models import ApiKey
+    from endpoints.sealing import key_hash
+    from endpoints.services.keys import (
+        api_key_revoke,
+        api_key_revoke_at_runtime,
+        key_request_approve,
+        key_request_create,
+        key_request_issue,
+    )
+
+    deployment_run(
+        deployment_id=deployment_request(user=admin, endpoint=endpoint, model_version=iris_version).pk
+    )
+    request = key_request_create(user=member, team=team, endpoint=endpoint, reason="Scoring loans nightly")
+    key_request_approve(user=admin, request=request)
+
+    key_request_issue(request_id=request.pk)
+
+    key = ApiKey.objects.get(request=request)
+    (google_key,) = fakes.keys.live_keys()
+    assert key.cloud_name == google_key.name
+    assert key.key_hash == key_hash(fakes.keys.strings[google_key.name])
+    assert [t.service for t in google_key.restrictions.api_targets] == [
+        Deployment.objects.get(endpoint=endpoint).resources["managed_service"]
+    ]
+
+    api_key_revoke(user=admin, key=key)
+    api_key_revoke_at_runtime(key_id=key.pk)
+
+    assert fakes.keys.live_keys() == []
