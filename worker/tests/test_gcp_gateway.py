@@ -57,6 +57,8 @@ def test_a_first_key_deploy_creates_the_api_a_config_and_the_gateway_and_enables
     assert {path: sorted(item) for path, item in doc["paths"].items()} == {
         "/predict": ["post"],
         "/v1/model": ["get"],
+        "/v2/models/iris": ["get"],
+        "/v2/models/iris/infer": ["post"],
     }
     assert document_problems(doc) == []
 

@@ -2,12 +2,12 @@
 
 from tests.fakes.api_gateway import document_problems
 from worker.runtimes.base import ModelSpec
-from worker.runtimes.gcp.swagger import END_USER_ROUTES, schema_2, serving_openapi, to_swagger2
+from worker.runtimes.gcp.swagger import schema_2, serving_openapi, to_swagger2
 
 BACKEND = "https://iris-prod-abc-uc.a.run.app"
 
 # An OpenAPI 3.0 document as FastAPI/pydantic would write it: components, requestBody, nullable,
-# anyOf with null, a shared path parameter, a cookie parameter and routes end users never call.
+# anyOf with null, a cookie parameter, and routes end users never call (those without `security`).
 FASTAPI_STYLE = {
     "openapi": "3.0.2",
     "info": {"title": "model", "version": "0.1.0"},
@@ -16,6 +16,7 @@ FASTAPI_STYLE = {
         "/predict": {
             "post": {
                 "operationId": "predict_predict_post",
+                "security": [{"APIKeyHeader": []}],
                 "parameters": [
                     {
                         "name": "return",
@@ -39,7 +40,9 @@ FASTAPI_STYLE = {
                 },
             }
         },
-        "/v1/model": {"get": {"responses": {"200": {"description": "OK"}}}},
+        "/v1/model": {
+            "get": {"security": [{"APIKeyHeader": []}], "responses": {"200": {"description": "OK"}}}
+        },
         "/metrics": {"get": {"operationId": "metrics", "responses": {"200": {"description": "OK"}}}},
         "/docs": {"get": {"operationId": "docs", "responses": {"200": {"description": "OK"}}}},
     },
@@ -65,10 +68,13 @@ def convert(doc=FASTAPI_STYLE, **kwargs):
     return to_swagger2(doc, backend=BACKEND, deadline=kwargs.pop("deadline", 60), title="iris-prod", **kwargs)
 
 
-def test_only_the_routes_end_users_call_are_exposed():
-    doc = convert()
+def exposed(doc) -> set:
+    return {(path, method) for path, item in doc["paths"].items() for method in item}
 
-    assert {(path, method) for path, item in doc["paths"].items() for method in item} == set(END_USER_ROUTES)
+
+def test_only_the_routes_that_need_a_key_are_exposed_unless_routes_are_named():
+    assert exposed(convert()) == {("/predict", "post"), ("/v1/model", "get")}
+    assert exposed(convert(routes=frozenset({("/metrics", "get")}))) == {("/metrics", "get")}
 
 
 def test_the_backend_is_the_cloud_run_url_with_explicit_path_translation_and_the_endpoints_timeout():
@@ -121,7 +127,7 @@ def test_several_alternatives_leave_an_open_schema_with_its_description():
     }
 
 
-def test_the_serving_document_for_a_model_converts_cleanly():
+def test_the_serving_containers_own_document_converts_cleanly_to_its_end_user_routes():
     model = ModelSpec(
         name="iris",
         version=3,
@@ -129,21 +135,27 @@ def test_the_serving_document_for_a_model_converts_cleanly():
         sha256="0" * 64,
         format="skops",
         input_schema=({"name": "sepal_length", "type": "number"}, {"name": "petals", "type": "integer"}),
+        classes=(0, 1, 2),
+        label_map={"0": "setosa"},
     )
     source = serving_openapi(model)
     doc = convert(source)
 
-    assert set(source["paths"]) > {"/predict", "/v1/model", "/healthz", "/metrics", "/docs"}
-    assert set(doc["paths"]) == {"/predict", "/v1/model"}
-    assert doc["definitions"]["Row"]["properties"] == {
-        "sepal_length": {"type": "number"},
-        "petals": {"type": "integer"},
+    assert {"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/models/iris/ready"} <= set(
+        source["paths"]
+    )
+    assert exposed(doc) == {
+        ("/predict", "post"),
+        ("/v1/model", "get"),
+        ("/v2/models/iris", "get"),
+        ("/v2/models/iris/infer", "post"),
     }
-    assert doc["paths"]["/predict"]["post"]["parameters"][0] == {
-        "name": "return",
-        "in": "query",
-        "required": False,
-        "type": "string",
-        "enum": ["label", "probabilities", "both"],
-    }
+    assert doc["definitions"]["NamedFeatures"]["properties"]["sepal_length"] == {"type": "number"}
+    assert doc["definitions"]["NamedFeatures"]["properties"]["petals"] == {"type": "integer"}
+    (query,) = [p for p in doc["paths"]["/predict"]["post"]["parameters"] if p["in"] == "query"]
+    assert query["name"] == "return" and query["type"] == "string"
+    parameters = [
+        p for item in doc["paths"].values() for op in item.values() for p in op.get("parameters", [])
+    ]
+    assert not [p for p in parameters if p["in"] == "query" and p["name"] in ("key", "api_key")]
     assert document_problems(doc) == []

@@ -9,11 +9,11 @@ document (components -> definitions, requestBody -> a body parameter, nullable/o
   endpoint's timeout as `deadline` (the gateway's own default is 15 s and would cut long batches);
 - an `api_key` security definition read from the `x-api-key` header only (no query keys), required
   on every operation;
-- only the routes end users call (`END_USER_ROUTES`), so health, metrics and docs stay private.
+- only the routes end users call (those the serving document marks with `security`), so health,
+  readiness, metrics and docs stay private.
 
-`serving_openapi(model)` is the serving container's `GET /openapi.json` for a model version,
-built here from the same ModelSpec the container gets in SERVING_MODEL_META, because the worker
-cannot call the private Cloud Run service to fetch it.
+`serving_openapi(model)` is the serving container's `GET /openapi.json` for a model version, made
+by the container's own builder from the ModelSpec the container gets as SERVING_MODEL_META.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import re
 
 from worker.runtimes.base import ModelSpec
 
-END_USER_ROUTES = frozenset({("/predict", "post"), ("/v1/model", "get")})
 API_KEY_HEADER = "x-api-key"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 # Schema keywords Swagger 2.0 has; others (writeOnly, const, prefixItems, ...) are converted or dropped.
@@ -47,16 +46,22 @@ def to_swagger2(
     backend: str,
     deadline: float,
     title: str,
-    routes: frozenset = END_USER_ROUTES,
+    routes: frozenset | None = None,
 ) -> dict:
-    """The Swagger 2.0 document API Gateway serves for `doc` (OpenAPI 3.0 or 3.1)."""
+    """The Swagger 2.0 document API Gateway serves for `doc` (OpenAPI 3.0 or 3.1).
+
+    `routes` ({(path, method)}) picks the operations to expose; by default, those the document
+    marks as needing a key (`security`), which in the serving document are the end-user routes.
+    """
     paths: dict = {}
     used_ids: set[str] = set()
     for path, item in (doc.get("paths") or {}).items():
         shared = item.get("parameters", [])
         for method in METHODS:
             operation = item.get(method)
-            if operation is None or (path, method) not in routes:
+            if operation is None:
+                continue
+            if (path, method) not in routes if routes is not None else not operation.get("security"):
                 continue
             converted = _operation(path, method, operation, shared, used_ids)
             paths.setdefault(path, {})[method] = converted
@@ -202,118 +207,40 @@ def schema_2(schema) -> dict:
 
 
 def serving_openapi(model: ModelSpec) -> dict:
-    """The OpenAPI 3.1 document the serving container publishes at /openapi.json for `model`."""
-    features = [item if isinstance(item, dict) else {"name": str(item)} for item in model.input_schema]
-    properties = {
-        feature["name"]: {"type": FEATURE_TYPES.get(feature.get("type", "number"), "number")}
-        for feature in features
-    }
-    row = {"$ref": "#/components/schemas/Row"}
-    error = {"$ref": "#/components/schemas/Error"}
-    json_of = lambda schema: {"application/json": {"schema": schema}}  # noqa: E731
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": f"{model.name} v{model.version}",
-            "version": str(model.version),
-            "description": f"Predictions from the model {model.name}, version {model.version}.",
-        },
-        "servers": [{"url": "/"}],
-        "paths": {
-            "/": {
-                "get": {
-                    "operationId": "welcome",
-                    "responses": {"200": {"description": "About this endpoint"}},
-                }
-            },
-            "/healthz": {"get": {"operationId": "healthz", "responses": {"200": {"description": "Alive"}}}},
-            "/readyz": {"get": {"operationId": "readyz", "responses": {"200": {"description": "Ready"}}}},
-            "/metrics": {
-                "get": {"operationId": "metrics", "responses": {"200": {"description": "Prometheus"}}}
-            },
-            "/openapi.json": {
-                "get": {"operationId": "openapi", "responses": {"200": {"description": "This"}}}
-            },
-            "/docs": {"get": {"operationId": "docs", "responses": {"200": {"description": "Swagger UI"}}}},
-            "/v1/model": {
-                "get": {
-                    "operationId": "model_info",
-                    "summary": "The model behind this endpoint",
-                    "responses": {"200": {"description": "Model", "content": json_of({"type": "object"})}},
-                }
-            },
-            "/predict": {
-                "post": {
-                    "operationId": "predict",
-                    "summary": "Predict one row (features by name) or a batch (inputs or instances)",
-                    "parameters": [
-                        {
-                            "name": "return",
-                            "in": "query",
-                            "required": False,
-                            "schema": {
-                                "type": ["string", "null"],
-                                "enum": ["label", "probabilities", "both"],
-                            },
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": json_of(
-                            {
-                                "oneOf": [
-                                    row,
-                                    {"$ref": "#/components/schemas/Inputs"},
-                                    {"$ref": "#/components/schemas/Instances"},
-                                ],
-                                "description": "A row by feature name, or inputs, or instances.",
-                            }
-                        ),
-                    },
-                    "responses": {
-                        "200": {"description": "Predictions", "content": json_of({"type": "object"})},
-                        "400": {"description": "Malformed request", "content": json_of(error)},
-                        "413": {"description": "Body too large", "content": json_of(error)},
-                        "422": {"description": "Invalid features", "content": json_of(error)},
-                    },
-                }
-            },
-        },
-        "components": {
-            "schemas": {
-                "Row": {
-                    "type": "object",
-                    "properties": properties,
-                    "required": list(properties),
-                    "additionalProperties": False,
-                },
-                "Inputs": {
-                    "type": "object",
-                    "properties": {
-                        "inputs": {"type": "array", "items": {"anyOf": [{"type": "array"}, row]}},
-                        "return": {"type": "string", "enum": ["label", "probabilities", "both"]},
-                    },
-                    "required": ["inputs"],
-                },
-                "Instances": {
-                    "type": "object",
-                    "properties": {
-                        "instances": {"type": "array", "items": {"anyOf": [{"type": "array"}, row]}}
-                    },
-                    "required": ["instances"],
-                },
-                "Error": {
-                    "type": "object",
-                    "properties": {
-                        "error": {"type": "string"},
-                        "fields": {
-                            "type": "object",
-                            "additionalProperties": {"type": "string"},
-                            "nullable": True,
-                        },
-                    },
-                    "required": ["error"],
-                },
-            }
-        },
-    }
+    """The OpenAPI 3 document the serving container publishes at /openapi.json for `model`.
+
+    Built by the container's own builder (`serving.openapi.build`, the code behind that route) from
+    what the container learns from SERVING_MODEL_META, with keys checked, so the routes end users
+    call are exactly the operations that carry `security`. The worker cannot fetch the document
+    from the running revision: the service is private to the gateway.
+    """
+    from serving.config import Settings
+    from serving.openapi import build
+
+    defaults = Settings.__dataclass_fields__
+    return build(
+        _ServingModel(model),
+        max_rows=defaults["max_rows"].default,
+        max_body_bytes=defaults["max_body_bytes"].default,
+        keys_checked=True,
+    )
+
+
+class _ServingModel:
+    """What `serving.openapi.build` reads of a loaded model, taken from the ModelSpec instead."""
+
+    def __init__(self, model: ModelSpec):
+        self.name = model.name
+        self.version = model.version
+        self.sha256 = model.sha256
+        self.features = tuple(_Feature(item) for item in model.input_schema)
+        self.names = [feature.name for feature in self.features]
+        self.is_classifier = bool(model.classes)
+        self.labels = [model.label_map.get(str(value), value) for value in model.classes]
+
+
+class _Feature:
+    def __init__(self, item):
+        item = item if isinstance(item, dict) else {"name": str(item)}
+        self.name = item["name"]
+        self.type = FEATURE_TYPES.get(item.get("type", "number"), "number")
