@@ -9,6 +9,7 @@ connections drain (see protocol.py) and exits within GRACEFUL_SHUTDOWN_SECONDS.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -123,6 +124,10 @@ def run(
     limits = Limits(
         settings.max_body_bytes, settings.keepalive_timeout, settings.header_timeout, settings.body_timeout
     )
+    # Everything loaded so far lives as long as the worker: keep the collector from walking it
+    # (full collections over the model's and libraries' objects show up as latency spikes).
+    gc.collect()
+    gc.freeze()
     os.write(status_fd, b"L")
     if not os.read(go_fd, 1):
         return 0
