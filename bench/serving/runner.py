@@ -86,6 +86,30 @@ class Target:
                 time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready after {timeout} s")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server's whole process group."""
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process.pid:  # process group id
+                ticks += int(fields[11]) + int(fields[12])  # utime + stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the server is idle again: a slow server keeps working off its backlog after
+        wrk stops, and that work must not be charged to the next target measured."""
+        deadline = time.monotonic() + timeout
+        before = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = self.cpu_seconds()
+            if now - before < 0.02:
+                return
+            before = now
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -145,6 +169,7 @@ def run_wrk(target: Target, connections: int, seconds: float, script_dir: Path) 
         script.write_text(LUA.format(body=target.workload.body.decode(), extra_headers=extra))
     command = [WRK, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "-s", str(script)]
     output = subprocess.run(command + [target.url], capture_output=True, text=True, check=True).stdout
+    target.settle()
     line = next(line for line in output.splitlines() if line.startswith("WRK-RESULT "))
     data = orjson.loads(line.removeprefix("WRK-RESULT "))
     return Result(
