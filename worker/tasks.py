@@ -5,7 +5,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from endpoints.services import access, deployments, keys
-from worker.runtimes.base import PermanentError, TransientError
+from worker.runtimes.base import Pending, PermanentError, TransientError
 
 RETRY = {"max_retries": 8, "retry_backoff": True, "retry_backoff_max": 120, "retry_jitter": True}
 
@@ -14,6 +14,9 @@ RETRY = {"max_retries": 8, "retry_backoff": True, "retry_backoff_max": 120, "ret
 def deploy(self, deployment_id: int) -> str:
     try:
         return deployments.deployment_run(deployment_id=deployment_id)
+    except Pending as exc:
+        # The cloud is still working; waiting spends no retry (the runtime bounds the wait).
+        raise self.retry(exc=exc, countdown=exc.retry_after or 2, max_retries=None) from None
     except TransientError as exc:
         if self.request.retries >= self.max_retries:
             deployments.deployment_fail(deployment_id=deployment_id, error=f"Gave up after retries: {exc}")

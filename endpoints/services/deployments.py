@@ -26,7 +26,14 @@ from endpoints.services.access import access_policy_for
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
 from portal.celery import app
-from worker.runtimes.base import DeploySpec, ModelSpec, PermanentError, Resources, TransientError
+from worker.runtimes.base import (
+    DeploySpec,
+    ModelSpec,
+    Pending,
+    PermanentError,
+    Resources,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +56,17 @@ def deployment_request(
     require_admin(user)
     if not isinstance(traffic_percent, int) or not 1 <= traffic_percent <= 100:
         raise ServiceError("Traffic must be a whole percentage from 1 to 100.", field="traffic_percent")
-    if traffic_percent < 100 and endpoint.live_deployment_id is None:
-        raise ServiceError(
-            "A canary share needs a version already live on the endpoint; deploy with 100% first.",
-            field="traffic_percent",
-        )
     task_id = str(uuid.uuid4())
     try:
         with transaction.atomic():
             locked = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
             if locked.deployments.active().exists():
                 raise ServiceError(_busy_message(locked), code="conflict")
+            if traffic_percent < 100 and locked.live_deployment_id is None:
+                raise ServiceError(
+                    "A canary share needs a version already live on the endpoint; deploy with 100% first.",
+                    field="traffic_percent",
+                )
             deployment = Deployment.objects.create(
                 endpoint=locked,
                 model_version=model_version,
@@ -162,6 +169,7 @@ def deploy_spec_for(deployment: Deployment) -> DeploySpec:
         access=access_policy_for(endpoint),
         traffic_percent=deployment.traffic_percent,
         previous=dict(live.resources) if live and live.pk != deployment.pk else {},
+        rollback_to=dict(deployment.rollback_of.resources) if deployment.rollback_of_id else {},
     )
 
 
@@ -215,7 +223,8 @@ def deployment_run(*, deployment_id: int) -> str:
         try:
             result = step.run(resources)
         except TransientError as exc:
-            _journal(deployment_id, _entry(step, "retrying", started, str(exc)))
+            state = "waiting" if isinstance(exc, Pending) else "retrying"
+            _journal(deployment_id, _entry(step, state, started, str(exc)))
             Deployment.objects.filter(pk=deployment_id).update(claimed_until=None)
             raise
         except PermanentError as exc:
@@ -245,17 +254,22 @@ def _entry(step, state: str, started: float, message: str) -> dict:
 
 
 def deployment_finish(*, deployment_id: int) -> None:
-    """Mark the deployment ready and live; the one it replaces becomes superseded."""
+    """Mark the deployment ready and live.
+
+    At 100% of traffic the versions it replaces become superseded (rolled back, for a rollback);
+    a canary leaves the previous version ready, since it still serves the rest of the traffic.
+    """
     with transaction.atomic():
         deployment = Deployment.objects.select_for_update().select_related("endpoint").get(pk=deployment_id)
         endpoint = Endpoint.objects.select_for_update().get(pk=deployment.endpoint_id)
-        previous_id = endpoint.live_deployment_id
         now = timezone.now()
         Deployment.objects.filter(pk=deployment_id).update(
             status=DeploymentStatus.READY, finished_at=now, claimed_until=None, error=""
         )
-        if previous_id and previous_id != deployment_id:
-            Deployment.objects.filter(pk=previous_id).update(
+        if deployment.traffic_percent == 100:
+            # Everything else that served this endpoint (the last live version, and any version a
+            # canary left serving beside it) now serves nothing.
+            endpoint.deployments.filter(status=DeploymentStatus.READY).exclude(pk=deployment_id).update(
                 status=DeploymentStatus.ROLLED_BACK
                 if deployment.rollback_of_id
                 else DeploymentStatus.SUPERSEDED

@@ -120,3 +120,48 @@ def test_a_redeploy_supersedes_the_live_deployment(admin, endpoint, iris_version
     deployment_run(deployment_id=second.pk)
     first.refresh_from_db()
     assert first.status == DeploymentStatus.SUPERSEDED
+
+
+def test_a_canary_leaves_the_previous_version_serving_until_a_full_deploy(
+    admin, endpoint, iris_version, runtime
+):
+    runtime()
+    stable = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=stable.pk)
+    canary = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version, traffic_percent=10)
+    deployment_run(deployment_id=canary.pk)
+    stable.refresh_from_db()
+    endpoint.refresh_from_db()
+    assert stable.status == DeploymentStatus.READY
+    assert endpoint.live_deployment == canary
+    full = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=full.pk)
+    assert set(Deployment.objects.exclude(pk=full.pk).values_list("status", flat=True)) == {
+        DeploymentStatus.SUPERSEDED
+    }
+
+
+def test_a_rollback_tells_the_runtime_what_the_earlier_deployment_made(
+    admin, endpoint, iris_version, monkeypatch
+):
+    from conftest import OneStepRuntime
+    from endpoints.services.deployments import deployment_rollback
+
+    seen = []
+
+    class Recording(OneStepRuntime):
+        def deploy_steps(self, spec):
+            seen.append(spec.rollback_to)
+            return super().deploy_steps(spec)
+
+    monkeypatch.setattr("worker.runtimes.get_runtime", lambda: Recording())
+    first = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=first.pk)
+    second = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=second.pk)
+    first.refresh_from_db()
+    back = deployment_rollback(user=admin, deployment=first)
+    deployment_run(deployment_id=back.pk)
+    assert seen == [{}, {}, first.resources]
+    second.refresh_from_db()
+    assert second.status == DeploymentStatus.ROLLED_BACK

@@ -28,6 +28,14 @@ class TransientError(RuntimeFailure):
         self.retry_after = retry_after
 
 
+class Pending(TransientError):
+    """The cloud is still working on what a step started: check again later.
+
+    Waiting is not failing, so a task retries a pending step without spending a retry; the runtime
+    bounds the wait itself (an operation deadline) and raises PermanentError past it.
+    """
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     """A key as the access check sees it: never the secret, only its hash."""
@@ -112,6 +120,7 @@ class DeploySpec:
     access: AccessPolicy
     traffic_percent: int = 100
     previous: dict = field(default_factory=dict)  # resources of the live deployment, if any
+    rollback_to: dict = field(default_factory=dict)  # resources of the deployment rolled back to
 
     @property
     def revision(self) -> str:

@@ -14,11 +14,11 @@ from typing import Any
 
 from google.longrunning import operations_pb2
 
-from worker.runtimes.base import PermanentError, TransientError
+from worker.runtimes.base import Pending, PermanentError
 from worker.runtimes.gcp.clients import Context
 
 
-class StillRunning(TransientError):
+class StillRunning(Pending):
     """The operation is not done yet: try the step again later."""
 
 

@@ -54,7 +54,7 @@ class GcpRuntime(Runtime):
     # --- deploy ------------------------------------------------------------------------------
 
     def deploy_steps(self, spec: DeploySpec) -> list[Step]:
-        target = getattr(spec, "rollback_to", None)  # set when the portal passes the rolled-back-to resources
+        target = spec.rollback_to
         if target and target.get("revision"):
             return self.rollback_steps(spec, target)
         mode = spec.access.mode
