@@ -6,19 +6,12 @@ import pytest
 
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import PROJECT, make_spec, run_steps
-from worker.runtimes.base import DeploySpec, PermanentError
+from worker.runtimes.base import PermanentError
 
 SERVICE = f"projects/{PROJECT}/locations/us-central1/services/iris-prod"
 API = f"projects/{PROJECT}/locations/global/apis/iris-prod"
 GATEWAY = f"projects/{PROJECT}/locations/us-central1/gateways/iris-prod"
 WRITES = {"UpdateService", "SetIamPolicy", "CreateApi", "CreateApiConfig", "CreateGateway", "UpdateGateway"}
-
-
-@dataclasses.dataclass(frozen=True)
-class RollbackSpec(DeploySpec):
-    """A DeploySpec carrying the resources of the deployment rolled back to (see GcpRuntime.deploy_steps)."""
-
-    rollback_to: dict = dataclasses.field(default_factory=dict)
 
 
 def writes(fakes) -> list[str]:
@@ -100,9 +93,7 @@ def test_a_rollback_moves_traffic_and_the_gateway_back_without_building_anything
     second = run_steps(gcp, make_spec(artifact, deployment_id=2, previous=first))
     fakes.clear_calls()
     base = make_spec(artifact, deployment_id=3, previous=second)
-    spec = RollbackSpec(
-        **{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, rollback_to=first
-    )
+    spec = dataclasses.replace(base, rollback_to=first)
 
     resources = run_steps(gcp, spec)
 
@@ -128,7 +119,7 @@ def test_a_rollback_to_a_revision_that_is_gone_fails_with_cloud_runs_message(gcp
     first = run_steps(gcp, make_spec(artifact, deployment_id=1))
     gone = {**first, "revision": "iris-prod-d0"}
     base = make_spec(artifact, deployment_id=3, previous=first)
-    spec = RollbackSpec(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, rollback_to=gone)
+    spec = dataclasses.replace(base, rollback_to=gone)
 
     with pytest.raises(PermanentError, match="Revision 'iris-prod-d0' referenced in traffic not found"):
         run_steps(gcp, spec)
