@@ -182,6 +182,12 @@ class DecisionForm(forms.Form):
     note = forms.CharField(required=False, max_length=2000)
 
 
+class KeyRotateForm(forms.Form):
+    overlap_hours = forms.IntegerField(
+        required=False, label="Overlap (hours)", widget=NUMBER, help_text="Both keys work this long."
+    )
+
+
 class AllowlistEntryForm(forms.Form):
     cidr = service_checked(
         forms.CharField(

@@ -1,5 +1,7 @@
 """The records: models and their versions, endpoints, deployments, keys, allowlists, audit."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -292,6 +294,10 @@ class ApiKeyRequest(models.Model):
         return f"key request {self.pk} by {self.team} for {self.endpoint}"
 
 
+#: How long a revoked key can be restored: Google keeps a deleted API key this long.
+KEY_RESTORE_DAYS = 30
+
+
 class ApiKeyQuerySet(models.QuerySet):
     def for_user(self, user):
         if not user.is_authenticated:
@@ -319,6 +325,12 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # A rotated key: its replacement's request, and when the key itself goes (once the
+    # replacement is issued). Beat's `worker.expire_keys` revokes it then.
+    replacement = models.ForeignKey(
+        ApiKeyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="replaces"
+    )
+    revoke_after = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -335,6 +347,22 @@ class ApiKey(models.Model):
         if self.expires_at and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+    @property
+    def can_restore(self) -> bool:
+        """Revoked less than KEY_RESTORE_DAYS ago and not expired: an admin may undo the revoke."""
+        now = timezone.now()
+        return bool(
+            self.revoked_at
+            and self.revoked_at >= now - timedelta(days=KEY_RESTORE_DAYS)
+            and not (self.expires_at and self.expires_at <= now)
+        )
+
+    @property
+    def ends_at(self):
+        """When the key stops working: its expiry, or the end of a rotation's overlap if sooner."""
+        ends = [moment for moment in (self.expires_at, self.revoke_after) if moment]
+        return min(ends) if ends else None
 
 
 class AllowlistEntry(models.Model):

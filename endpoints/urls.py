@@ -31,5 +31,7 @@ urlpatterns = [
     path("key-requests/<int:pk>/reject/", keys.key_request_reject, name="key-request-reject"),
     path("keys/", keys.key_list, name="key-list"),
     path("keys/<int:pk>/revoke/", keys.key_revoke, name="key-revoke"),
+    path("keys/<int:pk>/restore/", keys.key_restore, name="key-restore"),
+    path("keys/<int:pk>/rotate/", keys.key_rotate, name="key-rotate"),
     path("audit/", audit.audit_list, name="audit-list"),
 ]

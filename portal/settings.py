@@ -160,6 +160,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "worker.reconcile",
         "schedule": env_float("RECONCILE_INTERVAL_SECONDS", 60.0),
     },
+    "expire-keys": {
+        "task": "worker.expire_keys",
+        "schedule": env_float("KEY_EXPIRY_INTERVAL_SECONDS", 3600.0),
+    },
 }
 
 # Deployments.

@@ -42,6 +42,16 @@ def revoke_key(self, key_id: int) -> None:
     keys.api_key_revoke_at_runtime(key_id=key_id)
 
 
+@shared_task(name="worker.restore_key", bind=True, acks_late=True, autoretry_for=(TransientError,), **RETRY)
+def restore_key(self, key_id: int) -> None:
+    keys.api_key_restore_at_runtime(key_id=key_id)
+
+
+@shared_task(name="worker.expire_keys", ignore_result=True)
+def expire_keys() -> list[int]:
+    return keys.api_keys_expire()
+
+
 @shared_task(name="worker.apply_access", bind=True, acks_late=True, autoretry_for=(TransientError,), **RETRY)
 def apply_access(self, endpoint_id: int) -> None:
     access.access_apply(endpoint_id=endpoint_id)

@@ -19,6 +19,7 @@ STATUS_FOR_CODE = {
     "conflict": status.HTTP_409_CONFLICT,
     "gone": status.HTTP_410_GONE,
     "not_found": status.HTTP_404_NOT_FOUND,
+    "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 

@@ -265,7 +265,25 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "expires_at",
             "revoked_at",
             "revoked_by",
+            "revoke_after",
+            "replacement",
         ]
+
+
+class ChangeSerializer(serializers.Serializer):
+    step = serializers.CharField(help_text="The deploy step that would make the change.")
+    action = serializers.ChoiceField(choices=["create", "update", "none", "error"])
+    detail = serializers.CharField()
+
+
+class DeploymentPlanSerializer(serializers.Serializer):
+    """What a deploy would change; nothing was changed to find out."""
+
+    endpoint = serializers.CharField()
+    model_version = serializers.IntegerField()
+    traffic_percent = serializers.IntegerField()
+    runtime = serializers.CharField()
+    changes = ChangeSerializer(many=True)
 
 
 class RevealedKeySerializer(serializers.Serializer):
@@ -391,3 +409,11 @@ class KeyRequestCreateSerializer(InputSerializer):
 
 class DecisionSerializer(InputSerializer):
     note = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class KeyRotateSerializer(InputSerializer):
+    overlap_hours = serializers.IntegerField(
+        required=False,
+        default=24,
+        help_text="Hours both keys work before the old one is revoked (0 to 720; 24 when not given).",
+    )

@@ -8,6 +8,7 @@ and renders the result; the service decides what is allowed and says why not.
          -d '{"model_version": 3}' https://portal.example.com/api/v1/endpoints/iris-prod/deploy/
 """
 
+from django.conf import settings
 from django.db.models import Max
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -33,11 +34,13 @@ from endpoints.models import (
     Team,
 )
 from endpoints.services.allowlist import allowlist_add, allowlist_remove
-from endpoints.services.deployments import deployment_request, deployment_rollback
+from endpoints.services.deployments import deployment_plan, deployment_request, deployment_rollback
 from endpoints.services.endpoints import endpoint_create, endpoint_update
 from endpoints.services.keys import (
+    api_key_restore,
     api_key_reveal,
     api_key_revoke,
+    api_key_rotate,
     key_request_approve,
     key_request_create,
     key_request_reject,
@@ -203,6 +206,7 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
         "create": s.EndpointCreateSerializer,
         "partial_update": s.EndpointSettingsSerializer,
         "deploy": s.DeployRequestSerializer,
+        "plan": s.DeployRequestSerializer,
         "allowlist": s.AllowlistAddSerializer,
     }
     permission_classes = [IsAdminOrReadOnly]
@@ -241,6 +245,33 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
         return self.respond(
             deployment, s.DeploymentSerializer, status_code=status.HTTP_202_ACCEPTED, location=True
         )
+
+    @extend_schema(
+        summary="Say what deploying a model version would change, changing nothing (admins)",
+        description="Nothing is written and nothing is deployed: the runtime answers from reads "
+        "(and, on Cloud Run, a validate-only request). Revision names are provisional.",
+        parameters=[ENDPOINT_NAME],
+        request=s.DeployRequestSerializer,
+        responses={200: s.DeploymentPlanSerializer, **errors(400, 403, 404, 503)},
+    )
+    @action(detail=True, methods=["post"])
+    def plan(self, request, name=None):
+        endpoint = self.get_object()
+        data = self.validated()
+        changes = deployment_plan(
+            user=request.user,
+            endpoint=endpoint,
+            model_version=data["model_version"],
+            traffic_percent=data["traffic_percent"],
+        )
+        body = {
+            "endpoint": endpoint.name,
+            "model_version": data["model_version"].pk,
+            "traffic_percent": data["traffic_percent"],
+            "runtime": settings.RUNTIME,
+            "changes": [vars(change) for change in changes],
+        }
+        return Response(s.DeploymentPlanSerializer(body).data)
 
     @extend_schema(
         summary="The endpoint's deployments, newest first",
@@ -412,6 +443,7 @@ class ApiKeyViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
     """Issued API keys: their prefix and state, never the secret; admins revoke."""
 
     serializer_class = s.ApiKeySerializer
+    input_serializers = {"rotate": s.KeyRotateSerializer}
 
     def get_queryset(self):
         return ApiKey.objects.for_user(self.request.user).select_related("team", "endpoint", "revoked_by")
@@ -425,6 +457,31 @@ class ApiKeyViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
     def revoke(self, request, pk=None):
         key = api_key_revoke(user=request.user, key=self.get_object())
         return self.respond(key)
+
+    @extend_schema(
+        summary="Undo a revoke made less than 30 days ago (admins)",
+        request=None,
+        responses={200: s.ApiKeySerializer, **errors(403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAdmin])
+    def restore(self, request, pk=None):
+        key = api_key_restore(user=request.user, key=self.get_object())
+        return self.respond(key)
+
+    @extend_schema(
+        summary="Rotate a key (admins): issue its team a new one, revoke this one after an overlap",
+        description="Answers 202 with the new key's request, already approved: the worker issues "
+        "the key and a member of the team reveals it once, as for any request. The old key is "
+        "revoked `overlap_hours` later (once the new one is issued).",
+        request=s.KeyRotateSerializer,
+        responses={202: s.KeyRequestSerializer, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAdmin])
+    def rotate(self, request, pk=None):
+        key_request = api_key_rotate(user=request.user, key=self.get_object(), **self.validated())
+        return self.respond(
+            key_request, s.KeyRequestSerializer, status_code=status.HTTP_202_ACCEPTED, location=True
+        )
 
 
 @extend_schema_view(list=extend_schema(summary="List your teams (all teams for admins)"))

@@ -12,7 +12,8 @@ def access_policy_for(endpoint: Endpoint) -> AccessPolicy:
         KeyRecord(
             prefix=key.prefix,
             key_hash=key.key_hash,
-            expires_at=key.expires_at.isoformat() if key.expires_at else None,
+            # A rotated key stops at the end of its overlap even before beat revokes it.
+            expires_at=key.ends_at.isoformat() if key.ends_at else None,
             revoked=key.revoked_at is not None,
         )
         for key in endpoint.api_keys.order_by("id")

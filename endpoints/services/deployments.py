@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from endpoints.models import (
@@ -27,6 +27,7 @@ from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
 from portal.celery import app
 from worker.runtimes.base import (
+    Change,
     DeploySpec,
     ModelSpec,
     Pending,
@@ -110,6 +111,42 @@ def deployment_rollback(*, user, deployment: Deployment) -> Deployment:
         model_version=deployment.model_version,
         rollback_of=deployment,
     )
+
+
+def deployment_plan(
+    *, user, endpoint: Endpoint, model_version: ModelVersion, traffic_percent: int = 100
+) -> list[Change]:
+    """Say what deploying `model_version` to `endpoint` would change, changing nothing.
+
+    No row is written and no task enqueued; the runtime answers from reads (and, on Cloud Run,
+    a validate-only request). The revision is named after the id the next deployment would
+    most likely get, so the names in the plan are provisional.
+    """
+    from worker.runtimes import get_runtime
+
+    require_admin(user)
+    if not isinstance(traffic_percent, int) or not 1 <= traffic_percent <= 100:
+        raise ServiceError("Traffic must be a whole percentage from 1 to 100.", field="traffic_percent")
+    endpoint = Endpoint.objects.with_live().get(pk=endpoint.pk)
+    if traffic_percent < 100 and endpoint.live_deployment_id is None:
+        raise ServiceError(
+            "A canary share needs a version already live on the endpoint; deploy with 100% first.",
+            field="traffic_percent",
+        )
+    runtime = get_runtime()
+    if not hasattr(runtime, "plan"):
+        name = getattr(runtime, "name", "") or "configured"
+        raise ServiceError(f"The {name} runtime cannot plan a deploy.")
+    next_id = (Deployment.objects.aggregate(last=Max("id"))["last"] or 0) + 1
+    unsaved = Deployment(
+        id=next_id, endpoint=endpoint, model_version=model_version, traffic_percent=traffic_percent
+    )
+    try:
+        return list(runtime.plan(deploy_spec_for(unsaved)))
+    except PermanentError as exc:
+        raise ServiceError(f"The runtime could not plan the deploy: {exc}") from None
+    except TransientError as exc:
+        raise ServiceError(f"The runtime could not plan the deploy: {exc}", code="unavailable") from None
 
 
 def deployment_enqueue(*, deployment_id: int, task_id: str | None = None) -> None:

@@ -1,18 +1,28 @@
-"""API keys: teams request them, admins decide, the worker issues them, each is shown once."""
+"""API keys: teams request them, admins decide, the worker issues them, each is shown once.
+
+An admin may undo a revoke within RESTORE_DAYS, and rotate a key: the team gets a new key through
+the same issue-and-reveal path as a request, and the old one is revoked after an overlap. Beat's
+`worker.expire_keys` revokes keys past their expiry (Google keys never expire by themselves).
+"""
 
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from endpoints.models import ApiKey, ApiKeyRequest, Endpoint, KeyRequestStatus, Team
+from endpoints.models import KEY_RESTORE_DAYS, ApiKey, ApiKeyRequest, Endpoint, KeyRequestStatus, Team
 from endpoints.sealing import key_hash, seal, unseal
 from endpoints.services.access import access_sync_enqueue
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import NotAllowed, ServiceError, require_admin
 from portal.celery import app
-from worker.runtimes.base import KeySpec
+from worker.runtimes.base import KeySpec, PermanentError
+
+RESTORE_DAYS = KEY_RESTORE_DAYS
+#: The longest overlap of a rotation, during which the old and the new key both work.
+MAX_OVERLAP_HOURS = 24 * 30
 
 
 def key_request_create(
@@ -170,8 +180,173 @@ def api_key_revoke(*, user, key: ApiKey) -> ApiKey:
 
 
 def api_key_revoke_at_runtime(*, key_id: int) -> None:
+    """Revoke the key at the runtime (in the worker), unless it was restored since."""
     from worker.runtimes import get_runtime
 
     key = ApiKey.objects.select_related("endpoint").get(pk=key_id)
+    if key.revoked_at is None:  # restored before this task ran: leave it working
+        return
     if key.cloud_name:
         get_runtime().revoke_key(key.endpoint.name, key.cloud_name)
+
+
+def api_key_restore(*, user, key: ApiKey) -> ApiKey:
+    """Undo a revoke made less than RESTORE_DAYS ago; the worker restores the key at the runtime."""
+    require_admin(user)
+    now = timezone.now()
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().select_related("endpoint").get(pk=key.pk)
+        if locked.revoked_at is None:
+            raise ServiceError("This key is not revoked.", code="conflict")
+        if locked.revoked_at < now - timedelta(days=RESTORE_DAYS):
+            raise ServiceError(
+                f"This key was revoked on {locked.revoked_at:%Y-%m-%d}, more than {RESTORE_DAYS} days ago, "
+                "and can no longer be restored; request a new key instead.",
+                code="conflict",
+            )
+        if locked.expires_at and locked.expires_at <= now:
+            raise ServiceError(
+                f"This key expired on {locked.expires_at:%Y-%m-%d}; request a new key instead.",
+                code="conflict",
+            )
+        revoked_at = locked.revoked_at
+        locked.revoked_at = None
+        locked.revoked_by = None
+        # A rotated key that was restored is wanted again: it no longer goes at the overlap's end.
+        locked.revoke_after = None
+        locked.save(update_fields=["revoked_at", "revoked_by", "revoke_after"])
+        audit_record(
+            actor=user,
+            action="api_key.restore",
+            target=locked,
+            details={"prefix": locked.prefix, "revoked_at": revoked_at.isoformat()},
+        )
+        key_id = locked.pk
+        transaction.on_commit(lambda: app.send_task("worker.restore_key", args=[key_id]))
+        access_sync_enqueue(locked.endpoint)
+    key.refresh_from_db()
+    return key
+
+
+def api_key_restore_at_runtime(*, key_id: int) -> None:
+    """Restore the key at the runtime (in the worker), unless it was revoked again since.
+
+    A runtime that can no longer bring the key back raises PermanentError: the key is then
+    recorded as revoked again, so the dashboard does not show a key that works nowhere.
+    """
+    from worker.runtimes import get_runtime
+
+    key = ApiKey.objects.select_related("endpoint").get(pk=key_id)
+    if key.revoked_at is not None or not key.cloud_name:
+        return
+    try:
+        get_runtime().restore_key(key.endpoint.name, key.cloud_name)
+    except PermanentError as exc:
+        with transaction.atomic():
+            if ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+                details = {"error": str(exc)[:1000]}
+                audit_record(actor=None, action="api_key.restore_failed", target=key, details=details)
+                access_sync_enqueue(key.endpoint)
+
+
+def api_key_rotate(*, user, key: ApiKey, overlap_hours: int) -> ApiKeyRequest:
+    """Issue the key's team a new key for the same endpoint; revoke this one `overlap_hours` later.
+
+    The new key goes through the path of an approved request (the worker issues it, a member of
+    the team sees it once), so rotation returns that request. The old key is revoked by beat once
+    the overlap has passed and the new key was issued; if issuing fails, the old key stays.
+    """
+    require_admin(user)
+    if isinstance(overlap_hours, bool) or not isinstance(overlap_hours, int):
+        raise ServiceError("Give the overlap as a whole number of hours.", field="overlap_hours")
+    if not 0 <= overlap_hours <= MAX_OVERLAP_HOURS:
+        raise ServiceError(
+            f"The overlap can be 0 to {MAX_OVERLAP_HOURS} hours ({MAX_OVERLAP_HOURS // 24} days).",
+            field="overlap_hours",
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        locked = (
+            ApiKey.objects.select_for_update()
+            .select_related("endpoint", "team", "request", "replacement")
+            .get(pk=key.pk)
+        )
+        if locked.state != "active":
+            raise ServiceError(
+                f"This key is {locked.state}; only an active key can be rotated.", code="conflict"
+            )
+        replacement = locked.replacement
+        if replacement is not None and replacement.status in (
+            KeyRequestStatus.APPROVED,
+            KeyRequestStatus.ISSUED,
+        ):
+            raise ServiceError(
+                f"This key is already being rotated (request {replacement.pk}).", code="conflict"
+            )
+        endpoint = locked.endpoint
+        if not endpoint.checks_keys:
+            raise ServiceError(f"Endpoint {endpoint.name!r} no longer uses API keys.", code="conflict")
+        valid_days = locked.request.valid_days if locked.request else settings.API_KEY_DEFAULT_DAYS
+        note = f"rotation of key {locked.prefix}"
+        request = ApiKeyRequest.objects.create(
+            team=locked.team,
+            endpoint=endpoint,
+            reason=f"Rotation of key {locked.prefix}… ({overlap_hours} h overlap)",
+            valid_days=valid_days,
+            status=KeyRequestStatus.APPROVED,
+            requested_by=user,
+            decided_by=user,
+            decided_at=now,
+            decision_note=note,
+        )
+        locked.replacement = request
+        locked.revoke_after = now + timedelta(hours=overlap_hours)
+        locked.save(update_fields=["replacement", "revoke_after"])
+        audit_record(
+            actor=user,
+            action="api_key.rotate",
+            target=locked,
+            details={
+                "prefix": locked.prefix,
+                "request": request.pk,
+                "overlap_hours": overlap_hours,
+                "revoke_after": locked.revoke_after.isoformat(),
+            },
+        )
+        request_id = request.pk
+        transaction.on_commit(lambda: app.send_task("worker.issue_key", args=[request_id]))
+        # The access file carries the old key's new end (see `access_policy_for`).
+        access_sync_enqueue(endpoint)
+    key.refresh_from_db()
+    return request
+
+
+def api_keys_expire(*, now=None) -> list[int]:
+    """Revoke, as the system, every key past its expiry or past a finished rotation's overlap.
+
+    Safe to run any number of times: each key is claimed by a conditional update, so a key is
+    revoked (and audited) once. The runtime revoke goes through `worker.revoke_key`, which retries.
+    """
+    now = now or timezone.now()
+    due = ApiKey.objects.filter(revoked_at__isnull=True).filter(
+        Q(expires_at__lte=now) | Q(revoke_after__lte=now, replacement__status=KeyRequestStatus.ISSUED)
+    )
+    revoked = []
+    for key in due.select_related("endpoint").order_by("id"):
+        reason = "expired" if key.expires_at and key.expires_at <= now else "rotated"
+        with transaction.atomic():
+            if not ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+                revoked_at=now, revoked_by=None
+            ):
+                continue  # revoked meanwhile, by an admin or another run
+            audit_record(
+                actor=None,
+                action="api_key.expire",
+                target=key,
+                details={"prefix": key.prefix, "reason": reason},
+            )
+            key_id = key.pk
+            transaction.on_commit(lambda key_id=key_id: app.send_task("worker.revoke_key", args=[key_id]))
+            access_sync_enqueue(key.endpoint)
+        revoked.append(key.pk)
+    return revoked

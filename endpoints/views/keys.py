@@ -8,11 +8,13 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
-from endpoints.forms import DecisionForm, KeyRequestForm
+from endpoints.forms import DecisionForm, KeyRequestForm, KeyRotateForm
 from endpoints.models import ApiKey, ApiKeyRequest, KeyRequestStatus
 from endpoints.services import keys as services
 from endpoints.services.errors import NotAllowed, ServiceError
 from endpoints.views.common import flash_error, form_error, is_htmx, next_url, paginate, posted, vary_on_htmx
+
+DEFAULT_OVERLAP_HOURS = 24
 
 
 @login_required
@@ -134,14 +136,12 @@ def key_list(request):
     return render(request, "endpoints/key_list.html", {"page": paginate(request, keys)})
 
 
-@require_POST
-@login_required
-def key_revoke(request, pk):
-    """Revoke a key; from htmx, answer with the key's table row in its new state."""
+def _key_action(request, pk, act, done: str):
+    """Run a one-click key action; from htmx, answer with the key's table row in its new state."""
     key = get_object_or_404(ApiKey.objects.for_user(request.user).select_related("endpoint", "team"), pk=pk)
     error = None
     try:
-        services.api_key_revoke(user=request.user, key=key)
+        act(key)
     except NotAllowed as exc:
         raise PermissionDenied(exc.message) from None
     except ServiceError as exc:
@@ -153,5 +153,46 @@ def key_revoke(request, pk):
     if error:
         messages.error(request, error)
     else:
-        messages.success(request, f"Key {key.prefix}… revoked.")
+        messages.success(request, done.format(key=key))
     return redirect(next_url(request, reverse("endpoints:key-list")))
+
+
+@require_POST
+@login_required
+def key_revoke(request, pk):
+    """Revoke a key."""
+    return _key_action(
+        request,
+        pk,
+        lambda key: services.api_key_revoke(user=request.user, key=key),
+        "Key {key.prefix}… revoked.",
+    )
+
+
+@require_POST
+@login_required
+def key_restore(request, pk):
+    """Undo a revoke (within 30 days of it)."""
+    return _key_action(
+        request,
+        pk,
+        lambda key: services.api_key_restore(user=request.user, key=key),
+        "Key {key.prefix}… restored: it works again.",
+    )
+
+
+@require_POST
+@login_required
+def key_rotate(request, pk):
+    """Issue the key's team a new key; the old one is revoked after the overlap."""
+    form = KeyRotateForm(request.POST)
+    hours = form.cleaned_data["overlap_hours"] if form.is_valid() else request.POST.get("overlap_hours")
+    return _key_action(
+        request,
+        pk,
+        lambda key: services.api_key_rotate(
+            user=request.user, key=key, overlap_hours=DEFAULT_OVERLAP_HOURS if hours is None else hours
+        ),
+        "Key {key.prefix}… is being rotated: its team reveals the new key on the request's page; "
+        "the old one is revoked {key.revoke_after:%Y-%m-%d %H:%M} UTC.",
+    )

@@ -156,6 +156,15 @@ class KeySpec:
     cidrs: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Change:
+    """One thing a deploy would do, as plan mode reports it (nothing is done)."""
+
+    step: str
+    action: str  # create | update | none | error
+    detail: str
+
+
 class Runtime(ABC):
     """Where endpoints run. One setting, RUNTIME, picks the implementation."""
 
@@ -176,6 +185,14 @@ class Runtime(ABC):
     @abstractmethod
     def revoke_key(self, endpoint: str, key_name: str) -> None:
         """Make the key unusable; revoking a revoked key is not an error."""
+
+    @abstractmethod
+    def restore_key(self, endpoint: str, key_name: str) -> None:
+        """Make a revoked key usable again (the portal allows it within 30 days of the revoke).
+
+        Restoring a key that is not revoked is not an error. A key the runtime can no longer
+        bring back raises PermanentError.
+        """
 
     @abstractmethod
     def stop_endpoint(self, endpoint: str) -> None:

@@ -84,12 +84,27 @@ def revoke(ctx: Context, name: str) -> bool:
     return True
 
 
-def restore(ctx: Context, name: str) -> None:
-    """Undo a revoke (within Google's 30 days)."""
+def restore(ctx: Context, name: str) -> bool:
+    """Undo a revoke (within Google's 30 days); False if the key was never deleted.
+
+    UndeleteKey answers NOT_FOUND both for a live key (the portal's revoke task had not run yet)
+    and for one past the window: a read tells the two apart.
+    """
     client = ctx.clients.keys()
     started = ctx.wall()
-    operation = ctx.call(client.undelete_key, request={"name": name}, what=f"Restore API key {name}")
+    operation = ctx.call(
+        client.undelete_key,
+        request={"name": name},
+        what=f"Restore API key {name}",
+        accept=(gexc.NotFound,),
+    )
+    if operation is None:
+        key = ctx.call(client.get_key, name=name, what=f"Read API key {name}", accept=(gexc.NotFound,))
+        if key is not None and not key.delete_time:
+            return False
+        raise PermanentError(f"API key {name} can no longer be restored (deleted more than 30 days ago).")
     operation_result(ctx, client, operation.operation.name, what=f"Restore API key {name}", started=started)
+    return True
 
 
 def endpoint_keys(ctx: Context, endpoint: str) -> list[api_keys_v2.Key]:

@@ -10,22 +10,15 @@ answers without deploying; the allowlist is diffed exactly as a sync would diff 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 from google.cloud import service_usage_v1 as su
 
-from worker.runtimes.base import DeploySpec, RuntimeFailure
+from worker.runtimes.base import Change, DeploySpec, RuntimeFailure
 from worker.runtimes.gcp import armor, gateway, iam, loadbalancer, run, storage
 from worker.runtimes.gcp.clients import Context
 
-
-@dataclass(frozen=True)
-class Change:
-    step: str
-    action: str  # create | update | none | error
-    detail: str
+__all__ = ["Change", "plan"]
 
 
 def plan(ctx: Context, spec: DeploySpec) -> list[Change]:

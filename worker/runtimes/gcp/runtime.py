@@ -211,7 +211,7 @@ class GcpRuntime(Runtime):
         keys.revoke(self.ctx, key_name)
 
     def restore_key(self, endpoint: str, key_name: str) -> None:
-        """Undo a revoke within Google's 30 days (not part of the Runtime interface yet)."""
+        """Undelete the Google key (Google keeps a deleted key for 30 days)."""
         keys.restore(self.ctx, key_name)
 
     def stop_endpoint(self, endpoint: str) -> None:

@@ -30,6 +30,7 @@ from django.conf import settings
 
 from worker.runtimes.base import (
     AccessPolicy,
+    Change,
     DeploySpec,
     IssuedKey,
     KeySpec,
@@ -93,6 +94,62 @@ class LocalRuntime(Runtime):
 
     def revoke_key(self, endpoint: str, key_name: str) -> None:
         """Nothing to do here: the access file marks the key revoked (see `apply_access`)."""
+
+    def restore_key(self, endpoint: str, key_name: str) -> None:
+        """Nothing to do here either: the next `apply_access` writes the key as not revoked."""
+
+    def plan(self, spec: DeploySpec) -> list[Change]:
+        """What deploying `spec` would do on this machine, found by reading its files only.
+
+        No process is started or stopped, no port is claimed, no file is written.
+        """
+        if spec.traffic_percent < 100:
+            return [Change("artifact", "error", CANARY_MESSAGE)]
+        target = self.dir.endpoint(spec.endpoint)
+        model = spec.model
+        changes = []
+        if self.dir.artifact(model.sha256, model.format).exists():
+            changes.append(Change("artifact", "none", f"artifact {model.sha256[:12]} is already in place"))
+        else:
+            changes.append(
+                Change("artifact", "create", f"link or copy artifact {model.sha256[:12]}, verify its sha256")
+            )
+        active = [key for key in spec.access.keys if not key.revoked]
+        wanted = spec.access.as_json()
+        try:
+            written = json.loads(target.access_file.read_text())
+        except (FileNotFoundError, ValueError):
+            written = None
+        access = f"mode {spec.access.mode}, {len(active)} key(s), {len(spec.access.cidrs)} network(s)"
+        if written == wanted:
+            changes.append(Change("access", "none", f"the access file already holds {access}"))
+        else:
+            verb = "write" if written is None else "rewrite"
+            changes.append(Change("access", "create" if written is None else "update", f"{verb} {access}"))
+        port = target.port()
+        where = (
+            f"port {port}"
+            if port
+            else (f"a free port from {settings.LOCAL_RUNTIME_PORT_MIN}-{settings.LOCAL_RUNTIME_PORT_MAX}")
+        )
+        current = target.current()
+        running = current and processes.read_pid_file(target.pid_file(current))
+        takeover = f", taking over the listener of {current}" if running and current != spec.revision else ""
+        changes.append(
+            Change(
+                "start",
+                "create",
+                f"start a serving process for {spec.revision} ({model.name} v{model.version}) "
+                f"on {where}{takeover}",
+            )
+        )
+        url = f"http://{settings.LOCAL_RUNTIME_PUBLIC_HOST}:{port}" if port else "the endpoint's new URL"
+        changes.append(Change("switch", "update", f"{url} answers from {spec.revision}"))
+        if running and current != spec.revision:
+            changes.append(Change("stop_previous", "update", f"stop {current} (process {running})"))
+        else:
+            changes.append(Change("stop_previous", "none", "no earlier version is running"))
+        return changes
 
     def stop_endpoint(self, endpoint: str) -> None:
         target = self.dir.endpoint(endpoint)
