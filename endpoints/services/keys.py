@@ -267,7 +267,7 @@ def api_key_rotate(*, user, key: ApiKey, overlap_hours: int) -> ApiKeyRequest:
     now = timezone.now()
     with transaction.atomic():
         locked = (
-            ApiKey.objects.select_for_update()
+            ApiKey.objects.select_for_update(of=("self",))
             .select_related("endpoint", "team", "request", "replacement")
             .get(pk=key.pk)
         )

@@ -464,3 +464,95 @@ def test_uploading_without_a_file_is_refused_in_the_same_words(admin, twin_model
     via_web = web(admin).post(reverse("endpoints:version-create", args=[twin_models[1].name]), {})
     assert (via_api.status_code, via_web.status_code) == (400, 400)
     assert api_error(via_api) == form_error(via_web, "form") == ("artifact", "Choose a model file to upload.")
+
+
+# -- restore and rotate keys ----------------------------------------------------------------------------
+
+
+def test_restoring_a_key_leaves_the_same_rows_through_both_interfaces(admin, two_keys):
+    for key in two_keys:
+        api(admin).post(f"/api/v1/keys/{key.pk}/revoke/")
+    first, second = two_keys
+    assert api(admin).post(f"/api/v1/keys/{first.pk}/restore/").status_code == 200
+    assert web(admin).post(reverse("endpoints:key-restore", args=[second.pk])).status_code == 302
+    first.refresh_from_db()
+    second.refresh_from_db()
+    ignore = ("request", "prefix", "key_hash", "cloud_name", "expires_at")
+    assert row(first, *ignore) == row(second, *ignore)
+    assert (first.state, first.revoked_at, first.revoked_by) == ("active", None, None)
+    assert audit("api_key.restore", first)["actor"] == audit("api_key.restore", second)["actor"] == admin.pk
+
+
+def test_restoring_a_key_that_is_not_revoked_is_refused_in_the_same_words(admin, two_keys):
+    first, second = two_keys
+    via_api = api(admin).post(f"/api/v1/keys/{first.pk}/restore/")
+    via_web = web(admin).post(reverse("endpoints:key-restore", args=[second.pk]))
+    assert via_api.status_code == 409
+    assert flashed(via_web) == [api_error(via_api)[1]] == ["This key is not revoked."]
+
+
+def test_a_team_member_is_refused_a_restore_in_the_same_words(admin, member, two_keys):
+    for key in two_keys:
+        api(admin).post(f"/api/v1/keys/{key.pk}/revoke/")
+    first, second = two_keys
+    via_api = api(member).post(f"/api/v1/keys/{first.pk}/restore/")
+    via_web = web(member).post(reverse("endpoints:key-restore", args=[second.pk]))
+    assert (via_api.status_code, via_web.status_code) == (403, 403)
+    assert ApiKey.objects.filter(revoked_at__isnull=True).count() == 0
+
+
+def test_rotating_a_key_leaves_the_same_rows_through_both_interfaces(admin, two_keys):
+    first, second = two_keys
+    response = api(admin).post(f"/api/v1/keys/{first.pk}/rotate/", {"overlap_hours": 12}, format="json")
+    assert response.status_code == 202
+    assert (
+        web(admin)
+        .post(reverse("endpoints:key-rotate", args=[second.pk]), {"overlap_hours": "12"})
+        .status_code
+        == 302
+    )
+    first.refresh_from_db()
+    second.refresh_from_db()
+    ignore = ("request", "prefix", "key_hash", "cloud_name", "expires_at", "replacement", "revoke_after")
+    assert row(first, *ignore) == row(second, *ignore)
+    assert abs(first.revoke_after - second.revoke_after).total_seconds() < 60
+    new_first, new_second = first.replacement, second.replacement
+    assert row(new_first, "reason", "decision_note") == row(new_second, "reason", "decision_note")
+    assert new_first.status == "approved" and new_first.pk == response.json()["id"]
+    assert new_first.decision_note == f"rotation of key {first.prefix}"
+    assert audit("api_key.rotate", first)["details"]["overlap_hours"] == 12
+    assert audit("api_key.rotate", second)["details"]["overlap_hours"] == 12
+
+
+@pytest.mark.parametrize("hours", [-1, 721, "soon"])
+def test_a_bad_overlap_is_refused_in_the_same_words(admin, two_keys, hours):
+    first, second = two_keys
+    via_api = api(admin).post(f"/api/v1/keys/{first.pk}/rotate/", {"overlap_hours": hours}, format="json")
+    via_web = web(admin).post(reverse("endpoints:key-rotate", args=[second.pk]), {"overlap_hours": hours})
+    assert via_api.status_code == 400
+    if hours != "soon":  # DRF refuses a non-number before the service sees it, in its own words
+        assert flashed(via_web) == [api_error(via_api)[1]]
+        assert api_error(via_api)[0] == "overlap_hours"
+    assert ApiKeyRequest.objects.count() == 2
+
+
+# -- plan a deploy (the API and the management command) -------------------------------------------------
+
+
+def test_planning_says_the_same_through_the_api_and_the_command(admin, twins, iris_version):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    via_api = api(admin).post(
+        f"/api/v1/endpoints/{twins[0].name}/plan/", {"model_version": iris_version.pk}, format="json"
+    )
+    out = StringIO()
+    call_command("deploy_plan", twins[0].name, "iris", str(iris_version.number), stdout=out)
+
+    assert via_api.status_code == 200
+    lines = out.getvalue().splitlines()[1:]
+    assert [line.split()[:2] for line in lines] == [
+        [change["step"], change["action"]] for change in via_api.json()["changes"]
+    ]
+    assert Deployment.objects.count() == 0
