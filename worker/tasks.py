@@ -11,17 +11,38 @@ RETRY = {"max_retries": 8, "retry_backoff": True, "retry_backoff_max": 120, "ret
 
 
 @shared_task(name="worker.deploy", bind=True, acks_late=True, **RETRY)
-def deploy(self, deployment_id: int) -> str:
+def deploy(self, deployment_id: int, waits: int = 0) -> str:
+    """Run the deployment's remaining steps.
+
+    Waiting on the cloud (`Pending`) is not failing, so it spends no retry: `waits` counts the
+    retries spent waiting, and only the others count against `max_retries`. (Celery's own
+    counter, `request.retries`, counts both, and `retry(max_retries=None)` means the task's
+    default, not unlimited; the runtime bounds a wait itself with an operation deadline.)
+    """
+    failures = self.request.retries - waits
+    # Celery refuses a retry once request.retries passes max_retries; the limit is ours to apply.
+    unlimited = {"max_retries": self.request.retries + 1}
     try:
         return deployments.deployment_run(deployment_id=deployment_id)
     except Pending as exc:
-        # The cloud is still working; waiting spends no retry (the runtime bounds the wait).
-        raise self.retry(exc=exc, countdown=exc.retry_after or 2, max_retries=None) from None
+        raise self.retry(
+            args=[deployment_id],
+            kwargs={"waits": waits + 1},
+            exc=exc,
+            countdown=exc.retry_after or 2,
+            **unlimited,
+        ) from None
     except TransientError as exc:
-        if self.request.retries >= self.max_retries:
+        if failures >= self.max_retries:
             deployments.deployment_fail(deployment_id=deployment_id, error=f"Gave up after retries: {exc}")
             return "failed"
-        raise self.retry(exc=exc, countdown=exc.retry_after or min(2**self.request.retries, 120)) from None
+        raise self.retry(
+            args=[deployment_id],
+            kwargs={"waits": waits},
+            exc=exc,
+            countdown=exc.retry_after or min(2**failures, 120),
+            **unlimited,
+        ) from None
 
 
 @shared_task(name="worker.issue_key", bind=True, acks_late=True, **RETRY)
