@@ -160,6 +160,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     failures: int
+    cpu_us_per_request: float  # the server's own CPU time: steadier than req/s on a shared machine
 
 
 def run_wrk(target: Target, connections: int, seconds: float, script_dir: Path) -> Result:
@@ -168,8 +169,10 @@ def run_wrk(target: Target, connections: int, seconds: float, script_dir: Path) 
     if not script.exists():
         script.write_text(LUA.format(body=target.workload.body.decode(), extra_headers=extra))
     command = [WRK, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "-s", str(script)]
+    cpu_before = target.cpu_seconds()
     output = subprocess.run(command + [target.url], capture_output=True, text=True, check=True).stdout
     target.settle()
+    cpu_used = target.cpu_seconds() - cpu_before
     line = next(line for line in output.splitlines() if line.startswith("WRK-RESULT "))
     data = orjson.loads(line.removeprefix("WRK-RESULT "))
     return Result(
@@ -177,4 +180,5 @@ def run_wrk(target: Target, connections: int, seconds: float, script_dir: Path) 
         data["p50_us"] / 1000,
         data["p99_us"] / 1000,
         data["socket_errors"] + data["bad_status"],
+        cpu_used / max(data["requests"], 1) * 1e6,
     )
