@@ -28,7 +28,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one short round at 16 and 64 connections")
     parser.add_argument("--rounds", type=int, help="rounds of every scenario (default 3, quick 1)")
-    parser.add_argument("--seconds", type=float, help="length of each wrk run (default 3, quick 2)")
+    parser.add_argument("--seconds", type=int, help="length of each wrk run (default 3, quick 2)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="per server")
     return parser.parse_args()
 
@@ -121,9 +121,9 @@ def checks(results: dict, iris: Workload, cancer: Workload) -> list[tuple[str, f
 def main() -> None:
     args = parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
-    seconds = args.seconds or (2.0 if args.quick else 3.0)
+    seconds = args.seconds or (2 if args.quick else 3)
     levels = (16, 64) if args.quick else (1, 16, 64)
-    pairs, pair_seconds = (4, 1.0) if args.quick else (6, 1.5)
+    pairs, pair_seconds = (4, 1) if args.quick else (6, 2)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         directory = Path(tmp)

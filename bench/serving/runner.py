@@ -163,12 +163,12 @@ class Result:
     cpu_us_per_request: float  # the server's own CPU time: steadier than req/s on a shared machine
 
 
-def run_wrk(target: Target, connections: int, seconds: float, script_dir: Path) -> Result:
+def run_wrk(target: Target, connections: int, seconds: int, script_dir: Path) -> Result:
     extra = f'wrk.headers["x-api-key"] = "{target.api_key}"' if target.api_key else ""
     script = script_dir / f"{hashlib.sha1(target.workload.body).hexdigest()[:8]}-{bool(extra)}.lua"
     if not script.exists():
         script.write_text(LUA.format(body=target.workload.body.decode(), extra_headers=extra))
-    command = [WRK, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "-s", str(script)]
+    command = [WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script)]
     cpu_before = target.cpu_seconds()
     output = subprocess.run(command + [target.url], capture_output=True, text=True, check=True).stdout
     target.settle()
