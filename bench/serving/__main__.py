@@ -10,6 +10,7 @@ round and the median over rounds is reported.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import tempfile
@@ -58,6 +59,10 @@ def ratio_of(results: dict, key: tuple, reference: str) -> float:
     return median([a.requests_per_second / b.requests_per_second for a, b in pairs])
 
 
+def times(ratio: float) -> str:
+    return "-" if math.isnan(ratio) else f"{ratio:.2f}x"
+
+
 def report(results: dict, scenarios: list, rows: dict) -> None:
     columns = f"{'scenario':<24}{'target':<19}{'req/s':>9}{'rows/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
     print(columns + f"{'x baseline':>12}{'x floor':>9}{'cpu us/req':>11}{'fails':>7}")
@@ -73,7 +78,7 @@ def report(results: dict, scenarios: list, rows: dict) -> None:
             print(
                 f"{scenario:<24}{kind:<19}{rps:>9.0f}{rps * rows[workload_name]:>10.0f}"
                 f"{median([run.p50_ms for run in runs]):>8.2f}{median([run.p99_ms for run in runs]):>8.2f}"
-                f"{ratio_of(results, key, 'baseline'):>11.2f}x{ratio_of(results, key, 'floor'):>8.2f}x"
+                f"{times(ratio_of(results, key, 'baseline')):>12}{times(ratio_of(results, key, 'floor')):>9}"
                 f"{cpu:>11.1f}{sum(run.failures for run in runs):>7}"
             )
 
