@@ -35,6 +35,7 @@ def start_fakes() -> Fakes:
     from tests.fakes.api_keys import ApiKeysFake
     from tests.fakes.cloud_run import CloudRunFake
     from tests.fakes.compute import ComputeFake
+    from tests.fakes.iam_admin import IamAdminFake
     from tests.fakes.service_usage import ServiceUsageFake
     from tests.fakes.storage import StorageFake
 
@@ -46,6 +47,7 @@ def start_fakes() -> Fakes:
         gateway=gateway,
         usage=ServiceUsageFake(known=gateway.managed_services).start(),
         compute=ComputeFake().start(),
+        iam=IamAdminFake().start(),
     )
 
 

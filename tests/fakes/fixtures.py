@@ -19,6 +19,7 @@ from tests.fakes.api_gateway import ApiGatewayFake
 from tests.fakes.api_keys import ApiKeysFake
 from tests.fakes.cloud_run import CloudRunFake
 from tests.fakes.compute import ComputeFake
+from tests.fakes.iam_admin import IamAdminFake
 from tests.fakes.service_usage import ServiceUsageFake
 from tests.fakes.storage import StorageFake
 
@@ -37,9 +38,10 @@ class Fakes:
     gateway: ApiGatewayFake
     usage: ServiceUsageFake
     compute: ComputeFake
+    iam: IamAdminFake
 
     def all(self):
-        return [self.run, self.storage, self.keys, self.gateway, self.usage, self.compute]
+        return [self.run, self.storage, self.keys, self.gateway, self.usage, self.compute, self.iam]
 
     def overrides(self) -> str:
         return ",".join(
@@ -50,6 +52,7 @@ class Fakes:
                 f"apigateway={self.gateway.endpoint}",
                 f"serviceusage={self.usage.endpoint}",
                 f"compute={self.compute.endpoint}",
+                f"iam={self.iam.endpoint}",
             ]
         )
 
@@ -64,6 +67,7 @@ class Fakes:
                 ("apigateway", self.gateway),
                 ("serviceusage", self.usage),
                 ("compute", self.compute),
+                ("iam", self.iam),
             )
             if fake.methods()
         }
@@ -87,6 +91,7 @@ def fake_servers():
         gateway=gateway,
         usage=ServiceUsageFake(known=gateway.managed_services).start(),
         compute=ComputeFake().start(),
+        iam=IamAdminFake().start(),
     )
     yield servers
     for fake in servers.all():

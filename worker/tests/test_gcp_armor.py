@@ -201,7 +201,14 @@ def test_an_allowlist_deploy_builds_the_load_balancer_chain_once(gcp, fakes, art
     names = [step.name for step in gcp.deploy_steps(spec)]
     first = run_steps(gcp, spec)
 
-    assert names == ["artifact", "allowlist", "revision", "revision_ready", "load_balancer"]
+    assert names == [
+        "service_account",
+        "artifact",
+        "allowlist",
+        "revision",
+        "revision_ready",
+        "load_balancer",
+    ]
     resources = fakes.compute.resources
     backend = resources["global/backendServices/iris-prod-backend"]
     assert backend["securityPolicy"].endswith("/global/securityPolicies/iris-prod-allowlist")

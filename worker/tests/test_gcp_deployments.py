@@ -35,6 +35,7 @@ def test_a_deployment_goes_live_on_cloud_run_and_journals_each_step(
     deployment.refresh_from_db()
     endpoint.refresh_from_db()
     assert [(step["step"], step["state"]) for step in deployment.steps] == [
+        ("service_account", "done"),
         ("artifact", "done"),
         ("revision", "done"),
         ("revision_ready", "done"),

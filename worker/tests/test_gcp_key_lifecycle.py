@@ -25,7 +25,7 @@ from worker import tasks
 GRPC_WRITES = {
     "UpdateService", "CreateService", "DeleteService", "SetIamPolicy", "CreateApi", "CreateApiConfig",
     "CreateGateway", "UpdateGateway", "DeleteGateway", "EnableService", "CreateKey", "DeleteKey",
-    "UndeleteKey", "UpdateKey",
+    "UndeleteKey", "UpdateKey", "CreateServiceAccount",
 }  # fmt: skip
 
 
@@ -91,9 +91,15 @@ def test_planning_a_deploy_through_the_portal_writes_no_row_and_calls_nothing_th
 
     changes = deployment_plan(user=admin, endpoint=endpoint, model_version=iris_version)
 
-    assert [c.step for c in changes][:3] == ["artifact", "artifact", "revision"]
+    assert [c.step for c in changes][:4] == ["service_account", "artifact", "artifact", "revision"]
     assert Deployment.objects.count() == 0 and AuditEvent.objects.count() == audit_before
-    grpc_calls = fakes.run.methods() + fakes.gateway.methods() + fakes.usage.methods() + fakes.keys.methods()
+    grpc_calls = (
+        fakes.run.methods()
+        + fakes.gateway.methods()
+        + fakes.usage.methods()
+        + fakes.keys.methods()
+        + fakes.iam.methods()
+    )
     writes = [m for m in grpc_calls if m in GRPC_WRITES and m != "UpdateService"]
     assert writes == []
     assert all(request.validate_only for request in fakes.run.requests("UpdateService"))

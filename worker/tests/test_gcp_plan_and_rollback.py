@@ -11,11 +11,15 @@ from worker.runtimes.base import PermanentError
 SERVICE = f"projects/{PROJECT}/locations/us-central1/services/iris-prod"
 API = f"projects/{PROJECT}/locations/global/apis/iris-prod"
 GATEWAY = f"projects/{PROJECT}/locations/us-central1/gateways/iris-prod"
-WRITES = {"UpdateService", "SetIamPolicy", "CreateApi", "CreateApiConfig", "CreateGateway", "UpdateGateway"}
+WRITES = {
+    "UpdateService", "SetIamPolicy", "CreateApi", "CreateApiConfig", "CreateGateway", "UpdateGateway",
+    "CreateServiceAccount",
+}  # fmt: skip
 
 
 def writes(fakes) -> list[str]:
-    calls = [m for m in fakes.run.methods() + fakes.gateway.methods() + fakes.usage.methods() if m in WRITES]
+    grpc_calls = fakes.run.methods() + fakes.gateway.methods() + fakes.usage.methods() + fakes.iam.methods()
+    calls = [m for m in grpc_calls if m in WRITES]
     validate_only = [r for r in fakes.run.requests("UpdateService") if r.validate_only]
     calls = [m for m in calls if m != "UpdateService"] + ["UpdateService"] * (
         len(fakes.run.requests("UpdateService")) - len(validate_only)
@@ -28,8 +32,9 @@ def test_planning_a_first_key_deploy_lists_every_creation_and_writes_nothing(gcp
     changes = gcp.plan(make_spec(artifact, deployment_id=4))
 
     assert writes(fakes) == []
-    assert fakes.run.services == {} and fakes.gateway.apis == {}
+    assert fakes.run.services == {} and fakes.gateway.apis == {} and fakes.iam.accounts == {}
     assert [(c.step, c.action) for c in changes] == [
+        ("service_account", "create"),
         ("artifact", "create"),
         ("artifact", "update"),
         ("revision", "update"),
@@ -41,7 +46,7 @@ def test_planning_a_first_key_deploy_lists_every_creation_and_writes_nothing(gcp
     ]
     assert (
         "deploy revision iris-prod-d4, traffic iris-prod-d4 100% (validated by Cloud Run)"
-        in changes[2].detail
+        in changes[3].detail
     )
     (validated,) = fakes.run.requests("UpdateService")
     assert validated.validate_only
@@ -53,8 +58,9 @@ def test_planning_after_a_deploy_shows_only_the_new_revision_and_config(gcp, fak
 
     changes = gcp.plan(make_spec(artifact, deployment_id=2, previous=first))
 
-    assert writes(fakes) == []
+    assert writes(fakes) == [] and fakes.iam.methods() == []
     assert [(c.step, c.action) for c in changes] == [
+        ("service_account", "none"),
         ("artifact", "none"),
         ("revision", "update"),
         ("invoker", "none"),

@@ -94,6 +94,11 @@ class Clients:
             "serviceusage", lambda: self._grpc("serviceusage", service_usage_v1.ServiceUsageClient)
         )
 
+    def iam_admin(self):
+        from google.cloud import iam_admin_v1
+
+        return self._get("iam", lambda: self._grpc("iam", iam_admin_v1.IAMClient))
+
     def compute(self, name: str):
         """A compute_v1 client by class name, e.g. `compute("SecurityPoliciesClient")` (REST only)."""
         from google.cloud import compute_v1

@@ -22,7 +22,7 @@ REQUIRED = (
 )
 
 #: APIs whose endpoint can be overridden: GCP_API_ENDPOINT_OVERRIDES="run=insecure://127.0.0.1:9001,..."
-APIS = ("run", "apigateway", "apikeys", "serviceusage", "compute", "storage")
+APIS = ("run", "apigateway", "apikeys", "serviceusage", "compute", "storage", "iam")
 SERVICE_ACCOUNT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[-a-z0-9.]+\.iam\.gserviceaccount\.com$")
 
 

@@ -2,10 +2,10 @@
 
     GcpRuntime().plan(spec)  ->  [Change("revision", "update", "deploy revision iris-d12 ..."), ...]
 
-Each step reads the state it would write (object metadata, IAM policies, the security policy, the
-API, the gateway, the load balancer's pieces) and says what it would do. The Cloud Run write is
-sent with `validate_only`, so Cloud Run checks the whole service (names, limits, traffic) and
-answers without deploying; the allowlist is diffed exactly as a sync would diff it.
+Each step reads the state it would write (the service account, object metadata, IAM policies, the
+security policy, the API, the gateway, the load balancer's pieces) and says what it would do. The
+Cloud Run write is sent with `validate_only`, so Cloud Run checks the whole service (names, limits,
+traffic) and answers without deploying; the allowlist is diffed exactly as a sync would diff it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from google.cloud import run_v2
 from google.cloud import service_usage_v1 as su
 
 from worker.runtimes.base import Change, DeploySpec, RuntimeFailure
-from worker.runtimes.gcp import armor, gateway, iam, loadbalancer, run, storage
+from worker.runtimes.gcp import armor, gateway, iam, loadbalancer, run, service_accounts, storage
 from worker.runtimes.gcp.clients import Context
 
 __all__ = ["Change", "plan"]
@@ -23,7 +23,7 @@ __all__ = ["Change", "plan"]
 
 def plan(ctx: Context, spec: DeploySpec) -> list[Change]:
     mode = spec.access.mode
-    checks = [("artifact", _artifact)]
+    checks = [("service_account", _service_account), ("artifact", _artifact)]
     if mode in run.ADDRESS_MODES:
         checks.append(("allowlist", _allowlist))
     checks.append(("revision", _revision))
@@ -38,6 +38,13 @@ def plan(ctx: Context, spec: DeploySpec) -> list[Change]:
         except RuntimeFailure as exc:
             changes.append(Change(step, "error", str(exc)))
     return changes
+
+
+def _service_account(ctx: Context, spec: DeploySpec) -> list[Change]:
+    account = ctx.cfg.service_account_for(spec.endpoint)
+    if spec.previous.get("service_account") == account or service_accounts.exists(ctx, account):
+        return [Change("service_account", "none", f"{account} exists")]
+    return [Change("service_account", "create", f"create the service account {account}")]
 
 
 def _artifact(ctx: Context, spec: DeploySpec) -> list[Change]:

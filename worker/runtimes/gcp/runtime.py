@@ -23,7 +23,17 @@ from worker.runtimes.base import (
     Step,
     StepResult,
 )
-from worker.runtimes.gcp import armor, gateway, iam, keys, loadbalancer, plan, run, storage
+from worker.runtimes.gcp import (
+    armor,
+    gateway,
+    iam,
+    keys,
+    loadbalancer,
+    plan,
+    run,
+    service_accounts,
+    storage,
+)
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
 
@@ -31,6 +41,7 @@ from worker.runtimes.gcp.config import GcpConfig
 ROLLBACK_KEPT = (
     "revision", "url", "run_url", "model_uri", "api", "managed_service", "managed_service_enabled",
     "api_config", "api_config_id", "gateway", "gateway_url", "security_policy", "load_balancer", "lb_address",
+    "service_account",
 )  # fmt: skip
 
 
@@ -58,7 +69,15 @@ class GcpRuntime(Runtime):
         if target and target.get("revision"):
             return self.rollback_steps(spec, target)
         mode = spec.access.mode
-        steps = [Step("artifact", "Copy the model artifact to Cloud Storage", lambda r: self._artifact(spec))]
+        # The account comes first: the artifact step lets it read the bucket, the revision runs as it.
+        steps = [
+            Step(
+                "service_account",
+                "Make the endpoint's service account",
+                lambda r: self._service_account(spec),
+            ),
+            Step("artifact", "Copy the model artifact to Cloud Storage", lambda r: self._artifact(spec)),
+        ]
         if mode in run.ADDRESS_MODES:  # the policy is in place before any traffic can reach the service
             steps.append(
                 Step("allowlist", "Apply the allowlist to Cloud Armor", lambda r: self._allowlist(spec))
@@ -113,6 +132,14 @@ class GcpRuntime(Runtime):
     def _traffic_ready(self, resources: dict) -> StepResult:
         found = run.wait_traffic(self.ctx, resources)
         return StepResult(f"{resources['revision']} serves all traffic again", found)
+
+    def _service_account(self, spec: DeploySpec) -> StepResult:
+        account = self.cfg.service_account_for(spec.endpoint)
+        found = {"service_account": account}
+        if spec.previous.get("service_account") == account:  # the live deployment has it: no call
+            return StepResult(f"{account} exists", found)
+        created = service_accounts.ensure(self.ctx, account, spec.endpoint)
+        return StepResult(f"{account} {'created' if created else 'exists'}", found)
 
     def _artifact(self, spec: DeploySpec) -> StepResult:
         done = storage.ensure_artifact(self.ctx, spec.model)

@@ -1,0 +1,145 @@
+"""The endpoint's own service account: made through IAM Admin when missing, on the fake IAM server.
+
+The real google-cloud-iam client talks gRPC to tests/fakes/iam_admin.py; each test asserts the
+exact requests IAM would have received.
+"""
+
+import grpc
+import pytest
+
+from tests.fakes.fixtures import *  # noqa: F403
+from tests.fakes.fixtures import PROJECT, make_spec, run_steps
+from worker.runtimes.base import PermanentError
+
+SERVING_SA = f"ep-iris-prod@{PROJECT}.iam.gserviceaccount.com"
+
+
+def test_a_first_deploy_creates_the_endpoints_service_account_before_anything_runs_as_it(
+    gcp, fakes, artifact
+):
+    spec = make_spec(artifact, deployment_id=1)
+
+    names = [step.name for step in gcp.deploy_steps(spec)]
+    resources = run_steps(gcp, spec)
+
+    assert names[:3] == ["service_account", "artifact", "revision"]
+    assert fakes.iam.methods() == ["GetServiceAccount", "CreateServiceAccount"]
+    (get,) = fakes.iam.requests("GetServiceAccount")
+    assert get.name == f"projects/{PROJECT}/serviceAccounts/{SERVING_SA}"
+    (create,) = fakes.iam.requests("CreateServiceAccount")
+    assert create.name == f"projects/{PROJECT}"
+    assert create.account_id == "ep-iris-prod"
+    assert create.service_account.display_name == "Model endpoint iris-prod"
+    assert create.service_account.description == (
+        "Runs the Cloud Run revisions of the portal endpoint iris-prod."
+    )
+    assert fakes.iam.emails(PROJECT) == [SERVING_SA]
+    assert resources["service_account"] == SERVING_SA
+    assert fakes.run.requests("UpdateService")[0].service.template.service_account == SERVING_SA
+
+
+def test_an_account_an_administrator_made_is_read_and_not_created_again(gcp, fakes, artifact):
+    fakes.iam.add(SERVING_SA, display_name="made by ops")
+
+    run_steps(gcp, make_spec(artifact), only=("service_account",))
+
+    assert fakes.iam.methods() == ["GetServiceAccount"]
+    assert fakes.iam.accounts[(PROJECT, SERVING_SA)].display_name == "made by ops"
+
+
+def test_a_second_deploy_of_the_same_endpoint_makes_no_iam_call(gcp, fakes, artifact):
+    first = run_steps(gcp, make_spec(artifact, deployment_id=1))
+    fakes.clear_calls()
+
+    second = run_steps(gcp, make_spec(artifact, deployment_id=2, previous=first))
+
+    assert fakes.iam.methods() == []
+    assert second["service_account"] == SERVING_SA
+
+
+def test_every_access_mode_makes_the_account_first(gcp, fakes, artifact):
+    for mode in ("api_key", "both", "ip_allowlist", "open"):
+        names = [step.name for step in gcp.deploy_steps(make_spec(artifact, mode=mode))]
+        assert names[0] == "service_account" and names.index("service_account") < names.index("revision")
+
+
+def test_a_retried_create_that_meets_already_exists_succeeds(gcp, fakes, artifact, clock):
+    # The first create is done by IAM but its answer is lost; the retry finds the account there.
+    fakes.iam.fail_next(1, grpc.StatusCode.UNAVAILABLE, method="CreateServiceAccount", after=True)
+
+    result = gcp.deploy_steps(make_spec(artifact))[0].run({})
+
+    assert fakes.iam.methods() == ["GetServiceAccount", "CreateServiceAccount", "CreateServiceAccount"]
+    assert len(clock.sleeps) == 1
+    assert fakes.iam.emails(PROJECT) == [SERVING_SA]
+    assert result.resources == {"service_account": SERVING_SA}
+    assert "created" in result.message
+
+
+def test_a_create_the_worker_may_not_make_fails_the_step_with_googles_message(gcp, fakes, artifact, clock):
+    fakes.iam.fail_next(
+        1,
+        grpc.StatusCode.PERMISSION_DENIED,
+        "Permission 'iam.serviceAccounts.create' denied on resource (or it may not exist).",
+        method="CreateServiceAccount",
+    )
+
+    with pytest.raises(PermanentError) as failure:
+        run_steps(gcp, make_spec(artifact), only=("service_account",))
+
+    assert str(failure.value) == (
+        f"Create the service account {SERVING_SA}: Permission 'iam.serviceAccounts.create' denied "
+        "on resource (or it may not exist). (PERMISSION_DENIED)"
+    )
+    assert fakes.iam.methods() == ["GetServiceAccount", "CreateServiceAccount"]
+    assert clock.sleeps == []
+    assert fakes.iam.emails(PROJECT) == []
+
+
+def test_a_long_endpoint_name_gets_the_shortened_account_id_and_iam_accepts_it(gcp, fakes, artifact):
+    endpoint = "a-rather-long-endpoint-name-for-fraud"
+    account = gcp.cfg.service_account_for(endpoint)
+    account_id = account.partition("@")[0]
+
+    resources = run_steps(gcp, make_spec(artifact, endpoint=endpoint), only=("service_account",))
+
+    (create,) = fakes.iam.requests("CreateServiceAccount")
+    assert create.account_id == account_id
+    assert len(account_id) == 30 and account_id.startswith("ep-a-rather-long-endpoi-")
+    assert fakes.iam.emails(PROJECT) == [account]
+    assert resources["service_account"] == account
+
+
+def test_the_fake_refuses_account_ids_iam_refuses(gcp, fakes):
+    client = gcp.ctx.clients.iam_admin()
+    for account_id, message in (
+        ("ep-ab", "between 6 and 30 characters"),
+        ("e" * 31, "between 6 and 30 characters"),
+        ("Ep_iris", r"must match the regular expression \[a-z\]"),
+        ("ep-iris-", r"must match the regular expression"),
+    ):
+        with pytest.raises(Exception, match=message) as refused:
+            client.create_service_account(
+                request={"name": f"projects/{PROJECT}", "account_id": account_id}, retry=None, timeout=5
+            )
+        assert refused.value.grpc_status_code == grpc.StatusCode.INVALID_ARGUMENT
+    client.create_service_account(request={"name": f"projects/{PROJECT}", "account_id": "ep-iris"}, timeout=5)
+    with pytest.raises(Exception, match="already exists within project") as twice:
+        client.create_service_account(
+            request={"name": f"projects/{PROJECT}", "account_id": "ep-iris"}, retry=None, timeout=5
+        )
+    assert twice.value.grpc_status_code == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(Exception, match="Unknown service account") as missing:
+        client.get_service_account(
+            request={"name": f"projects/-/serviceAccounts/ep-other@{PROJECT}.iam.gserviceaccount.com"},
+            retry=None,
+            timeout=5,
+        )
+    assert missing.value.grpc_status_code == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_account_id_iam_would_refuse_fails_before_any_call(gcp, fakes, artifact):
+    with pytest.raises(PermanentError, match="6 to 30 lowercase letters"):
+        run_steps(gcp, make_spec(artifact, endpoint="a"), only=("service_account",))
+
+    assert fakes.iam.methods() == []
