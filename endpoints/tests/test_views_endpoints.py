@@ -205,3 +205,24 @@ def test_an_open_endpoint_says_it_has_no_checks(client, admin):
 def test_an_unknown_endpoint_is_a_404(client, member):
     client.force_login(member)
     assert client.get(reverse("endpoints:endpoint-detail", args=["nope"])).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("runtime", "checker"),
+    [
+        ("local", "checked by the serving process itself"),
+        ("gcp", "checked by Cloud Armor on the HTTPS load balancer"),
+    ],
+)
+def test_the_detail_page_says_who_checks_addresses_and_warns_of_an_empty_allowlist(
+    client, admin, settings, runtime, checker
+):
+    settings.RUNTIME = runtime
+    endpoint_create(user=admin, name="guarded", access_mode="ip_allowlist")
+    client.force_login(admin)
+    page = client.get(reverse("endpoints:endpoint-detail", args=["guarded"])).content.decode()
+    assert checker in page
+    assert "The allowlist is empty, so no address is refused until one is added." in page
+    allowlist_add(user=admin, endpoint=Endpoint.objects.get(name="guarded"), cidr="10.0.0.0/8")
+    page = client.get(reverse("endpoints:endpoint-detail", args=["guarded"])).content.decode()
+    assert "The allowlist is empty" not in page
