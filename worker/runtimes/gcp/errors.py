@@ -2,12 +2,15 @@
 
 Only what can pass on a later try is transient: unavailable, deadline exceeded, internal, unknown,
 a rate limit (retried no sooner than GCP_RATE_LIMIT_WAIT_SECONDS), a dropped connection over REST,
-and the optimistic-locking conflicts (aborted, 412) whose cure is to re-read. Everything else
+the optimistic-locking conflicts (aborted, 412) whose cure is to re-read, and a new service account
+that Google does not see everywhere yet. Everything else
 (invalid argument, permission denied, not found, a daily quota) is permanent and keeps Google's
 message, so the admin reads what Google said.
 """
 
 from __future__ import annotations
+
+import re
 
 import requests
 from google.api_core import exceptions as gexc
@@ -64,11 +67,24 @@ def translate(exc: BaseException, what: str, *, rate_limit_wait: float = 30.0) -
         return TransientError(f"{what}: {_message(exc)}", retry_after=retry_after(exc, rate_limit_wait))
     if isinstance(exc, RETRYABLE + STALE):
         return TransientError(f"{what}: {_message(exc)}")
+    if isinstance(exc, gexc.InvalidArgument | gexc.BadRequest | gexc.NotFound) and _unseen_account(exc):
+        # A service account made moments ago is not visible to every Google API at once: IAM
+        # policies and Cloud Run refuse it for a few seconds. Try again shortly; a misnamed account
+        # still fails, with Google's message, once the task's retries are spent.
+        return TransientError(f"{what}: {_message(exc)}", retry_after=ACCOUNT_PROPAGATION_SECONDS)
     if isinstance(exc, gexc.GoogleAPICallError):
         return PermanentError(f"{what}: {_message(exc)}")
     if isinstance(exc, requests.RequestException):
         return TransientError(f"{what}: {exc}")
     raise exc
+
+
+ACCOUNT_PROPAGATION_SECONDS = 5.0
+_UNSEEN_ACCOUNT = re.compile(r"service account .* does not exist", re.IGNORECASE)
+
+
+def _unseen_account(exc: gexc.GoogleAPICallError) -> bool:
+    return bool(_UNSEEN_ACCOUNT.search(_message(exc)))
 
 
 def _message(exc: BaseException) -> str:
