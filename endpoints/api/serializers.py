@@ -24,6 +24,7 @@ from endpoints.models import (
     ModelVersion,
     Team,
 )
+from endpoints.services.endpoints import SETTINGS_FIELDS
 
 # -- reads -----------------------------------------------------------------------------------------
 
@@ -173,15 +174,7 @@ class EndpointSerializer(serializers.ModelSerializer):
         fields = [
             "name",
             "url",
-            "description",
-            "region",
-            "cpu",
-            "memory",
-            "min_instances",
-            "max_instances",
-            "concurrency",
-            "timeout_seconds",
-            "access_mode",
+            *SETTINGS_FIELDS,
             "public_url",
             "service_url",
             "gateway_url",
