@@ -2,7 +2,11 @@
 
 skops files are inspected without running code: their types are listed first and only
 scikit-learn's and NumPy's own are trusted without an admin saying so. joblib and pickle files run
-code when loaded, so they are opened only when the uploader explicitly trusted them.
+code when loaded, so they are opened only when the uploader explicitly trusted them. ONNX files
+run no code; they need the schema given at upload, since ONNX does not name features.
+
+Each scikit-learn model is also converted to ONNX, with the serving container's own conversion
+and check: the ONNX form is kept only if it gives the model's answers on a fixed sample.
 """
 
 import hashlib
@@ -37,13 +41,15 @@ class ArtifactInfo:
     trusted_types: list[str] = field(default_factory=list)
     estimator: str = ""
     sklearn_version: str = ""
+    onnx: bytes | None = None  # the verified ONNX form of a scikit-learn model
+    onnx_note: str = ""
 
 
 def format_for(filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     if suffix not in EXTENSIONS:
         raise ArtifactError(
-            f"Unsupported file type {suffix or '(none)'!r}: upload a .skops file "
+            f"Unsupported file type {suffix or '(none)'!r}: upload a .skops or .onnx file "
             "(or, as an admin who trusts it, .joblib / .pkl)."
         )
     return EXTENSIONS[suffix]
@@ -162,8 +168,10 @@ def _json_scalar(value):
 
 
 def inspect_artifact(path: Path, fmt: str, *, trust_code: bool, schema=None) -> ArtifactInfo:
-    """Check the file is a fitted estimator that answers a prediction, and describe it."""
+    """Check the file is a fitted model that answers a prediction, and describe it."""
     sha256, size = file_digest(path)
+    if fmt == "onnx":
+        return _inspect_onnx(path, sha256, size, schema)
     trusted: list[str] = []
     if fmt == "skops":
         untrusted = skops_untrusted_types(path)
@@ -195,6 +203,9 @@ def inspect_artifact(path: Path, fmt: str, *, trust_code: bool, schema=None) -> 
         except Exception as exc:
             raise ArtifactError(f"The model could not make a prediction on a test row: {exc}") from None
     classes = [_json_scalar(cls) for cls in getattr(estimator, "classes_", [])]
+    described = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+    sklearn_version = str(getattr(estimator, "_sklearn_version", "") or _sklearn_version())
+    onnx, onnx_note = onnx_form(estimator, input_schema)
     return ArtifactInfo(
         format=fmt,
         sha256=sha256,
@@ -202,9 +213,80 @@ def inspect_artifact(path: Path, fmt: str, *, trust_code: bool, schema=None) -> 
         input_schema=input_schema,
         classes=classes,
         trusted_types=trusted,
-        estimator=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-        sklearn_version=str(getattr(estimator, "_sklearn_version", "") or _sklearn_version()),
+        estimator=described,
+        sklearn_version=sklearn_version,
+        onnx=onnx,
+        onnx_note=onnx_note,
     )
+
+
+def _serving_meta(input_schema: list[dict], fmt: str, classes=()):
+    from serving.config import Feature, ModelMeta
+
+    features = tuple(Feature(entry["name"], entry["type"]) for entry in input_schema)
+    return ModelMeta(name="upload", version="", sha256="0" * 64, format=fmt, schema=features, classes=classes)
+
+
+def onnx_form(estimator, input_schema: list[dict]) -> tuple[bytes | None, str]:
+    """The model converted to ONNX and checked against it, or None; and a note saying which or why not."""
+    from serving.model import Model, ModelError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model = Model.from_estimator(estimator, _serving_meta(input_schema, "skops"))
+            if not model.plans:
+                return None, "No ONNX form: skl2onnx cannot convert this model; scikit-learn serves it."
+            plan = model.verified_onnx()
+        except ModelError as exc:
+            return None, f"No ONNX form: {exc}"
+    if plan is None:
+        return None, (
+            "No ONNX form: the converted model's answers differ from scikit-learn's on the check "
+            "sample; scikit-learn serves it."
+        )
+    precision = np.dtype(plan.dtype).name
+    return plan.onnx_bytes, f"ONNX ({precision}), gives scikit-learn's answers on the check sample."
+
+
+def _inspect_onnx(path: Path, sha256: str, size: int, schema) -> ArtifactInfo:
+    """An ONNX file: one float input of rows; classes read from the graph; features from the schema."""
+    from serving import onnx_graph
+    from serving.model import Model, ModelError
+
+    data = path.read_bytes()
+    try:
+        width = onnx_graph.input_width(data)
+        classes = onnx_graph.class_labels(data) or []
+    except Exception as exc:
+        raise ArtifactError(f"This is not a readable ONNX model: {exc}") from None
+    if schema in (None, "", []):
+        raise ArtifactError(
+            "ONNX files do not name their features: give the input schema (feature names, in column order).",
+            field="input_schema",
+        )
+    input_schema = parse_schema(schema, width or (len(schema) if isinstance(schema, list) else 0), None)
+    try:
+        model = Model.from_onnx(data, _serving_meta(input_schema, "onnx", tuple(classes)))
+        model.start()
+    except ModelError as exc:
+        raise ArtifactError(str(exc)) from None
+    return ArtifactInfo(
+        format="onnx",
+        sha256=sha256,
+        size_bytes=size,
+        input_schema=input_schema,
+        classes=classes,
+        estimator=_onnx_producer(data),
+    )
+
+
+def _onnx_producer(data: bytes) -> str:
+    import onnx
+
+    proto = onnx.load_model_from_string(data)
+    producer = " ".join(part for part in (proto.producer_name, proto.producer_version) if part)
+    return f"ONNX ({producer})" if producer else "ONNX"
 
 
 def _sklearn_version() -> str:

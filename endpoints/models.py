@@ -83,6 +83,11 @@ class ModelVersion(models.Model):
     trusted_types = models.JSONField(default=list, blank=True)
     estimator = models.CharField(max_length=200, blank=True)
     sklearn_version = models.CharField(max_length=40, blank=True)
+    # The ONNX form, converted at upload and kept only if it gives scikit-learn's answers on a
+    # fixed sample; deploys serve it when present. The note says which precision, or why there is none.
+    onnx_artifact = models.FileField(upload_to="artifacts/%Y/%m/", blank=True)
+    onnx_sha256 = models.CharField(max_length=64, blank=True)
+    onnx_note = models.CharField(max_length=300, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
@@ -101,6 +106,10 @@ class ModelVersion(models.Model):
     @property
     def feature_names(self) -> list[str]:
         return [feature["name"] for feature in self.input_schema]
+
+    @property
+    def serves_onnx(self) -> bool:
+        return bool(self.onnx_artifact)
 
     @property
     def runs_code_when_loaded(self) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving import onnx_graph
 from serving.backends import (
     LinearRowKernel,
     OnnxBackend,
@@ -156,7 +157,7 @@ class Model:
         return model
 
     @classmethod
-    def from_onnx(cls, data: bytes, meta: ModelMeta) -> Model:
+    def from_onnx(cls, data: bytes, meta: ModelMeta, accelerate: bool = True) -> Model:
         """An ONNX artifact: one float input [rows, features]; outputs label (or value), then probabilities.
 
         Classes come from SERVING_MODEL_META (none: a regressor); the schema must name the features.
@@ -178,6 +179,7 @@ class Model:
         classes = list(meta.classes) or None
         model = cls(meta, width, None, classes, classes is not None and len(graph.output) > 1)
         model.plans = [OnnxPlan(data, dtypes[tensor.elem_type])]
+        model.accelerate = accelerate
         return model
 
     @property
@@ -185,7 +187,10 @@ class Model:
         return self.backend.name + (" + Python linear kernel for one row" if self.row_kernel else "")
 
     def start(self) -> None:
-        """Prepare this process to predict: pick the fastest backends that agree with scikit-learn."""
+        """Prepare this process to predict: pick the fastest backends that agree with the reference.
+
+        The reference is scikit-learn for an estimator, and ONNX Runtime itself for an ONNX file.
+        """
         if self.estimator is None:
             self._start_onnx()
             return
@@ -193,13 +198,31 @@ class Model:
 
         # Inputs are validated (finite, right shape) before they reach the model.
         sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+        sample, expected = self._reference()
+        found = self._agreeing_onnx(sample, expected)
+        if found is not None:
+            self.backend = found[1]
+        self.plans = []
+        if self.accelerate:
+            self._adopt_kernel(LinearRowKernel.from_estimator(self.estimator), sample, expected)
+        log.info("Predicting with %s.", self.backend_name)
+
+    def verified_onnx(self) -> OnnxPlan | None:
+        """The ONNX conversion that gives scikit-learn's answers on the fixed sample, if any."""
+        sample, expected = self._reference()
+        found = self._agreeing_onnx(sample, expected)
+        return found[0] if found else None
+
+    def _reference(self) -> tuple[np.ndarray, tuple]:
         sample = verification_rows(self.estimator, self.n_features)
         try:
-            expected = self._answers(self.backend, sample)
+            return sample, self._answers(SklearnBackend(self.estimator), sample)
         except Exception as exc:
             raise ModelError(
                 f"The model could not predict on a NumPy array of {self.n_features} columns: {exc}"
             ) from None
+
+    def _agreeing_onnx(self, sample: np.ndarray, expected: tuple) -> tuple[OnnxPlan, OnnxBackend] | None:
         for plan in self.plans:
             try:
                 candidate = OnnxBackend(plan)
@@ -208,29 +231,31 @@ class Model:
                 log.info("ONNX %s session unusable: %s", np.dtype(plan.dtype).name, exc)
                 continue
             if agrees:
-                self.backend = candidate
-                break
-        self.plans = []
-        if self.accelerate:
-            kernel = LinearRowKernel.from_estimator(self.estimator)
-            if kernel is not None and self._agree(expected, self._kernel_answers(kernel, sample), np.float64):
-                self.row_kernel = kernel
-        log.info("Predicting with %s.", self.backend_name)
+                return plan, candidate
+        return None
+
+    def _adopt_kernel(self, kernel: LinearRowKernel | None, sample: np.ndarray, expected: tuple) -> None:
+        if kernel is not None and self._agree(expected, self._kernel_answers(kernel, sample), np.float64):
+            self.row_kernel = kernel
 
     def _start_onnx(self) -> None:
-        """An ONNX artifact has nothing to be checked against: check it runs and names known classes."""
+        """An ONNX artifact is its own reference: check it runs and names known classes."""
+        plan = self.plans[0]
+        sample = verification_rows(None, self.n_features)
         try:
-            self.backend = OnnxBackend(self.plans[0], self.classes)
-            labels, _ = self._answers(self.backend, verification_rows(None, self.n_features))
+            self.backend = OnnxBackend(plan, self.classes)
+            expected = self._answers(self.backend, sample)
         except Exception as exc:
             raise ModelError(
                 f"The ONNX model could not predict on {self.n_features} columns: {exc}"
             ) from None
-        unknown = set(labels) - set(self.classes) if self.is_classifier else set()
+        unknown = set(expected[0]) - set(self.classes) if self.is_classifier else set()
         if unknown:
             raise ModelError(
                 f"The ONNX model answers classes {sorted(unknown)} missing from SERVING_MODEL_META."
             )
+        if self.accelerate and plan.dtype is np.float64:
+            self._adopt_kernel(onnx_graph.linear_kernel(plan.onnx_bytes), sample, expected)
         self.plans = []
         log.info("Predicting with %s.", self.backend_name)
 

@@ -349,7 +349,7 @@ def prepare(settings: Settings) -> tuple[Model, socket.socket]:
     if settings.access_file:
         access.validate_file(settings.access_file)
     if settings.meta.format == "onnx":
-        model = Model.from_onnx(path.read_bytes(), settings.meta)
+        model = Model.from_onnx(path.read_bytes(), settings.meta, settings.accelerate)
     else:
         estimator = load_estimator(path, settings.meta, settings.allow_pickle)
         model = Model.from_estimator(estimator, settings.meta, settings.accelerate)

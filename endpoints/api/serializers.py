@@ -84,6 +84,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "size_bytes",
             "estimator",
             "sklearn_version",
+            "onnx_sha256",
+            "onnx_note",
             "input_schema",
             "classes",
             "label_map",

@@ -173,16 +173,18 @@ def deployment_claim(*, deployment_id: int) -> bool:
 
 
 def model_spec_for(version: ModelVersion) -> ModelSpec:
+    """What serving loads: the verified ONNX form when the version has one, else the upload."""
+    onnx = version.serves_onnx
     return ModelSpec(
         name=version.model.name,
         version=version.number,
-        artifact_path=version.artifact.path,
-        sha256=version.sha256,
-        format=version.format,
+        artifact_path=(version.onnx_artifact if onnx else version.artifact).path,
+        sha256=version.onnx_sha256 if onnx else version.sha256,
+        format="onnx" if onnx else version.format,
         input_schema=tuple(version.input_schema),
         classes=tuple(version.classes),
         label_map=dict(version.label_map),
-        trusted_types=tuple(version.trusted_types),
+        trusted_types=() if onnx else tuple(version.trusted_types),
     )
 
 

@@ -1,11 +1,13 @@
 """Register models and model versions from uploaded artifacts."""
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
@@ -109,13 +111,16 @@ def model_version_register(
                         trusted_types=info.trusted_types,
                         estimator=info.estimator,
                         sklearn_version=info.sklearn_version,
+                        onnx_note=info.onnx_note,
                         metrics=metrics,
                         created_by=user,
                     )
+                    stem = f"{ml_model.name}-v{number}-{info.sha256[:12]}"
                     with open(local, "rb") as handle:
-                        version.artifact.save(
-                            f"{ml_model.name}-v{number}-{info.sha256[:12]}.{fmt}", File(handle), save=False
-                        )
+                        version.artifact.save(f"{stem}.{fmt}", File(handle), save=False)
+                    if info.onnx is not None:
+                        version.onnx_sha256 = hashlib.sha256(info.onnx).hexdigest()
+                        version.onnx_artifact.save(f"{stem}.onnx", ContentFile(info.onnx), save=False)
                     version.save()
                     audit_record(
                         actor=user,
@@ -125,11 +130,14 @@ def model_version_register(
                             "sha256": info.sha256,
                             "format": fmt,
                             "trusted_code": trust_code and fmt in PICKLE_FORMATS,
+                            "onnx_sha256": version.onnx_sha256,
                         },
                     )
                 return version
             except IntegrityError:
                 version.artifact.delete(save=False)
+                if version.onnx_artifact:
+                    version.onnx_artifact.delete(save=False)
                 if attempt == 2:
                     raise ServiceError(
                         "Another version was registered at the same time; try again."

@@ -6,6 +6,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from endpoints.models import AuditEvent, Deployment
+from endpoints.services.deployments import model_spec_for
 from worker.runtimes.local.state import RuntimeDir
 
 
@@ -46,7 +47,8 @@ def test_planning_a_first_local_deploy_lists_its_steps_and_touches_nothing(admin
     assert not AuditEvent.objects.filter(action__startswith="deployment").exists()
     runtime = RuntimeDir(settings.LOCAL_RUNTIME_DIR)
     assert not runtime.endpoint("iris-prod").path.exists()
-    assert not runtime.artifact(iris_version.sha256, iris_version.format).exists()
+    served = model_spec_for(iris_version)
+    assert not runtime.artifact(served.sha256, served.format).exists()
 
 
 def test_a_plan_names_the_endpoints_port_and_the_access_it_would_rewrite(admin, endpoint, iris_version):

@@ -421,9 +421,13 @@ def test_uploading_a_version_leaves_the_same_rows_through_both_interfaces(admin,
     assert api_upload(admin, twin_models[0], iris_bytes, "iris.skops", **fields).status_code == 201
     assert web_upload(admin, twin_models[1], iris_bytes, "iris.skops", **fields).status_code == 302
     via_api, via_web = (ModelVersion.objects.get(model=ml_model) for ml_model in twin_models)
-    assert row(via_api, "model", "artifact") == row(via_web, "model", "artifact")
+    assert row(via_api, "model", "artifact", "onnx_artifact") == row(
+        via_web, "model", "artifact", "onnx_artifact"
+    )
     assert via_api.label_map == IRIS_LABELS
     assert Path(via_api.artifact.path).read_bytes() == Path(via_web.artifact.path).read_bytes() == iris_bytes
+    onnx_forms = {Path(version.onnx_artifact.path).read_bytes() for version in (via_api, via_web)}
+    assert len(onnx_forms) == 1 and via_api.onnx_sha256
     assert audit("model_version.register", via_api) == audit("model_version.register", via_web)
 
 

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from endpoints.demo import IRIS_FEATURES, IRIS_LABELS, NamedBytes
 from endpoints.models import ApiKey, ApiKeyRequest, Deployment, DeploymentStatus, Endpoint
-from endpoints.services.deployments import deployment_request, deployment_run
+from endpoints.services.deployments import deployment_request, deployment_run, model_spec_for
 from endpoints.services.versions import model_version_register
 from portal.celery import app
 from worker.runtimes.local import launcher, processes
@@ -155,7 +155,7 @@ def test_deploy_key_revoke_swap_and_a_broken_version(
 
     # A version whose stored artifact was damaged fails with the reason; the live one still serves.
     broken = another_iris_version(admin, iris_version.model, c=3.0)
-    with open(broken.artifact.path, "r+b") as artifact:
+    with open(model_spec_for(broken).artifact_path, "r+b") as artifact:
         artifact.seek(100)
         artifact.write(b"damaged!")
     failed = wait_for_deployment(deploy_through_the_api(admin, endpoint, broken))

@@ -47,6 +47,7 @@ HEAVY_MODULES = (
     "sklearn.compose",
     "skops.io",
     "skl2onnx",
+    "onnx",
     "onnxruntime",
     "serving.supervisor",
     "serving.worker",
