@@ -1,23 +1,35 @@
-"""A fake Cloud Storage JSON API: objects (metadata, multipart and resumable uploads) and bucket IAM.
+"""A fake Cloud Storage JSON API: objects (metadata, multipart and resumable uploads, media downloads)
+and bucket IAM.
 
 It answers like GCS: `ifGenerationMatch=0` on an existing object is 412 conditionNotMet; object
-metadata carries `size`, `generation`, `md5Hash` and `crc32c` (base64, big-endian) so the client's
-checksum checks pass; a bucket IAM `PUT` with a stale `etag` is 412 too.
+metadata carries `size`, `generation`, `md5Hash`, `crc32c` (base64, big-endian) and `mediaLink` so
+the client's checksum checks pass; a bucket IAM `PUT` with a stale `etag` is 412 too.
+
+Media downloads (`GET /download/storage/v1/b/<bucket>/o/<object>?alt=media`, which the client
+uses, or `GET /storage/v1/b/<bucket>/o/<object>?alt=media`) answer the object's bytes with GCS's
+headers (`x-goog-hash: crc32c=...,md5=...`, `x-goog-generation`, `x-goog-stored-content-length`,
+...), honour `generation`, `ifGenerationMatch` and a `Range` header (206, or 416 past the end),
+and answer errors as GCS does for media: the status with a plain-text reason
+(`No such object: <bucket>/<object>`). They are recorded and `fail_next` applies to them like any call.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import uuid
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import google_crc32c
 
 from tests.fakes.grpc_server import next_number
-from tests.fakes.rest_server import HttpError, Request, RestFake, route
+from tests.fakes.rest_server import Call, HttpError, Request, RestFake, route
 
 BUCKET = r"/storage/v1/b/(?P<bucket>[^/]+)"
 UPLOAD = r"/upload/storage/v1/b/(?P<bucket>[^/]+)/o"
+MEDIA = re.compile(r"^(?P<download>/download)?/storage/v1/b/(?P<bucket>[^/]+)/o/(?P<name>.+)$")
 
 
 class StorageFake(RestFake):
@@ -63,9 +75,83 @@ class StorageFake(RestFake):
         meta = self.objects.get((bucket, request.params["name"]))
         if meta is None:
             raise HttpError(404, f"No such object: {bucket}/{request.params['name']}")
-        if request.query.get("alt") == "media":
-            raise HttpError(400, "The fake does not serve downloads.")
         return 200, meta
+
+    # --- media downloads ---------------------------------------------------------------------
+
+    def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        # Media is bytes, not JSON: answered here; everything else goes through the JSON routes.
+        parts = urlsplit(handler.path)
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        match = MEDIA.match(parts.path)
+        if (
+            handler.command != "GET"
+            or match is None
+            or (not match["download"] and query.get("alt") != "media")
+        ):
+            super()._dispatch(handler)
+            return
+        request = Request(
+            method="GET",
+            path=unquote(parts.path),
+            query=query,
+            headers={key.lower(): value for key, value in handler.headers.items()},
+            body=b"",
+            params={key: unquote(value) for key, value in match.groupdict(default="").items()},
+        )
+        label = f"GET {request.path}"
+        with self.lock:
+            self.calls.append(Call(label, request))
+            failure = self._take_failure(label)
+            if failure is not None and failure.status == 0:
+                handler.close_connection = True
+                handler.connection.close()
+                return
+            try:
+                if failure is not None:
+                    raise HttpError(failure.status, failure.message, reason=failure.reason)
+                status, data, headers = self._media(request)
+            except HttpError as exc:
+                status, data = exc.status, exc.message.encode()
+                headers = {"Content-Type": "text/plain; charset=utf-8"}
+        handler.send_response(status)
+        handler.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _media(self, request: Request) -> tuple[int, bytes, dict]:
+        bucket, name = self._bucket(request), request.params["name"]
+        meta = self.objects.get((bucket, name))
+        wanted = request.query.get("generation")
+        if meta is None or (wanted is not None and wanted != meta["generation"]):
+            raise HttpError(404, f"No such object: {bucket}/{name}")
+        self._check_preconditions(bucket, name, request.query)
+        data = self.data[(bucket, name)]
+        headers = {
+            "Content-Type": meta["contentType"],
+            "ETag": f'"{meta["md5Hash"]}"',
+            "x-goog-generation": meta["generation"],
+            "x-goog-metageneration": meta["metageneration"],
+            "x-goog-hash": f"crc32c={meta['crc32c']},md5={meta['md5Hash']}",
+            "x-goog-stored-content-encoding": "identity",
+            "x-goog-stored-content-length": meta["size"],
+            "Accept-Ranges": "bytes",
+        }
+        spec = request.headers.get("range", "")
+        if not spec.startswith("bytes="):
+            return 200, data, headers
+        first, _, last = spec.removeprefix("bytes=").partition("-")
+        if first:
+            start, end = int(first), min(int(last), len(data) - 1) if last else len(data) - 1
+        else:  # "bytes=-N": the last N bytes
+            start, end = max(len(data) - int(last), 0), len(data) - 1
+        if start >= len(data) or start > end:
+            plain = {"Content-Type": "text/plain; charset=utf-8", "Content-Range": f"bytes */{len(data)}"}
+            return 416, b"The requested range cannot be satisfied.", plain
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        return 206, data[start : end + 1], headers
 
     @route("POST", UPLOAD)
     def upload(self, request: Request):
@@ -140,6 +226,10 @@ class StorageFake(RestFake):
             "crc32c": base64.b64encode(crc).decode(),
             "metadata": metadata.get("metadata", {}),
         }
+        meta["mediaLink"] = (
+            f"{self.endpoint}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}"
+            f"?generation={meta['generation']}&alt=media"
+        )
         self.objects[(bucket, name)] = meta
         self.data[(bucket, name)] = data
         return meta
