@@ -41,21 +41,35 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
     features = {feature.name: FEATURE_SCHEMAS[feature.type] for feature in model.features}
     example_row = {feature.name: (1 if feature.type != "number" else 1.0) for feature in model.features}
     width = len(model.features)
+    # OpenAPI 3.0 has one schema for every item of an array: the one all columns share, else a union
+    # wide enough for each (booleans are taken as true/false in a list row too).
+    kinds = {feature.type for feature in model.features}
+    if len(kinds) == 1:
+        value = FEATURE_SCHEMAS[next(iter(kinds))]
+    elif "boolean" in kinds:
+        value = {"anyOf": [{"type": "number"}, {"type": "boolean"}]}
+    else:
+        value = {"type": "number"}
     row_list = {
         "type": "array",
-        "items": {"type": "number"},
+        "items": value,
         "minItems": width,
         "maxItems": width,
-        "description": f"Values in this order: {', '.join(model.names)}.",
+        "description": "Values in this order: "
+        + ", ".join(f"{feature.name} ({feature.type})" for feature in model.features)
+        + ".",
     }
-    row_object = {"$ref": "#/components/schemas/NamedFeatures"}
+    row_object = {"$ref": "#/components/schemas/FeatureRow"}
+    row = {"oneOf": [row_list, row_object]}
     return_mode = {
         "type": "string",
         "enum": list(RETURN_MODES),
         "description": "What to return: the label, the class probabilities, or both. "
-        "Default: both for a named-feature row, label for batches. Probabilities need a classifier "
-        "with predict_proba.",
+        "Default: both for a named-feature row (label when the model gives no probabilities), label "
+        "for batches. Probabilities need a classifier with predict_proba.",
     }
+    if not model.is_classifier:  # a regressor refuses anything else (422)
+        return_mode = {"type": "string", "enum": ["label"], "description": "A regressor returns values only."}
     rows = {"type": "array", "minItems": 1, "maxItems": max_rows}
     labels = model.labels if model.is_classifier else None
     label_schema = {"enum": labels} if labels else {"type": "number"}
@@ -64,12 +78,23 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
         "properties": {str(label): {"type": "number"} for label in model.labels},
         "description": "Class probabilities, keyed by label, in the model's class order.",
     }
+    # Closed objects, so that each answer matches exactly one of the two forms.
     named_answer = {
         "type": "object",
         "properties": {
             **{f"{label}_probability": {"type": "number"} for label in model.labels},
             "target": label_schema,
         },
+        "additionalProperties": False,
+    }
+    batch_answer = {
+        "type": "object",
+        "properties": {
+            "predictions": {"type": "array", "items": {"oneOf": [label_schema, probabilities]}},
+            "probabilities": {"type": "array", "items": probabilities},
+        },
+        "required": ["predictions"],
+        "additionalProperties": False,
     }
     security = [{"ApiKey": []}] if keys_checked else []
     checked = {"security": security} if keys_checked else {}
@@ -80,6 +105,37 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
         "and whole floats such as 3.0; `boolean` takes true/false and 0/1. NaN and Infinity are refused. "
         f"Bodies are limited to {max_body_bytes} bytes and {max_rows} rows."
     )
+    inference = {}  # the Open Inference Protocol routes
+    for base, which in ((f"/v2/models/{model.name}", ""),):
+        inference[f"{base}/infer"] = {
+            "post": {
+                "summary": f"Open Inference Protocol (KServe v2) inference{which}",
+                **checked,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}
+                    },
+                },
+                "responses": {
+                    "200": _response(
+                        "Output tensors: label (or predict) and probabilities.", {"type": "object"}
+                    ),
+                    **_errors(400, *checked_errors, 404, 413, 415, 422),
+                },
+            }
+        }
+        inference[base] = {
+            "get": {
+                "summary": f"Open Inference Protocol model metadata{which}",
+                **checked,
+                "responses": {
+                    "200": _response("Inputs and outputs.", {"type": "object"}),
+                    **_errors(*checked_errors),
+                },
+            }
+        }
+        inference[f"{base}/ready"] = {"get": {"summary": f"Is the model ready{which}", "responses": _ok()}}
     document = {
         "openapi": "3.0.3",
         "info": {
@@ -109,7 +165,7 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                                 "examples": {
                                     "named": {"value": example_row},
                                     "inputs": {"value": {"inputs": [list(example_row.values())]}},
-                                    "instances": {"value": {"instances": [example_row], "return": "both"}},
+                                    "instances": {"value": {"instances": [example_row], "return": "label"}},
                                 },
                             }
                         },
@@ -119,21 +175,7 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                             "Named form: each class probability and the target. Batches: `predictions` "
                             "(labels, or probability objects with return=probabilities) and, with "
                             "return=both, `probabilities`.",
-                            {
-                                "oneOf": [
-                                    named_answer,
-                                    {
-                                        "type": "object",
-                                        "properties": {
-                                            "predictions": {
-                                                "type": "array",
-                                                "items": {"oneOf": [label_schema, probabilities]},
-                                            },
-                                            "probabilities": {"type": "array", "items": probabilities},
-                                        },
-                                    },
-                                ]
-                            },
+                            {"oneOf": [named_answer, batch_answer]},
                         ),
                         **_errors(400, *checked_errors, 413, 415, 422),
                     },
@@ -149,35 +191,8 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                     },
                 }
             },
-            f"/v2/models/{model.name}/infer": {
-                "post": {
-                    "summary": "Open Inference Protocol (KServe v2) inference",
-                    **checked,
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}
-                        },
-                    },
-                    "responses": {
-                        "200": _response(
-                            "Output tensors: label (or predict) and probabilities.", {"type": "object"}
-                        ),
-                        **_errors(400, *checked_errors, 404, 413, 415, 422),
-                    },
-                }
-            },
-            f"/v2/models/{model.name}": {
-                "get": {
-                    "summary": "Open Inference Protocol model metadata",
-                    **checked,
-                    "responses": {
-                        "200": _response("Inputs and outputs.", {"type": "object"}),
-                        **_errors(*checked_errors),
-                    },
-                }
-            },
-            f"/v2/models/{model.name}/ready": {"get": {"summary": "Is the model ready", "responses": _ok()}},
+            **inference,
+            "/v2": {"get": {"summary": "Open Inference Protocol server metadata", "responses": _ok()}},
             "/v2/health/live": {"get": {"summary": "Is the server alive", "responses": _ok()}},
             "/v2/health/ready": {"get": {"summary": "Is the server ready", "responses": _ok()}},
             "/healthz": {"get": {"summary": "Liveness", "responses": _ok()}},
@@ -199,9 +214,18 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                     "additionalProperties": False,
                     "example": example_row,
                 },
+                "FeatureRow": {
+                    "type": "object",
+                    "description": "One row of a batch, features by name.",
+                    "properties": features,
+                    "required": list(model.names),
+                    "additionalProperties": False,
+                    "example": example_row,
+                },
                 "InputsBatch": {
                     "type": "object",
-                    "properties": {"inputs": {**rows, "items": row_list}, "return": return_mode},
+                    "description": "Rows as lists (values in feature order) or as named-feature objects.",
+                    "properties": {"inputs": {**rows, "items": row}, "return": return_mode},
                     "required": ["inputs"],
                     "additionalProperties": False,
                 },
@@ -209,7 +233,7 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                     "type": "object",
                     "description": "Vertex AI / KServe v1 style: rows as lists or as named-feature objects.",
                     "properties": {
-                        "instances": {**rows, "items": {"oneOf": [row_list, row_object]}},
+                        "instances": {**rows, "items": row},
                         "return": return_mode,
                     },
                     "required": ["instances"],
