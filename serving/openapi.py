@@ -105,8 +105,11 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
         "and whole floats such as 3.0; `boolean` takes true/false and 0/1. NaN and Infinity are refused. "
         f"Bodies are limited to {max_body_bytes} bytes and {max_rows} rows."
     )
-    inference = {}  # the Open Inference Protocol routes
-    for base, which in ((f"/v2/models/{model.name}", ""),):
+    inference = {}  # the Open Inference Protocol routes, also under /versions/<this version>
+    for base, which in (
+        (f"/v2/models/{model.name}", ""),
+        (f"/v2/models/{model.name}/versions/{model.version}", f" (version {model.version})"),
+    ):
         inference[f"{base}/infer"] = {
             "post": {
                 "summary": f"Open Inference Protocol (KServe v2) inference{which}",

@@ -5,7 +5,7 @@ specification's own schema and rules), for a classifier with and without an acce
 with integer and boolean features, and a regressor. Then it is held against the server: every feature
 is named and typed in the request schemas of /predict, the bodies the server takes (and the answers it
 gives) match those schemas and the ones it refuses do not, every described route answers, and the
-Open Inference Protocol routes are described.
+Open Inference Protocol routes are described with and without /versions/<version>.
 """
 
 from __future__ import annotations
@@ -119,8 +119,17 @@ def answer_schema(document: dict, status: str = "200", path: str = "/predict") -
 
 def inference_paths(client: httpx.Client) -> dict[str, str]:
     """The Open Inference Protocol paths of the model this server serves."""
-    base = f"/v2/models/{client.get('/v1/model').json()['name']}"
-    return {"metadata": base, "ready": f"{base}/ready", "infer": f"{base}/infer"}
+    model = client.get("/v1/model").json()
+    name, version = model["name"], model["version"]
+    base, versioned = f"/v2/models/{name}", f"/v2/models/{name}/versions/{version}"
+    return {
+        "metadata": base,
+        "ready": f"{base}/ready",
+        "infer": f"{base}/infer",
+        "versioned metadata": versioned,
+        "versioned ready": f"{versioned}/ready",
+        "versioned infer": f"{versioned}/infer",
+    }
 
 
 def test_the_document_is_valid_openapi_3(case):
@@ -218,10 +227,10 @@ def test_bodies_the_server_takes_match_the_schemas_and_so_do_its_answers(case):
         assert schema_problems(document, answer_schema(document, "422"), answer.json()) == []
 
 
-def test_the_inference_protocol_routes_are_described(case):
+def test_the_inference_protocol_routes_are_described_with_and_without_the_version(case):
     document, client, features, row, _ = case
     paths = inference_paths(client)
-    for which in ("infer",):
+    for which in ("infer", "versioned infer"):
         operation = document["paths"][paths[which]]["post"]
         body = operation["requestBody"]["content"]["application/json"]["schema"]
         assert body == {"$ref": "#/components/schemas/InferenceRequest"}, which
@@ -232,7 +241,7 @@ def test_the_inference_protocol_routes_are_described(case):
         answer = client.post(paths[which], json=request)
         assert answer.status_code == 200, (which, answer.text)
         assert answer.json()["outputs"][0]["name"] in ("label", "predict")
-    for which in ("metadata", "ready"):
+    for which in ("metadata", "versioned metadata", "ready", "versioned ready"):
         assert "200" in document["paths"][paths[which]]["get"]["responses"], which
         assert client.get(paths[which]).status_code == 200, which
 
@@ -254,7 +263,15 @@ def test_every_described_route_answers(case):
 def test_the_key_header_is_a_security_scheme_on_the_checked_routes_only_when_keys_are_checked(case):
     document, client, _, _, keys = case
     paths = inference_paths(client)
-    checked = CHECKED | {(paths[which], method) for which, method in (("metadata", "get"), ("infer", "post"))}
+    checked = CHECKED | {
+        (paths[which], method)
+        for which, method in (
+            ("metadata", "get"),
+            ("infer", "post"),
+            ("versioned metadata", "get"),
+            ("versioned infer", "post"),
+        )
+    }
     operations = {
         (path, method): operation
         for path, item in document["paths"].items()
