@@ -59,6 +59,8 @@ def test_a_first_key_deploy_creates_the_api_a_config_and_the_gateway_and_enables
         "/v1/model": ["get"],
         "/v2/models/iris": ["get"],
         "/v2/models/iris/infer": ["post"],
+        "/v2/models/iris/versions/1": ["get"],
+        "/v2/models/iris/versions/1/infer": ["post"],
     }
     assert document_problems(doc) == []
 

@@ -149,6 +149,8 @@ def test_the_serving_containers_own_document_converts_cleanly_to_its_end_user_ro
         ("/v1/model", "get"),
         ("/v2/models/iris", "get"),
         ("/v2/models/iris/infer", "post"),
+        ("/v2/models/iris/versions/3", "get"),
+        ("/v2/models/iris/versions/3/infer", "post"),
     }
     assert doc["definitions"]["NamedFeatures"]["properties"]["sepal_length"] == {"type": "number"}
     assert doc["definitions"]["NamedFeatures"]["properties"]["petals"] == {"type": "integer"}
