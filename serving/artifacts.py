@@ -39,7 +39,9 @@ def _download_gcs(bucket: str, name: str, cache_dir: str | None) -> Path:
         ) from None
     directory = Path(cache_dir or tempfile.gettempdir())
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{bucket}-{name.replace('/', '_')}"
+    # Named by a digest of the whole URI, so objects "a/b" and "a_b" never share a cache file.
+    uri_digest = hashlib.sha256(f"{bucket}/{name}".encode()).hexdigest()[:16]
+    target = directory / f"{uri_digest}-{name.rsplit('/', 1)[-1]}"
     try:
         storage.Client().bucket(bucket).blob(name).download_to_filename(str(target))
     except Exception as exc:
