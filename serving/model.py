@@ -94,6 +94,35 @@ def _strip_feature_names(obj, seen: set[int]) -> None:
             _strip_feature_names(child, seen)
 
 
+class LabelsFromProbabilities:
+    """A float32 classifier's labels taken from its probabilities, ties going to the first class.
+
+    scikit-learn picks the first of tied classes (a 100-tree forest splitting 50 to 50);
+    float32 sums tip such ties either way, so probabilities within float32 noise count as tied.
+    """
+
+    TIE = 1e-5  # the tolerance float32 probabilities are checked to
+
+    def __init__(self, backend, classes: list):
+        self.backend = backend
+        self.name = backend.name
+        self.classes = np.asarray(classes, dtype=object)
+
+    def _labels(self, proba: np.ndarray) -> np.ndarray:
+        tied = proba >= proba.max(axis=1, keepdims=True) - self.TIE
+        return self.classes[tied.argmax(axis=1)]
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return self._labels(np.asarray(self.backend.predict_proba(rows)))
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        return self.backend.predict_proba(rows)
+
+    def predict_both(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        proba = np.asarray(self.backend.predict_proba(rows))
+        return self._labels(proba), proba
+
+
 class Model:
     """The served model: schema, classes and labels, and the backends that predict.
 
@@ -225,7 +254,7 @@ class Model:
     def _agreeing_onnx(self, sample: np.ndarray, expected: tuple) -> tuple[OnnxPlan, OnnxBackend] | None:
         for plan in self.plans:
             try:
-                candidate = OnnxBackend(plan)
+                candidate = self._onnx_backend(plan)
                 agrees = self._agree(expected, self._answers(candidate, sample), plan.dtype)
             except Exception as exc:
                 log.info("ONNX %s session unusable: %s", np.dtype(plan.dtype).name, exc)
@@ -233,6 +262,12 @@ class Model:
             if agrees:
                 return plan, candidate
         return None
+
+    def _onnx_backend(self, plan: OnnxPlan):
+        backend = OnnxBackend(plan, self.classes)
+        if plan.dtype is np.float32 and self.has_proba:
+            return LabelsFromProbabilities(backend, self.classes)
+        return backend
 
     def _adopt_kernel(self, kernel: LinearRowKernel | None, sample: np.ndarray, expected: tuple) -> None:
         if kernel is not None and self._agree(expected, self._kernel_answers(kernel, sample), np.float64):
@@ -243,7 +278,7 @@ class Model:
         plan = self.plans[0]
         sample = verification_rows(None, self.n_features)
         try:
-            self.backend = OnnxBackend(plan, self.classes)
+            self.backend = self._onnx_backend(plan)
             expected = self._answers(self.backend, sample)
         except Exception as exc:
             raise ModelError(

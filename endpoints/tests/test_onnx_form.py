@@ -17,6 +17,9 @@ from endpoints.demo import IRIS_FEATURES, IRIS_LABELS
 from endpoints.models import ModelVersion
 from endpoints.services.deployments import model_spec_for
 from endpoints.tests.test_api_models import api, upload
+from serving.backends import verification_rows
+from serving.config import ModelMeta
+from serving.model import Model
 
 X, Y = load_iris(return_X_y=True)
 SCHEMA = json.dumps(IRIS_FEATURES)
@@ -65,15 +68,36 @@ def test_a_model_skl2onnx_cannot_convert_is_served_by_scikit_learn(admin, iris_m
     assert not version.serves_onnx and model_spec_for(version).format == "skops"
 
 
-def test_an_onnx_form_that_disagrees_with_scikit_learn_is_not_kept(admin, iris_model):
-    """50 trees can tie 25 to 25: scikit-learn picks the first class, ONNX Runtime may not."""
+def test_an_onnx_form_that_disagrees_with_scikit_learn_is_not_kept(admin, iris_model, monkeypatch):
+    """Whatever the converter gives is checked: here it converts a different model."""
+    import serving.model
+
+    convert = serving.model.convert_to_onnx
+    other = LogisticRegression(max_iter=1000).fit(X, Y[::-1])
+    monkeypatch.setattr(serving.model, "convert_to_onnx", lambda estimator, width: convert(other, width))
+    model = LogisticRegression(max_iter=1000).fit(X, Y)
+    response = upload(api(admin), iris_model, sio.dumps(model), "iris.skops", input_schema=SCHEMA)
+    assert response.status_code == 201, response.json()
+    assert response.json()["onnx_note"].startswith("No ONNX form: the converted model's answers differ")
+    assert model_spec_for(ModelVersion.objects.get()).format == "skops"
+
+
+def test_a_forest_whose_votes_tie_keeps_its_onnx_form(admin, iris_model):
+    """50 trees can split 25 to 25: labels follow scikit-learn, first class wins, in float32 too."""
     data, target = load_breast_cancer(return_X_y=True)
     forest = RandomForestClassifier(n_estimators=50, random_state=0).fit(data, target)
     schema = json.dumps([f"f{index}" for index in range(30)])
     response = upload(api(admin), iris_model, sio.dumps(forest), "forest.skops", input_schema=schema)
     assert response.status_code == 201, response.json()
-    assert response.json()["onnx_note"].startswith("No ONNX form: the converted model's answers differ")
-    assert model_spec_for(ModelVersion.objects.get()).format == "skops"
+    assert response.json()["onnx_note"].startswith("ONNX (float32)")
+    rows = np.vstack([data, verification_rows(forest, 30)])
+    assert np.isclose(forest.predict_proba(rows)[:, 0], 0.5).sum() >= 3  # ties to break
+    served = Model.from_onnx(
+        Path(ModelVersion.objects.get().onnx_artifact.path).read_bytes(),
+        ModelMeta(name="f", version=1, sha256="0" * 64, format="onnx", classes=(0, 1)),
+    )
+    served.start()
+    assert served.labels_for(rows) == forest.predict(rows).tolist()
 
 
 def test_an_onnx_file_uploads_with_its_schema_and_deploys_as_itself(admin, iris_model):
