@@ -31,6 +31,8 @@ QUERY_KEY_NAMES = frozenset({"key", "api_key", "apikey", "x-api-key"})
 RECHECK_SECONDS = 0.5
 MAX_CACHED_ADDRESSES = 4096
 MAX_CACHED_KEYS = 4096
+_monotonic = time.monotonic
+_wall_clock = time.time
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ EXPIRED_KEY = Denial(403, "API key expired")
 ADDRESS_NOT_ALLOWED = Denial(403, "address not allowed")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Key:
     hash: str
     expires_at: float | None  # Unix time
@@ -141,13 +143,19 @@ class AccessControl:
 
     def check(self, client: str | None, secret: bytes | None, query: bytes) -> Denial | None:
         """None if the request may pass, else why not; `secret` is the x-api-key header."""
-        now = time.monotonic()
+        now = _monotonic()
         if now >= self.next_check:
             self.next_check = now + RECHECK_SECONDS
-            self.wall_offset = time.time() - now
+            self.wall_offset = _wall_clock() - now
             self.refresh()
-        if self.check_address and (client is None or not self._address_allowed(client)):
-            return ADDRESS_NOT_ALLOWED
+        if self.check_address:
+            if client is None:
+                return ADDRESS_NOT_ALLOWED
+            allowed = self.address_cache.get(client)
+            if allowed is None:
+                allowed = self._address_allowed(client)
+            if not allowed:
+                return ADDRESS_NOT_ALLOWED
         if not self.check_keys:
             return None
         if query and any(
@@ -157,9 +165,11 @@ class AccessControl:
             return QUERY_KEY
         if not secret:
             return MISSING_KEY
-        key = self.known_keys.get(secret) or self._look_up(secret)
+        key = self.known_keys.get(secret)
         if key is None:
-            return UNKNOWN_KEY
+            key = self._look_up(secret)
+            if key is None:
+                return UNKNOWN_KEY
         if key.revoked:
             return REVOKED_KEY
         if key.expires_at is not None and key.expires_at <= now + self.wall_offset:

@@ -1,11 +1,17 @@
-"""Start the servers under test and load them with wrk."""
+"""Start the servers under test and load them with wrk; measure the access check in-process.
+
+`python -m bench.serving.runner access-cost ACCESS_FILE BODY_FILE ROUNDS`, with the workload's
+SERVING_MODEL_URI and SERVING_MODEL_META in the environment, is the child process `access_cost` runs.
+"""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -182,3 +188,141 @@ def run_wrk(target: Target, connections: int, seconds: int, script_dir: Path) ->
         data["socket_errors"] + data["bad_status"],
         cpu_used / max(data["requests"], 1) * 1e6,
     )
+
+
+# The access check in-process: the real protocol and app, fed the bytes wrk sends, timed in CPU.
+
+ACCESS_ARMS = ("plain", "plain + key header", "checked")
+
+
+@dataclass(frozen=True)
+class AccessCost:
+    plain_us: float  # CPU for one request through protocol + app, no access file, no key header
+    total_us: float  # what the access file plus the key header add (median of per-round differences)
+    header_us: float  # of which: parsing the x-api-key header
+    check_us: float  # of which: AccessControl.check (a valid, cached key; an allowed address)
+    spread_us: float  # half the interquartile range of the per-round total differences
+
+
+def wrk_request(body: bytes, api_key: str | None, port: int = 8080) -> bytes:
+    """The request wrk sends with the bench's Lua script (header order aside)."""
+    head = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n" % port
+    if api_key:
+        head += b"x-api-key: %s\r\n" % api_key.encode()
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def access_cost(workload: Workload, access_file: Path, directory: Path, rounds: int = 60) -> AccessCost:
+    """Run the in-process measurement in a fresh process (like a worker: model loaded, gc frozen)."""
+    body = directory / "access-cost-body.json"
+    body.write_bytes(workload.body)
+    command = [sys.executable, "-m", "bench.serving.runner", "access-cost", str(access_file), str(body)]
+    command.append(str(rounds))
+    env = {**os.environ, "PYTHONPATH": str(REPO), **workload.env()}
+    output = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return AccessCost(**orjson.loads(output.strip().splitlines()[-1]))
+
+
+class _Transport:
+    """Enough of an asyncio transport for HttpConnection: keeps the last answer written."""
+
+    def __init__(self):
+        self.written = b""
+
+    def write(self, data: bytes) -> None:
+        self.written = data
+
+    def get_extra_info(self, name: str, default=None):
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        raise RuntimeError("the connection was closed: the request was not answered normally")
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _measure_access_cost(access_file: str, body: bytes, rounds: int, per_block: int = 400) -> AccessCost:
+    """Rounds of three blocks (no file + no header, no file + header, file + header), in rotating
+    order; each block is `per_block` requests on one keep-alive connection, timed in thread CPU
+    time. The medians of the per-round differences are the costs."""
+    import uvloop
+
+    from serving import metrics
+    from serving.access import AccessControl
+    from serving.app import ServingApp
+    from serving.config import ModelMeta
+    from serving.model import Model, load_estimator
+    from serving.protocol import HttpConnection, Limits, ServerState
+
+    meta = ModelMeta.from_json(os.environ["SERVING_MODEL_META"])
+    model = Model.from_estimator(load_estimator(Path(os.environ["SERVING_MODEL_URI"]), meta, False), meta)
+    model.start()
+    shared = metrics.SharedMetrics(1)
+    loop = uvloop.new_event_loop()
+
+    def connection(access):
+        state = ServerState()
+        app = ServingApp(
+            model,
+            max_rows=10_000,
+            max_body_bytes=1 << 24,
+            access=access,
+            recorder=shared.recorder(0),
+            render_metrics=lambda: b"",
+            state=state,
+        )
+        made = HttpConnection(app, state, Limits(1 << 24, 5.0, 10.0, 30.0), loop)
+        made.connection_made(_Transport())
+        return made
+
+    arms = {
+        "plain": (connection(None), wrk_request(body, None)),
+        "plain + key header": (connection(None), wrk_request(body, API_KEY)),
+        "checked": (connection(AccessControl(access_file)), wrk_request(body, API_KEY)),
+    }
+    for made, request in arms.values():
+        made.data_received(request)
+        if not made.transport.written.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"not answered 200: {made.transport.written[:200]!r}")
+    gc.collect()
+    gc.freeze()
+
+    def block(made, request) -> float:
+        feed = made.data_received
+        started = time.thread_time_ns()
+        for _ in range(per_block):
+            feed(request)
+        return (time.thread_time_ns() - started) / per_block / 1000
+
+    for made, request in arms.values():  # warm-up
+        block(made, request)
+    timings: dict[str, list[float]] = {arm: [] for arm in ACCESS_ARMS}
+    for index in range(rounds):
+        shift = index % len(ACCESS_ARMS)
+        for arm in ACCESS_ARMS[shift:] + ACCESS_ARMS[:shift]:
+            timings[arm].append(block(*arms[arm]))
+    plain, header, checked = (timings[arm] for arm in ACCESS_ARMS)
+    totals = [c - p for c, p in zip(checked, plain, strict=True)]
+    quartiles = statistics.quantiles(totals, n=4)
+    return AccessCost(
+        plain_us=statistics.median(plain),
+        total_us=statistics.median(totals),
+        header_us=statistics.median([h - p for h, p in zip(header, plain, strict=True)]),
+        check_us=statistics.median([c - h for c, h in zip(checked, header, strict=True)]),
+        spread_us=(quartiles[2] - quartiles[0]) / 2,
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["access-cost"]:
+        raise SystemExit(__doc__)
+    path, body_path, rounds = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    cost = _measure_access_cost(path, Path(body_path).read_bytes(), rounds)
+    print(orjson.dumps(cost.__dict__).decode())

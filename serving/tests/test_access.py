@@ -4,11 +4,22 @@ import hashlib
 import os
 import socket
 import time
+from datetime import UTC, datetime
 
 import httpx
 import orjson
 import pytest
 
+from serving import access as access_module
+from serving.access import (
+    ADDRESS_NOT_ALLOWED,
+    EXPIRED_KEY,
+    MISSING_KEY,
+    QUERY_KEY,
+    REVOKED_KEY,
+    UNKNOWN_KEY,
+    AccessControl,
+)
 from serving.tests.support import SETOSA, Server
 
 VALID = "k3y-valid-000-aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -200,3 +211,63 @@ def test_ipv6_and_ipv4_mapped_peers_are_matched_against_the_right_family(server,
     write_policy(access_file, "ip_allowlist", cidrs=["::1/128"])
     wait_for(v6_url, 200)
     wait_for(server.url, 403)
+
+
+# The check itself, in-process: every verdict, and the caches behind them.
+
+
+def control(tmp_path, mode, keys=KEYS, cidrs=()) -> AccessControl:
+    path = tmp_path / "access.json"
+    write_policy(path, mode, keys, cidrs)
+    return AccessControl(str(path))
+
+
+def test_check_gives_every_verdict(tmp_path):
+    both = control(tmp_path, "both", cidrs=["127.0.0.0/8", "::1/128"])
+    assert both.check("127.0.0.1", VALID.encode(), b"") is None
+    assert both.check("::ffff:127.0.0.1", VALID.encode(), b"") is None
+    assert both.check("::1", VALID.encode(), b"") is None
+    assert both.check("10.1.2.3", VALID.encode(), b"") is ADDRESS_NOT_ALLOWED
+    assert both.check(None, VALID.encode(), b"") is ADDRESS_NOT_ALLOWED
+    assert both.check("not an address", VALID.encode(), b"") is ADDRESS_NOT_ALLOWED
+    assert both.check("127.0.0.1", None, b"") is MISSING_KEY
+    assert both.check("127.0.0.1", b"", b"") is MISSING_KEY
+    assert both.check("127.0.0.1", b"nothing-like-a-key", b"") is UNKNOWN_KEY
+    assert both.check("127.0.0.1", SAME_PREFIX.encode(), b"") is UNKNOWN_KEY
+    assert both.check("127.0.0.1", REVOKED.encode(), b"") is REVOKED_KEY
+    assert both.check("127.0.0.1", EXPIRED.encode(), b"") is EXPIRED_KEY
+    assert both.check("127.0.0.1", VALID.encode(), b"return=label&Api_Key=x") is QUERY_KEY
+    assert both.check("127.0.0.1", VALID.encode(), b"return=label") is None
+
+
+def test_remembered_keys_and_addresses_give_the_same_verdicts_again(tmp_path):
+    both = control(tmp_path, "both", cidrs=["127.0.0.0/8"])
+    cases = [
+        ("127.0.0.1", VALID),
+        ("127.0.0.1", REVOKED),
+        ("127.0.0.1", EXPIRED),
+        ("127.0.0.1", "nothing-like-a-key"),
+        ("10.0.0.1", VALID),
+    ]
+    first = [both.check(client, secret.encode(), b"") for client, secret in cases]
+    assert [both.check(client, secret.encode(), b"") for client, secret in cases] == first
+    assert set(both.known_keys) == {VALID.encode(), REVOKED.encode(), EXPIRED.encode()}  # never unknown ones
+    assert both.address_cache == {"127.0.0.1": True, "10.0.0.1": False}
+
+
+def test_a_key_expiring_while_remembered_is_refused_from_then_on(tmp_path, monkeypatch):
+    expiry = datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
+    access = control(tmp_path, "api_key", keys=[record(VALID, expires_at=expiry)])
+    assert access.check("127.0.0.1", VALID.encode(), b"") is None
+    assert VALID.encode() in access.known_keys
+    monkeypatch.setattr(access_module, "_wall_clock", lambda: time.time() + 7200)
+    access.next_check = 0.0  # the clocks are read again on the next check
+    assert access.check("127.0.0.1", VALID.encode(), b"") is EXPIRED_KEY
+
+
+def test_open_and_allowlist_only_policies_ignore_keys(tmp_path):
+    assert control(tmp_path, "open").check("10.0.0.1", None, b"key=x") is None
+    allowlist = control(tmp_path, "ip_allowlist", cidrs=["10.0.0.0/8"])
+    assert allowlist.check("10.0.0.1", None, b"key=x") is None
+    assert allowlist.check("192.168.0.1", VALID.encode(), b"") is ADDRESS_NOT_ALLOWED
+    assert control(tmp_path, "ip_allowlist", cidrs=[]).check("192.168.0.1", None, b"") is None

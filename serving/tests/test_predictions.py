@@ -1,12 +1,20 @@
-"""Request forms, return modes, errors and metrics, against one running iris server (2 workers)."""
+"""Request forms, return modes, errors and metrics, against one running iris server (2 workers).
 
+The batch shortcut (simdjson) is also checked in-process against the detailed path, body by body.
+"""
+
+import random
 import socket
 import time
 
 import httpx
+import numpy as np
+import orjson
 import pytest
 
+from serving import validation
 from serving.tests.support import SETOSA, VIRGINICA, Server
+from serving.validation import RequestError, Validator
 
 LABELS = ["setosa", "versicolor", "virginica"]
 
@@ -346,3 +354,330 @@ def test_http_1_0_head_and_expect_continue_are_honoured(server):
         assert conn.recv(65536).startswith(b"HTTP/1.1 100 Continue")
         conn.sendall(body)
         assert b'"target":"setosa"' in conn.recv(65536)
+
+
+# The batch shortcut, in-process: it gives exactly what the detailed path gives, or steps aside.
+
+NAMES = ["a", "b", "c", "d"]
+NUMBERS = ("number",) * 4
+MIXED = ("number", "integer", "boolean", "number")
+
+SPELLINGS = """
+0 -0 0.0 -0.0 1 -1 5.1
+3.5e0 1E2 1e-2 -2.5E+3 0.1e1 7.00 123456789012345678
+9007199254740993 9223372036854775807 -9223372036854775808 18446744073709551615
+4.9e-324 2.2250738585072011e-308 1.7976931348623157e308
+9223372036854775809 12345678901234567891 1e-400 -1e-400 0.30000000000000004
+3.141592653589793238462643383279 100000000000000000000.5 2.5e-5 -123.456e-7
+""".split()
+
+
+class Parses:
+    """parse() on a shortcut validator and on a detailed one, counting how often orjson was needed."""
+
+    def __init__(self, monkeypatch, kinds=NUMBERS, max_rows=50):
+        self.shortcut = Validator(NAMES, list(kinds), max_rows)
+        self.detailed = Validator(NAMES, list(kinds), max_rows, shortcut=False)
+        self.loads = 0
+        original = validation.load_json
+
+        def counting(body):
+            self.loads += 1
+            return original(body)
+
+        monkeypatch.setattr(validation, "load_json", counting)
+
+    def both(self, body: bytes, query_mode=None) -> tuple:
+        """(shortcut's outcome, detailed outcome, whether the shortcut answered on its own)."""
+        before = self.loads
+        fast = outcome(self.shortcut, body, query_mode)
+        alone = self.loads == before
+        return fast, outcome(self.detailed, body, query_mode), alone
+
+
+def outcome(validator: Validator, body: bytes, query_mode=None) -> tuple:
+    """("ok", form, mode, dtype, shape, exact bytes, writable) or ("error", status, message, fields)."""
+    try:
+        parsed = validator.parse(body, query_mode)
+    except RequestError as exc:
+        return ("error", exc.status, exc.message, exc.fields)
+    rows = parsed.rows
+    if isinstance(rows, list):
+        return ("ok", parsed.form, parsed.mode, "list", len(rows), repr(rows), True)
+    return ("ok", parsed.form, parsed.mode, rows.dtype.str, rows.shape, rows.tobytes(), rows.flags.writeable)
+
+
+def value_by_value(body: bytes, key: str = "inputs", kinds=NUMBERS) -> bytes:
+    """The rows as the field-by-field check (to_number on each value) reads them."""
+    fields: dict = {}
+    rows = Validator(NAMES, list(kinds), 50)._checked_rows(orjson.loads(body)[key], key, fields)
+    assert fields == {}
+    return rows.tobytes()
+
+
+def batch(rows: list[list[str]], spaces: bool = False, extra: str = "", key: str = "inputs") -> bytes:
+    comma = ", " if spaces else ","
+    inner = comma.join(f"[{comma.join(row)}]" for row in rows)
+    return f'{{"{key}":{" " if spaces else ""}[{inner}]{extra}}}'.encode()
+
+
+def test_the_shortcut_reads_every_number_spelling_exactly_as_the_detailed_path(monkeypatch):
+    parses = Parses(monkeypatch)
+    rng = random.Random(7)
+    bodies = [batch([SPELLINGS[i : i + 4] for i in range(0, 24, 4)])]
+    for _ in range(300):
+        rows = [[rng.choice(SPELLINGS) for _ in range(4)] for _ in range(rng.randint(1, 50))]
+        bodies.append(batch(rows, spaces=rng.random() < 0.5))
+    for body in bodies:
+        fast, detailed, alone = parses.both(body)
+        assert alone, body
+        assert fast == detailed, body
+        assert fast[5] == value_by_value(body), body
+
+
+def test_the_shortcut_reads_random_floats_exactly_as_the_detailed_path(monkeypatch):
+    parses = Parses(monkeypatch)
+    rng = np.random.default_rng(3)
+    for scale in (1e-300, 1e-5, 1.0, 1e5, 1e300):
+        drawn = rng.normal(0.0, scale, (40, 4))
+        for values in (drawn, drawn.round(4)):
+            body = orjson.dumps({"inputs": values.tolist()})
+            fast, detailed, alone = parses.both(body)
+            assert alone and fast == detailed
+            assert fast[5] == values.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("extra", "query_mode", "mode"),
+    [
+        (',"return":"label"', None, "label"),
+        (',"return":"probabilities"', "label", "probabilities"),
+        (', "return" : "both"', None, "both"),
+        (',"return":null', "both", None),
+        ("", "probabilities", "probabilities"),
+        ("", None, None),
+    ],
+)
+def test_the_shortcut_takes_the_return_mode_from_the_body_or_the_query(monkeypatch, extra, query_mode, mode):
+    parses = Parses(monkeypatch)
+    body = batch([["1", "2", "3", "4"], ["5", "6", "7", "8"]], extra=extra)
+    fast, detailed, alone = parses.both(body, query_mode)
+    assert alone and fast == detailed
+    assert fast[:3] == ("ok", "inputs", mode)
+    body = b'{"return":"label","instances":[[1,2,3,4]]}'
+    fast, detailed, alone = parses.both(body, query_mode)
+    assert alone and fast == detailed and fast[:3] == ("ok", "instances", "label")
+
+
+def test_the_shortcut_applies_integer_and_boolean_columns_exactly(monkeypatch):
+    parses = Parses(monkeypatch, MIXED)
+    accepted = [batch([["1.5", "3", "1", "2"], ["-7.25", "4.0", "0", "1e3"], ["0", "-0", "0.0", "1"]])]
+    for body in accepted:
+        fast, detailed, alone = parses.both(body)
+        assert alone and fast == detailed and fast[0] == "ok"
+        assert fast[5] == value_by_value(body, kinds=MIXED)
+    refused = {
+        batch([["1", "3.5", "1", "2"]]): {"inputs/0/1": "expected an integer"},
+        batch([["1", "3", "2", "2"]]): {"inputs/0/2": "expected a boolean (true or false)"},
+        batch([["1", "3", "0.5", "2"], ["1", "1e-7", "1", "2"]]): {
+            "inputs/0/2": "expected a boolean (true or false)",
+            "inputs/1/1": "expected an integer",
+        },
+        batch([["1", "3", "true", "2"], ["1", "false", "1", "2"]]): {
+            "inputs/1/1": "expected an integer, not a boolean"
+        },
+    }
+    for body, fields in refused.items():
+        fast, detailed, _ = parses.both(body)
+        assert fast == detailed
+        assert fast[0] == "error" and fast[3] == fields, body
+    fast, detailed, _ = parses.both(batch([["1", "3", "true", "2"], ["1", "2", "false", "2"]]))
+    assert fast == detailed and fast[0] == "ok"
+
+
+# Each body is something the shortcut must not answer by itself: the detailed path's answer stands,
+# with its status and every field path.
+UNUSUAL = {
+    "nested list": (b'{"inputs":[[1,2,3,4],[1,[2],3,4]]}', 422, {"inputs/1/1": "expected a number"}),
+    "nested, right total and lengths": (
+        b'{"inputs":[[1,[2,3],4],[5,6,7,8],[9,[],10,11]]}',
+        422,
+        {"inputs/0": "expected 4 values, got 3", "inputs/2/1": "expected a number"},
+    ),
+    "nested, lengths right": (
+        b'{"inputs":[[[1],2,3,4],[[],2,3,4],[[1,2],3,4,5]]}',
+        422,
+        {
+            "inputs/0/0": "expected a number",
+            "inputs/1/0": "expected a number",
+            "inputs/2/0": "expected a number",
+        },
+    ),
+    "ragged rows, right total": (
+        b'{"inputs":[[1,2,3,4,5],[1,2,3]]}',
+        422,
+        {"inputs/0": "expected 4 values, got 5", "inputs/1": "expected 4 values, got 3"},
+    ),
+    "a number for a row, a nested row": (
+        b'{"inputs":[[1,2,3,[4,5]],6,[7,8,9,10]]}',
+        422,
+        {
+            "inputs/0/3": "expected a number",
+            "inputs/1": "expected a list of 4 values or an object of named features",
+        },
+    ),
+    "an empty row and a long one": (
+        b'{"inputs":[[],[1,2,3,4,5,6,7,8]]}',
+        422,
+        {"inputs/0": "expected 4 values, got 0", "inputs/1": "expected 4 values, got 8"},
+    ),
+    "boolean": (
+        b'{"inputs":[[1,2,3,4],[1,true,3,4]]}',
+        422,
+        {"inputs/1/1": "expected a number, not a boolean"},
+    ),
+    "string": (b'{"inputs":[[1,"2",3,4]]}', 422, {"inputs/0/1": "expected a number"}),
+    "string with brackets": (b'{"inputs":[[1,"[2]",3,4]]}', 422, {"inputs/0/1": "expected a number"}),
+    "null": (b'{"inputs":[[1,2,null,4]]}', 422, {"inputs/0/2": "expected a number"}),
+    "object in a row": (b'{"inputs":[[1,2,{},4]]}', 422, {"inputs/0/2": "expected a number"}),
+    "NaN": (b'{"inputs":[[NaN,2,3,4]]}', 422, {"inputs/0/0": "expected a finite number"}),
+    "Infinity": (b'{"inputs":[[1,-Infinity,3,4]]}', 422, {"inputs/0/1": "expected a finite number"}),
+    "1e400": (b'{"inputs":[[1,2,3,1e400]]}', 422, {"inputs/0/3": "expected a finite number"}),
+    "-1e400": (b'{"inputs":[[1,2,3,4],[1,2,-1e400,4]]}', 422, {"inputs/1/2": "expected a finite number"}),
+    "400-digit integer": (
+        b'{"inputs":[[1,2,3,1' + b"0" * 400 + b"]]}",
+        422,
+        {"inputs/0/3": "expected a finite number"},
+    ),
+    "extra key": (b'{"inputs":[[1,2,3,4]],"extra":1}', 422, {"extra": "unexpected field"}),
+    "both batch keys": (
+        b'{"inputs":[[1,2,3,4]],"instances":[[1,2,3,4]]}',
+        422,
+        {"instances": "unexpected field"},
+    ),
+    "unknown return mode": (
+        b'{"inputs":[[1,2,3,4]],"return":"everything"}',
+        422,
+        {"return": "expected one of label, probabilities, both"},
+    ),
+    "return as a list": (
+        b'{"inputs":[[1,2,3,4]],"return":["label"]}',
+        422,
+        {"return": "expected one of label, probabilities, both"},
+    ),
+    "return and an extra key": (
+        b'{"inputs":[[1,2,3,4]],"return":"label","x":[1]}',
+        422,
+        {"x": "unexpected field"},
+    ),
+    "named-object rows, one bad": (
+        b'{"inputs":[{"a":1,"b":2,"c":3,"d":4},{"a":1,"b":2,"c":3}]}',
+        422,
+        {"inputs/1/d": "missing"},
+    ),
+    "empty list of rows": (b'{"inputs":[]}', 422, {"inputs": "expected at least one row"}),
+    "rows not a list": (b'{"inputs":{"a":1}}', 422, {"inputs": "expected a list of rows"}),
+    "rows null": (b'{"inputs":null}', 422, {"inputs": "expected a list of rows"}),
+    "too many rows": (batch([["1", "2", "3", "4"]] * 51), 413, None),
+    "trailing garbage": (b'{"inputs":[[1,2,3,4]]} x', 400, None),
+    "not an object": (b'[{"inputs":[[1,2,3,4]]}]', 422, {}),
+    "invalid UTF-8": (b'{"inputs":[[1,2,3,4]],"\xff":1}', 400, None),
+}
+
+
+@pytest.mark.parametrize("case", list(UNUSUAL))
+def test_unusual_batches_get_the_detailed_answer(monkeypatch, case):
+    body, status, fields = UNUSUAL[case]
+    parses = Parses(monkeypatch)
+    fast, detailed, _ = parses.both(body)
+    assert fast == detailed
+    assert fast[:2] == ("error", status)
+    if fields is not None:
+        assert fast[3] == fields
+
+
+# Unusual, yet well-formed: the shortcut steps aside and the detailed path accepts them, as before.
+ACCEPTED_ELSEWHERE = {
+    "duplicate batch key": b'{"inputs":[[1,2]],"inputs":[[1,2,3,4]]}',
+    "integer beyond 64 bits": b'{"inputs":[[1,2,3,100000000000000000000000000000]]}',
+    "integer below -2**63": b'{"inputs":[[1,2,3,-9223372036854775809]]}',
+    "leading whitespace": b' {"inputs":[[1,2,3,4]]}',
+    "named-object rows": b'{"inputs":[{"a":1,"b":2,"c":3,"d":4},{"d":4,"c":3,"b":2,"a":1}]}',
+    "byte order mark": b'\xef\xbb\xbf{"inputs":[[1,2,3,4]]}',
+    "batch key far into the body": b'{"return":' + b" " * 60 + b'"label", "inputs":[[1,2,3,4]]}',
+}
+
+
+@pytest.mark.parametrize("case", list(ACCEPTED_ELSEWHERE))
+def test_unusual_but_valid_batches_are_still_accepted(monkeypatch, case):
+    parses = Parses(monkeypatch)
+    fast, detailed, alone = parses.both(ACCEPTED_ELSEWHERE[case])
+    assert fast == detailed and fast[0] == "ok"
+    assert not alone
+
+
+def test_number_syntax_is_judged_as_the_detailed_path_judges_it(monkeypatch):
+    parses = Parses(monkeypatch)
+    spellings = "01 1. .5 +1 - 1e 1e+ 0x10 --1 1.e5 -.5 00 -01 Infinity NaN nan inf 0.0.0 1ee5 1/ tru nul"
+    for spelling in [*spellings.split(), "\t1", "1\t", "\n-1\r\n", "\x0c1", " 2 "]:
+        body = batch([["1", "2", "3", "4"], [spelling, "2", "3", "4"]])
+        fast, detailed, _ = parses.both(body)
+        assert fast == detailed, spelling
+
+
+def test_random_damage_to_a_batch_gets_the_same_answer_either_way(monkeypatch):
+    """Seeded mutations of well-formed batches: the shortcut never answers differently."""
+    parses = Parses(monkeypatch, MIXED, max_rows=20)
+    rng = random.Random(11)
+    pieces = [
+        b"[",
+        b"]",
+        b",",
+        b"[]",
+        b"1",
+        b"-",
+        b"true",
+        b"null",
+        b'"x"',
+        b"1e400",
+        b"{}",
+        b" ",
+        b"0.5",
+        b"2",
+    ]
+    answered = 0
+    for _ in range(1500):
+        columns = (["0.5", "-4", "1e2"], ["0", "3.0", "-7"], ["0", "1", "1.0"], ["2", "-0.25", "1e-3"])
+        rows = [[rng.choice(column) for column in columns] for _ in range(rng.randint(1, 25))]
+        body = bytearray(batch(rows, extra=rng.choice(["", ',"return":"both"'])))
+        for _ in range(rng.randint(0, 3)):
+            at = rng.randrange(1, len(body))
+            if rng.random() < 0.5:
+                body[at:at] = rng.choice(pieces)
+            else:
+                del body[at : at + rng.randint(1, 3)]
+        fast, detailed, alone = parses.both(bytes(body))
+        assert fast == detailed, bytes(body)
+        answered += alone
+    assert answered > 100  # the shortcut did answer many of them
+
+
+def test_the_shortcut_keeps_working_after_refusing_bodies(monkeypatch):
+    parses = Parses(monkeypatch)
+    good = batch([["1", "2", "3", "4"]] * 3)
+    for body, *_ in UNUSUAL.values():
+        parses.both(body)
+        fast, detailed, alone = parses.both(good)
+        assert alone and fast == detailed and fast[0] == "ok"
+
+
+def test_a_large_batch_through_the_server_matches_row_by_row_answers(client):
+    rng = np.random.default_rng(5)
+    rows = rng.normal([5.8, 3.0, 3.8, 1.2], [0.8, 0.4, 1.8, 0.8], (50, 4)).round(3).tolist()
+    together = predict(client, {"inputs": rows, "return": "both"}).json()
+    one_by_one = [predict(client, {"inputs": [row], "return": "both"}).json() for row in rows]
+    assert together["predictions"] == [answer["predictions"][0] for answer in one_by_one]
+    for joint, single in zip(together["probabilities"], one_by_one, strict=True):
+        # One row goes through the linear kernel, a batch through ONNX: both agree with
+        # scikit-learn to 1e-9 (backends.py), so with each other to twice that.
+        assert joint == pytest.approx(single["probabilities"][0], abs=2e-9)
