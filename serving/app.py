@@ -2,10 +2,22 @@
 
 `ServingApp.handle(request)` returns (status, body, content type); the protocol writes it. No
 framework and no async: every answer is CPU work, so nothing would be gained by awaiting.
+
+Micro-batching (SERVING_MICROBATCH=on) is the one exception. A one-row /predict request is
+validated at once (its own 4xx goes out at once); then, if the worker has other connections open
+(with just one there is nobody to batch with), it is queued and handle() returns None. The queue
+is answered by one model call scheduled with `loop.call_soon` (so: once this event-loop iteration
+has read every request that had arrived), or after SERVING_MICROBATCH_WAIT_US, in batches of at
+most SERVING_MICROBATCH_MAX_ROWS rows; each answer goes back through `request.connection.deliver`.
+Answers are those of the one-row path, byte for byte: the worker uses micro-batching only if
+batched calls give the one-row answers on a fixed sample (batching.answers_exactly), a batch whose
+call fails is answered row by row, and a model with the one-row kernel is never batched (the
+kernel is faster than any batched call, and its arithmetic is its own).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +27,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from serving import metrics, open_inference, openapi
+from serving import batching, metrics, open_inference, openapi
 from serving.access import AccessControl
 from serving.model import Model
 from serving.protocol import Request, ServerState
@@ -29,6 +41,27 @@ PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 DOCS_PAGE = Path(__file__).with_name("static") / "docs.html"
 Response = tuple[int, bytes, bytes]  # status, body, content type
 GET, POST = frozenset({b"GET", b"HEAD"}), frozenset({b"POST"})
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """How one-row predictions are batched: at most `max_rows` rows, waiting at most `wait` seconds
+    (0: until the end of the event-loop iteration)."""
+
+    max_rows: int = 64
+    wait: float = 0.0
+
+
+class Queued:
+    """A validated one-row prediction waiting for its batch."""
+
+    __slots__ = ("request", "values", "named", "mode")
+
+    def __init__(self, request: Request, values: list, named: bool, mode: str):
+        self.request = request
+        self.values = values
+        self.named = named
+        self.mode = mode
 
 
 @dataclass(frozen=True)
@@ -71,8 +104,13 @@ class ServingApp:
         recorder: metrics.Recorder,
         render_metrics: Callable[[], bytes],
         state: ServerState,
+        microbatch: MicroBatch | None = None,
     ):
         self.model = model
+        self.microbatch = microbatch if microbatch is not None and microbatch.max_rows > 1 else None
+        self.queue: list[Queued] = []
+        self.flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the worker's, known at the first batch
         self.validator = Validator(model.names, [feature.type for feature in model.features], max_rows)
         self.access = access
         self.recorder = recorder
@@ -82,6 +120,7 @@ class ServingApp:
         self.label_keys = [str(label) for label in model.labels]
         self.probability_keys = [f"{label}_probability" for label in self.label_keys]
         index = metrics.ROUTE_INDEX
+        self.predict_metric = index["/predict"]
         self.routes: dict[bytes, Route] = {
             b"/": Route(self.welcome, GET, index["/"]),
             b"/healthz": Route(self.healthz, GET, index["/healthz"]),
@@ -144,9 +183,10 @@ class ServingApp:
             "backend": model.backend_name,
         }
 
-    def handle(self, request: Request) -> Response:
-        """Answer one request; never raises."""
+    def handle(self, request: Request) -> Response | None:
+        """Answer one request, or None when it is queued for a micro-batch; never raises."""
         started = time.perf_counter()
+        request.started = started
         route = self.routes.get(request.path)
         try:
             if route is None:
@@ -166,6 +206,8 @@ class ServingApp:
         except Exception:
             log.exception("Unexpected error answering %s %s", request.method, request.path)
             response = error_response(500, "The server failed to answer this request.")
+        if response is None:
+            return None  # counted when answered
         metric = route.metric if route else metrics.OTHER_ROUTE
         self.recorder.request(metric, response[0], time.perf_counter() - started)
         return response
@@ -223,35 +265,128 @@ class ServingApp:
         if request.content_type is not None and not _is_json(request.content_type):
             raise RequestError(415, "Send the body as JSON, with Content-Type: application/json.")
 
-    def predict(self, request: Request) -> Response:
+    def predict(self, request: Request) -> Response | None:
         self.require_json(request)
         parsed = self.validator.parse(request.body, query_value(request.query, "return"))
-        return json_response(200, self.answer(parsed.rows, parsed.form == "named", parsed.mode))
+        named = parsed.form == "named"
+        # With one connection open in this worker there is nobody to batch with: answer at once.
+        if (
+            self.microbatch is not None
+            and (named or len(parsed.rows) == 1)
+            and len(self.state.connections) > 1
+        ):
+            mode = self.return_mode(named, parsed.mode)
+            self.enqueue(Queued(request, parsed.rows if named else parsed.rows[0].tolist(), named, mode))
+            return None
+        return json_response(200, self.answer(parsed.rows, named, parsed.mode))
 
-    def answer(self, rows, named: bool, mode: str | None) -> dict:
-        """The prediction document for validated rows, shaped by form and `return` mode."""
+    def return_mode(self, named: bool, mode: str | None) -> str:
+        """The `return` mode to use, or a 422 when the model cannot give it."""
         model = self.model
         if mode is None:
-            mode = "both" if named and model.has_proba else "label"
-        elif mode != "label" and not model.has_proba:
+            return "both" if named and model.has_proba else "label"
+        if mode != "label" and not model.has_proba:
             reason = (
                 "this classifier does not give probabilities"
                 if model.is_classifier
                 else "this model is a regressor: it predicts values, not probabilities"
             )
             raise RequestError(422, f"Cannot return {mode}: {reason}.", {"return": reason})
-        self.recorder.rows(len(rows))
+        return mode
+
+    def one_row_document(self, label, probabilities, named: bool, mode: str) -> dict:
+        """The prediction document for one row given as named features or as a batch of one."""
+        if named:
+            document = {} if mode == "label" else dict(zip(self.probability_keys, probabilities, strict=True))
+            if mode != "probabilities":
+                document["target"] = label
+            return document
+        if mode == "label":
+            return {"predictions": [label]}
+        by_label = [dict(zip(self.label_keys, probabilities, strict=True))]
+        if mode == "probabilities":
+            return {"predictions": by_label}
+        return {"predictions": [label], "probabilities": by_label}
+
+    # Micro-batching
+
+    def enqueue(self, item: Queued) -> None:
+        queue = self.queue
+        queue.append(item)
+        if self.flush_handle is None:
+            loop = self.loop
+            if loop is None:
+                loop = self.loop = asyncio.get_running_loop()
+            wait = self.microbatch.wait
+            self.flush_handle = loop.call_later(wait, self.flush) if wait else loop.call_soon(self.flush)
+        elif len(queue) == self.microbatch.max_rows and self.microbatch.wait:
+            # A full batch goes at the end of this iteration, not after the wait.
+            self.flush_handle.cancel()
+            self.flush_handle = self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Answer every queued one-row prediction, in batches of at most max_rows; never raises."""
+        self.flush_handle = None
+        queue, self.queue = self.queue, []
+        size = self.microbatch.max_rows
+        for start in range(0, len(queue), size):
+            batch = queue[start : start + size]
+            try:
+                self.answer_batch(batch)
+            except Exception:  # every answer is guarded below; this is the last resort
+                log.exception("Unexpected error answering a micro-batch")
+
+    def answer_batch(self, batch: list[Queued]) -> None:
+        """One model call for the batch. Should it fail, each row is tried alone, as without batching,
+        so only a request whose own row fails the model gets a 500."""
+        if len(batch) > 1:
+            want_proba = any(item.mode != "label" for item in batch)
+            try:
+                labels, by_row = batching.predict_rows(
+                    self.model, [item.values for item in batch], want_proba
+                )
+            except Exception:
+                log.exception("A micro-batch of %d rows failed; answering its rows one by one", len(batch))
+            else:
+                self.recorder.rows(len(batch))
+                by_row = by_row or [None] * len(batch)
+                for item, label, probabilities in zip(batch, labels, by_row, strict=True):
+                    try:
+                        document = self.one_row_document(label, probabilities, item.named, item.mode)
+                        response = json_response(200, document)
+                    except Exception:
+                        response = self.failure(item)
+                    self.finish(item, response)
+                return
+        for item in batch:
+            try:
+                self.recorder.rows(1)
+                label, probabilities = self.model.row(item.values, item.mode != "label")
+                response = json_response(
+                    200, self.one_row_document(label, probabilities, item.named, item.mode)
+                )
+            except Exception:
+                response = self.failure(item)
+            self.finish(item, response)
+
+    def failure(self, item: Queued) -> Response:
+        log.exception("Unexpected error answering %s %s", item.request.method, item.request.path)
+        return error_response(500, "The server failed to answer this request.")
+
+    def finish(self, item: Queued, response: Response) -> None:
+        request = item.request
+        self.recorder.request(self.predict_metric, response[0], time.perf_counter() - request.started)
+        request.connection.deliver(request, response)
+
+    def answer(self, rows, named: bool, mode: str | None) -> dict:
+        """The prediction document for validated rows, shaped by form and `return` mode."""
+        model = self.model
+        mode = self.return_mode(named, mode)
+        self.recorder.rows(1 if named else len(rows))  # a named row is a list of feature values
         if named or len(rows) == 1:
             label, probabilities = model.row(rows if named else rows[0].tolist(), mode != "label")
-            if named:
-                document = (
-                    {} if mode == "label" else dict(zip(self.probability_keys, probabilities, strict=True))
-                )
-                if mode != "probabilities":
-                    document["target"] = label
-                return document
-            labels, probabilities = [label], [probabilities]
-        elif mode == "label":
+            return self.one_row_document(label, probabilities, named, mode)
+        if mode == "label":
             labels = model.labels_for(rows)
         elif mode == "probabilities":
             labels, probabilities = None, model.probabilities_for(rows)

@@ -107,6 +107,15 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _switch(name: str, default: bool) -> bool:
+    text = os.environ.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text not in ("on", "off"):
+        raise ConfigError(f"{name} must be on or off, not {text!r}.")
+    return text == "on"
+
+
 def _cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -132,6 +141,9 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     model_cache_dir: str | None = None
+    microbatch: bool = True
+    microbatch_max_rows: int = 64
+    microbatch_wait_us: int = 0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -159,4 +171,7 @@ class Settings:
             header_timeout=_float("SERVING_HEADER_TIMEOUT", 10.0),
             body_timeout=_float("SERVING_BODY_TIMEOUT", 30.0),
             model_cache_dir=os.environ.get("SERVING_MODEL_CACHE_DIR") or None,
+            microbatch=_switch("SERVING_MICROBATCH", True),
+            microbatch_max_rows=_int("SERVING_MICROBATCH_MAX_ROWS", 64, minimum=1),
+            microbatch_wait_us=_int("SERVING_MICROBATCH_WAIT_US", 0),
         )

@@ -13,12 +13,16 @@ Connection handling:
   reconnects (to the successor, which shares the listener) instead of racing a close.
 - Bodies over the limit get a 413 as soon as the headers say so; the rest is read and dropped.
 - Malformed HTTP gets a JSON 400, like every other error.
+- Answers that come later (a micro-batched prediction, see app.py) keep their place: while one is
+  awaited, the answers after it on the same connection wait in `HttpConnection.waiting`, so
+  pipelined requests are always answered in order. The fast path never touches that queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
@@ -41,9 +45,23 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class Request:
     """What the app sees of a request."""
 
-    __slots__ = ("method", "path", "query", "headers", "client", "body", "content_type", "api_key")
+    __slots__ = (
+        "method",
+        "path",
+        "query",
+        "headers",
+        "client",
+        "body",
+        "content_type",
+        "api_key",
+        "connection",
+        "started",
+        "keep_alive",
+        "reply",
+    )
 
     def __init__(self, method: bytes, path: bytes, query: bytes, connection: HttpConnection, body: bytes):
+        self.connection = connection  # for an answer given later: connection.deliver(request, response)
         self.method = method
         self.path = path
         self.query = query
@@ -52,6 +70,16 @@ class Request:
         self.body = body
         self.content_type = connection.content_type
         self.api_key = connection.api_key
+
+
+class Reply:
+    """A response waiting for its turn on a connection; `data` is None until it is known."""
+
+    __slots__ = ("data", "close")
+
+    def __init__(self, data: bytes | None, close: bool):
+        self.data = data
+        self.close = close
 
 
 @dataclass
@@ -102,6 +130,9 @@ class HttpConnection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.size = 0
         self.refused = False  # answered early (413); the rest of the message is dropped
+        self.in_message = False  # between the start and the end of a request message
+        self.waiting: deque[Reply] = deque()  # answers behind one not known yet, in request order
+        self.finished = False  # a closing answer is waiting its turn; later input is ignored
 
     # asyncio.Protocol
 
@@ -115,9 +146,12 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.state.connections.discard(self)
+        self.waiting.clear()
         self.state.on_close()
 
     def data_received(self, data: bytes) -> None:
+        if self.finished:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -136,6 +170,7 @@ class HttpConnection(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        self.in_message = True
         self.phase = HEADERS
         self.phase_since = self.loop.time()
         self.url = b""
@@ -169,8 +204,8 @@ class HttpConnection(asyncio.Protocol):
                 expects_continue = value.lower() == b"100-continue"
         if length > self.limits.max_body_bytes:
             self.refuse_body()
-        elif expects_continue:
-            self.transport.write(CONTINUE)
+        elif expects_continue and not self.finished:
+            self.send(CONTINUE, False)
 
     def on_body(self, chunk: bytes) -> None:
         if self.refused:
@@ -183,8 +218,11 @@ class HttpConnection(asyncio.Protocol):
             self.body.append(chunk)
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         if self.refused:
-            self.transport.close()
+            self.send(b"", True)
+            return
+        if self.finished:
             return
         parsed = httptools.parse_url(self.url)
         path = parsed.path
@@ -192,33 +230,84 @@ class HttpConnection(asyncio.Protocol):
             path = unquote_to_bytes(path)
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         request = Request(self.parser.get_method(), path, parsed.query or b"", self, body)
-        status, payload, content_type = self.app.handle(request)
+        response = self.app.handle(request)
         keep_alive = self.parser.should_keep_alive() and not self.draining
-        self.transport.write(
-            b"".join(
-                (
-                    STATUS_LINES[status],
-                    b"content-type: ",
-                    content_type,
-                    b"\r\ncontent-length: %d\r\n" % len(payload),
-                    self.state.date_header,
-                    b"\r\n" if keep_alive else b"connection: close\r\n\r\n",
-                    b"" if request.method == b"HEAD" else payload,
-                )
-            )
-        )
+        if response is None:
+            # The app answers later, never from inside handle(): deliver() finds the reply queued.
+            request.keep_alive = keep_alive
+            request.reply = Reply(None, not keep_alive)
+            self.waiting.append(request.reply)
+            if not keep_alive:
+                self.finished = True
+            return
+        data = self.render(response, keep_alive, request.method == b"HEAD")
+        if self.waiting:
+            self.send(data, not keep_alive)
+            return
+        self.transport.write(data)
         if keep_alive:
             self.phase = IDLE
             self.phase_since = self.loop.time()
         else:
             self.transport.close()
 
+    def render(self, response: tuple[int, bytes, bytes], keep_alive: bool, head: bool) -> bytes:
+        status, payload, content_type = response
+        return b"".join(
+            (
+                STATUS_LINES[status],
+                b"content-type: ",
+                content_type,
+                b"\r\ncontent-length: %d\r\n" % len(payload),
+                self.state.date_header,
+                b"\r\n" if keep_alive else b"connection: close\r\n\r\n",
+                b"" if head else payload,
+            )
+        )
+
+    # Answers given later, and the order of answers
+
+    def deliver(self, request: Request, response: tuple[int, bytes, bytes]) -> None:
+        """The app's answer to a request it took to answer later (handle() returned None)."""
+        request.reply.data = self.render(response, request.keep_alive, request.method == b"HEAD")
+        self.write_waiting()
+
+    def send(self, data: bytes, close: bool) -> None:
+        """Write `data` (then close, if asked) once every answer before it is written."""
+        if not self.waiting:
+            if data:
+                self.transport.write(data)
+            if close:
+                self.transport.close()
+            return
+        self.waiting.append(Reply(data, close))
+        if close:
+            self.finished = True
+
+    def write_waiting(self) -> None:
+        """Write the waiting answers that are known, in order, up to the first still awaited."""
+        waiting, transport = self.waiting, self.transport
+        while waiting and waiting[0].data is not None:
+            reply = waiting.popleft()
+            if transport.is_closing():
+                waiting.clear()
+                return
+            if reply.data:
+                transport.write(reply.data)
+            if reply.close:
+                transport.close()
+                waiting.clear()
+                return
+        if not waiting and not self.in_message and not transport.is_closing():
+            self.phase = IDLE
+            self.phase_since = self.loop.time()
+
     # Errors, timeouts and draining
 
     def refuse_body(self) -> None:
         self.refused = True
         message = f"The body is larger than {self.limits.max_body_bytes} bytes."
-        self.transport.write(_error_response(413, message))
+        self.send(_error_response(413, message), False)
         try:
             path = httptools.parse_url(self.url).path
         except httptools.HttpParserInvalidURLError:
@@ -226,11 +315,12 @@ class HttpConnection(asyncio.Protocol):
         self.app.count(path, 413)
 
     def fail(self, status: int, message: str) -> None:
-        if not self.transport.is_closing():
+        if not self.transport.is_closing() and not self.finished:
             if not self.refused:
-                self.transport.write(_error_response(status, message))
+                self.send(_error_response(status, message), True)
                 self.app.count(None, status)
-            self.transport.close()
+            else:
+                self.send(b"", True)
 
     def shutdown(self) -> None:
         """Start draining: answer at most the request under way, then close."""

@@ -20,10 +20,10 @@ from email.utils import formatdate
 
 import uvloop
 
-from serving import metrics
+from serving import batching, metrics
 from serving.accept import BalancedAcceptor
 from serving.access import AccessControl
-from serving.app import ServingApp
+from serving.app import MicroBatch, ServingApp
 from serving.config import Settings
 from serving.model import Model, ModelError
 from serving.protocol import HttpConnection, Limits, ServerState, sweep_connections
@@ -46,6 +46,31 @@ async def tick(state: ServerState, stop: asyncio.Event, master_pid: int) -> None
             log.error("The master process is gone; stopping.")
             stop.set()
         await asyncio.sleep(1.0)
+
+
+def micro_batching(settings: Settings, model: Model) -> MicroBatch | None:
+    """The micro-batching to use, if it is on and gives this model's one-row answers exactly."""
+    if not settings.microbatch or settings.microbatch_max_rows < 2:
+        return None
+    if model.row_kernel is not None:
+        log.info("Micro-batching not used: the one-row kernel answers single rows faster.")
+        return None
+    try:
+        exact = batching.answers_exactly(model, settings.microbatch_max_rows)
+    except Exception as exc:
+        log.warning("Micro-batching not used: batched predictions failed on the sample: %s", exc)
+        return None
+    if not exact:
+        log.info("Micro-batching not used: this backend's batched answers differ from its one-row answers.")
+        return None
+    log.info(
+        "Micro-batching single rows: up to %d rows, waiting %s.",
+        settings.microbatch_max_rows,
+        f"{settings.microbatch_wait_us} us"
+        if settings.microbatch_wait_us
+        else "for the event-loop iteration",
+    )
+    return MicroBatch(settings.microbatch_max_rows, settings.microbatch_wait_us / 1e6)
 
 
 async def serve(
@@ -120,6 +145,7 @@ def run(
             shared, model.name, model.version, model.sha256, model.backend_name
         ),
         state=state,
+        microbatch=micro_batching(settings, model),
     )
     limits = Limits(
         settings.max_body_bytes, settings.keepalive_timeout, settings.header_timeout, settings.body_timeout
