@@ -145,7 +145,7 @@ def render(shared: SharedMetrics, model_name: str, model_version, sha256: str, b
         "# HELP serving_rows_predicted_total Rows the model predicted.",
         "# TYPE serving_rows_predicted_total counter",
         f"serving_rows_predicted_total{{{model}}} {_number(totals[_ROWS])}",
-        "# HELP serving_batch_rows Rows per prediction request.",
+        "# HELP serving_batch_rows Rows per model call (one request, or micro-batched one-row requests).",
         "# TYPE serving_batch_rows histogram",
     ]
     _histogram(
