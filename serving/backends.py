@@ -77,7 +77,11 @@ class OnnxPlan:
 
 
 def convert_to_onnx(estimator, n_features: int) -> list[OnnxPlan]:
-    """Convert to ONNX in float64 and float32; each is verified later, in the worker."""
+    """Convert to ONNX in float64 and float32; each is verified later, in the worker.
+
+    Trees only in float32: scikit-learn compares float32 inputs with their splits, which a float64
+    graph does not round to, so near a split it answers differently and would fail the check.
+    """
     try:
         from skl2onnx import to_onnx
     except ImportError:
@@ -85,7 +89,7 @@ def convert_to_onnx(estimator, n_features: int) -> list[OnnxPlan]:
     plans = []
     final = _final_estimator(estimator)
     options = {id(final): {"zipmap": False}} if hasattr(final, "classes_") else None
-    for dtype in (np.float64, np.float32):
+    for dtype in (np.float32,) if _trees(final) else (np.float64, np.float32):
         try:
             onx = to_onnx(estimator, np.zeros((1, n_features), dtype=dtype), options=options)
         except Exception as exc:  # any converter gap means "serve with scikit-learn"

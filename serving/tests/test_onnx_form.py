@@ -66,6 +66,16 @@ def test_a_linear_onnx_form_answers_one_row_with_the_kernel_and_scikit_learns_nu
     assert model.labels_for(rows) == pytest.approx(estimator.predict(rows).tolist(), abs=1e-9)
 
 
+def test_trees_are_converted_in_float32_only_and_linear_models_in_both():
+    forest = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=3, random_state=0)).fit(X, Y)
+    linear = LINEAR_MODELS["scaled"]()
+    dtypes = [
+        [plan.dtype for plan in Model.from_estimator(model, meta_for(model)).plans]
+        for model in (forest, linear)
+    ]
+    assert dtypes == [[np.float32], [np.float64, np.float32]]
+
+
 def test_a_graph_that_is_not_linear_gets_no_kernel():
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, Y)
     plan = Model.from_estimator(forest, meta_for(forest)).plans[0]
