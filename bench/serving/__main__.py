@@ -32,6 +32,7 @@ from bench.serving.runner import (
     access_cost,
     container,
     run_wrk,
+    start_all,
     uvicorn_app,
     write_access_file,
 )
@@ -204,12 +205,7 @@ def main() -> None:
         scenarios = [(workload.name, level) for workload in loaded for level in levels]
         print(f"Starting {len(targets)} servers with {args.workers} workers each...", flush=True)
         try:
-            for target in targets.values():
-                target.start(directory)
-            for target in targets.values():
-                target.wait_ready()
-            for target in targets.values():  # warm-up
-                run_wrk(target, 16, 1, directory)
+            start_all(targets.values(), directory)
             results: dict[tuple, list[Result]] = {}
             for round_index in range(rounds):
                 for workload_name, connections in scenarios:

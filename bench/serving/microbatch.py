@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 
 from bench.serving.models import Workload, _write, iris_single_row
-from bench.serving.runner import Result, Target, container, run_wrk
+from bench.serving.runner import Result, Target, container, run_wrk, start_all
 
 MODES = ("off", "on")
 WORKLOADS = ("iris", "forest")
@@ -142,12 +142,7 @@ def main() -> None:
         results: dict[tuple, list[Result]] = {}
         calls: dict[tuple, float] = {}
         try:
-            for target in targets.values():
-                target.start(directory)
-            for target in targets.values():
-                target.wait_ready()
-            for target in targets.values():  # warm-up
-                run_wrk(target, 16, 1, directory)
+            start_all(targets.values(), directory)
             for round_index in range(rounds):
                 for scenario in scenarios:
                     order = MODES if (round_index + scenario[1]) % 2 == 0 else MODES[::-1]

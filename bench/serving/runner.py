@@ -169,6 +169,16 @@ class Result:
     cpu_us_per_request: float  # the server's own CPU time: steadier than req/s on a shared machine
 
 
+def start_all(targets, directory: Path) -> None:
+    """Start every target, wait until each answers its workload, and warm each up under wrk."""
+    for target in targets:
+        target.start(directory)
+    for target in targets:
+        target.wait_ready()
+    for target in targets:
+        run_wrk(target, 16, 1, directory)
+
+
 def run_wrk(target: Target, connections: int, seconds: int, script_dir: Path) -> Result:
     extra = f'wrk.headers["x-api-key"] = "{target.api_key}"' if target.api_key else ""
     script = script_dir / f"{hashlib.sha1(target.workload.body).hexdigest()[:8]}-{bool(extra)}.lua"

@@ -196,13 +196,8 @@ class RestFake:
             headers={key.lower(): value for key, value in handler.headers.items()},
             body=body,
         )
-        label = f"{handler.command} {request.path}"
-        with self.lock:
-            self.calls.append(Call(label, request))
-            failure = self._take_failure(label)
-        if failure is not None and failure.status == 0:
-            handler.close_connection = True
-            handler.connection.close()
+        dropped, failure = self._record(handler, f"{handler.command} {request.path}", request)
+        if dropped:
             return
         try:
             if failure is not None and not failure.after:
@@ -216,10 +211,30 @@ class RestFake:
             traceback.print_exc()
             result = (500, HttpError(500, f"fake crashed: {exc!r}").body())
         status, payload, *rest = result
-        headers = rest[0] if rest else {}
         data = json.dumps(payload).encode() if payload is not None else b""
+        self._send(
+            handler,
+            status,
+            data,
+            {"Content-Type": "application/json; charset=UTF-8", **(rest[0] if rest else {})},
+        )
+
+    def _record(
+        self, handler: BaseHTTPRequestHandler, label: str, request: Request
+    ) -> tuple[bool, _Failure | None]:
+        """Record the call and take the failure injected for it; True when that drops the connection."""
+        with self.lock:
+            self.calls.append(Call(label, request))
+            failure = self._take_failure(label)
+        if failure is not None and failure.status == 0:
+            handler.close_connection = True
+            handler.connection.close()
+            return True, None
+        return False, failure
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict) -> None:
         handler.send_response(status)
-        handler.send_header("Content-Type", "application/json; charset=UTF-8")
         handler.send_header("Content-Length", str(len(data)))
         for key, value in headers.items():
             handler.send_header(key, value)

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import google_crc32c
 
 from tests.fakes.grpc_server import next_number
-from tests.fakes.rest_server import Call, HttpError, Request, RestFake, route
+from tests.fakes.rest_server import HttpError, Request, RestFake, route
 
 BUCKET = r"/storage/v1/b/(?P<bucket>[^/]+)"
 UPLOAD = r"/upload/storage/v1/b/(?P<bucket>[^/]+)/o"
@@ -99,27 +99,18 @@ class StorageFake(RestFake):
             body=b"",
             params={key: unquote(value) for key, value in match.groupdict(default="").items()},
         )
-        label = f"GET {request.path}"
-        with self.lock:
-            self.calls.append(Call(label, request))
-            failure = self._take_failure(label)
-            if failure is not None and failure.status == 0:
-                handler.close_connection = True
-                handler.connection.close()
-                return
-            try:
-                if failure is not None:
-                    raise HttpError(failure.status, failure.message, reason=failure.reason)
+        dropped, failure = self._record(handler, f"GET {request.path}", request)
+        if dropped:
+            return
+        try:
+            if failure is not None:
+                raise HttpError(failure.status, failure.message, reason=failure.reason)
+            with self.lock:
                 status, data, headers = self._media(request)
-            except HttpError as exc:
-                status, data = exc.status, exc.message.encode()
-                headers = {"Content-Type": "text/plain; charset=utf-8"}
-        handler.send_response(status)
-        handler.send_header("Content-Length", str(len(data)))
-        for key, value in headers.items():
-            handler.send_header(key, value)
-        handler.end_headers()
-        handler.wfile.write(data)
+        except HttpError as exc:
+            status, data = exc.status, exc.message.encode()
+            headers = {"Content-Type": "text/plain; charset=utf-8"}
+        self._send(handler, status, data, headers)
 
     def _media(self, request: Request) -> tuple[int, bytes, dict]:
         bucket, name = self._bucket(request), request.params["name"]
