@@ -7,3 +7,6 @@ urlpatterns = [
     path("api/", include("endpoints.api.urls")),
     path("", include("endpoints.urls")),
 ]
+
+handler404 = "endpoints.api.errors.not_found"
+handler500 = "endpoints.api.errors.server_error"

@@ -5,9 +5,12 @@
 
 Service errors carry their own message and field. DRF's own errors (malformed input, not signed
 in, not found) are reshaped to match: a validation error names its first field in `field` and
-keeps DRF's full per-field listing under `errors`.
+keeps DRF's full per-field listing under `errors`. Paths under /api/ that match no route, and
+server errors there, answer in the same shape instead of the dashboard's HTML pages.
 """
 
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -78,3 +81,23 @@ def exception_handler(exc, context):
             "code": getattr(detail, "code", None) or getattr(exc, "default_code", "error"),
         }
     return response
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception):
+    """handler404: JSON under /api/, the dashboard's page elsewhere."""
+    if _is_api(request):
+        body = {"detail": f"No API route matches {request.path}.", "field": None, "code": "not_found"}
+        return JsonResponse(body, status=status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: JSON under /api/, Django's page elsewhere."""
+    if _is_api(request):
+        body = {"detail": "The server failed to answer; the error is logged.", "field": None, "code": "error"}
+        return JsonResponse(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return defaults.server_error(request)

@@ -125,3 +125,31 @@ def test_guessing_passwords_for_a_token_is_slowed_down(db, monkeypatch):
         for _ in range(4)
     ]
     assert codes == [400, 400, 400, 429]
+
+
+def test_a_path_under_the_api_that_matches_no_route_answers_json(admin, client):
+    response = api(admin).post("/api/v1/key-requests//approve/")
+    assert response.status_code == 404
+    assert response.json() == {
+        "detail": "No API route matches /api/v1/key-requests//approve/.",
+        "field": None,
+        "code": "not_found",
+    }
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404
+    assert page["Content-Type"].startswith("text/html")
+
+
+def test_a_server_error_under_the_api_answers_json(admin, monkeypatch):
+    from endpoints.api import views
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(views.EndpointViewSet, "list", fail)
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(admin)
+    response = client.get("/api/v1/endpoints/")
+    assert response.status_code == 500
+    assert response.json()["code"] == "error"
+    assert "boom" not in response.content.decode()
