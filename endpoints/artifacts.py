@@ -245,8 +245,7 @@ def onnx_form(estimator, input_schema: list[dict]) -> tuple[bytes | None, str]:
             "No ONNX form: the converted model's answers differ from scikit-learn's on the check "
             "sample; scikit-learn serves it."
         )
-    precision = np.dtype(plan.dtype).name
-    return plan.onnx_bytes, f"ONNX ({precision}), gives scikit-learn's answers on the check sample."
+    return plan.onnx_bytes, f"ONNX ({plan.precision}), gives scikit-learn's answers on the check sample."
 
 
 def _inspect_onnx(path: Path, sha256: str, size: int, schema) -> ArtifactInfo:

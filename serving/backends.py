@@ -36,67 +36,168 @@ def _trees(estimator):
     return found
 
 
+def _steps_before(estimator):
+    """A pipeline's steps before its final estimator, as one transformer; None if there are none."""
+    steps = getattr(estimator, "steps", None)
+    if not steps or all(step in (None, "passthrough") for _, step in steps[:-1]):
+        return None
+    return estimator[:-1]
+
+
+def _threshold_rows(estimator, n_features: int, rng) -> np.ndarray | None:
+    """Rows with values on and around the final estimator's tree splits, in the model's input space.
+
+    Behind other steps the splits are in those steps' output space: the rows are made there and
+    mapped back with the steps' inverse_transform (scalers); without one they cannot be aimed.
+    """
+    trees, before = _trees(_final_estimator(estimator)), _steps_before(estimator)
+    if not trees:
+        return None
+    width = n_features
+    if before is not None:
+        if not hasattr(before, "inverse_transform"):
+            return None
+        try:
+            width = before.transform(np.zeros((1, n_features))).shape[1]
+        except Exception:
+            return None
+    per_feature: list[list[float]] = [[] for _ in range(width)]
+    for tree in trees:
+        nodes = tree.tree_.feature >= 0
+        for feature, threshold in zip(tree.tree_.feature[nodes], tree.tree_.threshold[nodes], strict=True):
+            if feature < width:
+                per_feature[feature].append(threshold)
+    rows = rng.normal(0.0, 1.0, (128, width))
+    for feature, thresholds in enumerate(per_feature):
+        if not thresholds:
+            continue
+        picked = rng.choice(np.asarray(thresholds), 128)
+        as_float32 = picked.astype(np.float32).astype(np.float64)
+        # On the split, on float32 neighbours, and just off it in float64 (sklearn rounds to float32).
+        variants = [
+            picked,
+            as_float32,
+            np.nextafter(as_float32.astype(np.float32), np.float32(np.inf)).astype(np.float64),
+            np.nextafter(as_float32.astype(np.float32), np.float32(-np.inf)).astype(np.float64),
+            picked * (1 + 1e-9),
+            picked * (1 - 1e-9),
+        ]
+        rows[:, feature] = np.choose(rng.integers(0, len(variants), 128), variants)
+    if before is None:
+        return rows
+    try:
+        mapped = np.asarray(before.inverse_transform(rows), dtype=np.float64)
+    except Exception:
+        return None
+    return mapped if mapped.shape == (128, n_features) and np.isfinite(mapped).all() else None
+
+
 def verification_rows(estimator, n_features: int) -> np.ndarray:
     """A fixed sample of inputs at many scales, plus values on and around tree split thresholds."""
     rng = np.random.default_rng(0)
     parts = [np.zeros((1, n_features))]
     parts += [rng.normal(0.0, scale, (24, n_features)) for scale in (0.1, 1.0, 10.0, 100.0, 1000.0)]
-    per_feature: list[list[float]] = [[] for _ in range(n_features)]
-    for tree in _trees(estimator):
-        nodes = tree.tree_.feature >= 0
-        for feature, threshold in zip(tree.tree_.feature[nodes], tree.tree_.threshold[nodes], strict=True):
-            if feature < n_features:
-                per_feature[feature].append(threshold)
-    if any(per_feature):
-        rows = rng.normal(0.0, 1.0, (128, n_features))
-        for feature, thresholds in enumerate(per_feature):
-            if not thresholds:
-                continue
-            picked = rng.choice(np.asarray(thresholds), 128)
-            as_float32 = picked.astype(np.float32).astype(np.float64)
-            # On the split, on float32 neighbours, and just off it in float64 (sklearn rounds to float32).
-            variants = [
-                picked,
-                as_float32,
-                np.nextafter(as_float32.astype(np.float32), np.float32(np.inf)).astype(np.float64),
-                np.nextafter(as_float32.astype(np.float32), np.float32(-np.inf)).astype(np.float64),
-                picked * (1 + 1e-9),
-                picked * (1 - 1e-9),
-            ]
-            rows[:, feature] = np.choose(rng.integers(0, len(variants), 128), variants)
-        parts.append(rows)
+    if estimator is not None:
+        thresholds = _threshold_rows(estimator, n_features, rng)
+        if thresholds is not None:
+            parts.append(thresholds)
     return np.vstack(parts)
 
 
 @dataclass
 class OnnxPlan:
-    """A converted model: bytes to build a session from, and the input precision it wants."""
+    """A converted model: bytes to build a session from, what it takes, and what it computes in.
+
+    `dtype` is the precision of its answers, which sets the tolerance they are checked to;
+    `input_dtype` what the session is fed (the same unless the graph casts inside).
+    """
 
     onnx_bytes: bytes
     dtype: type
+    input_dtype: type | None = None
+
+    def __post_init__(self):
+        if self.input_dtype is None:
+            self.input_dtype = self.dtype
+
+    @property
+    def precision(self) -> str:
+        """ "float32", or "float64 input, float32 trees" for steps in float64 before float32 trees."""
+        answers, given = np.dtype(self.dtype).name, np.dtype(self.input_dtype).name
+        return answers if answers == given else f"{given} input, {answers} trees"
+
+
+def _chain_through_float32(steps, trees):
+    """One graph: `steps` (float64) whose output is cast to float32 and fed to `trees`."""
+    import onnx
+    from onnx import compose, helper
+
+    steps = compose.add_prefix(steps, "steps_")
+    trees = compose.add_prefix(trees, "trees_")
+    cast = helper.make_node(
+        "Cast",
+        [steps.graph.output[0].name],
+        [trees.graph.input[0].name],
+        to=onnx.TensorProto.FLOAT,
+        name="steps_to_float32",
+    )
+    graph = helper.make_graph(
+        [*steps.graph.node, cast, *trees.graph.node],
+        "pipeline",
+        list(steps.graph.input),
+        list(trees.graph.output),
+        initializer=[*steps.graph.initializer, *trees.graph.initializer],
+    )
+    opsets: dict[str, int] = {}
+    for opset in [*steps.opset_import, *trees.opset_import]:
+        opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
+    imports = [helper.make_opsetid(domain, version) for domain, version in opsets.items()]
+    model = helper.make_model(graph, opset_imports=imports, ir_version=steps.ir_version)
+    onnx.checker.check_model(model)
+    return model
 
 
 def convert_to_onnx(estimator, n_features: int) -> list[OnnxPlan]:
-    """Convert to ONNX in float64 and float32; each is verified later, in the worker.
+    """Candidate ONNX conversions, most faithful first; each is verified later, in the worker.
 
     Trees only in float32: scikit-learn compares float32 inputs with their splits, which a float64
     graph does not round to, so near a split it answers differently and would fail the check.
+    Steps before trees (a scaler) run in float64 and are cast to float32 in the graph, as
+    scikit-learn does: in float32 throughout, rows close to a split land on its other side.
     """
     try:
         from skl2onnx import to_onnx
     except ImportError:
         return []
-    plans = []
     final = _final_estimator(estimator)
     options = {id(final): {"zipmap": False}} if hasattr(final, "classes_") else None
-    for dtype in (np.float32,) if _trees(final) else (np.float64, np.float32):
+
+    def convert(model, width: int, dtype):
         try:
-            onx = to_onnx(estimator, np.zeros((1, n_features), dtype=dtype), options=options)
+            return to_onnx(model, np.zeros((1, width), dtype=dtype), options=options)
         except Exception as exc:  # any converter gap means "serve with scikit-learn"
-            log.info("No %s ONNX conversion for this model (%s).", np.dtype(dtype).name, exc)
-            continue
-        plans.append(OnnxPlan(onx.SerializeToString(), dtype))
-    return plans
+            log.info("No %s ONNX conversion for %s (%s).", np.dtype(dtype).name, type(model).__name__, exc)
+            return None
+
+    candidates = []
+    if not _trees(final):
+        for dtype in (np.float64, np.float32):
+            candidates.append((convert(estimator, n_features, dtype), dtype, dtype))
+    else:
+        before = _steps_before(estimator)
+        if before is not None:
+            steps = convert(before, n_features, np.float64)
+            width = before.transform(np.zeros((1, n_features))).shape[1] if steps is not None else 0
+            trees = convert(final, width, np.float32) if steps is not None else None
+            if trees is not None:
+                try:
+                    candidates.append((_chain_through_float32(steps, trees), np.float32, np.float64))
+                except Exception as exc:
+                    log.info("The steps and trees did not chain into one ONNX graph (%s).", exc)
+        candidates.append((convert(estimator, n_features, np.float32), np.float32, np.float32))
+    return [
+        OnnxPlan(onx.SerializeToString(), dtype, given) for onx, dtype, given in candidates if onx is not None
+    ]
 
 
 class SklearnBackend:
@@ -137,8 +238,8 @@ class OnnxBackend:
         self.session = onnxruntime.InferenceSession(
             plan.onnx_bytes, options, providers=["CPUExecutionProvider"]
         )
-        self.dtype = plan.dtype
-        self.name = f"onnxruntime ({np.dtype(plan.dtype).name})"
+        self.dtype = plan.input_dtype
+        self.name = f"onnxruntime ({plan.precision})"
         self.input_name = self.session.get_inputs()[0].name
         self.classes = classes
 

@@ -207,7 +207,11 @@ class Model:
         width = dims[1].dim_value if len(dims) == 2 and dims[1].dim_value else len(meta.schema)
         classes = list(meta.classes) or None
         model = cls(meta, width, None, classes, classes is not None and len(graph.output) > 1)
-        model.plans = [OnnxPlan(data, dtypes[tensor.elem_type])]
+        given = dtypes[tensor.elem_type]
+        # Answers in float32 anywhere (a cast inside, before trees) are checked to float32's tolerance.
+        answers = {output.type.tensor_type.elem_type for output in graph.output}
+        precision = np.float32 if onnx.TensorProto.FLOAT in answers else given
+        model.plans = [OnnxPlan(data, precision, given)]
         model.accelerate = accelerate
         return model
 
@@ -257,7 +261,7 @@ class Model:
                 candidate = self._onnx_backend(plan)
                 agrees = self._agree(expected, self._answers(candidate, sample), plan.dtype)
             except Exception as exc:
-                log.info("ONNX %s session unusable: %s", np.dtype(plan.dtype).name, exc)
+                log.info("ONNX %s session unusable: %s", plan.precision, exc)
                 continue
             if agrees:
                 return plan, candidate

@@ -12,6 +12,8 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from endpoints.demo import IRIS_FEATURES, IRIS_LABELS
 from endpoints.models import ModelVersion
@@ -98,6 +100,16 @@ def test_a_forest_whose_votes_tie_keeps_its_onnx_form(admin, iris_model):
     )
     served.start()
     assert served.labels_for(rows) == forest.predict(rows).tolist()
+
+
+def test_a_scaled_forest_keeps_an_onnx_form_that_scales_in_float64(admin, iris_model):
+    data, target = load_breast_cancer(return_X_y=True)
+    pipeline = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=20, random_state=0))
+    pipeline.fit(data, target)
+    schema = json.dumps([f"f{index}" for index in range(30)])
+    response = upload(api(admin), iris_model, sio.dumps(pipeline), "scaled.skops", input_schema=schema)
+    assert response.status_code == 201, response.json()
+    assert response.json()["onnx_note"].startswith("ONNX (float64 input, float32 trees)")
 
 
 def test_an_onnx_file_uploads_with_its_schema_and_deploys_as_itself(admin, iris_model):

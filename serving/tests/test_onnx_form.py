@@ -10,13 +10,14 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from sklearn.datasets import load_iris
+from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from serving import onnx_graph
+from serving.backends import verification_rows
 from serving.config import Feature, ModelMeta
 from serving.model import Model
 from serving.tests.support import IRIS_FEATURES, IRIS_LABELS, REPO, SETOSA, VIRGINICA, write_model
@@ -69,11 +70,54 @@ def test_a_linear_onnx_form_answers_one_row_with_the_kernel_and_scikit_learns_nu
 def test_trees_are_converted_in_float32_only_and_linear_models_in_both():
     forest = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=3, random_state=0)).fit(X, Y)
     linear = LINEAR_MODELS["scaled"]()
-    dtypes = [
-        [plan.dtype for plan in Model.from_estimator(model, meta_for(model)).plans]
+    kinds = [
+        [(plan.input_dtype, plan.dtype) for plan in Model.from_estimator(model, meta_for(model)).plans]
         for model in (forest, linear)
     ]
-    assert dtypes == [[np.float32], [np.float64, np.float32]]
+    assert kinds == [
+        [(np.float64, np.float32), (np.float32, np.float32)],  # the scaler in float64 first
+        [(np.float64, np.float64), (np.float32, np.float32)],
+    ]
+
+
+def test_the_check_sample_aims_at_splits_behind_a_scaler():
+    data, target = load_breast_cancer(return_X_y=True)
+    pipeline = make_pipeline(StandardScaler(), RandomForestClassifier(20, random_state=0)).fit(data, target)
+    scaled = pipeline[0].transform(verification_rows(pipeline, 30))
+    tree = pipeline[-1].estimators_[0].tree_
+    nodes = tree.feature >= 0
+    splits = set(zip(tree.feature[nodes], tree.threshold[nodes], strict=True))
+    near = [
+        feature
+        for feature, threshold in splits
+        if np.isclose(scaled[:, feature], threshold, rtol=1e-7, atol=1e-9).any()
+    ]
+    assert len(near) >= len(splits) // 2
+
+
+@pytest.mark.parametrize("scaler", [StandardScaler, MinMaxScaler])
+def test_a_forest_behind_a_scaler_is_served_with_scikit_learns_answers(scaler):
+    """The scaler runs in float64 and its output is cast for the trees, as in scikit-learn.
+
+    Scaled in float32 instead, a row near a split lands on its other side: that form fails the check.
+    """
+    data, target = load_breast_cancer(return_X_y=True)
+    pipeline = make_pipeline(scaler(), RandomForestClassifier(50, random_state=0)).fit(data, target)
+    features = tuple(Feature(f"f{index}") for index in range(30))
+    meta = ModelMeta(name="f", version=1, sha256="0" * 64, format="skops", schema=features, classes=(0, 1))
+    model = Model.from_estimator(pipeline, meta)
+    chained, float32_only = model.plans
+    assert model.verified_onnx() is chained
+    model.plans = [float32_only]
+    assert model.verified_onnx() is None
+
+    served = Model.from_onnx(chained.onnx_bytes, ModelMeta(**{**vars(meta), "format": "onnx"}))
+    served.start()
+    assert served.backend_name == "onnxruntime (float64 input, float32 trees)"
+    rows = np.vstack([data, verification_rows(pipeline, 30)])
+    labels, proba = served.both_for(rows)
+    assert labels == pipeline.predict(rows).tolist()
+    np.testing.assert_allclose(proba, pipeline.predict_proba(rows), rtol=0, atol=1e-5)
 
 
 def test_a_graph_that_is_not_linear_gets_no_kernel():
