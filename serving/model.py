@@ -109,6 +109,8 @@ class LabelsFromProbabilities:
         self.classes = np.asarray(classes, dtype=object)
 
     def _labels(self, proba: np.ndarray) -> np.ndarray:
+        if proba.shape[1] == 2:  # the same rule, in half the time
+            return np.where(proba[:, 0] >= proba[:, 1] - self.TIE, self.classes[0], self.classes[1])
         tied = proba >= proba.max(axis=1, keepdims=True) - self.TIE
         return self.classes[tied.argmax(axis=1)]
 

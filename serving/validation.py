@@ -166,7 +166,8 @@ class Validator:
           (len() fails on a number), and the body holds exactly rows + 1 "[": one for the list of
           rows, one per row, none nested. The only strings in the body are the keys and the mode,
           none of which contains "[", so every "[" counted is structure.
-        - The values are finite and fit their columns' types (`_checked_numbers`).
+        - The values fit their columns' types (`_fits_types`). They are finite: simdjson refuses
+          numbers out of range (above), and NaN and Infinity (below).
         simdjson refuses NaN and Infinity and any syntax orjson refuses, except a leading BOM
         (the body must start with "{" to get here).
         """
@@ -209,8 +210,8 @@ class Validator:
             return None
         if np.count_nonzero(np.frombuffer(body, np.uint8) == OPEN_BRACKET) != count + 1:
             return None
-        array = self._checked_numbers(array.reshape(count, width))
-        return None if array is None else Parsed(array, key, mode)
+        array = array.reshape(count, width)
+        return Parsed(array, key, mode) if self._fits_types(array) else None
 
     def _named_fast(self, document: dict) -> list | None:
         """The row of a well-formed all-number body, or None to check it field by field."""
@@ -302,18 +303,17 @@ class Validator:
 
     def _checked_numbers(self, array: np.ndarray) -> np.ndarray | None:
         """The array if every value is finite and fits its column's type (nulls read as NaN)."""
-        if not np.isfinite(array).all():
-            return None
-        if not self.all_numbers:
-            if self.integer_columns:
-                whole = array[:, self.integer_columns]
-                if not np.array_equal(whole, np.floor(whole)):
-                    return None
-            if self.boolean_columns:
-                flags = array[:, self.boolean_columns]
-                if not np.isin(flags, (0.0, 1.0)).all():
-                    return None
-        return array
+        return array if np.isfinite(array).all() and self._fits_types(array) else None
+
+    def _fits_types(self, array: np.ndarray) -> bool:
+        """Whether the integer columns hold whole numbers and the boolean columns 0 and 1 only."""
+        if self.all_numbers:
+            return True
+        if self.integer_columns:
+            whole = array[:, self.integer_columns]
+            if not np.array_equal(whole, np.floor(whole)):
+                return False
+        return not self.boolean_columns or bool(np.isin(array[:, self.boolean_columns], (0.0, 1.0)).all())
 
     def _checked_rows(self, rows: list, key: str, fields: dict[str, str]) -> np.ndarray:
         array = np.zeros((len(rows), self.width), dtype=np.float64)

@@ -148,3 +148,28 @@ def test_an_unusable_access_file_refuses_to_start(iris_env, tmp_path):
     policy.write_text('{"mode": "everyone"}')
     said = refused({**iris_env, "SERVING_ACCESS_FILE": str(policy)}, tmp_path)
     assert "SERVING_ACCESS_FILE" in said
+
+
+class _Probabilities:
+    """A backend that answers fixed probabilities."""
+
+    name = "fixed"
+
+    def __init__(self, proba):
+        self.proba = np.asarray(proba, dtype=np.float32)
+
+    def predict_proba(self, rows):
+        return self.proba
+
+
+@pytest.mark.parametrize("classes", [[0, 1], ["no", "yes"], [0, 1, 2], ["a", "b", "c"]])
+def test_float32_labels_follow_probabilities_and_ties_go_to_the_first_class(classes):
+    from serving.model import LabelsFromProbabilities
+
+    rows = [[0.5, 0.5000001], [0.7, 0.3], [0.2, 0.8], [0.4999, 0.5001]]
+    if len(classes) == 3:
+        rows = [[*row[:1], 0.0, *row[1:]] for row in rows]
+    labels = LabelsFromProbabilities(_Probabilities(rows), classes).predict(np.zeros((4, 1)))
+    first, last = classes[0], classes[-1]
+    assert labels.tolist() == [first, first, last, last]
+    assert [type(label) for label in labels.tolist()] == [type(first)] * 4
