@@ -29,9 +29,9 @@ import orjson
 
 from serving import batching, metrics, open_inference, openapi
 from serving.access import AccessControl
-from serving.model import Model
+from serving.model import HUGE, Model, NonFiniteAnswer
 from serving.protocol import Request, ServerState
-from serving.validation import RequestError, Validator
+from serving.validation import RequestError, Validator, invalid
 
 log = logging.getLogger("serving.app")
 
@@ -55,13 +55,17 @@ class MicroBatch:
 class Queued:
     """A validated one-row prediction waiting for its batch."""
 
-    __slots__ = ("request", "values", "named", "mode")
+    __slots__ = ("request", "values", "key", "mode")
 
-    def __init__(self, request: Request, values: list, named: bool, mode: str):
+    def __init__(self, request: Request, values: list, key: str, mode: str):
         self.request = request
         self.values = values
-        self.named = named
+        self.key = key  # "named", or the batch key the row came under
         self.mode = mode
+
+    @property
+    def named(self) -> bool:
+        return self.key == "named"
 
 
 @dataclass(frozen=True)
@@ -259,7 +263,10 @@ class ServingApp:
         self.require_json(request)
         rows, request_id, wanted = self.inference.parse(request.body)
         self.recorder.rows(len(rows))
-        return json_response(200, open_inference.infer_response(self.model, rows, request_id, wanted))
+        try:
+            return json_response(200, open_inference.infer_response(self.model, rows, request_id, wanted))
+        except NonFiniteAnswer as exc:
+            raise self.too_large("rows", rows, exc.rows) from None
 
     def require_json(self, request: Request) -> None:
         if request.content_type is not None and not _is_json(request.content_type):
@@ -276,9 +283,28 @@ class ServingApp:
             and len(self.state.connections) > 1
         ):
             mode = self.return_mode(named, parsed.mode)
-            self.enqueue(Queued(request, parsed.rows if named else parsed.rows[0].tolist(), named, mode))
+            self.enqueue(
+                Queued(request, parsed.rows if named else parsed.rows[0].tolist(), parsed.form, mode)
+            )
             return None
-        return json_response(200, self.answer(parsed.rows, named, parsed.mode))
+        try:
+            return json_response(200, self.answer(parsed.rows, named, parsed.mode))
+        except NonFiniteAnswer as exc:
+            raise self.too_large(parsed.form, parsed.rows if not named else [parsed.rows], exc.rows) from None
+
+    def too_large(self, key: str, rows, bad: list[int]) -> RequestError:
+        """The 422 for rows the model gives no finite answer for, naming them and their huge values."""
+        reason = "too large for this model: its answer is not a finite number"
+        names = self.model.names
+        if key == "named":
+            values = rows[0]
+            huge = [name for name, value in zip(names, values, strict=True) if abs(value) >= HUGE]
+            return invalid(dict.fromkeys(huge or names, reason))
+        fields = {}
+        for index in bad:
+            huge = [name for name, value in zip(names, rows[index], strict=True) if abs(value) >= HUGE]
+            fields[f"{key}/{index}"] = f"{reason} ({', '.join(huge or names)})"
+        return invalid(fields)
 
     def return_mode(self, named: bool, mode: str | None) -> str:
         """The `return` mode to use, or a 422 when the model cannot give it."""
@@ -345,6 +371,8 @@ class ServingApp:
                 labels, by_row = batching.predict_rows(
                     self.model, [item.values for item in batch], want_proba
                 )
+            except NonFiniteAnswer:
+                pass  # the rows too large for the model get their 422 one by one
             except Exception:
                 log.exception("A micro-batch of %d rows failed; answering its rows one by one", len(batch))
             else:
@@ -365,6 +393,8 @@ class ServingApp:
                 response = json_response(
                     200, self.one_row_document(label, probabilities, item.named, item.mode)
                 )
+            except NonFiniteAnswer:
+                response = json_response(422, self.too_large(item.key, [item.values], [0]).body())
             except Exception:
                 response = self.failure(item)
             self.finish(item, response)

@@ -8,6 +8,7 @@ it gives the same answers as scikit-learn on a fixed sample (see backends.py).
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -325,6 +326,8 @@ class Model:
         """(label or value, probabilities or None) for one row given as a list of numbers."""
         if self.row_kernel is not None:
             index, proba = self.row_kernel.row(values)
+            if not all(map(math.isfinite, proba if proba is not None else (index,))):
+                raise NonFiniteAnswer([0])
             return (self.labels[index] if self.is_classifier else index), proba
         rows = np.array([values], dtype=np.float64)
         if want_proba:
@@ -334,17 +337,49 @@ class Model:
 
     def labels_for(self, rows: np.ndarray) -> list:
         """Predicted labels (classifier) or values (regressor), one per row, JSON-ready."""
-        raw = np.asarray(self.backend.predict(rows)).ravel().tolist()
+        if self.has_proba and _huge(rows):  # a label is only as good as the scores behind it
+            return self.both_for(rows)[0]
+        raw = np.asarray(self.backend.predict(rows))
         if self.is_classifier:
             label_of = self.label_of
-            return [label_of[value] for value in raw]
-        return raw
+            return [label_of[value] for value in raw.ravel().tolist()]
+        _check_finite(raw)
+        return raw.ravel().tolist()
 
     def probabilities_for(self, rows: np.ndarray) -> list[list[float]]:
-        return np.asarray(self.backend.predict_proba(rows), dtype=np.float64).tolist()
+        proba = np.asarray(self.backend.predict_proba(rows), dtype=np.float64)
+        _check_finite(proba)
+        return proba.tolist()
 
     def both_for(self, rows: np.ndarray) -> tuple[list, list[list[float]]]:
         raw, proba = self.backend.predict_both(rows)
+        proba = np.asarray(proba, dtype=np.float64)
+        _check_finite(proba)
         label_of = self.label_of
         labels = [label_of[value] for value in np.asarray(raw).ravel().tolist()]
-        return labels, np.asarray(proba, dtype=np.float64).tolist()
+        return labels, proba.tolist()
+
+
+class NonFiniteAnswer(Exception):
+    """Rows whose answer is not a finite number: values so large that the model's arithmetic overflows."""
+
+    def __init__(self, rows: list[int]):
+        super().__init__(f"no finite answer for rows {rows}")
+        self.rows = rows
+
+
+# Below this magnitude no fitted model's scores overflow; above it, labels are checked through
+# the probabilities behind them.
+HUGE = 1e100
+
+
+def _huge(rows: np.ndarray) -> bool:
+    return bool(rows.size) and (rows.max() >= HUGE or rows.min() <= -HUGE)
+
+
+def _check_finite(answers: np.ndarray) -> None:
+    """Raise NonFiniteAnswer naming the rows of `answers` that hold NaN or infinity."""
+    finite = np.isfinite(answers)
+    if not finite.all():
+        bad = ~finite.reshape(len(finite), -1).all(axis=1)
+        raise NonFiniteAnswer(np.flatnonzero(bad).tolist())

@@ -30,11 +30,19 @@ NUMERIC_TYPES = {
 
 
 def _flatten(data) -> list:
+    """The values of nested lists in row-major order (iterative: JSON may nest 1,000 deep)."""
     if type(data) is not list or not data or type(data[0]) is not list:
         return data if type(data) is list else [data]
     flat = []
-    for item in data:
-        flat.extend(_flatten(item))
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if type(item) is list:
+                stack.append(iter(item))
+                break
+            flat.append(item)
+        else:
+            stack.pop()
     return flat
 
 
@@ -69,6 +77,7 @@ class InferenceRequest:
         outputs = self._outputs(document.get("outputs"), fields)
         validator = self.validator
         names = [tensor.get("name") if type(tensor) is dict else None for tensor in inputs]
+        names = [name if type(name) is str else None for name in names]
         if len(inputs) == validator.width and set(names) == validator.name_set and validator.width > 1:
             rows = self._columns(inputs, names, fields)
         elif len(inputs) == 1:
@@ -98,22 +107,23 @@ class InferenceRequest:
             fields[path] = "expected a tensor object with name, shape, datatype and data"
             return None, None
         rows = _shape_rows(tensor.get("shape"), width)
-        if rows is None:
+        if not rows:
             expected = f"[rows, {width}]" if width is not None else "[rows] or [rows, 1]"
-            fields[f"{path}/shape"] = f"expected {expected}"
-        if tensor.get("datatype") not in NUMERIC_TYPES:
+            fields[f"{path}/shape"] = f"expected {expected}, at least one row"
+        datatype = tensor.get("datatype")
+        if type(datatype) is not str or datatype not in NUMERIC_TYPES:
             fields[f"{path}/datatype"] = f"expected one of {', '.join(sorted(NUMERIC_TYPES))}"
         data = tensor.get("data")
         if type(data) is not list:
             fields[f"{path}/data"] = "expected a list of values"
             return None, None
         flat = _flatten(data)
-        if rows is not None and len(flat) != rows * (width or 1):
+        if rows and len(flat) != rows * (width or 1):
             fields[f"{path}/data"] = (
                 f"expected {rows * (width or 1)} values for shape {tensor['shape']}, got {len(flat)}"
             )
             return None, None
-        if rows is not None and rows > self.validator.max_rows:
+        if rows and rows > self.validator.max_rows:
             raise RequestError(
                 413, f"Too many rows: {rows}; this endpoint takes at most {self.validator.max_rows}."
             )

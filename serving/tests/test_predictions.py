@@ -177,6 +177,32 @@ def test_nan_and_infinity_are_refused_with_their_paths(client):
     }
 
 
+TOO_LARGE = "too large for this model: its answer is not a finite number"
+
+
+@pytest.mark.parametrize("mode", ["label", "both"])
+def test_values_too_large_for_the_model_are_a_422_naming_them(client, mode):
+    """Finite, but the model's scores overflow: no label or probability is made up for them."""
+    huge = {**SETOSA, "petal_length": 1.7e308, "petal_width": -1.7e308}
+    named = predict(client, {**huge, "return": mode})
+    assert named.status_code == 422
+    assert named.json()["fields"] == {"petal_length": TOO_LARGE, "petal_width": TOO_LARGE}
+
+    rows = [list(SETOSA.values()), list(huge.values()), list(VIRGINICA.values())]
+    batch = predict(client, {"inputs": rows, "return": mode})
+    assert batch.status_code == 422
+    assert batch.json()["fields"] == {"inputs/1": f"{TOO_LARGE} (petal_length, petal_width)"}
+
+    one = predict(client, {"instances": [huge], "return": mode})
+    assert one.json()["fields"] == {"instances/0": f"{TOO_LARGE} (petal_length, petal_width)"}
+
+    tensor = {"name": "input", "shape": [3, 4], "datatype": "FP64", "data": rows}
+    infer = client.post("/v2/models/iris/infer", json={"inputs": [tensor]})
+    assert infer.status_code == 422
+    assert infer.json()["fields"] == {"rows/1": f"{TOO_LARGE} (petal_length, petal_width)"}
+    assert predict(client, {"inputs": [rows[0], [1e300, 1e300, 1e300, 1e300]]}).status_code == 200
+
+
 def test_the_batch_keys_must_hold_a_non_empty_list(client):
     assert predict(client, {"inputs": []}).json()["fields"] == {"inputs": "expected at least one row"}
     assert predict(client, {"instances": {"a": 1}}).json()["fields"] == {
@@ -310,6 +336,31 @@ def test_open_inference_protocol_errors_name_the_tensor_values(client):
     }
     body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": [1, 2, 3]}]}
     assert "inputs/0/data" in client.post("/v2/models/iris/infer", json=body).json()["fields"]
+
+
+@pytest.mark.parametrize(
+    ("tensor", "field"),
+    [
+        ({"name": "x", "shape": [0, 4], "datatype": "FP64", "data": []}, "inputs/0/shape"),
+        ({"name": "x", "shape": [1, 4], "datatype": [], "data": [1, 2, 3, 4]}, "inputs/0/datatype"),
+        ({"name": ["x"], "shape": [1, 4], "datatype": {}, "data": [1, 2, 3, 4]}, "inputs/0/datatype"),
+        ({"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [[[[1, 2, 3, 4]]]] * 2}, "inputs/0/data"),
+    ],
+)
+def test_open_inference_protocol_refuses_empty_and_odd_tensors_with_a_422(client, tensor, field):
+    response = client.post("/v2/models/iris/infer", json={"inputs": [tensor]})
+    assert response.status_code == 422, response.text
+    assert field in response.json()["fields"]
+
+
+def test_deeply_nested_tensor_data_is_flattened(client):
+    data = [5.1, 3.5, 1.4, 0.2]
+    for _ in range(900):
+        data = [data]
+    tensor = {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": data}
+    response = client.post("/v2/models/iris/infer", json={"inputs": [tensor]})
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == ["setosa"]
 
 
 def raw_exchange(server, payload: bytes, until: int = 1) -> bytes:
