@@ -356,3 +356,29 @@ def test_a_model_failure_in_a_batch_fails_only_the_rows_that_fail_alone():
         expected = plain.handle(request(body))
         assert delivered[body] == expected
         assert expected[0] == (500 if index in (3, 9) else 200)
+
+
+def test_a_row_too_large_for_the_model_gets_its_422_and_its_batch_mates_their_answers(
+    model_dir, start_server
+):
+    """GaussianNB, served by scikit-learn, batches exactly; at 1e308 its likelihoods overflow."""
+    from sklearn.naive_bayes import GaussianNB
+
+    iris = load_iris()
+    env = write_model(model_dir, "nb", GaussianNB().fit(iris.data, iris.target), IRIS_FEATURES, IRIS_LABELS)
+    common = {**env, "SERVING_WORKERS": "1", "SERVING_ACCELERATE": "false"}
+    on = start_server({**common, "SERVING_MICROBATCH": "on"}).wait_ready()
+    off = start_server({**common, "SERVING_MICROBATCH": "off"}).wait_ready()
+    assert "Micro-batching single rows" in on.output()
+    rows = [row.tolist() for row in iris.data[::10]]
+    rows[3] = [1.7e308, 3.0, 4.0, 1.0]
+    requests = [one_row_request(index, row)[0] for index, row in enumerate(rows)]
+    expected = exchange(off, [requests])[0]
+    batched = metric(on, "serving_batch_rows_count")
+    with companions(on):
+        answered = exchange(on, [requests])[0]
+    assert answered == expected
+    assert answered[3].startswith(b"HTTP/1.1 422") and b"too large for this model" in answered[3]
+    assert all(answer.startswith(b"HTTP/1.1 200") for index, answer in enumerate(answered) if index != 3)
+    assert metric(on, "serving_batch_rows_count") > batched
+    assert "Traceback" not in on.output()
