@@ -2,10 +2,26 @@
 
 import pytest
 from django.contrib.auth import get_user_model
+from hypothesis import HealthCheck, settings
 
 from endpoints.demo import IRIS_LABELS, NamedBytes, iris_skops_bytes
 
 pytest_plugins = ["tests.fixtures.worker"]
+
+# Generated-input tests draw the same examples on every run (here and in CI), with no deadline on
+# a shared machine; fixtures that set up a server or a database row are meant to be reused.
+settings.register_profile(
+    "portal",
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+settings.load_profile("portal")
 
 
 @pytest.fixture(autouse=True)

@@ -50,17 +50,11 @@ def _threshold_rows(estimator, n_features: int, rng) -> np.ndarray | None:
     Behind other steps the splits are in those steps' output space: the rows are made there and
     mapped back with the steps' inverse_transform (scalers); without one they cannot be aimed.
     """
-    trees, before = _trees(_final_estimator(estimator)), _steps_before(estimator)
-    if not trees:
+    final, before = _final_estimator(estimator), _steps_before(estimator)
+    trees = _trees(final)
+    if not trees or (before is not None and not hasattr(before, "inverse_transform")):
         return None
-    width = n_features
-    if before is not None:
-        if not hasattr(before, "inverse_transform"):
-            return None
-        try:
-            width = before.transform(np.zeros((1, n_features))).shape[1]
-        except Exception:
-            return None
+    width = final.n_features_in_
     per_feature: list[list[float]] = [[] for _ in range(width)]
     for tree in trees:
         nodes = tree.tree_.feature >= 0
@@ -185,15 +179,13 @@ def convert_to_onnx(estimator, n_features: int) -> list[OnnxPlan]:
             candidates.append((convert(estimator, n_features, dtype), dtype, dtype))
     else:
         before = _steps_before(estimator)
-        if before is not None:
-            steps = convert(before, n_features, np.float64)
-            width = before.transform(np.zeros((1, n_features))).shape[1] if steps is not None else 0
-            trees = convert(final, width, np.float32) if steps is not None else None
-            if trees is not None:
-                try:
-                    candidates.append((_chain_through_float32(steps, trees), np.float32, np.float64))
-                except Exception as exc:
-                    log.info("The steps and trees did not chain into one ONNX graph (%s).", exc)
+        steps = convert(before, n_features, np.float64) if before is not None else None
+        trees = convert(final, final.n_features_in_, np.float32) if steps is not None else None
+        if trees is not None:
+            try:
+                candidates.append((_chain_through_float32(steps, trees), np.float32, np.float64))
+            except Exception as exc:
+                log.info("The steps and trees did not chain into one ONNX graph (%s).", exc)
         candidates.append((convert(estimator, n_features, np.float32), np.float32, np.float32))
     return [
         OnnxPlan(onx.SerializeToString(), dtype, given) for onx, dtype, given in candidates if onx is not None

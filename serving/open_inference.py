@@ -46,6 +46,11 @@ def _flatten(data) -> list:
     return flat
 
 
+def _tensor_name(tensor) -> str | None:
+    name = tensor.get("name") if type(tensor) is dict else None
+    return name if type(name) is str else None
+
+
 def _shape_rows(shape, width: int | None) -> int | None:
     """Rows described by a tensor shape: [rows, width] (width given) or [rows] / [rows, 1]."""
     if type(shape) is not list or not all(type(size) is int and size >= 0 for size in shape):
@@ -76,8 +81,7 @@ class InferenceRequest:
             fields["id"] = "expected a string"
         outputs = self._outputs(document.get("outputs"), fields)
         validator = self.validator
-        names = [tensor.get("name") if type(tensor) is dict else None for tensor in inputs]
-        names = [name if type(name) is str else None for name in names]
+        names = [_tensor_name(tensor) for tensor in inputs]
         if len(inputs) == validator.width and set(names) == validator.name_set and validator.width > 1:
             rows = self._columns(inputs, names, fields)
         elif len(inputs) == 1:

@@ -7,7 +7,7 @@ import itertools
 import json
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
@@ -46,13 +46,7 @@ def _edit(data: bytes, edits) -> bytes:
     return bytes(changed)
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(max_examples=40)
 @given(data=st.data())
 def test_a_broken_upload_is_a_400_that_says_why(admin, iris_bytes, data):
     ml_model = ml_model_create(user=admin, name=f"model-{next(MODEL_NUMBERS)}")

@@ -5,7 +5,7 @@ length, stray keys, NaN and huge numbers, nested lists) and far from them (any J
 JSON, any bytes), with any `return` query and content type, on /predict and the v2 infer route.
 Every answer must be a 2xx or one of the documented client errors, with a JSON body that says
 what went wrong, and the server must keep answering. The examples are derived from the test
-itself (derandomized), so a run in CI sees the same ones as a run here.
+itself (derandomized, the root conftest's profile), so a run in CI sees the same ones as here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 import httpx
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
@@ -27,13 +27,7 @@ TYPES = ["number", "integer", "boolean", "number"]
 CLIENT_ERRORS = {400, 413, 415, 422}
 MAX_ROWS = 20
 MAX_BODY = 4096
-EXAMPLES = settings(
-    max_examples=250,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+EXAMPLES = settings(max_examples=250)
 
 
 @pytest.fixture(scope="module")
