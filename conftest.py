@@ -24,10 +24,22 @@ settings.register_profile(
 settings.load_profile("portal")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sandbox_server(tmp_path_factory):
+    """Every upload in the session shares one sandbox server, stopped at the end."""
+    yield
+    from worker.runtimes.local import processes
+
+    pid = processes.read_pid_file(tmp_path_factory.getbasetemp() / "sandbox" / "sandbox.pid")
+    if pid is not None:
+        processes.terminate(pid, grace=2.0)
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path_factory):
     settings.MEDIA_ROOT = tmp_path_factory.getbasetemp() / "media"
     settings.LOCAL_RUNTIME_DIR = tmp_path_factory.getbasetemp() / "runtime"
+    settings.SANDBOX_DIR = tmp_path_factory.getbasetemp() / "sandbox"
     # The default hasher costs about a second per user on these machines; tests need no strength.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -1,15 +1,22 @@
 """Read an uploaded model artifact: check it is a fitted estimator and extract its schema.
 
-skops files are inspected without running code: their types are listed first and only
-scikit-learn's and NumPy's own are trusted without an admin saying so. joblib and pickle files run
-code when loaded, so they are opened only when the uploader explicitly trusted them. ONNX files
-run no code; they need the schema given at upload, since ONNX does not name features.
+Everything here that opens an artifact runs only inside the sandbox (`endpoints/sandbox/`), never
+in a process that holds secrets: `run_job` is its entry point. This module imports no Django.
+
+skops files are listed before they are loaded: a file loads only if skops finds no type outside
+its own default trust, or if an admin trusted exactly the types it lists, each of which must be a
+class (a trusted function or method could be called with any arguments). joblib and pickle files
+run code when loaded, so they are opened only when the uploader explicitly trusted them. ONNX
+files run no code; they need the schema given at upload, since ONNX does not name features. A zip
+(skops) whose members would expand past a limit is refused before anything is expanded.
 
 Each scikit-learn model is also converted to ONNX, with the serving container's own conversion
 and check: the ONNX form is kept only if it gives the model's answers on a fixed sample.
 """
 
+import dataclasses
 import hashlib
+import importlib
 import pickle
 import warnings
 import zipfile
@@ -18,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-SAFE_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
 FEATURE_TYPES = ("number", "integer", "boolean")
 EXTENSIONS = {".skops": "skops", ".onnx": "onnx", ".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle"}
 
@@ -26,9 +32,10 @@ EXTENSIONS = {".skops": "skops", ".onnx": "onnx", ".joblib": "joblib", ".pkl": "
 class ArtifactError(ValueError):
     """The file is not a usable model, or does not match what was said about it."""
 
-    def __init__(self, message: str, *, field: str = "artifact"):
+    def __init__(self, message: str, *, field: str = "artifact", untrusted_types: list[str] | None = None):
         super().__init__(message)
         self.field = field
+        self.untrusted_types = untrusted_types or []
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ def load_estimator(path: Path, fmt: str, trusted_types: list[str]):
             return sio.load(path, trusted=trusted_types)
         except zipfile.BadZipFile:
             raise ArtifactError("This is not a skops file (it is not a zip archive).") from None
+        except MemoryError:
+            raise  # the sandbox reports the limit
         except Exception as exc:
             raise ArtifactError(f"The skops file could not be loaded: {exc}") from None
     if fmt in ("joblib", "pickle"):
@@ -81,6 +90,8 @@ def load_estimator(path: Path, fmt: str, trusted_types: list[str]):
 
         try:
             return joblib.load(path) if fmt == "joblib" else pickle.loads(path.read_bytes())
+        except MemoryError:
+            raise  # the sandbox reports the limit
         except Exception as exc:
             raise ArtifactError(f"The {fmt} file could not be loaded: {exc}") from None
     raise ArtifactError(f"{fmt} artifacts are not supported yet.")
@@ -167,21 +178,85 @@ def _json_scalar(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def inspect_artifact(path: Path, fmt: str, *, trust_code: bool, schema=None) -> ArtifactInfo:
-    """Check the file is a fitted model that answers a prediction, and describe it."""
+def check_zip(path: Path, max_expanded_bytes: int) -> None:
+    """Refuse a zip whose members would expand past `max_expanded_bytes`, before expanding any.
+
+    The sizes come from the central directory; Python's zipfile never expands a member past its
+    recorded size (it stops there and fails the CRC check), so the recorded sizes bound the work.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except zipfile.BadZipFile:
+        raise ArtifactError("This is not a skops file (it is not a zip archive).") from None
+    expanded = sum(member.file_size for member in members)
+    if expanded > max_expanded_bytes:
+        raise ArtifactError(
+            f"This skops file would expand to {expanded:,} bytes ({len(members)} members); the limit "
+            f"is {max_expanded_bytes:,} bytes (MODEL_EXPANDED_MAX_BYTES)."
+        )
+
+
+def _resolve(name: str):
+    """The object a dotted type name refers to, importing the longest module prefix it names."""
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[split:]:
+                found = getattr(found, attribute)
+        except AttributeError:
+            return None
+        return found
+    return None
+
+
+def check_trust(untrusted: list[str], trusted: list[str]) -> None:
+    """A skops file loads only if every type it lists is a class the admin trusted by name."""
+    not_classes = []
+    for name in untrusted:
+        found = _resolve(name)
+        if not isinstance(found, type):
+            kind = "cannot be found" if found is None else f"is a {type(found).__name__}, not a class"
+            not_classes.append(f"{name} ({kind})")
+    if not_classes:
+        raise ArtifactError(
+            "This skops file would call names that are not classes, which can run any code: "
+            f"{'; '.join(not_classes)}. It is refused even when trusted.",
+            field="trusted_types",
+        )
+    missing = [name for name in untrusted if name not in trusted]
+    if missing:
+        raise ArtifactError(
+            "This skops file uses types outside skops' default trust: "
+            f"{', '.join(missing)}. An admin who trusts them must accept exactly these types "
+            "(trusted_types) to load it.",
+            field="trusted_types",
+            untrusted_types=untrusted,
+        )
+
+
+def inspect_artifact(
+    path: Path,
+    fmt: str,
+    *,
+    trust_code: bool,
+    trusted_types: list[str] | None = None,
+    schema=None,
+    max_expanded_bytes: int = 1 << 31,
+) -> ArtifactInfo:
+    """Check the file is a fitted model that answers a prediction, and describe it (in the sandbox)."""
     sha256, size = file_digest(path)
     if fmt == "onnx":
         return _inspect_onnx(path, sha256, size, schema)
     trusted: list[str] = []
     if fmt == "skops":
-        untrusted = skops_untrusted_types(path)
-        unsafe = [name for name in untrusted if not name.startswith(SAFE_TYPE_PREFIXES)]
-        if unsafe and not trust_code:
-            raise ArtifactError(
-                "This skops file uses types outside scikit-learn and NumPy "
-                f"({', '.join(unsafe)}); an admin must tick the trust box to accept them."
-            )
-        trusted = list(untrusted)
+        check_zip(path, max_expanded_bytes)
+        trusted = skops_untrusted_types(path)
+        check_trust(trusted, list(trusted_types or []))
     elif fmt in ("joblib", "pickle") and not trust_code:
         raise ArtifactError(
             f"A {fmt} file runs code when it is loaded. Upload a .skops file instead, or, as an "
@@ -200,6 +275,8 @@ def inspect_artifact(path: Path, fmt: str, *, trust_code: bool, schema=None) -> 
         warnings.simplefilter("ignore")
         try:
             estimator.predict(np.zeros((1, n_features)))
+        except MemoryError:
+            raise  # the sandbox reports the limit
         except Exception as exc:
             raise ArtifactError(f"The model could not make a prediction on a test row: {exc}") from None
     classes = [_json_scalar(cls) for cls in getattr(estimator, "classes_", [])]
@@ -218,6 +295,59 @@ def inspect_artifact(path: Path, fmt: str, *, trust_code: bool, schema=None) -> 
         onnx=onnx,
         onnx_note=onnx_note,
     )
+
+
+ONNX_FILE = "model.onnx"
+
+
+def run_job(folder: Path, job: dict) -> dict:
+    """The sandbox's entry point: inspect `folder/<job["artifact"]>`; a JSON-able answer.
+
+    The ONNX form, when there is one, is written to `folder/model.onnx`.
+    """
+    try:
+        info = inspect_artifact(
+            folder / job["artifact"],
+            job["format"],
+            trust_code=bool(job.get("trust_code")),
+            trusted_types=job.get("trusted_types") or [],
+            schema=job.get("schema"),
+            max_expanded_bytes=int(job["max_expanded_bytes"]),
+        )
+    except ArtifactError as exc:
+        return {"ok": False, "error": str(exc), "field": exc.field, "untrusted_types": exc.untrusted_types}
+    document = dataclasses.asdict(info)
+    onnx = document.pop("onnx")
+    if onnx is not None:
+        (folder / ONNX_FILE).write_bytes(onnx)
+    return {"ok": True, "info": document, "onnx_file": ONNX_FILE if onnx is not None else ""}
+
+
+def info_from_job(folder: Path, result: dict) -> ArtifactInfo:
+    """The ArtifactInfo a sandbox job answered, or the ArtifactError it reported."""
+    if not result.get("ok"):
+        raise ArtifactError(
+            result.get("error") or "The file could not be inspected.",
+            field=result.get("field") or "artifact",
+            untrusted_types=result.get("untrusted_types"),
+        )
+    onnx_file = result.get("onnx_file")
+    onnx = (folder / onnx_file).read_bytes() if onnx_file else None
+    return ArtifactInfo(**result["info"], onnx=onnx)
+
+
+def warm_up() -> None:
+    """Run one small inspection so lazily loaded converters are in memory before the first job."""
+    import tempfile
+
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "warm.skops"
+        sio.dump(LogisticRegression().fit(rows, [0, 1, 0, 1]), path)
+        inspect_artifact(path, "skops", trust_code=False, schema=["a", "b"])
 
 
 def _serving_meta(input_schema: list[dict], fmt: str, classes=()):

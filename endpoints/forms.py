@@ -147,6 +147,15 @@ class VersionUploadForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2, "class": "mono", "placeholder": '{"accuracy": 0.97}'}),
         help_text="A JSON object, shown with the version.",
     )
+    trusted_types = forms.CharField(
+        required=False,
+        label="Trusted types",
+        widget=forms.Textarea(attrs={"rows": 2, "class": "mono", "spellcheck": "false"}),
+        help_text=(
+            "For a .skops file with types outside skops' default trust: the exact type names you "
+            "accept, one a line. An upload that needs them lists them here for you to review."
+        ),
+    )
     trust_code = forms.BooleanField(required=False, label="I trust this file, it runs code when loaded")
 
 

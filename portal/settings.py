@@ -103,10 +103,20 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
-# Uploads: the largest model artifact accepted, in bytes.
+# Uploads: the largest model artifact accepted, in bytes, counted while it streams in; and the
+# most a skops file's zip members may expand to.
 MODEL_UPLOAD_MAX_BYTES = env_int("MODEL_UPLOAD_MAX_BYTES", 512 * 1024 * 1024)
+MODEL_EXPANDED_MAX_BYTES = env_int("MODEL_EXPANDED_MAX_BYTES", 2 * 1024 * 1024 * 1024)
+FILE_UPLOAD_HANDLERS = ["endpoints.uploads.BoundedUploadHandler"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# The sandbox every uploaded artifact is loaded in (endpoints/sandbox/): its folder and its limits.
+SANDBOX_DIR = Path(env_str("SANDBOX_DIR", str(VAR_DIR / "sandbox")))
+SANDBOX_MEMORY_BYTES = env_int("SANDBOX_MEMORY_BYTES", 4 * 1024 * 1024 * 1024)
+SANDBOX_CPU_SECONDS = env_int("SANDBOX_CPU_SECONDS", 300)
+SANDBOX_WALL_SECONDS = env_int("SANDBOX_WALL_SECONDS", 600)
+SANDBOX_FILE_BYTES = env_int("SANDBOX_FILE_BYTES", 2 * 1024 * 1024 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

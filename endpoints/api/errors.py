@@ -23,6 +23,7 @@ STATUS_FOR_CODE = {
     "gone": status.HTTP_410_GONE,
     "not_found": status.HTTP_404_NOT_FOUND,
     "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
 }
 
 

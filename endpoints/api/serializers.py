@@ -351,6 +351,12 @@ class ModelVersionUploadSerializer(InputSerializer):
         default=False,
         help_text="Load a joblib or pickle file, which runs the code inside it.",
     )
+    trusted_types = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="The skops type names you trust, exactly as a refused upload listed them (its "
+        "`untrusted_types`): a JSON list, or names separated by commas. Each must be a class.",
+    )
 
 
 class EndpointSettingsSerializer(InputSerializer):

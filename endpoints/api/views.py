@@ -46,6 +46,7 @@ from endpoints.services.keys import (
     key_request_reject,
 )
 from endpoints.services.versions import ml_model_create, model_version_register
+from endpoints.uploads import require_within_limit
 
 
 def errors(*codes: int) -> dict:
@@ -137,7 +138,7 @@ class MLModelViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         description="multipart/form-data. The file is loaded and checked before anything is recorded; "
         "errors name the field at fault (`artifact`, `input_schema`, `label_map`, `metrics`).",
         request={"multipart/form-data": s.ModelVersionUploadSerializer},
-        responses={201: s.ModelVersionSerializer, **errors(400, 403, 404)},
+        responses={201: s.ModelVersionSerializer, **errors(400, 403, 404, 413)},
     )
     @action(detail=True, methods=["get", "post"], parser_classes=[MultiPartParser, FormParser])
     def versions(self, request, pk=None):
@@ -150,6 +151,8 @@ class MLModelViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModel
                 .order_by("-number")
             )
             return self.paginated(versions, s.ModelVersionSerializer)
+        request.data  # noqa: B018 -- parse the body: an upload past the limit is dropped while streaming
+        require_within_limit(request._request)
         data = self.validated()
         version = model_version_register(
             user=request.user,
@@ -159,6 +162,7 @@ class MLModelViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModel
             label_map=data.get("label_map"),
             metrics=data.get("metrics"),
             trust_code=data["trust_code"],
+            trusted_types=data.get("trusted_types"),
         )
         return self.respond(
             version, s.ModelVersionSerializer, status_code=status.HTTP_201_CREATED, location=True

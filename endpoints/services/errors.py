@@ -4,14 +4,15 @@
 class ServiceError(Exception):
     """A request the service refuses, with a message for people and the field at fault."""
 
-    def __init__(self, message: str, *, field: str | None = None, code: str = "invalid"):
+    def __init__(self, message: str, *, field: str | None = None, code: str = "invalid", extra=None):
         super().__init__(message)
         self.message = message
         self.field = field
         self.code = code
+        self.extra: dict = extra or {}  # machine-readable details a client can act on
 
     def as_dict(self) -> dict:
-        return {"detail": self.message, "field": self.field, "code": self.code}
+        return {"detail": self.message, "field": self.field, "code": self.code, **self.extra}
 
 
 class NotAllowed(ServiceError):

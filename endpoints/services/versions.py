@@ -2,8 +2,6 @@
 
 import hashlib
 import json
-import tempfile
-from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
@@ -11,10 +9,18 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from endpoints.artifacts import ArtifactError, format_for, inspect_artifact, parse_label_map
+from endpoints.artifacts import ArtifactError, format_for, info_from_job, parse_label_map
 from endpoints.models import PICKLE_FORMATS, MLModel, ModelVersion
+from endpoints.sandbox import client as sandbox
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
+
+LIMIT_NAMES = {
+    "memory": "memory limit (SANDBOX_MEMORY_BYTES)",
+    "cpu_time": "CPU time limit (SANDBOX_CPU_SECONDS)",
+    "wall_time": "wall-time limit (SANDBOX_WALL_SECONDS)",
+    "file_size": "file size limit (SANDBOX_FILE_BYTES)",
+}
 
 
 def _json_field(raw, field: str):
@@ -30,6 +36,18 @@ def _json_field(raw, field: str):
                 f"This is not valid JSON: {exc.msg} at position {exc.pos}.", field=field
             ) from None
     raise ServiceError("Expected JSON text.", field=field)
+
+
+def _trusted_types(raw) -> list[str]:
+    """The type names an admin accepts: a JSON list, or text with one name a line or comma."""
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, str):
+        text = raw.strip()
+        raw = _json_field(text, "trusted_types") if text.startswith("[") else text.replace(",", "\n").split()
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        raise ServiceError("Trusted types must be a list of type names.", field="trusted_types")
+    return sorted({name.strip() for name in raw if name.strip()})
 
 
 def ml_model_create(*, user, name: str, description: str = "") -> MLModel:
@@ -56,12 +74,14 @@ def model_version_register(
     input_schema=None,
     label_map=None,
     trust_code: bool = False,
+    trusted_types=None,
     metrics=None,
 ) -> ModelVersion:
-    """Inspect an uploaded artifact and record it as the model's next version.
+    """Inspect an uploaded artifact in the sandbox and record it as the model's next version.
 
     `upload` is any file object with a `name` (a Django UploadedFile in the views). Nothing is
     written unless the file loads, predicts, and matches the schema and label map given.
+    `trusted_types` are the skops type names the admin accepts, exactly as the file lists them.
     """
     require_admin(user)
     if upload is None:
@@ -81,19 +101,33 @@ def model_version_register(
     metrics = _json_field(metrics, "metrics") or {}
     if not isinstance(metrics, dict):
         raise ServiceError("Metrics must be a JSON object.", field="metrics")
+    trusted = _trusted_types(trusted_types)
 
-    with tempfile.TemporaryDirectory() as scratch:
-        local = Path(scratch) / f"artifact.{fmt}"
+    with sandbox.workspace() as folder:
+        local = folder / f"artifact.{fmt}"
         with open(local, "wb") as out:
             for chunk in (
                 upload.chunks() if hasattr(upload, "chunks") else iter(lambda: upload.read(1 << 20), b"")
             ):
                 out.write(chunk)
+        job = {
+            "artifact": local.name,
+            "format": fmt,
+            "trust_code": trust_code,
+            "trusted_types": trusted,
+            "schema": schema,
+            "max_expanded_bytes": settings.MODEL_EXPANDED_MAX_BYTES,
+        }
         try:
-            info = inspect_artifact(local, fmt, trust_code=trust_code, schema=schema)
+            info = info_from_job(folder, sandbox.run(folder, job))
             labels = parse_label_map(labels, info.classes)
+        except sandbox.SandboxError as exc:
+            limit = LIMIT_NAMES.get(exc.limit)
+            what = f"hit the sandbox's {limit}" if limit else "did not finish"
+            raise ServiceError(f"Loading the model {what}: {exc}", field="artifact") from None
         except ArtifactError as exc:
-            raise ServiceError(str(exc), field=exc.field) from None
+            extra = {"untrusted_types": exc.untrusted_types} if exc.untrusted_types else None
+            raise ServiceError(str(exc), field=exc.field, extra=extra) from None
 
         for attempt in range(3):
             try:
@@ -130,6 +164,7 @@ def model_version_register(
                             "sha256": info.sha256,
                             "format": fmt,
                             "trusted_code": trust_code and fmt in PICKLE_FORMATS,
+                            "trusted_types": info.trusted_types,
                             "onnx_sha256": version.onnx_sha256,
                         },
                     )

@@ -9,6 +9,7 @@ from endpoints.forms import MLModelCreateForm, VersionUploadForm
 from endpoints.models import MLModel, ModelVersion
 from endpoints.services import versions as services
 from endpoints.services.errors import ServiceError
+from endpoints.uploads import require_within_limit
 from endpoints.views.common import admin_required, form_error, paginate, posted
 
 
@@ -54,6 +55,12 @@ def model_detail(request, name):
 def version_create(request, name):
     ml_model = get_object_or_404(MLModel.objects.for_user(request.user), name=name)
     form = VersionUploadForm(posted(request), posted(request, files=True))
+    try:
+        require_within_limit(request)  # a file dropped while it streamed in, before the form sees it
+    except ServiceError as exc:
+        form.is_valid()
+        form.errors.pop("artifact", None)
+        form_error(form, exc)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -65,8 +72,13 @@ def version_create(request, name):
                 label_map=data["label_map"],
                 metrics=data["metrics"],
                 trust_code=data["trust_code"],
+                trusted_types=data["trusted_types"],
             )
         except ServiceError as exc:
+            if exc.extra.get("untrusted_types"):  # offer the exact list for review
+                form.data = form.data.copy()
+                form.data["trusted_types"] = "\n".join(exc.extra["untrusted_types"])
+                form.add_error("artifact", "Review the trusted types below, then choose the file again.")
             form_error(form, exc)
         else:
             messages.success(request, f"Registered {version}.")

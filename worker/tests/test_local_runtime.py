@@ -425,3 +425,29 @@ def test_only_the_logs_of_recent_revisions_are_kept(tmp_path):
 
     kept = sorted(int(path.stem.removeprefix("iris-d")) for path in target.path.glob("*.log"))
     assert kept == [2, *range(5, 15)]
+
+
+SECRETS = {
+    "SECRET_KEY": "portal-secret",
+    "DATABASE_URL": "postgres://portal:password@db/portal",
+    "CELERY_BROKER_URL": "redis://:password@redis/0",
+    "GOOGLE_APPLICATION_CREDENTIALS": "/secrets/adc.json",
+}
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["from the launcher", "cold"])
+def test_a_serving_process_loading_a_skops_file_sees_none_of_the_portals_secrets(
+    runtime, runtime_dir, name, endpoint_dir, iris_model, monkeypatch, warm
+):
+    for variable, value in SECRETS.items():
+        monkeypatch.setenv(variable, value)
+    launcher.stop(runtime_dir)  # a launcher started from this environment, not an earlier one
+    if not warm:
+        monkeypatch.setattr(launcher, "spawn", lambda *args, **kwargs: None)
+    live = deploy(runtime, deploy_spec(name, iris_model, 1))
+    assert predict(live["url"]).json()["target"] == "setosa"
+    [pid] = serving_pids(endpoint_dir)
+    environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    for variable, value in SECRETS.items():
+        assert variable not in environ and value not in environ
+    launcher.stop(runtime_dir)

@@ -1,0 +1,314 @@
+"""The sandbox server: import the model stack once, then fork a confined process per job.
+
+Run as `python -m endpoints.sandbox.server SOCKET` with a scrubbed environment (`client.py`
+starts it); it never imports Django, so it holds no setting, database handle or credential. For
+each {"cmd": "run", "dir": ..., "job": {...}, "limits": {...}} it forks a supervisor, which forks
+the job process and answers on the connection once the job has ended:
+
+    {"ok": true, "network": "isolated"}            the job wrote result.json in its folder
+    {"ok": false, "limit": "memory", "error": "..."}   a limit was hit, or the job crashed
+
+The job process: a new session; stdin from /dev/null and output to `output.log` in its folder;
+every other descriptor closed; the folder as working directory, HOME and TMPDIR; an empty
+environment but for PATH and locale; on Linux a network namespace of its own (no interface but a
+loopback that is down) when the kernel allows it; RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE and no core
+files. The supervisor kills its session at the wall-time limit.
+
+{"cmd": "ping"} -> {"ok": true, "pid": N, "stamp": ...}. The server leaves when its socket is
+gone, when the code it imported changed (it answers "stale" and the client starts a fresh one),
+or after IDLE_SECONDS without a job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+IDLE_SECONDS = 1800.0
+CHECK_SECONDS = 10.0
+BASE = Path(__file__).resolve().parents[2]
+CODE = ("endpoints/artifacts.py", "endpoints/sandbox", "serving")
+WARM_MODULES = (
+    "numpy",
+    "scipy.sparse",
+    "sklearn",
+    "sklearn.linear_model",
+    "sklearn.ensemble",
+    "sklearn.tree",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "sklearn.compose",
+    "skops.io",
+    "joblib",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+    "endpoints.artifacts",
+    "serving.model",
+)
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+MEMORY_EXIT = 3  # the job's exit status when an allocation failed under RLIMIT_AS
+JOB_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def code_stamp() -> float:
+    """The newest modification time among the files whose code the server holds in memory."""
+    stamps = []
+    for name in CODE:
+        path = BASE / name
+        stamps += (
+            [p.stat().st_mtime for p in path.glob("**/*.py")] if path.is_dir() else [path.stat().st_mtime]
+        )
+    return max(stamps)
+
+
+def _say(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} sandbox[{os.getpid()}]: {message}", flush=True)
+
+
+def _warm_up() -> None:
+    import importlib
+
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a missing optional module only costs its import in each job
+            _say(f"could not import {name} ahead of time: {exc!r}")
+    try:  # converters and lazily imported submodules load on their first use
+        from endpoints.artifacts import warm_up
+
+        warm_up()
+    except Exception as exc:
+        _say(f"could not warm up the inspection: {exc!r}")
+
+
+# The job process ----------------------------------------------------------------------------------
+
+
+def _isolate_network() -> str:
+    """Give this process a network namespace of its own; say whether that worked."""
+    if not sys.platform.startswith("linux"):
+        return f"not isolated: {sys.platform} has no network namespaces"
+    libc = ctypes.CDLL(None, use_errno=True)
+    flags = CLONE_NEWNET if os.geteuid() == 0 else CLONE_NEWUSER | CLONE_NEWNET
+    if libc.unshare(flags) == 0:
+        return "isolated"
+    return f"not isolated: unshare refused ({os.strerror(ctypes.get_errno())})"
+
+
+def _limit(limits: dict) -> None:
+    memory, cpu, file_size = (
+        int(limits["memory_bytes"]),
+        int(limits["cpu_seconds"]),
+        int(limits["file_bytes"]),
+    )
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 2))
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+
+def _job(workdir: str, job: dict, limits: dict) -> None:
+    """In the job process: confine it, run the job, write result.json. Never returns."""
+    code = 1
+    try:
+        os.setsid()
+        output = os.open(os.path.join(workdir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGXCPU, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        os.chdir(workdir)
+        os.environ.clear()
+        os.environ.update(JOB_ENV, HOME=workdir, TMPDIR=workdir)
+        import tempfile
+
+        tempfile.tempdir = workdir
+        network = _isolate_network()
+        _limit(limits)
+        from endpoints.artifacts import run_job
+
+        try:
+            result = run_job(Path(workdir), job)
+        except MemoryError:
+            code = MEMORY_EXIT
+            return
+        result["network"] = network
+        with open("result.json", "w") as handle:
+            json.dump(result, handle)
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+# The supervisor -----------------------------------------------------------------------------------
+
+
+def verdict(status: int, *, timed_out: bool, limits: dict) -> dict:
+    """What the job's end means: ok, or which limit was hit / how it crashed."""
+    if timed_out:
+        return {"ok": False, "limit": "wall_time", "error": f"it ran past {limits['wall_seconds']} s"}
+    if os.WIFEXITED(status):
+        if os.WEXITSTATUS(status) == 0:
+            return {"ok": True}
+        if os.WEXITSTATUS(status) == MEMORY_EXIT:
+            return {
+                "ok": False,
+                "limit": "memory",
+                "error": f"it needed more than {limits['memory_bytes']:,} bytes",
+            }
+        return {"ok": False, "limit": "", "error": f"it failed (exit status {os.WEXITSTATUS(status)})"}
+    sig = os.WTERMSIG(status)
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and _cpu_spent() >= limits["cpu_seconds"]):
+        return {
+            "ok": False,
+            "limit": "cpu_time",
+            "error": f"it used more than {limits['cpu_seconds']} s of CPU",
+        }
+    if sig == signal.SIGXFSZ:
+        return {
+            "ok": False,
+            "limit": "file_size",
+            "error": f"it wrote a file past {limits['file_bytes']:,} bytes",
+        }
+    name = signal.Signals(sig).name
+    # Allocation failures inside native code often end in an abort or a segmentation fault.
+    return {
+        "ok": False,
+        "limit": "",
+        "error": f"it crashed ({name}); a model past the memory limit can end so",
+    }
+
+
+def _cpu_spent() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _supervise(conn: socket.socket, server: socket.socket, command: dict) -> None:
+    """In the supervisor: run one job to its end and answer. Never returns."""
+    try:
+        server.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        limits = command["limits"]
+        pid = os.fork()
+        if pid == 0:
+            conn.close()
+            _job(command["dir"], command["job"], limits)
+        pidfd = os.pidfd_open(pid)
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            timed_out = not poller.poll(float(limits["wall_seconds"]) * 1000)
+        finally:
+            os.close(pidfd)
+        if timed_out:
+            for kill in (os.killpg, os.kill):  # the group once it has its own session
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        _reply(conn, verdict(status, timed_out=timed_out, limits=limits))
+    except BaseException as exc:
+        _reply(conn, {"ok": False, "limit": "", "error": f"the sandbox failed: {exc!r}"})
+    finally:
+        os._exit(0)
+
+
+# The server ---------------------------------------------------------------------------------------
+
+
+def _reply(conn: socket.socket, document: dict) -> None:
+    with contextlib.suppress(OSError):
+        conn.sendall(json.dumps(document).encode() + b"\n")
+
+
+def serve(path: str) -> None:
+    sys.path[0] = os.fspath(BASE)
+    os.chdir(BASE)
+    started = time.monotonic()
+    _warm_up()
+    stamp = code_stamp()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the supervisors
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `finally`: remove the socket
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        server.bind(path)
+    finally:
+        os.umask(old_umask)
+    server.listen(64)
+    identity = os.stat(path).st_ino
+    server.settimeout(CHECK_SECONDS)
+    _say(f"ready after {time.monotonic() - started:.1f}s, listening on {path}")
+    last_job = time.monotonic()
+    try:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                try:
+                    still_ours = os.stat(path).st_ino == identity
+                except FileNotFoundError:
+                    still_ours = False
+                if not still_ours:
+                    _say("my socket is gone; leaving")
+                    return
+                if time.monotonic() - last_job > IDLE_SECONDS:
+                    _say(f"idle for {IDLE_SECONDS:.0f}s; leaving")
+                    return
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    command = json.loads(conn.makefile("rb").readline(1 << 20))
+                except (OSError, ValueError) as exc:
+                    _say(f"bad request: {exc!r}")
+                    continue
+                if not isinstance(command, dict) or command.get("cmd") not in ("ping", "run"):
+                    _reply(conn, {"ok": False, "error": f"unknown command {command!r:.80}"})
+                    continue
+                if command["cmd"] == "ping":
+                    _reply(conn, {"ok": True, "pid": os.getpid(), "stamp": stamp})
+                    continue
+                if code_stamp() != stamp:
+                    _reply(conn, {"ok": False, "stale": True, "error": "stale: the code changed"})
+                    _say("the code changed; leaving so a fresh server takes over")
+                    return
+                last_job = time.monotonic()
+                conn.settimeout(None)
+                sys.stdout.flush()
+                if os.fork() == 0:
+                    _supervise(conn, server, command)
+    finally:
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == identity:
+                os.unlink(path)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m endpoints.sandbox.server SOCKET")
+    serve(sys.argv[1])
