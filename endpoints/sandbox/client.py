@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -26,6 +27,8 @@ from django.conf import settings
 
 from worker.runtimes.local import processes
 from worker.runtimes.local.state import file_lock, fit_socket_path
+
+log = logging.getLogger("endpoints.sandbox")
 
 # Only these reach the server: enough to find Python, its packages and a locale.
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
@@ -74,9 +77,22 @@ def workspace() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def hidden_paths() -> list[str]:
+    """The portal's data folders (other uploads among them) a job must not see; never the code or Python."""
+    needed = [Path(settings.BASE_DIR).resolve(), Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
+    data = (settings.VAR_DIR, settings.MEDIA_ROOT, settings.LOCAL_RUNTIME_DIR, settings.SANDBOX_DIR)
+    folders = {Path(p).resolve() for p in data}
+    return sorted(
+        os.fspath(folder)
+        for folder in folders
+        if folder.is_dir() and not any(keep == folder or folder in keep.parents for keep in needed)
+    )
+
+
 def run(folder: Path, job: dict) -> dict:
     """Run `job` on the files in `folder`; its result document, or SandboxError."""
     bounds = limits()
+    job = {**job, "hide": hidden_paths()}
     command = {"cmd": "run", "dir": os.fspath(folder), "job": job, "limits": bounds}
     for _ in range(2):  # a stale server leaves; the second try gets a fresh one
         _ensure_server()
@@ -94,9 +110,13 @@ def run(folder: Path, job: dict) -> dict:
         detail = f" Its last output: {tail}" if tail else ""
         raise SandboxError(f"{answer.get('error', 'it failed')}.{detail}", limit=answer.get("limit", ""))
     try:
-        return json.loads((folder / "result.json").read_text())
+        result = json.loads((folder / "result.json").read_text())
     except (OSError, ValueError) as exc:
         raise SandboxError(f"The sandbox gave no readable result ({exc}).") from None
+    for part in ("network", "files"):
+        if not str(result.get(part, "")).startswith(("isolated", "hidden")):
+            log.warning("Sandboxed job: %s %s.", part, result.get(part))
+    return result
 
 
 def warm() -> None:

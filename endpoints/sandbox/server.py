@@ -5,14 +5,16 @@ starts it); it never imports Django, so it holds no setting, database handle or 
 each {"cmd": "run", "dir": ..., "job": {...}, "limits": {...}} it forks a supervisor, which forks
 the job process and answers on the connection once the job has ended:
 
-    {"ok": true, "network": "isolated"}            the job wrote result.json in its folder
+    {"ok": true}                                   the job wrote result.json in its folder
     {"ok": false, "limit": "memory", "error": "..."}   a limit was hit, or the job crashed
 
 The job process: a new session; stdin from /dev/null and output to `output.log` in its folder;
 every other descriptor closed; the folder as working directory, HOME and TMPDIR; an empty
-environment but for PATH and locale; on Linux a network namespace of its own (no interface but a
-loopback that is down) when the kernel allows it; RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE and no core
-files. The supervisor kills its session at the wall-time limit.
+environment but for PATH and locale; on Linux, where the kernel allows it, a network namespace of
+its own (no interface but a loopback that is down) and a mount namespace in which the portal's
+data folders (the job's "hide" list: VAR_DIR with its generated secrets and SQLite database, the
+media folder) are covered by empty mounts; RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE and no core files.
+The supervisor kills its session at the wall-time limit.
 
 {"cmd": "ping"} -> {"ok": true, "pid": N, "stamp": ...}. The server leaves when its socket is
 gone, when the code it imported changed (it answers "stale" and the client starts a fresh one),
@@ -55,8 +57,11 @@ WARM_MODULES = (
     "endpoints.artifacts",
     "serving.model",
 )
+CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
+MS_COVER = 0x2 | 0x4 | 0x8  # nosuid, nodev, noexec
 MEMORY_EXIT = 3  # the job's exit status when an allocation failed under RLIMIT_AS
 JOB_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
@@ -95,15 +100,39 @@ def _warm_up() -> None:
 # The job process ----------------------------------------------------------------------------------
 
 
-def _isolate_network() -> str:
-    """Give this process a network namespace of its own; say whether that worked."""
+def _confine(hide: list[str]) -> dict:
+    """Give this process network and mount namespaces of its own; cover `hide` with empty mounts.
+
+    The working directory stays reachable through the process's cwd even where a mount covers
+    its path. Says what worked: {"network": "isolated", "files": "hidden: ..."} or why not.
+    """
     if not sys.platform.startswith("linux"):
-        return f"not isolated: {sys.platform} has no network namespaces"
+        reason = f"not isolated: {sys.platform} has no namespaces"
+        return {"network": reason, "files": reason}
     libc = ctypes.CDLL(None, use_errno=True)
-    flags = CLONE_NEWNET if os.geteuid() == 0 else CLONE_NEWUSER | CLONE_NEWNET
-    if libc.unshare(flags) == 0:
-        return "isolated"
-    return f"not isolated: unshare refused ({os.strerror(ctypes.get_errno())})"
+    user = 0 if os.geteuid() == 0 else CLONE_NEWUSER
+    if libc.unshare(user | CLONE_NEWNET | CLONE_NEWNS) != 0:
+        reason = os.strerror(ctypes.get_errno())
+        network = "isolated" if libc.unshare(user | CLONE_NEWNET) == 0 else f"not isolated: {reason}"
+        return {"network": network, "files": f"not hidden: unshare refused ({reason})"}
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return {"network": "isolated", "files": f"not hidden: {os.strerror(ctypes.get_errno())}"}
+    covered: list[str] = []
+    for path in sorted(hide):
+        if any(path.startswith(f"{done}/") for done in covered):
+            continue  # under a folder already covered
+        if (
+            os.path.isdir(path)
+            and libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", MS_COVER, b"size=4k,mode=000") == 0
+        ):
+            covered.append(path)
+    missed = [
+        path for path in hide if not any(path == done or path.startswith(f"{done}/") for done in covered)
+    ]
+    return {
+        "network": "isolated",
+        "files": f"hidden: {', '.join(covered)}" + (f"; not: {missed}" if missed else ""),
+    }
 
 
 def _limit(limits: dict) -> None:
@@ -133,20 +162,20 @@ def _job(workdir: str, job: dict, limits: dict) -> None:
             signal.signal(sig, signal.SIG_DFL)
         os.chdir(workdir)
         os.environ.clear()
-        os.environ.update(JOB_ENV, HOME=workdir, TMPDIR=workdir)
+        os.environ.update(JOB_ENV, HOME=".", TMPDIR=".")
         import tempfile
 
-        tempfile.tempdir = workdir
-        network = _isolate_network()
+        tempfile.tempdir = "."  # the job's folder, by the cwd: its path may be covered below
+        confinement = _confine(job.get("hide", []))
         _limit(limits)
         from endpoints.artifacts import run_job
 
         try:
-            result = run_job(Path(workdir), job)
+            result = run_job(Path("."), job)
         except MemoryError:
             code = MEMORY_EXIT
             return
-        result["network"] = network
+        result.update(confinement)
         with open("result.json", "w") as handle:
             json.dump(result, handle)
         code = 0

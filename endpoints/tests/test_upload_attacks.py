@@ -182,7 +182,7 @@ def test_a_pickle_without_trust_is_refused_without_being_opened(admin, iris_mode
 
 
 def test_a_trusted_pickle_runs_in_a_sandbox_without_secrets_or_network(
-    admin, iris_model, tmp_path, monkeypatch
+    admin, iris_model, tmp_path, monkeypatch, settings
 ):
     monkeypatch.setenv("SECRET_KEY", "a-secret-the-sandbox-must-not-see")
     monkeypatch.setenv("DATABASE_URL", "postgres://user:password@db/portal")
@@ -190,6 +190,9 @@ def test_a_trusted_pickle_runs_in_a_sandbox_without_secrets_or_network(
     from endpoints.sandbox import client
 
     client.stop()  # a fresh server, started from this environment
+    secret = Path(settings.MEDIA_ROOT) / "secret_key"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text("a secret file in the portal's data folder")
     seen = tmp_path / "seen.json"
     code = f"""
 import json, os, socket
@@ -198,8 +201,12 @@ try:
     network = "reached the database port"
 except OSError as exc:
     network = str(exc)
-json.dump({{"env": dict(os.environ), "pid": os.getpid(), "cwd": os.getcwd(), "network": network}},
-          open({str(seen)!r}, "w"))
+try:
+    files = open({str(secret)!r}).read()
+except OSError as exc:
+    files = str(exc)
+json.dump({{"env": dict(os.environ), "pid": os.getpid(), "cwd": os.getcwd(), "network": network,
+           "files": files}}, open({str(seen)!r}, "w"))
 """
     response = upload(api(admin), iris_model, pickled(code), "model.pkl", trust_code="true")
     assert response.status_code == 400
@@ -209,10 +216,11 @@ json.dump({{"env": dict(os.environ), "pid": os.getpid(), "cwd": os.getcwd(), "ne
     assert report["pid"] != os.getpid()
     for name in ("SECRET_KEY", "DATABASE_URL", "GOOGLE_APPLICATION_CREDENTIALS", "CELERY_BROKER_URL"):
         assert name not in report["env"]
-    assert set(report["env"]) <= {"PATH", "LANG", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "HOME", "TMPDIR"}
     assert Path(report["cwd"]).parent == Path(client.root())
     assert not Path(report["cwd"]).exists()  # the job's folder is thrown away
+    assert set(report["env"]) == {"PATH", "LANG", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "HOME", "TMPDIR"}
     assert "unreachable" in report["network"]
+    assert "No such file or directory" in report["files"]
 
 
 @pytest.mark.parametrize(
