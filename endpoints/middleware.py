@@ -18,6 +18,12 @@ LAST_ACTIVITY = "portal_last_activity"
 ACTIVITY_RESOLUTION = 30
 
 
+def record_log_in(sender, request, user, **kwargs) -> None:
+    """Logging in is activity: the session starts its idle clock then (and the first page writes nothing)."""
+    if request is not None and hasattr(request, "session"):
+        request.session[LAST_ACTIVITY] = int(time.time())
+
+
 class SessionIdleTimeoutMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response

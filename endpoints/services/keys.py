@@ -179,7 +179,8 @@ def api_key_reveal(*, user, request: ApiKeyRequest) -> str:
                 )
                 raise ServiceError(
                     "The key cannot be opened with the portal's sealing key (KEY_SEALING_KEY changed without "
-                    "keeping the old key); it is kept until an admin fixes that or re-issues it.",
+                    "keeping the old key). It is kept, sealed, for an admin to restore the old sealing key; "
+                    "past its reveal window it expires unseen and can be re-issued.",
                     code="conflict",
                 ) from None
             locked.sealed_secret = ""
