@@ -35,7 +35,7 @@ _sealing_keys = env_secret(
     "KEY_SEALING_KEY", VAR_DIR / "key_sealing_key", lambda: Fernet.generate_key().decode()
 )
 KEY_SEALING_KEYS = [key.strip() for key in _sealing_keys.split(",") if key.strip()]
-for _sealing_key in KEY_SEALING_KEYS:
+for _sealing_key in KEY_SEALING_KEYS or [""]:
     try:
         Fernet(_sealing_key)
     except ValueError:

@@ -118,8 +118,9 @@ def test_production_refuses_to_start_with_debug_on(tmp_path):
     assert "DEBUG must be false when PRODUCTION=true" in result.stderr
 
 
-def test_a_sealing_key_that_is_not_a_fernet_key_stops_the_start(tmp_path):
-    result = start(["manage.py", "check"], {"VAR_DIR": str(tmp_path), "KEY_SEALING_KEY": "hunter2"})
+@pytest.mark.parametrize("value", ["hunter2", " , "])
+def test_a_sealing_key_that_is_not_a_fernet_key_stops_the_start(tmp_path, value):
+    result = start(["manage.py", "check"], {"VAR_DIR": str(tmp_path), "KEY_SEALING_KEY": value})
     assert result.returncode != 0
     assert "KEY_SEALING_KEY must be comma-separated Fernet keys" in result.stderr
 
