@@ -28,9 +28,13 @@ FROM serving-deps AS portal
 COPY requirements.txt requirements.txt
 RUN pip install -r requirements.txt
 COPY --chown=app:app . .
+# The build's settings generate throwaway secrets into /tmp/build: removed in the same layer, so no
+# secret is ever part of the image. The running container takes its own from the environment.
 RUN DJANGO_SETTINGS_MODULE=portal.settings VAR_DIR=/tmp/build python manage.py collectstatic --noinput \
+    && rm -rf /tmp/build \
     && mkdir -p /app/var && chown app:app /app/var
 USER 10001:10001
+# PRODUCTION=true: the container refuses to start without SECRET_KEY and KEY_SEALING_KEY.
 ENV PORT=8000 \
     STATIC_ROOT=/app/var/static \
     PRODUCTION=true

@@ -126,6 +126,7 @@ def main() -> None:
             **os.environ,
             "DATABASE_URL": database_url_for_subprocess(),
             "SECRET_KEY": settings.SECRET_KEY,
+            "KEY_SEALING_KEY": ",".join(settings.KEY_SEALING_KEYS),
             "PYTHONUNBUFFERED": "1",
         }
         worker = CeleryWorker(env, scratch / "worker.log", Path(settings.BASE_DIR)).start()

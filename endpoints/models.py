@@ -265,6 +265,9 @@ class KeyRequestStatus(models.TextChoices):
     ISSUED = "issued", "Issued"
     REJECTED = "rejected", "Rejected"
     FAILED = "failed", "Failed"
+    # Issued, but nobody revealed it within KEY_REVEAL_WINDOW_HOURS: the secret is erased and the
+    # key revoked; an admin may re-issue it.
+    EXPIRED_UNSEEN = "expired_unseen", "Expired unseen"
 
 
 class ApiKeyRequestQuerySet(models.QuerySet):
@@ -290,9 +293,15 @@ class ApiKeyRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_note = models.TextField(blank=True)
     error = models.TextField(blank=True)
-    # The issued secret, sealed with the portal's key until its one reveal, then emptied.
+    # The issued secret, sealed with KEY_SEALING_KEY until its one reveal; emptied when it is
+    # revealed, when the key is revoked, and when the reveal window passes.
     sealed_secret = models.TextField(blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
     revealed_at = models.DateTimeField(null=True, blank=True)
+    # The request an admin re-issued this one as, after its key expired unseen.
+    reissued_as = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reissue_of"
+    )
 
     objects = ApiKeyRequestQuerySet.as_manager()
 
@@ -301,6 +310,22 @@ class ApiKeyRequest(models.Model):
 
     def __str__(self) -> str:
         return f"key request {self.pk} by {self.team} for {self.endpoint}"
+
+    @property
+    def reveal_until(self):
+        """The end of the issued key's reveal window (KEY_REVEAL_WINDOW_HOURS after its issue)."""
+        if self.issued_at is None:
+            return None
+        return self.issued_at + timedelta(hours=settings.KEY_REVEAL_WINDOW_HOURS)
+
+    @property
+    def can_reveal(self) -> bool:
+        """The key is issued, its secret still sealed and its reveal window still open."""
+        return (
+            self.status == KeyRequestStatus.ISSUED
+            and bool(self.sealed_secret)
+            and (self.reveal_until is None or timezone.now() < self.reveal_until)
+        )
 
 
 #: How long a revoked key can be restored: Google keeps a deleted API key this long.

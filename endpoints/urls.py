@@ -27,6 +27,7 @@ urlpatterns = [
     path("key-requests/new/", keys.key_request_create, name="key-request-create"),
     path("key-requests/<int:pk>/", keys.key_request_detail, name="key-request-detail"),
     path("key-requests/<int:pk>/reveal/", keys.key_request_reveal, name="key-request-reveal"),
+    path("key-requests/<int:pk>/reissue/", keys.key_request_reissue, name="key-request-reissue"),
     path("key-requests/<int:pk>/approve/", keys.key_request_approve, name="key-request-approve"),
     path("key-requests/<int:pk>/reject/", keys.key_request_reject, name="key-request-reject"),
     path("keys/", keys.key_list, name="key-list"),

@@ -4,19 +4,96 @@ With no variables set the product runs embedded: SQLite, a filesystem Celery bro
 runtime. The README lists every variable.
 """
 
+import secrets
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_float, env_int, env_list, env_str
+from portal.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
 
+PRODUCTION = env_bool("PRODUCTION", False)
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", "embedded-default-secret-key-change-me-in-production-0123456789")
+if PRODUCTION:
+    # Web, worker and beat run as separate processes, often on separate disks: a secret generated
+    # into one container's VAR_DIR would differ from the next one's, so production names its own.
+    missing = [name for name in ("SECRET_KEY", "KEY_SEALING_KEY") if not env_str(name)]
+    if missing:
+        raise ImproperlyConfigured(f"PRODUCTION=true needs {' and '.join(missing)} set in the environment")
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG must be false when PRODUCTION=true")
+
+# Embedded: generated on first start into VAR_DIR (mode 0600) and reused.
+SECRET_KEY = env_secret("SECRET_KEY", VAR_DIR / "secret_key", lambda: secrets.token_urlsafe(50))
+# Seals an issued key's secret until its one reveal; its own key, so rotating SECRET_KEY loses none.
+# Comma-separated Fernet keys: the first seals, every one opens (to rotate, put the new one first).
+_sealing_keys = env_secret(
+    "KEY_SEALING_KEY", VAR_DIR / "key_sealing_key", lambda: Fernet.generate_key().decode()
+)
+KEY_SEALING_KEYS = [key.strip() for key in _sealing_keys.split(",") if key.strip()]
+for _sealing_key in KEY_SEALING_KEYS or [""]:
+    try:
+        Fernet(_sealing_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            "KEY_SEALING_KEY must be comma-separated Fernet keys (32 url-safe base64-encoded bytes each)"
+        ) from None
+# How long an issued key waits for its one reveal; then its secret is erased and the key revoked.
+KEY_REVEAL_WINDOW_HOURS = env_float("KEY_REVEAL_WINDOW_HOURS", 72.0)
+if KEY_REVEAL_WINDOW_HOURS <= 0:
+    raise ImproperlyConfigured("KEY_REVEAL_WINDOW_HOURS must be more than 0")
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+# HTTPS. In production every cookie is Secure, plain HTTP is redirected and HSTS is sent. Behind a
+# proxy that terminates TLS, SECURE_PROXY_SSL_HEADER names the header it sets (its value must be
+# "https"); set it only when the proxy overwrites that header on every request.
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER")
+if _proxy_header and not _proxy_header.startswith("HTTP_"):
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER is a request.META name such as HTTP_X_FORWARDED_PROTO, "
+        f"not {_proxy_header!r}"
+    )
+SECURE_PROXY_SSL_HEADER = (_proxy_header, "https") if _proxy_header else None
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Sessions end after SESSION_IDLE_SECONDS without a request from the person (the dashboard's
+# polling does not count), and SESSION_MAX_AGE_SECONDS after log-in whatever happens.
+SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 3600)
+SESSION_COOKIE_AGE = env_int("SESSION_MAX_AGE_SECONDS", 12 * 3600)
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+
+# Content-Security-Policy, on in every mode so the browser tests run under it: scripts and styles
+# only from our own static files (htmx and portal.js; Swagger UI from the sidecar's files).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        # Swagger UI's stylesheet draws its icons from data: URIs.
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -29,6 +106,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "endpoints",
 ]
 
@@ -39,8 +117,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "endpoints.middleware.SessionIdleTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -231,6 +311,3 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
-
-if not DEBUG and SECRET_KEY.startswith("embedded-default") and env_bool("PRODUCTION", False):
-    raise RuntimeError("SECRET_KEY must be set when PRODUCTION=true")

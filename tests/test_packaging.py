@@ -75,3 +75,47 @@ def test_the_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = sorted(name for name in names if f"| `{name}` |" not in readme)
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+def test_the_compose_environment_is_the_production_shape_check_deploy_accepts(tmp_path):
+    """The images run with PRODUCTION=true; compose gives them every variable that needs."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from cryptography.fernet import Fernet
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^\s+PRODUCTION=true$", dockerfile, flags=re.MULTILINE)
+    chosen = {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "KEY_SEALING_KEY": Fernet.generate_key().decode(),
+        "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO",
+    }
+    env = {}
+    for name, value in compose()["x-portal"]["environment"].items():
+        required = re.fullmatch(r"\$\{(\w+):\?[^}]*\}", str(value))
+        defaulted = re.fullmatch(r"\$\{(\w+):-([^}]*)\}", str(value))
+        if required:
+            env[name] = chosen[required.group(1)]
+        elif defaulted:
+            env[name] = chosen.get(defaulted.group(1), defaulted.group(2))
+        else:
+            env[name] = str(value)
+    assert {"SECRET_KEY", "KEY_SEALING_KEY"} <= {name for name, value in env.items() if value}
+    machine = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in env and not name.startswith("SECURE_")
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**machine, **env, "PRODUCTION": "true", "DEBUG": "false", "VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr

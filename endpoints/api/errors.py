@@ -21,6 +21,9 @@ STATUS_FOR_CODE = {
     "permission_denied": status.HTTP_403_FORBIDDEN,
     "conflict": status.HTTP_409_CONFLICT,
     "gone": status.HTTP_410_GONE,
+    # An issued key's secret that is erased: by a revoke, or when its reveal window passed.
+    "revoked": status.HTTP_410_GONE,
+    "expired_unseen": status.HTTP_410_GONE,
     "not_found": status.HTTP_404_NOT_FOUND,
     "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
     "too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,

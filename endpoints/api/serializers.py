@@ -19,7 +19,6 @@ from endpoints.models import (
     AuditEvent,
     Deployment,
     Endpoint,
-    KeyRequestStatus,
     MLModel,
     ModelVersion,
     Team,
@@ -202,8 +201,14 @@ class KeyRequestSerializer(serializers.ModelSerializer):
     endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
     requested_by = UsernameField()
     decided_by = UsernameField()
-    can_reveal = serializers.SerializerMethodField(
-        help_text="True while the issued key waits for its one reveal."
+    can_reveal = serializers.BooleanField(
+        read_only=True, help_text="True while the issued key waits for its one reveal, within its window."
+    )
+    reveal_until = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When the issued key's reveal window ends: unseen by then, it is erased and revoked "
+        "(status expired_unseen).",
     )
     api_key = serializers.SerializerMethodField(help_text="The id of the key issued for this request.")
 
@@ -225,12 +230,12 @@ class KeyRequestSerializer(serializers.ModelSerializer):
             "decision_note",
             "error",
             "can_reveal",
+            "issued_at",
+            "reveal_until",
             "revealed_at",
+            "reissued_as",
             "api_key",
         ]
-
-    def get_can_reveal(self, request) -> bool:
-        return request.status == KeyRequestStatus.ISSUED and bool(request.sealed_secret)
 
     def get_api_key(self, request) -> int | None:
         key = getattr(request, "api_key", None)

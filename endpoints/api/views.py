@@ -43,6 +43,7 @@ from endpoints.services.keys import (
     api_key_rotate,
     key_request_approve,
     key_request_create,
+    key_request_reissue,
     key_request_reject,
 )
 from endpoints.services.versions import ml_model_create, model_version_register
@@ -428,7 +429,9 @@ class KeyRequestViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMo
     @extend_schema(
         summary="Show the issued key, once",
         description="The secret is returned this one time and then forgotten; a second call "
-        "answers 410 Gone.",
+        "answers 410 Gone. So does a call after the key was revoked (code `revoked`) or after its "
+        "reveal window passed (code `expired_unseen`: the secret is erased and the key revoked; an "
+        "admin can re-issue the request).",
         request=None,
         responses={200: s.RevealedKeySerializer, **errors(403, 404, 409, 410)},
     )
@@ -436,6 +439,18 @@ class KeyRequestViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMo
     def reveal(self, request, pk=None):
         secret = api_key_reveal(user=request.user, request=self.get_object())
         return Response({"key": secret}, headers={"Cache-Control": "no-store"})
+
+    @extend_schema(
+        summary="Re-issue a request whose key expired unseen (admins)",
+        description="Answers 202 with a new request, already approved: the worker issues a new key "
+        "and a member of the team reveals it once. The unseen key stays revoked.",
+        request=None,
+        responses={202: s.KeyRequestSerializer, **errors(403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAdmin])
+    def reissue(self, request, pk=None):
+        key_request = key_request_reissue(user=request.user, request=self.get_object())
+        return self.respond(key_request, status_code=status.HTTP_202_ACCEPTED, location=True)
 
 
 @extend_schema_view(

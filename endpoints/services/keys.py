@@ -1,10 +1,17 @@
 """API keys: teams request them, admins decide, the worker issues them, each is shown once.
 
+An issued key's secret is kept sealed (`endpoints.sealing`) only until it is revealed, the key is
+revoked, or KEY_REVEAL_WINDOW_HOURS pass: then it is erased. A key nobody revealed in that window
+"expired unseen": it is revoked too, and an admin may re-issue the request (a new key, revealed
+once like any other).
+
 An admin may undo a revoke within RESTORE_DAYS, and rotate a key: the team gets a new key through
 the same issue-and-reveal path as a request, and the old one is revoked after an overlap. Beat's
-`worker.expire_keys` revokes keys past their expiry (Google keys never expire by themselves).
+`worker.expire_keys` revokes keys past their expiry (Google keys never expire by themselves) and
+expires keys left unseen.
 """
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,6 +26,8 @@ from endpoints.services.audit import audit_record
 from endpoints.services.errors import NotAllowed, ServiceError, require_admin
 from portal.celery import app
 from worker.runtimes.base import KeySpec, PermanentError
+
+logger = logging.getLogger(__name__)
 
 RESTORE_DAYS = KEY_RESTORE_DAYS
 #: The longest overlap of a rotation, during which the old and the new key both work.
@@ -127,7 +136,8 @@ def key_request_issue(*, request_id: int) -> ApiKeyRequest:
         )
         locked.status = KeyRequestStatus.ISSUED
         locked.sealed_secret = seal(issued.secret)
-        locked.save(update_fields=["status", "sealed_secret"])
+        locked.issued_at = now
+        locked.save(update_fields=["status", "sealed_secret", "issued_at"])
         audit_record(
             actor=None,
             action="api_key.issue",
@@ -145,22 +155,197 @@ def key_request_fail(*, request_id: int, error: str) -> None:
 
 
 def api_key_reveal(*, user, request: ApiKeyRequest) -> str:
-    """Return the issued secret once, to a member of the requesting team, and forget it."""
+    """Return the issued secret once, to a member of the requesting team, and forget it.
+
+    Refused, with the reason, once the secret is gone: shown already, erased by a revoke, or past
+    its reveal window (then the secret is erased here, if beat has not done it yet).
+    """
     if not request.team.members.filter(pk=user.pk).exists():
         raise NotAllowed("Only a member of the requesting team can see this key.")
-    if request.status != KeyRequestStatus.ISSUED:
-        raise ServiceError("The key has not been issued yet.", code="conflict")
+    now = timezone.now()
     with transaction.atomic():
-        locked = ApiKeyRequest.objects.select_for_update().get(pk=request.pk)
-        if not locked.sealed_secret:
-            raise ServiceError("This key was already shown once and cannot be shown again.", code="gone")
-        secret = unseal(locked.sealed_secret)
-        locked.sealed_secret = ""
-        locked.revealed_at = timezone.now()
-        locked.save(update_fields=["sealed_secret", "revealed_at"])
-        audit_record(actor=user, action="api_key.reveal", target=locked)
-    request.sealed_secret, request.revealed_at = "", locked.revealed_at
-    return secret
+        locked = (
+            ApiKeyRequest.objects.select_for_update(of=("self",)).select_related("api_key").get(pk=request.pk)
+        )
+        if _reveal_window_passed(locked, now):
+            _expire_unseen(locked, now=now)
+        else:
+            _refuse_reveal(locked)
+            try:
+                secret = unseal(locked.sealed_secret)
+            except ValueError:
+                logger.error(
+                    "Key request %s: the sealed secret does not open with KEY_SEALING_KEY", locked.pk
+                )
+                raise ServiceError(
+                    "The key cannot be opened with the portal's sealing key (KEY_SEALING_KEY changed without "
+                    "keeping the old key). It is kept, sealed, for an admin to restore the old sealing key; "
+                    "past its reveal window it expires unseen and can be re-issued.",
+                    code="conflict",
+                ) from None
+            locked.sealed_secret = ""
+            locked.revealed_at = now
+            locked.save(update_fields=["sealed_secret", "revealed_at"])
+            audit_record(actor=user, action="api_key.reveal", target=locked)
+            request.sealed_secret, request.revealed_at = "", now
+            return secret
+    # The erasure is committed; now say why there is nothing to show.
+    request.status, request.sealed_secret = locked.status, ""
+    raise ServiceError(_expired_unseen_message(locked), code="expired_unseen")
+
+
+def _reveal_window_passed(request: ApiKeyRequest, now) -> bool:
+    return (
+        request.status == KeyRequestStatus.ISSUED
+        and bool(request.sealed_secret)
+        and request.reveal_until is not None
+        and now >= request.reveal_until
+    )
+
+
+def _expired_unseen_message(request: ApiKeyRequest) -> str:
+    message = (
+        f"This key expired unseen: nobody revealed it within {settings.KEY_REVEAL_WINDOW_HOURS:g} hours of "
+        "its issue, so the portal erased it and revoked the key."
+    )
+    if request.reissued_as_id:
+        return f"{message} It was re-issued as request {request.reissued_as_id}."
+    return f"{message} An admin can re-issue it."
+
+
+def _refuse_reveal(request: ApiKeyRequest) -> None:
+    """Raise the reason the request's key cannot be revealed now, if there is one."""
+    status = request.status
+    if status in (KeyRequestStatus.PENDING, KeyRequestStatus.APPROVED):
+        raise ServiceError("The key has not been issued yet.", code="conflict")
+    if status == KeyRequestStatus.REJECTED:
+        raise ServiceError("This request was rejected: there is no key to show.", code="conflict")
+    if status == KeyRequestStatus.FAILED:
+        raise ServiceError("The key could not be issued: there is no key to show.", code="conflict")
+    if status == KeyRequestStatus.EXPIRED_UNSEEN:
+        raise ServiceError(_expired_unseen_message(request), code="expired_unseen")
+    if request.revealed_at:
+        raise ServiceError("This key was already shown once and cannot be shown again.", code="gone")
+    key = getattr(request, "api_key", None)
+    if key is not None and key.revoked_at:
+        raise ServiceError(
+            f"This key was revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC before it was shown, and a "
+            "revoked key is never revealed; its secret is erased. Request a new key.",
+            code="revoked",
+        )
+    if not request.sealed_secret:
+        raise ServiceError("This key's secret is erased and cannot be shown.", code="gone")
+
+
+def _erase_secret(key: ApiKey) -> bool:
+    """Erase the sealed secret of `key`'s request, if it still waits for its reveal."""
+    if key.request_id is None:
+        return False
+    return bool(
+        ApiKeyRequest.objects.filter(pk=key.request_id).exclude(sealed_secret="").update(sealed_secret="")
+    )
+
+
+def _revoke_as_system(key: ApiKey, *, now, reason: str) -> bool:
+    """Revoke `key` as the system (audited as `api_key.expire`), unless it is revoked already."""
+    with transaction.atomic():
+        if not ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+            revoked_at=now, revoked_by=None
+        ):
+            return False  # revoked meanwhile, by an admin or another run
+        _erase_secret(key)
+        audit_record(
+            actor=None,
+            action="api_key.expire",
+            target=key,
+            details={"prefix": key.prefix, "reason": reason},
+        )
+        key_id = key.pk
+        transaction.on_commit(lambda: app.send_task("worker.revoke_key", args=[key_id]))
+        access_sync_enqueue(key.endpoint)
+    return True
+
+
+def _expire_unseen(request: ApiKeyRequest, *, now) -> int | None:
+    """Erase the secret of a request left unseen past its window, and revoke its key.
+
+    `request` is locked by the caller. Returns the id of the key revoked, if one was.
+    """
+    request.status = KeyRequestStatus.EXPIRED_UNSEEN
+    request.sealed_secret = ""
+    request.save(update_fields=["status", "sealed_secret"])
+    audit_record(
+        actor=None,
+        action="key_request.expire_unseen",
+        target=request,
+        details={
+            "issued_at": request.issued_at.isoformat() if request.issued_at else None,
+            "window_hours": settings.KEY_REVEAL_WINDOW_HOURS,
+        },
+    )
+    key = ApiKey.objects.filter(request=request).select_related("endpoint").first()
+    if key is not None and _revoke_as_system(key, now=now, reason="unseen"):
+        return key.pk
+    return None
+
+
+def key_request_reissue(*, user, request: ApiKeyRequest) -> ApiKeyRequest:
+    """Issue a new key for a request whose key expired unseen (admins); returns the new request.
+
+    The new request is approved at once and goes the usual way: the worker issues the key, a
+    member of the team reveals it once. The unseen key is revoked if it still was not.
+    """
+    require_admin(user)
+    now = timezone.now()
+    with transaction.atomic():
+        locked = (
+            ApiKeyRequest.objects.select_for_update(of=("self",))
+            .select_related("team", "endpoint")
+            .get(pk=request.pk)
+        )
+        if _reveal_window_passed(locked, now):
+            _expire_unseen(locked, now=now)
+        if locked.status != KeyRequestStatus.EXPIRED_UNSEEN:
+            raise ServiceError(
+                f"Only a request whose key expired unseen can be re-issued; this one is "
+                f"{locked.get_status_display().lower()}.",
+                code="conflict",
+            )
+        if locked.reissued_as_id:
+            raise ServiceError(
+                f"This request was already re-issued as request {locked.reissued_as_id}.", code="conflict"
+            )
+        endpoint = locked.endpoint
+        if not endpoint.checks_keys:
+            raise ServiceError(f"Endpoint {endpoint.name!r} no longer uses API keys.", code="conflict")
+        old_key = ApiKey.objects.filter(request=locked).select_related("endpoint").first()
+        if old_key is not None:
+            _revoke_as_system(old_key, now=now, reason="unseen")
+        new = ApiKeyRequest.objects.create(
+            team=locked.team,
+            endpoint=endpoint,
+            reason=locked.reason,
+            valid_days=locked.valid_days,
+            status=KeyRequestStatus.APPROVED,
+            requested_by=locked.requested_by,
+            decided_by=user,
+            decided_at=now,
+            decision_note=f"re-issue of request {locked.pk}, whose key expired unseen",
+        )
+        locked.reissued_as = new
+        locked.save(update_fields=["reissued_as"])
+        # A rotation waiting on the unseen key now waits on the new one.
+        ApiKey.objects.filter(replacement=locked).update(replacement=new)
+        audit_record(
+            actor=user,
+            action="key_request.reissue",
+            target=locked,
+            details={"request": new.pk, "revoked_key": old_key.prefix if old_key else None},
+        )
+        new_id = new.pk
+        transaction.on_commit(lambda: app.send_task("worker.issue_key", args=[new_id]))
+    request.refresh_from_db()
+    return new
 
 
 def api_key_revoke(*, user, key: ApiKey) -> ApiKey:
@@ -172,7 +357,10 @@ def api_key_revoke(*, user, key: ApiKey) -> ApiKey:
         if not updated:
             raise ServiceError("This key is already revoked.", code="conflict")
         key.refresh_from_db()
-        audit_record(actor=user, action="api_key.revoke", target=key, details={"prefix": key.prefix})
+        details = {"prefix": key.prefix}
+        if _erase_secret(key):
+            details["unrevealed_secret_erased"] = True
+        audit_record(actor=user, action="api_key.revoke", target=key, details=details)
         key_id = key.pk
         transaction.on_commit(lambda: app.send_task("worker.revoke_key", args=[key_id]))
         access_sync_enqueue(key.endpoint)
@@ -207,6 +395,13 @@ def api_key_restore(*, user, key: ApiKey) -> ApiKey:
         if locked.expires_at and locked.expires_at <= now:
             raise ServiceError(
                 f"This key expired on {locked.expires_at:%Y-%m-%d}; request a new key instead.",
+                code="conflict",
+            )
+        never_seen = ApiKeyRequest.objects.filter(pk=locked.request_id, revealed_at__isnull=True)
+        if locked.request_id and never_seen.exists():
+            raise ServiceError(
+                "This key was revoked before anyone saw it, and its secret was erased: restored, it would "
+                "work for nobody who holds it. Request a new key instead.",
                 code="conflict",
             )
         revoked_at = locked.revoked_at
@@ -244,6 +439,7 @@ def api_key_restore_at_runtime(*, key_id: int) -> None:
     except PermanentError as exc:
         with transaction.atomic():
             if ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+                _erase_secret(key)
                 details = {"error": str(exc)[:1000]}
                 audit_record(actor=None, action="api_key.restore_failed", target=key, details=details)
                 access_sync_enqueue(key.endpoint)
@@ -322,31 +518,30 @@ def api_key_rotate(*, user, key: ApiKey, overlap_hours: int) -> ApiKeyRequest:
 
 
 def api_keys_expire(*, now=None) -> list[int]:
-    """Revoke, as the system, every key past its expiry or past a finished rotation's overlap.
+    """Revoke, as the system, every key past its expiry, past a finished rotation's overlap, or
+    left unseen past its reveal window (whose request then says it expired unseen).
 
     Safe to run any number of times: each key is claimed by a conditional update, so a key is
     revoked (and audited) once. The runtime revoke goes through `worker.revoke_key`, which retries.
     """
     now = now or timezone.now()
+    revoked = []
+    window = timedelta(hours=settings.KEY_REVEAL_WINDOW_HOURS)
+    unseen = ApiKeyRequest.objects.filter(
+        status=KeyRequestStatus.ISSUED, revealed_at__isnull=True, issued_at__lte=now - window
+    ).exclude(sealed_secret="")
+    for request_id in unseen.order_by("id").values_list("id", flat=True):
+        with transaction.atomic():
+            locked = ApiKeyRequest.objects.select_for_update().get(pk=request_id)
+            if _reveal_window_passed(locked, now):  # not revealed meanwhile
+                key_id = _expire_unseen(locked, now=now)
+                if key_id is not None:
+                    revoked.append(key_id)
     due = ApiKey.objects.filter(revoked_at__isnull=True).filter(
         Q(expires_at__lte=now) | Q(revoke_after__lte=now, replacement__status=KeyRequestStatus.ISSUED)
     )
-    revoked = []
     for key in due.select_related("endpoint").order_by("id"):
         reason = "expired" if key.expires_at and key.expires_at <= now else "rotated"
-        with transaction.atomic():
-            if not ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
-                revoked_at=now, revoked_by=None
-            ):
-                continue  # revoked meanwhile, by an admin or another run
-            audit_record(
-                actor=None,
-                action="api_key.expire",
-                target=key,
-                details={"prefix": key.prefix, "reason": reason},
-            )
-            key_id = key.pk
-            transaction.on_commit(lambda key_id=key_id: app.send_task("worker.revoke_key", args=[key_id]))
-            access_sync_enqueue(key.endpoint)
-        revoked.append(key.pk)
+        if _revoke_as_system(key, now=now, reason=reason):
+            revoked.append(key.pk)
     return revoked

@@ -12,6 +12,7 @@ from endpoints.sealing import key_hash
 from endpoints.services.access import access_policy_for
 from endpoints.services.keys import (
     api_key_restore_at_runtime,
+    api_key_reveal,
     api_key_revoke,
     api_keys_expire,
     key_request_approve,
@@ -40,6 +41,7 @@ def key(admin, member, team, endpoint) -> ApiKey:
     )
     key_request_approve(user=admin, request=request)
     key_request_issue(request_id=request.pk)
+    api_key_reveal(user=member, request=request)  # the team took it: a key in use
     return ApiKey.objects.get(request=request)
 
 

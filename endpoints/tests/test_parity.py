@@ -9,6 +9,7 @@ the dashboard shows (a form error, or a flashed message for one-click actions).
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from endpoints.demo import IRIS_LABELS
@@ -32,7 +34,13 @@ from endpoints.models import (
 from endpoints.services.allowlist import allowlist_add
 from endpoints.services.deployments import deployment_run
 from endpoints.services.endpoints import endpoint_create
-from endpoints.services.keys import key_request_approve, key_request_create, key_request_issue
+from endpoints.services.keys import (
+    api_key_reveal,
+    api_keys_expire,
+    key_request_approve,
+    key_request_create,
+    key_request_issue,
+)
 from endpoints.services.versions import ml_model_create
 
 # -- the two interfaces ------------------------------------------------------------------------------
@@ -470,11 +478,43 @@ def test_uploading_without_a_file_is_refused_in_the_same_words(admin, twin_model
     assert api_error(via_api) == form_error(via_web, "form") == ("artifact", "Choose a model file to upload.")
 
 
+def test_reissuing_an_expired_unseen_key_leaves_the_same_rows_through_both_interfaces(admin, two_keys):
+    ApiKeyRequest.objects.update(issued_at=timezone.now() - timedelta(hours=73))
+    api_keys_expire()
+    first, second = (key.request for key in two_keys)
+    assert api(admin).post(f"/api/v1/key-requests/{first.pk}/reissue/").status_code == 202
+    assert web(admin).post(reverse("endpoints:key-request-reissue", args=[second.pk])).status_code == 302
+    first.refresh_from_db()
+    second.refresh_from_db()
+    ignore = ("reason", "reissued_as", "issued_at", "requested_at")
+    assert row(first, *ignore) == row(second, *ignore)
+    assert row(first.reissued_as, "reason", "decision_note") == row(
+        second.reissued_as, "reason", "decision_note"
+    )
+    assert (
+        audit("key_request.reissue", first)["actor"]
+        == audit("key_request.reissue", second)["actor"]
+        == admin.pk
+    )
+
+
+def test_reissuing_a_key_still_inside_its_window_is_refused_in_the_same_words(admin, two_keys):
+    first, second = (key.request for key in two_keys)
+    via_api = api(admin).post(f"/api/v1/key-requests/{first.pk}/reissue/")
+    via_web = web(admin).post(reverse("endpoints:key-request-reissue", args=[second.pk]))
+    assert via_api.status_code == 409
+    assert flashed(via_web) == [api_error(via_api)[1]]
+    assert flashed(via_web) == [
+        "Only a request whose key expired unseen can be re-issued; this one is issued."
+    ]
+
+
 # -- restore and rotate keys ----------------------------------------------------------------------------
 
 
-def test_restoring_a_key_leaves_the_same_rows_through_both_interfaces(admin, two_keys):
+def test_restoring_a_key_leaves_the_same_rows_through_both_interfaces(admin, member, two_keys):
     for key in two_keys:
+        api_key_reveal(user=member, request=key.request)  # a key in use: one never seen is not restored
         api(admin).post(f"/api/v1/keys/{key.pk}/revoke/")
     first, second = two_keys
     assert api(admin).post(f"/api/v1/keys/{first.pk}/restore/").status_code == 200

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
+from endpoints.api.errors import STATUS_FOR_CODE
 from endpoints.forms import DecisionForm, KeyRequestForm, KeyRotateForm
 from endpoints.models import ApiKey, ApiKeyRequest, KeyRequestStatus
 from endpoints.services import keys as services
@@ -68,9 +69,7 @@ def _request_context(request, key_request: ApiKeyRequest, **extra) -> dict:
     return {
         "key_request": key_request,
         "in_team": in_team,
-        "can_reveal": in_team
-        and key_request.status == KeyRequestStatus.ISSUED
-        and bool(key_request.sealed_secret),
+        "can_reveal": in_team and key_request.can_reveal,
         "decision_form": DecisionForm(),
         **extra,
     }
@@ -93,9 +92,18 @@ def key_request_reveal(request, pk):
     key_request = _request_for(request, pk)
     try:
         secret = services.api_key_reveal(user=request.user, request=key_request)
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from None
     except ServiceError as exc:
-        flash_error(request, exc)
-        return redirect("endpoints:key-request-detail", pk=key_request.pk)
+        # The request's page in its new state, with the reason, answering the refusal's status.
+        key_request = _request_for(request, pk)
+        context = _request_context(request, key_request, reveal_error=exc.message)
+        return render(
+            request,
+            "endpoints/key_request_detail.html",
+            context,
+            status=STATUS_FOR_CODE.get(exc.code, 400),
+        )
     response = render(
         request,
         "endpoints/key_request_detail.html",
@@ -116,6 +124,22 @@ def _decide(request, pk, decide, done: str):
     else:
         messages.success(request, f"Request {key_request.pk} from {key_request.team} {done}.")
     return redirect(next_url(request, reverse("endpoints:key-request-list")))
+
+
+@require_POST
+@login_required
+def key_request_reissue(request, pk):
+    """Issue a new key for a request whose key expired unseen (admins); go to the new request."""
+    key_request = _request_for(request, pk)
+    try:
+        new = services.key_request_reissue(user=request.user, request=key_request)
+    except ServiceError as exc:
+        flash_error(request, exc)
+        return redirect("endpoints:key-request-detail", pk=key_request.pk)
+    messages.success(
+        request, f"Request {key_request.pk} re-issued as this request: the key is being issued again."
+    )
+    return redirect("endpoints:key-request-detail", pk=new.pk)
 
 
 @require_POST

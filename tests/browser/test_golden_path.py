@@ -33,16 +33,28 @@ SLOW = 120_000  # ms: a deploy starts a serving process on a machine shared with
 @pytest.fixture
 def browser_page(tmp_path):
     """Headless Chromium. Ask for it after the fixtures that write the database: while Playwright's
-    sync API runs, its event loop makes Django refuse ORM calls in this thread."""
+    sync API runs, its event loop makes Django refuse ORM calls in this thread.
+
+    Every page runs under the portal's Content-Security-Policy: anything it blocks (an inline
+    script or style, an eval) fails the test, since it means a part of the page does not work.
+    """
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(30_000)
+        blocked: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                blocked.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
         try:
             yield page
         finally:
             page.screenshot(path=str(tmp_path / "last-page.png"), full_page=True)
             browser.close()
+        assert not blocked, f"the Content-Security-Policy blocked: {blocked}"
 
 
 def log_in(page: Page, base: str, username: str, password: str) -> None:
@@ -178,3 +190,21 @@ def test_an_admin_edits_the_allowlist_and_revokes_a_key_without_reloading(
     expect(keys.locator(".badge-revoked")).to_be_visible()
     expect(keys.get_by_role("button", name="Revoke")).to_have_count(0)
     assert page.evaluate("window.notReloaded") is True
+
+
+def test_swagger_ui_and_the_django_admin_work_under_the_content_security_policy(
+    live_server, admin, browser_page
+):
+    page, base = browser_page, live_server.url
+    response = page.goto(f"{base}/api/docs/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Model endpoint portal API")
+    expect(page.locator(".opblock-tag", has_text="keys")).to_be_visible()
+    page.locator(".opblock-summary", has_text="/api/v1/key-requests/{id}/reveal/").first.click()
+    expect(page.get_by_text("Show the issued key, once").first).to_be_visible()
+
+    page.goto(f"{base}/admin/login/")
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill("ada-password-1")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name=re.compile("administration|Site administration"))).to_be_visible()

@@ -11,6 +11,7 @@ from endpoints.services.deployments import deployment_plan
 from endpoints.services.keys import (
     api_key_restore,
     api_key_restore_at_runtime,
+    api_key_reveal,
     api_key_revoke,
     api_key_revoke_at_runtime,
     api_keys_expire,
@@ -43,6 +44,7 @@ def key(fast, fakes, admin, member, team, endpoint) -> ApiKey:
     )
     key_request_approve(user=admin, request=request)
     key_request_issue(request_id=request.pk)
+    api_key_reveal(user=member, request=request)  # the team took it: a key in use
     key = ApiKey.objects.get(request=request)
     assert [k.name for k in fakes.keys.live_keys()] == [key.cloud_name]
     return key
