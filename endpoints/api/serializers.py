@@ -16,6 +16,7 @@ from endpoints.models import (
     AllowlistEntry,
     ApiKey,
     ApiKeyRequest,
+    ApiToken,
     AuditEvent,
     Deployment,
     Endpoint,
@@ -294,6 +295,28 @@ class AuditEventSerializer(serializers.ModelSerializer):
         fields = ["id", "at", "actor", "action", "target_type", "target_id", "target_repr", "details"]
 
 
+class ApiTokenSerializer(serializers.ModelSerializer):
+    """A token as its owner and the admins see it: its prefix, never its secret or digest."""
+
+    user = UsernameField()
+    prefix = serializers.CharField(read_only=True, help_text="The token's first 8 characters.")
+    expired = serializers.BooleanField(source="is_expired", read_only=True)
+    current = serializers.SerializerMethodField(help_text="Whether this request is signed with it.")
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "prefix", "user", "created", "expiry", "expired", "current"]
+
+    def get_current(self, token) -> bool:
+        request = self.context.get("request")
+        return isinstance(getattr(request, "auth", None), ApiToken) and request.auth.pk == token.pk
+
+
+class TokenIssuedSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Send it as `Authorization: Token <token>`; it is shown once.")
+    expiry = serializers.DateTimeField(help_text="When the token stops working.")
+
+
 # -- input -----------------------------------------------------------------------------------------
 
 
@@ -384,6 +407,11 @@ class AllowlistAddSerializer(InputSerializer):
         required=False, default="", allow_blank=True, help_text="Required. 203.0.113.0/24 or 2001:db8::1"
     )
     note = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
 
 
 class KeyRequestCreateSerializer(InputSerializer):
