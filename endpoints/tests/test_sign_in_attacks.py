@@ -160,19 +160,22 @@ def test_a_lock_on_one_account_leaves_others_signing_in_from_elsewhere(lockout, 
 
 
 def test_a_lock_ends_after_the_cool_off(lockout, settings, admin):
-    settings.AXES_COOLOFF_TIME = timedelta(seconds=1)
+    # The database cache keeps expiry times to the second: a lock of 3 s lasts 2 to 3 s.
+    settings.AXES_COOLOFF_TIME = timedelta(seconds=3)
     for _ in range(3):
         attempt(TOKEN, "ada", "wrong-password")
     assert attempt(TOKEN, "ada", "ada-password-1").status_code == 429
-    time.sleep(2.1)
+    time.sleep(3.2)
     assert attempt(TOKEN, "ada", "ada-password-1").status_code == 200
 
 
 def test_attempts_during_a_lock_do_not_prolong_it(lockout, settings, admin):
-    settings.AXES_COOLOFF_TIME = timedelta(seconds=2)
+    settings.AXES_COOLOFF_TIME = timedelta(seconds=4)
     for _ in range(3):
         attempt(TOKEN, "ada", "wrong-password")
-    time.sleep(1.2)
+    locked_at = time.monotonic()  # the lock ends at most 4 s from here
+    time.sleep(1.5)
+    # Counted, this attempt would move the end of the lock to 4.5 s or later.
     assert attempt(TOKEN, "ada", "wrong-password").status_code == 429
-    time.sleep(1.9)
+    time.sleep(max(0.0, locked_at + 4.2 - time.monotonic()))
     assert attempt(TOKEN, "ada", "ada-password-1").status_code == 200
