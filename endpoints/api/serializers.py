@@ -26,6 +26,7 @@ from endpoints.models import (
     Team,
 )
 from endpoints.services.endpoints import SETTINGS_FIELDS
+from endpoints.services.keys import UNKNOWN_TEAM
 
 # -- reads -----------------------------------------------------------------------------------------
 
@@ -414,9 +415,27 @@ class TokenRequestSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class OwnTeamField(serializers.PrimaryKeyRelatedField):
+    """A team the user belongs to (any team for admins).
+
+    A team the user is not in is refused with the very words used for a team that does not
+    exist, so a guessed id tells a member nothing about other teams.
+    """
+
+    default_error_messages = {"does_not_exist": UNKNOWN_TEAM, "incorrect_type": UNKNOWN_TEAM}
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return Team.objects.none()
+        return Team.objects.all() if user.is_staff else Team.objects.filter(members=user)
+
+
 class KeyRequestCreateSerializer(InputSerializer):
     endpoint = serializers.SlugRelatedField(slug_field="name", queryset=Endpoint.objects.all())
-    team = serializers.PrimaryKeyRelatedField(queryset=Team.objects.all(), required=False, allow_null=True)
+    team = OwnTeamField(required=False, allow_null=True)
     reason = serializers.CharField(
         required=False,
         default="",
