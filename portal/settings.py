@@ -147,6 +147,9 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
 AXES_CACHE = "default"
+# Counters live in the cache, so axes' database tables stay empty: keep them out of Django admin.
+# Unlock early with `manage.py axes_reset_username <name>` or `axes_reset_ip <address>`.
+AXES_ENABLE_ADMIN = False
 AXES_CLIENT_IP_CALLABLE = "endpoints.client_address.client_address"
 AXES_LOCKOUT_CALLABLE = "endpoints.sign_in.lockout_response"
 # A locked-out attempt is refused without counting, so a lock ends LOCKOUT_MINUTES after it began.
