@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import SESSION_KEY
+from django.core.management import call_command
 from django.test import RequestFactory
 from rest_framework.test import APIClient
 
@@ -179,3 +180,14 @@ def test_attempts_during_a_lock_do_not_prolong_it(lockout, settings, admin):
     assert attempt(TOKEN, "ada", "wrong-password").status_code == 429
     time.sleep(max(0.0, locked_at + 4.2 - time.monotonic()))
     assert attempt(TOKEN, "ada", "ada-password-1").status_code == 200
+
+
+def test_an_admin_unlocks_a_user_name_before_the_cool_off(lockout, settings, admin):
+    settings.TRUSTED_PROXY_COUNT = 1
+    for _ in range(3):
+        attempt(TOKEN, "ada", "wrong-password", HTTP_X_FORWARDED_FOR="203.0.113.66")
+    assert attempt(TOKEN, "ada", "ada-password-1", HTTP_X_FORWARDED_FOR="198.51.100.1").status_code == 429
+    call_command("axes_reset_username", "ada", verbosity=0)
+    assert attempt(TOKEN, "ada", "ada-password-1", HTTP_X_FORWARDED_FOR="198.51.100.1").status_code == 200
+    # The attacker's address stays locked.
+    assert attempt(TOKEN, "tom", "anything", HTTP_X_FORWARDED_FOR="203.0.113.66").status_code == 429
