@@ -4,6 +4,7 @@ With no variables set the product runs embedded: SQLite, a filesystem Celery bro
 runtime. The README lists every variable.
 """
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -141,9 +142,14 @@ if TRUSTED_PROXY_COUNT < 0:
     raise ValueError("TRUSTED_PROXY_COUNT must be 0 or more")
 # Attempts one address, and one user name, may make; AUTH_TOKEN_RATE is its former name.
 SIGN_IN_RATE = env_str("SIGN_IN_RATE", env_str("AUTH_TOKEN_RATE", "20/min"))
+if not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", SIGN_IN_RATE):
+    raise ValueError(f"SIGN_IN_RATE must look like 20/min (per s, min, hour or day), not {SIGN_IN_RATE!r}")
 # django-axes: this many failed sign-ins for one user name, or from one address, lock it out.
 AXES_FAILURE_LIMIT = env_int("LOCKOUT_FAILURES", 5)
-AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOCKOUT_MINUTES", 15))
+LOCKOUT_MINUTES = env_int("LOCKOUT_MINUTES", 15)
+if AXES_FAILURE_LIMIT < 1 or LOCKOUT_MINUTES < 1:
+    raise ValueError("LOCKOUT_FAILURES and LOCKOUT_MINUTES must be 1 or more")
+AXES_COOLOFF_TIME = timedelta(minutes=LOCKOUT_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
 AXES_CACHE = "default"
@@ -156,7 +162,8 @@ AXES_LOCKOUT_CALLABLE = "endpoints.sign_in.lockout_response"
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_COOLOFF_MESSAGE = (
     f"Too many failed sign-ins for this user name or from this address: sign-in is locked for "
-    f"{env_int('LOCKOUT_MINUTES', 15)} minutes. Try again later, or ask an admin to unlock it."
+    f"{LOCKOUT_MINUTES} minute{'' if LOCKOUT_MINUTES == 1 else 's'}. Try again later, or ask an admin "
+    "to unlock it."
 )
 # Tokens for the REST API (django-rest-knox): stored as SHA-512 hashes, expiring.
 API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 30)
@@ -179,7 +186,6 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "endpoints.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"sign_in_address": SIGN_IN_RATE, "sign_in_username": SIGN_IN_RATE},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model endpoint portal API",
