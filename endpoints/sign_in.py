@@ -20,6 +20,7 @@ from axes.helpers import get_lockout_message
 from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.cache import add_never_cache_headers
 from rest_framework.throttling import SimpleRateThrottle
 
 from endpoints.client_address import client_address
@@ -77,6 +78,7 @@ def _refused(request, message: str, status: int, retry_after: int | None = None)
     )
     if retry_after:
         response["Retry-After"] = str(retry_after)
+    add_never_cache_headers(response)
     return response
 
 
@@ -102,5 +104,6 @@ def lockout_response(request, original_response=None, credentials=None):
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": message, "field": None, "code": LOCKED_OUT_CODE}, status=429)
         response["Retry-After"] = str(retry_after)
+        add_never_cache_headers(response)
         return response
     return _refused(request, message, 429, retry_after)
