@@ -19,6 +19,7 @@ from endpoints.models import (
     ModelVersion,
     Team,
 )
+from endpoints.services.audit import audit_actor
 
 
 @admin.register(Team)
@@ -26,6 +27,11 @@ class TeamAdmin(admin.ModelAdmin):
     list_display = ["name"]
     search_fields = ["name", "members__username"]
     filter_horizontal = ["members"]
+
+    def save_related(self, request, form, formsets, change):
+        # Membership changes are audited from m2m_changed; say who makes them.
+        with audit_actor(request.user):
+            super().save_related(request, form, formsets, change)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

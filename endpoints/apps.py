@@ -11,3 +11,4 @@ class EndpointsConfig(AppConfig):
         from endpoints.middleware import record_log_in
 
         user_logged_in.connect(record_log_in, dispatch_uid="endpoints.record_log_in")
+        from endpoints import signals  # noqa: F401  (connects the audit receivers)

@@ -9,6 +9,7 @@ from django import forms
 from django.conf import settings
 
 from endpoints.models import AccessMode, Endpoint, ModelVersion, Team
+from endpoints.services.keys import UNKNOWN_TEAM
 
 CPU_CHOICES = [("1", "1 vCPU"), ("2", "2 vCPU"), ("4", "4 vCPU"), ("8", "8 vCPU")]
 MEMORY_CHOICES = [(size, size) for size in ("512Mi", "1Gi", "2Gi", "4Gi", "8Gi", "16Gi")]
@@ -161,7 +162,10 @@ class VersionUploadForm(forms.Form):
 
 class KeyRequestForm(forms.Form):
     endpoint = forms.ModelChoiceField(queryset=Endpoint.objects.none(), to_field_name="name")
-    team = forms.ModelChoiceField(queryset=Team.objects.none())
+    # Only the user's own teams are choices; any other id gets the words of the service's refusal.
+    team = forms.ModelChoiceField(
+        queryset=Team.objects.none(), error_messages={"invalid_choice": UNKNOWN_TEAM}
+    )
     reason = service_checked(
         forms.CharField(
             widget=forms.Textarea(attrs={"rows": 3}),

@@ -7,6 +7,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from knox.models import AbstractAuthToken, AuthTokenManager
+from knox.settings import CONSTANTS
 
 User = settings.AUTH_USER_MODEL
 
@@ -440,3 +442,40 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target_repr}"
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def for_user(self, user):
+        """A user's own tokens; an admin sees everyone's."""
+        if not user.is_authenticated:
+            return self.none()
+        return self if user.is_staff else self.filter(user=user)
+
+
+class ApiToken(AbstractAuthToken):
+    """A REST API token (django-rest-knox): only its SHA-512 digest is stored, and it expires.
+
+    Knox keys its own table by the digest; this one has a plain id, so the dashboard and the API
+    can name a token (to revoke it) without putting its digest in a URL.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    digest = models.CharField(max_length=CONSTANTS.DIGEST_LENGTH, unique=True)
+
+    objects = AuthTokenManager.from_queryset(ApiTokenQuerySet)()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"API token {self.prefix}…"
+
+    @property
+    def prefix(self) -> str:
+        """The token's first characters: enough to recognise it, far too few to use it."""
+        return self.token_key[:8]
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expiry is not None and self.expiry <= timezone.now()

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from endpoints.views import allowlist, audit, deployments, endpoints, keys, models
+from endpoints.views import allowlist, audit, deployments, endpoints, keys, models, tokens
 
 app_name = "endpoints"
 
@@ -35,4 +35,6 @@ urlpatterns = [
     path("keys/<int:pk>/restore/", keys.key_restore, name="key-restore"),
     path("keys/<int:pk>/rotate/", keys.key_rotate, name="key-rotate"),
     path("audit/", audit.audit_list, name="audit-list"),
+    path("tokens/", tokens.token_list, name="token-list"),
+    path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token-revoke"),
 ]

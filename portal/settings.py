@@ -4,7 +4,9 @@ With no variables set the product runs embedded: SQLite, a filesystem Celery bro
 runtime. The README lists every variable.
 """
 
+import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -103,7 +105,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
@@ -121,6 +124,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a lockout found during sign-in into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -159,7 +164,15 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes first: a locked-out user name or address is refused before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "endpoints:endpoint-list"
@@ -198,9 +211,67 @@ SANDBOX_CPU_SECONDS = env_int("SANDBOX_CPU_SECONDS", 300)
 SANDBOX_WALL_SECONDS = env_int("SANDBOX_WALL_SECONDS", 600)
 SANDBOX_FILE_BYTES = env_int("SANDBOX_FILE_BYTES", 2 * 1024 * 1024 * 1024)
 
+# One cache every web worker shares: sign-in throttle and lockout counters live here. The embedded
+# default is a table in the database (created by a migration); CACHE_URL=redis://... uses Redis.
+CACHE_URL = env_str("CACHE_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "portal_cache"}
+    )
+}
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ValueError(f"CACHE_URL must be a redis://, rediss:// or unix:// URL, not {CACHE_URL!r}")
+
+# Sign-in (dashboard, Django admin, POST /api/v1/auth/token/). The client address is REMOTE_ADDR,
+# or with TRUSTED_PROXY_COUNT proxies in front the address the outermost of them saw
+# (endpoints.client_address); X-Forwarded-For is ignored by default.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ValueError("TRUSTED_PROXY_COUNT must be 0 or more")
+# Attempts one address, and one user name, may make; AUTH_TOKEN_RATE is its former name.
+SIGN_IN_RATE = env_str("SIGN_IN_RATE", env_str("AUTH_TOKEN_RATE", "20/min"))
+if not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", SIGN_IN_RATE):
+    raise ValueError(f"SIGN_IN_RATE must look like 20/min (per s, min, hour or day), not {SIGN_IN_RATE!r}")
+# django-axes: this many failed sign-ins for one user name, or from one address, lock it out.
+AXES_FAILURE_LIMIT = env_int("LOCKOUT_FAILURES", 5)
+LOCKOUT_MINUTES = env_int("LOCKOUT_MINUTES", 15)
+if AXES_FAILURE_LIMIT < 1 or LOCKOUT_MINUTES < 1:
+    raise ValueError("LOCKOUT_FAILURES and LOCKOUT_MINUTES must be 1 or more")
+AXES_COOLOFF_TIME = timedelta(minutes=LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_CACHE = "default"
+# Counters live in the cache, so axes' database tables stay empty: keep them out of Django admin.
+# Unlock early with `manage.py axes_reset_username <name>` or `axes_reset_ip <address>`.
+AXES_ENABLE_ADMIN = False
+AXES_CLIENT_IP_CALLABLE = "endpoints.client_address.client_address"
+AXES_LOCKOUT_CALLABLE = "endpoints.sign_in.lockout_response"
+# A locked-out attempt is refused without counting, so a lock ends LOCKOUT_MINUTES after it began.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_COOLOFF_MESSAGE = (
+    f"Too many failed sign-ins for this user name or from this address: sign-in is locked for "
+    f"{LOCKOUT_MINUTES} minute{'' if LOCKOUT_MINUTES == 1 else 's'}. Try again later, or ask an admin "
+    "to unlock it."
+)
+# Tokens for the REST API (django-rest-knox): stored as SHA-512 hashes, expiring.
+API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 30)
+if API_TOKEN_DAYS < 1:
+    raise ValueError("API_TOKEN_DAYS must be 1 or more")
+KNOX_TOKEN_MODEL = "endpoints.ApiToken"
+# Knox's own migrations create its default token table even when the model is swapped out, and an
+# unknown table holding a foreign key to users would stop `flush` on PostgreSQL: skip them.
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_MODEL": KNOX_TOKEN_MODEL,
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -208,7 +279,6 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "endpoints.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"auth": env_str("AUTH_TOKEN_RATE", "20/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model endpoint portal API",

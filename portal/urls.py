@@ -1,7 +1,13 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from endpoints.sign_in import sign_in_throttled
+
 urlpatterns = [
+    # Both login pages go through the sign-in throttles; these come before the routes they shadow.
+    path("admin/login/", sign_in_throttled(admin.site.login)),
+    path("accounts/login/", sign_in_throttled(auth_views.LoginView.as_view()), name="login"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("endpoints.api.urls")),

@@ -16,6 +16,7 @@ from endpoints.models import (
     AllowlistEntry,
     ApiKey,
     ApiKeyRequest,
+    ApiToken,
     AuditEvent,
     Deployment,
     Endpoint,
@@ -24,6 +25,7 @@ from endpoints.models import (
     Team,
 )
 from endpoints.services.endpoints import SETTINGS_FIELDS
+from endpoints.services.keys import UNKNOWN_TEAM
 
 # -- reads -----------------------------------------------------------------------------------------
 
@@ -299,6 +301,28 @@ class AuditEventSerializer(serializers.ModelSerializer):
         fields = ["id", "at", "actor", "action", "target_type", "target_id", "target_repr", "details"]
 
 
+class ApiTokenSerializer(serializers.ModelSerializer):
+    """A token as its owner and the admins see it: its prefix, never its secret or digest."""
+
+    user = UsernameField()
+    prefix = serializers.CharField(read_only=True, help_text="The token's first 8 characters.")
+    expired = serializers.BooleanField(source="is_expired", read_only=True)
+    current = serializers.SerializerMethodField(help_text="Whether this request is signed with it.")
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "prefix", "user", "created", "expiry", "expired", "current"]
+
+    def get_current(self, token) -> bool:
+        request = self.context.get("request")
+        return isinstance(getattr(request, "auth", None), ApiToken) and request.auth.pk == token.pk
+
+
+class TokenIssuedSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Send it as `Authorization: Token <token>`; it is shown once.")
+    expiry = serializers.DateTimeField(help_text="When the token stops working.")
+
+
 # -- input -----------------------------------------------------------------------------------------
 
 
@@ -397,9 +421,32 @@ class AllowlistAddSerializer(InputSerializer):
     note = serializers.CharField(allow_blank=True, required=False, default="")
 
 
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class OwnTeamField(serializers.PrimaryKeyRelatedField):
+    """A team the user belongs to (any team for admins).
+
+    A team the user is not in is refused with the very words used for a team that does not
+    exist, so a guessed id tells a member nothing about other teams.
+    """
+
+    default_error_messages = {"does_not_exist": UNKNOWN_TEAM, "incorrect_type": UNKNOWN_TEAM}
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return Team.objects.none()
+        return Team.objects.all() if user.is_staff else Team.objects.filter(members=user)
+
+
 class KeyRequestCreateSerializer(InputSerializer):
     endpoint = serializers.SlugRelatedField(slug_field="name", queryset=Endpoint.objects.all())
-    team = serializers.PrimaryKeyRelatedField(queryset=Team.objects.all(), required=False, allow_null=True)
+    team = OwnTeamField(required=False, allow_null=True)
     reason = serializers.CharField(
         required=False,
         default="",

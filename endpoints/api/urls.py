@@ -18,6 +18,7 @@ router.register("key-requests", views.KeyRequestViewSet, basename="key-request")
 router.register("keys", views.ApiKeyViewSet, basename="key")
 router.register("teams", views.TeamViewSet, basename="team")
 router.register("audit", views.AuditEventViewSet, basename="audit")
+router.register("auth/tokens", views.ApiTokenViewSet, basename="api-token")
 
 urlpatterns = [
     path("v1/auth/token/", views.TokenView.as_view(), name="token"),

@@ -9,23 +9,26 @@ and renders the result; the service decides what is allowed and says why not.
 """
 
 from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_logged_in
 from django.db.models import Max
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
-from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import SAFE_METHODS
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import SAFE_METHODS, AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
 
 from endpoints.api import serializers as s
 from endpoints.api.errors import ErrorSerializer
 from endpoints.api.permissions import IsAdmin, IsAdminOrReadOnly
+from endpoints.client_address import client_address
 from endpoints.models import (
     ApiKey,
     ApiKeyRequest,
+    ApiToken,
     AuditEvent,
     Deployment,
     Endpoint,
@@ -46,7 +49,9 @@ from endpoints.services.keys import (
     key_request_reissue,
     key_request_reject,
 )
+from endpoints.services.tokens import api_token_issue, api_token_revoke
 from endpoints.services.versions import ml_model_create, model_version_register
+from endpoints.sign_in import LOCKED_OUT_CODE, SIGN_IN_THROTTLES, THROTTLED
 from endpoints.uploads import require_within_limit
 
 
@@ -86,13 +91,69 @@ class ServiceViewSet(viewsets.GenericViewSet):
 # -- auth --------------------------------------------------------------------------------------------
 
 
-@extend_schema(tags=["auth"], auth=[], summary="Exchange a username and password for an API token")
-class TokenView(ObtainAuthToken):
+class LockedOut(exceptions.APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = LOCKED_OUT_CODE
+
+
+@extend_schema(
+    tags=["auth"],
+    auth=[],
+    summary="Exchange a username and password for an API token",
+    description="The token is shown once and expires at `expiry`. Attempts are limited per client "
+    "address and per user name (429); repeated failures lock the user name and the address out "
+    "for a while, during which even the right password is refused (429, code `locked_out`).",
+    request=s.TokenRequestSerializer,
+    responses={200: s.TokenIssuedSerializer, **errors(400, 429)},
+)
+class TokenView(APIView):
     """POST username and password; send the token back as `Authorization: Token <token>`."""
 
-    # Password guessing is slowed per client address (AUTH_TOKEN_RATE, default 20/min).
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = list(SIGN_IN_THROTTLES)
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    serializer_class = s.TokenRequestSerializer
+
+    def throttled(self, request, wait):
+        raise exceptions.Throttled(wait, detail=THROTTLED)
+
+    def post(self, request):
+        serializer = s.TokenRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        # django-axes watches authenticate(): it needs the Django request to count and lock.
+        http_request = request._request
+        user = authenticate(http_request, **serializer.validated_data)
+        if user is None:
+            if getattr(http_request, "axes_locked_out", False):
+                raise LockedOut(settings.AXES_COOLOFF_MESSAGE)
+            raise exceptions.ValidationError(
+                {"non_field_errors": ["Unable to log in with provided credentials."]}, code="authorization"
+            )
+        user_logged_in.send(sender=type(user), request=http_request, user=user)
+        token, secret = api_token_issue(user=user, address=client_address(http_request))
+        return Response({"token": secret, "expiry": token.expiry}, headers={"Cache-Control": "no-store"})
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List API tokens (your own; everyone's for admins), never their secrets"),
+    destroy=extend_schema(
+        summary="Revoke an API token (your own; any for admins)",
+        responses={204: OpenApiResponse(description="Revoked."), **errors(403, 404, 409)},
+    ),
+)
+@extend_schema(tags=["auth"])
+class ApiTokenViewSet(ServiceViewSet, mixins.ListModelMixin):
+    """API tokens: when they were issued, when they expire, their first characters."""
+
+    serializer_class = s.ApiTokenSerializer
+
+    def get_queryset(self):
+        return ApiToken.objects.for_user(self.request.user).select_related("user")
+
+    def destroy(self, request, pk=None):
+        api_token_revoke(user=request.user, token=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # -- models and versions -----------------------------------------------------------------------------

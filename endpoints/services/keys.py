@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 RESTORE_DAYS = KEY_RESTORE_DAYS
 #: The longest overlap of a rotation, during which the old and the new key both work.
 MAX_OVERLAP_HOURS = 24 * 30
+#: The refusal of a team the user is not in, worded as for a team that does not exist: a member
+#: learns nothing about teams they are not in (the API's and the dashboard's team fields say it too).
+UNKNOWN_TEAM = "Choose one of your teams."
 
 
 def key_request_create(
@@ -43,7 +46,7 @@ def key_request_create(
     if team is None:
         raise ServiceError("Choose the team the key is for.", field="team")
     if not user.is_staff and not team.members.filter(pk=user.pk).exists():
-        raise NotAllowed(f"You are not a member of team {team.name!r}.")
+        raise ServiceError(UNKNOWN_TEAM, field="team", code="does_not_exist")
     reason = (reason or "").strip()
     if len(reason) < 10:
         raise ServiceError("Say in a sentence what the key is for (at least 10 characters).", field="reason")

@@ -17,6 +17,7 @@ SECTIONS = (
     ("model-", "models"),
     ("version-", "models"),
     ("audit-", "audit"),
+    ("token-", "tokens"),
 )
 LABELS = {
     **dict(DeploymentStatus.choices),

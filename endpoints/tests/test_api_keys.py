@@ -67,8 +67,10 @@ def test_a_key_request_for_another_team_is_refused(member, endpoint):
         {"endpoint": "iris-prod", "team": other.pk, "reason": "Scoring the catalogue nightly"},
         format="json",
     )
-    assert response.status_code == 403
-    assert response.json()["detail"] == "You are not a member of team 'Finance'."
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Choose one of your teams."
+    assert response.json()["field"] == "team"
+    assert "Finance" not in response.content.decode()
     assert not ApiKeyRequest.objects.exists()
 
 

@@ -197,13 +197,17 @@ def test_a_deploy_answers_within_five_seconds_of_the_api_call(
 def test_the_worker_carries_out_a_deploy_made_over_http_to_the_live_server(
     live_server, celery_worker_process, admin, endpoint, iris_version
 ):
-    from rest_framework.authtoken.models import Token
-
-    token = Token.objects.create(user=admin)
+    signed_in = httpx.post(
+        f"{live_server.url}/api/v1/auth/token/",
+        json={"username": admin.username, "password": "ada-password-1"},
+        timeout=30,
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    token = signed_in.json()["token"]
     response = httpx.post(
         f"{live_server.url}/api/v1/endpoints/{endpoint.name}/deploy/",
         json={"model_version": iris_version.pk},
-        headers={"Authorization": f"Token {token.key}"},
+        headers={"Authorization": f"Token {token}"},
         timeout=30,
     )
     assert response.status_code == 202, response.text
@@ -211,7 +215,7 @@ def test_the_worker_carries_out_a_deploy_made_over_http_to_the_live_server(
     assert deployment.status == DeploymentStatus.READY, deployment.error
     shown = httpx.get(
         f"{live_server.url}/api/v1/deployments/{deployment.pk}/",
-        headers={"Authorization": f"Token {token.key}"},
+        headers={"Authorization": f"Token {token}"},
         timeout=30,
     )
     assert shown.json()["status"] == "ready"

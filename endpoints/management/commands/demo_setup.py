@@ -4,7 +4,9 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 from endpoints.demo import IRIS_LABELS, NamedBytes, iris_skops_bytes
 from endpoints.models import Endpoint, MLModel, Team
@@ -20,6 +22,10 @@ class Command(BaseCommand):
         admin = User.objects.filter(username=settings.DEMO_ADMIN_USERNAME).first()
         if admin is None:
             password = settings.DEMO_ADMIN_PASSWORD or secrets.token_urlsafe(12)
+            try:
+                validate_password(password, User(username=settings.DEMO_ADMIN_USERNAME))
+            except ValidationError as exc:
+                raise CommandError(f"DEMO_ADMIN_PASSWORD is too weak: {' '.join(exc.messages)}") from None
             admin = User.objects.create_superuser(settings.DEMO_ADMIN_USERNAME, "", password)
             member_password = secrets.token_urlsafe(12)
             member = User.objects.create_user("alice", "", member_password)
