@@ -126,8 +126,9 @@ class ServingApp:
         index = metrics.ROUTE_INDEX
         self.predict_metric = index["/predict"]
         # With an access file, everything that says what is served, or how much, is checked too:
-        # the model's name and version (/, /openapi.json, /docs, .../ready) and its traffic
-        # (/metrics; the portal reads it through the control socket). Health checks stay open.
+        # the model's name and version (/, /openapi.json, /docs) and its traffic (/metrics; the
+        # portal reads it through the control socket). Health and readiness checks stay open
+        # (/v2/models/{name}/ready too: it tells only a caller who knows the name).
         self.routes: dict[bytes, Route] = {
             b"/": Route(self.welcome, GET, index["/"], checked=True),
             b"/healthz": Route(self.healthz, GET, index["/healthz"]),
@@ -145,9 +146,7 @@ class ServingApp:
         named = b"/v2/models/" + model.name.encode()
         for base in (named, named + b"/versions/" + str(model.version).encode()):
             self.routes[base] = Route(self.v2_metadata, GET, index["/v2/models/{name}"], checked=True)
-            self.routes[base + b"/ready"] = Route(
-                self.v2_model_ready, GET, index["/v2/models/{name}"], checked=True
-            )
+            self.routes[base + b"/ready"] = Route(self.v2_model_ready, GET, index["/v2/models/{name}"])
             self.routes[base + b"/infer"] = Route(
                 self.v2_infer, POST, index["/v2/models/{name}/infer"], checked=True
             )

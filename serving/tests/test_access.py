@@ -173,12 +173,12 @@ def test_a_key_in_the_query_string_is_refused(server, api_key_policy, name):
 
 
 def test_health_checks_need_no_key(server, api_key_policy):
-    for path in ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"):
+    for path in ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/v2/models/iris/ready"):
         assert call(server, path=path).status_code == 200, path
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/metrics", "/openapi.json", "/docs", "/v2/models/iris/ready", "/v2/models/other"]
+    "path", ["/", "/metrics", "/openapi.json", "/docs", "/v2/models/other", "/v2/models/other/ready"]
 )
 def test_routes_that_describe_the_model_or_its_traffic_refuse_a_caller_without_a_key(
     server, api_key_policy, path
