@@ -7,8 +7,8 @@ address not on the list (127.0.0.2), without a key, with an emptied allowlist. N
 the serving process to notice: once the task has run, the policy is in force.
 """
 
+import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,12 +29,22 @@ from worker.runtimes.local import LocalRuntime
 SETOSA = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
 
 
-@pytest.fixture
-def runtime_dir(settings):
-    root = Path(settings.LOCAL_RUNTIME_DIR)
-    settings.LOCAL_RUNTIME_PORT_MIN, settings.LOCAL_RUNTIME_PORT_MAX = session_ports()
+@pytest.fixture(scope="module")
+def module_runtime_dir(tmp_path_factory):
+    """A runtime dir of this module's own (other tests expect the session's to hold no iris-prod),
+    with one warm launcher for all its tests."""
+    root = tmp_path_factory.mktemp("access-runtime")
     yield root
-    stop_serving_processes(root)
+    stop_serving_processes(root, launcher=True)
+
+
+@pytest.fixture
+def runtime_dir(settings, module_runtime_dir):
+    settings.LOCAL_RUNTIME_DIR = module_runtime_dir
+    settings.LOCAL_RUNTIME_PORT_MIN, settings.LOCAL_RUNTIME_PORT_MAX = session_ports()
+    yield module_runtime_dir
+    stop_serving_processes(module_runtime_dir)
+    shutil.rmtree(module_runtime_dir / "endpoints", ignore_errors=True)
 
 
 @pytest.fixture
@@ -203,7 +213,7 @@ def test_a_runtime_refusal_is_recorded_shown_and_cleared_by_the_next_change(
 ):
     with django_capture_on_commit_callbacks(execute=True):
         allowlist_add(user=admin, endpoint=endpoint, cidr="192.0.2.0/24")
-    access_file = LocalRuntime().dir.endpoint(endpoint.name).access_file
+    access_file = runtime_dir / "endpoints" / endpoint.name / "access.json"
     access_file.parent.mkdir(parents=True, exist_ok=True)
     access_file.mkdir()  # a directory where the file goes: the runtime fails in a way it did not foresee
     try:
