@@ -128,6 +128,13 @@ class AccessMode(models.TextChoices):
     OPEN = "open", "Open (no checks)"
 
 
+class AccessPolicyState(models.TextChoices):
+    APPLIED = "applied", "Applied"
+    PENDING = "pending", "Pending"
+    FAILED = "failed", "Failed"
+    NEEDS_DEPLOY = "needs_deploy", "Needs a deploy"
+
+
 class EndpointQuerySet(models.QuerySet):
     def for_user(self, user):
         return self if user.is_authenticated else self.none()
@@ -160,6 +167,15 @@ class Endpoint(models.Model):
     )
     created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+    # The access policy asked for and the one in force: every change of keys, allowlist or mode
+    # bumps access_revision in its own transaction; the worker records the revision it applied.
+    access_revision = models.PositiveIntegerField(default=0)
+    access_applied_revision = models.PositiveIntegerField(default=0)
+    access_requested_at = models.DateTimeField(null=True, blank=True)  # oldest change not yet applied
+    access_applied_at = models.DateTimeField(null=True, blank=True)
+    access_error = models.TextField(blank=True)  # why the last apply failed for good
+    access_note = models.TextField(blank=True)  # what the runtime could not apply without a deploy
+    access_claimed_until = models.DateTimeField(null=True, blank=True)
 
     objects = EndpointQuerySet.as_manager()
 
@@ -176,6 +192,13 @@ class Endpoint(models.Model):
     @property
     def checks_addresses(self) -> bool:
         return self.access_mode in (AccessMode.IP_ALLOWLIST, AccessMode.BOTH)
+
+    @property
+    def access_state(self) -> str:
+        """Whether the live policy is the one asked for (AccessPolicyState)."""
+        if self.access_applied_revision < self.access_revision:
+            return AccessPolicyState.FAILED if self.access_error else AccessPolicyState.PENDING
+        return AccessPolicyState.NEEDS_DEPLOY if self.access_note else AccessPolicyState.APPLIED
 
     @property
     def public_url(self) -> str:

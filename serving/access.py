@@ -1,10 +1,14 @@
 """Check end-user requests against SERVING_ACCESS_FILE: API keys, address allowlist, or both.
 
-The file is re-read when its stat signature changes, looked at no more than every half second. A
-key is verified once (prefix lookup, sha256, constant-time comparison) and then remembered for as
-long as the policy stands, so the usual per-request cost is a clock read and two dict lookups. A
-file that turns unreadable or invalid after start keeps the last good policy in force (and says
-so in the log).
+The file is re-read when its stat signature changes, looked at no more than every half second, and
+at once when the supervisor bumps the shared generation (the control socket's `reload_access`,
+which the portal sends after it rewrites the file), so a change is in force for every request
+that arrives after the command returns. An address mode with an empty allowlist refuses every
+caller: an allowlist is a list of who may call, and nobody is on it. A key is verified once
+(prefix lookup, sha256, constant-time comparison) and then remembered for as long as the policy
+stands, so the usual per-request cost is a clock read, a shared-memory read and two dict lookups.
+A file that turns unreadable or invalid after start keeps the last good policy in force (and
+says so in the log).
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ UNKNOWN_KEY = Denial(401, "Unknown API key.")
 REVOKED_KEY = Denial(403, "API key revoked")
 EXPIRED_KEY = Denial(403, "API key expired")
 ADDRESS_NOT_ALLOWED = Denial(403, "address not allowed")
+EMPTY_ALLOWLIST = Denial(
+    403, "address not allowed: this endpoint's allowlist is empty, so it refuses every caller"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,19 +106,28 @@ def _read(path: str) -> Policy:
         return Policy.parse(orjson.loads(handle.read()))
 
 
-def validate_file(path: str) -> None:
+def validate_file(path: str) -> Policy:
     """Fail at start, with a clear message, if the access file cannot be used."""
     try:
-        _read(path)
+        return _read(path)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"SERVING_ACCESS_FILE {path} cannot be used: {exc}") from None
+
+
+def describe(policy: Policy) -> dict:
+    """What a policy enforces, in numbers (the control socket's answer to `reload_access`)."""
+    keys = sum(1 for found in policy.keys.values() for key in found if not key.revoked)
+    return {"mode": policy.mode, "active_keys": keys, "networks": len(policy.networks)}
 
 
 class AccessControl:
     """The policy in force in this process, refreshed from the file when it changes."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, generation: memoryview | None = None):
         self.path = path
+        # Bumped by the supervisor when told the file changed; one slot, shared by every worker.
+        self.generation = generation if generation is not None else memoryview(bytearray(8)).cast("d")
+        self.seen_generation = self.generation[0]
         self.signature = self._signature()
         self._apply(_read(path))
         self.next_check = time.monotonic() + RECHECK_SECONDS
@@ -124,7 +140,9 @@ class AccessControl:
     def _apply(self, policy: Policy) -> None:
         self.policy = policy
         self.check_keys = policy.mode in ("api_key", "both")
-        self.check_address = policy.mode in ("ip_allowlist", "both") and bool(policy.networks)
+        self.check_address = policy.mode in ("ip_allowlist", "both")
+        # Fail closed: an address mode with nobody on the list refuses everyone.
+        self.address_denial = ADDRESS_NOT_ALLOWED if policy.networks else EMPTY_ALLOWLIST
         self.address_cache: dict[str, bool] = {}
         self.known_keys: dict[bytes, Key] = {}  # secret -> record, for keys already verified
 
@@ -144,18 +162,19 @@ class AccessControl:
     def check(self, client: str | None, secret: bytes | None, query: bytes) -> Denial | None:
         """None if the request may pass, else why not; `secret` is the x-api-key header."""
         now = _monotonic()
-        if now >= self.next_check:
+        if now >= self.next_check or self.generation[0] != self.seen_generation:
+            self.seen_generation = self.generation[0]
             self.next_check = now + RECHECK_SECONDS
             self.wall_offset = _wall_clock() - now
             self.refresh()
         if self.check_address:
             if client is None:
-                return ADDRESS_NOT_ALLOWED
+                return self.address_denial
             allowed = self.address_cache.get(client)
             if allowed is None:
                 allowed = self._address_allowed(client)
             if not allowed:
-                return ADDRESS_NOT_ALLOWED
+                return self.address_denial
         if not self.check_keys:
             return None
         if query and any(

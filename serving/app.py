@@ -125,15 +125,19 @@ class ServingApp:
         self.probability_keys = [f"{label}_probability" for label in self.label_keys]
         index = metrics.ROUTE_INDEX
         self.predict_metric = index["/predict"]
+        # With an access file, everything that says what is served, or how much, is checked too:
+        # the model's name and version (/, /openapi.json, /docs) and its traffic (/metrics; the
+        # portal reads it through the control socket). Health and readiness checks stay open
+        # (/v2/models/{name}/ready too: it tells only a caller who knows the name).
         self.routes: dict[bytes, Route] = {
-            b"/": Route(self.welcome, GET, index["/"]),
+            b"/": Route(self.welcome, GET, index["/"], checked=True),
             b"/healthz": Route(self.healthz, GET, index["/healthz"]),
             b"/readyz": Route(self.readyz, GET, index["/readyz"]),
-            b"/metrics": Route(self.metrics, GET, index["/metrics"]),
+            b"/metrics": Route(self.metrics, GET, index["/metrics"], checked=True),
             b"/v1/model": Route(self.model_info, GET, index["/v1/model"], checked=True),
             b"/predict": Route(self.predict, POST, index["/predict"], checked=True),
-            b"/openapi.json": Route(self.openapi, GET, index["/openapi.json"]),
-            b"/docs": Route(self.docs, GET, index["/docs"]),
+            b"/openapi.json": Route(self.openapi, GET, index["/openapi.json"], checked=True),
+            b"/docs": Route(self.docs, GET, index["/docs"], checked=True),
             b"/v2": Route(self.v2_server, GET, index["/v2/health"]),
             b"/v2/health/live": Route(self.v2_live, GET, index["/v2/health"]),
             b"/v2/health/ready": Route(self.v2_ready, GET, index["/v2/health"]),
@@ -194,7 +198,15 @@ class ServingApp:
         route = self.routes.get(request.path)
         try:
             if route is None:
-                response = self.unknown_model if request.path.startswith(b"/v2/models/") else self.not_found
+                response = self.not_found
+                if request.path.startswith(b"/v2/models/"):
+                    # Saying which model is served is for callers the policy lets in.
+                    denial = (
+                        self.access.check(request.client, request.api_key, request.query)
+                        if self.access
+                        else None
+                    )
+                    response = error_response(denial.status, denial.message) if denial else self.unknown_model
             elif request.method not in route.methods:
                 allowed = " or ".join(sorted(method.decode() for method in route.methods))
                 response = error_response(405, f"Use {allowed} here.")

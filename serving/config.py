@@ -136,6 +136,7 @@ class Settings:
     control_socket: str | None = None
     handoff_from: str | None = None
     max_body_bytes: int = 1_572_864
+    max_header_bytes: int = 16_384
     max_rows: int = 10_000
     keepalive_timeout: float = 5.0
     header_timeout: float = 10.0
@@ -166,6 +167,7 @@ class Settings:
             control_socket=os.environ.get("SERVING_CONTROL_SOCKET") or None,
             handoff_from=os.environ.get("SERVING_HANDOFF_FROM") or None,
             max_body_bytes=_int("SERVING_MAX_BODY_BYTES", 1_572_864, minimum=1),
+            max_header_bytes=_int("SERVING_MAX_HEADER_BYTES", 16_384, minimum=1024),
             max_rows=_int("SERVING_MAX_ROWS", 10_000, minimum=1),
             keepalive_timeout=_float("SERVING_KEEPALIVE_TIMEOUT", 5.0),
             header_timeout=_float("SERVING_HEADER_TIMEOUT", 10.0),

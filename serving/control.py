@@ -1,7 +1,9 @@
 """The control socket: newline-delimited JSON over a unix socket, one response line per request.
 
 Commands: {"cmd": "status"}, {"cmd": "listener"} (the reply carries the listening socket's fd via
-SCM_RIGHTS), {"cmd": "serve"}. The client side (`send_command`, `request_listener`) is what a
+SCM_RIGHTS), {"cmd": "serve"}, {"cmd": "reload_access"} (check the access file and have every
+worker read it before its next checked request), {"cmd": "metrics"} (the Prometheus text, which
+over HTTP is behind the access check). The client side (`send_command`, `request_listener`) is what a
 successor process, or the portal's local runtime, uses.
 """
 

@@ -46,13 +46,16 @@ _WIDTH = _BATCH + len(BATCH_BOUNDS) + 2
 
 
 class SharedMetrics:
-    """The shared block: `slots` rows of float64 counters, then each worker's open connections."""
+    """The shared block: `slots` rows of float64 counters, then each worker's open connections, then
+    the access policy's generation (bumped by the supervisor when the access file is to be re-read)."""
 
     def __init__(self, slots: int):
-        self.block = mmap.mmap(-1, slots * (_WIDTH + 1) * 8)
+        self.block = mmap.mmap(-1, (slots * (_WIDTH + 1) + 1) * 8)
         values = np.frombuffer(self.block, dtype=np.float64)
         self.table = values[: slots * _WIDTH].reshape(slots, _WIDTH)
-        self.connection_gauges = memoryview(self.block).cast("d")[slots * _WIDTH :]
+        doubles = memoryview(self.block).cast("d")
+        self.connection_gauges = doubles[slots * _WIDTH : slots * (_WIDTH + 1)]
+        self.access_generation = doubles[slots * (_WIDTH + 1) :]
         for slot in range(slots):
             self.connection_gauges[slot] = math.inf  # not accepting (yet)
 

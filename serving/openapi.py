@@ -99,6 +99,8 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
     security = [{"ApiKey": []}] if keys_checked else []
     checked = {"security": security} if keys_checked else {}
     checked_errors = (401, 403) if keys_checked else ()
+    # Checked, but not for end users: a gateway in front does not expose these (x-private).
+    private = {"security": security, "x-private": True} if keys_checked else {}
     description = (
         f"Predictions from {model.name} version {model.version} (sha256 {model.sha256}).\n\n"
         "Typing: `number` takes JSON integers and floats, never booleans; `integer` takes integers "
@@ -203,10 +205,20 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics, summed over workers",
-                    "responses": {"200": {"description": "Prometheus text format."}},
+                    **private,
+                    "responses": {
+                        "200": {"description": "Prometheus text format."},
+                        **_errors(*checked_errors),
+                    },
                 }
             },
-            "/": {"get": {"summary": "Welcome: model name and version", "responses": _ok()}},
+            "/": {
+                "get": {
+                    "summary": "Welcome: model name and version",
+                    **private,
+                    "responses": {**_ok(), **_errors(*checked_errors)},
+                }
+            },
         },
         "components": {
             "schemas": {

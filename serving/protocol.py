@@ -12,6 +12,12 @@ Connection handling:
   grace period, and a request arriving on it is answered with `Connection: close`, so the client
   reconnects (to the successor, which shares the listener) instead of racing a close.
 - Bodies over the limit get a 413 as soon as the headers say so; the rest is read and dropped.
+- A header section (request line and headers) over `max_header_bytes` gets a 431. It is measured
+  exactly only when it could be too large (its bytes spanned reads, or the read was larger than
+  the limit), so the usual request pays one comparison; a section still growing after a read is
+  cut off as soon as the bytes known to belong to it pass the limit, so httptools never buffers
+  much more than the limit.
+- Two `x-api-key` headers get a 400: which one counts would otherwise be the server's guess.
 - Malformed HTTP gets a JSON 400, like every other error.
 - Answers that come later (a micro-batched prediction, see app.py) keep their place: while one is
   awaited, the answers after it on the same connection wait in `HttpConnection.waiting`, so
@@ -98,6 +104,10 @@ class Limits:
     keepalive: float
     header: float
     body: float
+    max_header_bytes: int = 16_384
+
+
+DUPLICATE_KEY = "Send one x-api-key header: this request has several."
 
 
 def _error_response(status: int, message: str) -> bytes:
@@ -129,7 +139,11 @@ class HttpConnection(asyncio.Protocol):
         self.api_key: bytes | None = None
         self.body: list[bytes] = []
         self.size = 0
-        self.refused = False  # answered early (413); the rest of the message is dropped
+        self.refused = False  # answered early (400, 413, 431); the rest of the message is dropped
+        self.fed = 0  # size of the read being parsed
+        self.spanning = False  # this message's header section began in an earlier read
+        self.header_bytes = 0  # bytes of later reads that surely belong to the header section
+        self.header_problem: tuple[int, str] | None = None
         self.in_message = False  # between the start and the end of a request message
         self.waiting: deque[Reply] = deque()  # answers behind one not known yet, in request order
         self.finished = False  # a closing answer is waiting its turn; later input is ignored
@@ -152,12 +166,25 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.finished:
             return
+        self.fed = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self.fail(400, "Protocol upgrades are not supported.")
         except httptools.HttpParserError as exc:
             self.fail(400, f"Malformed HTTP request: {exc}")
+        if self.phase == HEADERS:
+            # The header section goes on past this read. A read it began in may hold the previous
+            # request's end too, so only the reads after that one are counted: all theirs.
+            if self.spanning:
+                self.header_bytes += len(data)
+                if self.header_bytes > self.limits.max_header_bytes:
+                    self.fail(431, self.headers_too_large())
+            else:
+                self.spanning = True
+
+    def headers_too_large(self) -> str:
+        return f"The request line and headers are larger than {self.limits.max_header_bytes} bytes."
 
     def pause_writing(self) -> None:
         # A client that pipelines without reading its answers gets no more reads until it does.
@@ -180,6 +207,9 @@ class HttpConnection(asyncio.Protocol):
         self.body = []
         self.size = 0
         self.refused = False
+        self.spanning = False
+        self.header_bytes = 0
+        self.header_problem = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -190,19 +220,29 @@ class HttpConnection(asyncio.Protocol):
         if name == b"content-type":
             self.content_type = value
         elif name == b"x-api-key":
+            if self.api_key is not None:
+                self.header_problem = (400, DUPLICATE_KEY)
             self.api_key = value
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.phase = BODY
         self.phase_since = self.loop.time()
+        limit = self.limits.max_header_bytes
+        # Within one read no larger than the limit, the header section cannot be over it.
+        if (self.spanning or self.fed > limit) and len(self.url) + sum(
+            len(name) + len(value) + 4 for name, value in self.headers
+        ) > limit:
+            self.header_problem = (431, self.headers_too_large())
         length, expects_continue = 0, False
         for name, value in self.headers:
             if name == b"content-length":
                 length = int(value)  # httptools has checked it is a number
             elif name == b"expect":
                 expects_continue = value.lower() == b"100-continue"
-        if length > self.limits.max_body_bytes:
+        if self.header_problem is not None:
+            self.refuse(*self.header_problem)
+        elif length > self.limits.max_body_bytes:
             self.refuse_body()
         elif expects_continue and not self.finished:
             self.send(CONTINUE, False)
@@ -305,14 +345,17 @@ class HttpConnection(asyncio.Protocol):
     # Errors, timeouts and draining
 
     def refuse_body(self) -> None:
+        self.refuse(413, f"The body is larger than {self.limits.max_body_bytes} bytes.")
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer now; the rest of the message is read and dropped, then the connection closes."""
         self.refused = True
-        message = f"The body is larger than {self.limits.max_body_bytes} bytes."
-        self.send(_error_response(413, message), False)
+        self.send(_error_response(status, message), False)
         try:
             path = httptools.parse_url(self.url).path
         except httptools.HttpParserInvalidURLError:
             path = None
-        self.app.count(path, 413)
+        self.app.count(path, status)
 
     def fail(self, status: int, message: str) -> None:
         if not self.transport.is_closing() and not self.finished:

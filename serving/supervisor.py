@@ -225,6 +225,16 @@ class Supervisor:
             connection.reply(self.status())
         elif name == "listener":
             connection.reply({"ok": True}, (self.listener.fileno(),))
+        elif name == "reload_access":
+            connection.reply(self.reload_access())
+        elif name == "metrics":
+            # The portal's way to read metrics: /metrics is behind the access check when there is
+            # an access file, and this socket is reachable only by the portal's own user.
+            model = self.model
+            # The backend is picked in each worker (model.start); the supervisor does not know it.
+            backend = model.backend_name if model.backend is not None else ""
+            text = metrics.render(self.shared, model.name, model.version, model.sha256, backend)
+            connection.reply({"ok": True, "metrics": text.decode()})
         elif name == "serve":
             if not self.serving:
                 log.info("Told to serve: workers start accepting.")
@@ -235,7 +245,29 @@ class Supervisor:
             self.pending_serves.append(PendingServe(connection, time.monotonic() + SERVE_REPLY_TIMEOUT))
             self.answer_serves()
         else:
-            connection.reply({"ok": False, "error": 'unknown command; use "status", "listener" or "serve"'})
+            connection.reply(
+                {
+                    "ok": False,
+                    "error": 'unknown command; use "status", "listener", "serve", '
+                    '"reload_access" or "metrics"',
+                }
+            )
+
+    def reload_access(self) -> dict:
+        """Check the access file, then have every worker re-read it before its next checked request.
+
+        The generation lives in shared memory and workers compare it on every check, so when this
+        answers, no request that arrives afterwards is judged by the old policy.
+        """
+        if not self.settings.access_file:
+            return {"ok": False, "error": "this server has no access file (SERVING_ACCESS_FILE is unset)"}
+        try:
+            policy = access.validate_file(self.settings.access_file)
+        except ConfigError as exc:
+            return {"ok": False, "error": str(exc)}
+        self.shared.access_generation[0] += 1
+        log.info("Access policy reloaded (mode %s).", policy.mode)
+        return {"ok": True, **access.describe(policy)}
 
     def answer_serves(self) -> None:
         if not self.pending_serves:

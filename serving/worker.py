@@ -139,7 +139,9 @@ def run(
         model,
         max_rows=settings.max_rows,
         max_body_bytes=settings.max_body_bytes,
-        access=AccessControl(settings.access_file) if settings.access_file else None,
+        access=AccessControl(settings.access_file, shared.access_generation)
+        if settings.access_file
+        else None,
         recorder=shared.recorder(index),
         render_metrics=lambda: metrics.render(
             shared, model.name, model.version, model.sha256, model.backend_name
@@ -148,7 +150,11 @@ def run(
         microbatch=micro_batching(settings, model),
     )
     limits = Limits(
-        settings.max_body_bytes, settings.keepalive_timeout, settings.header_timeout, settings.body_timeout
+        settings.max_body_bytes,
+        settings.keepalive_timeout,
+        settings.header_timeout,
+        settings.body_timeout,
+        settings.max_header_bytes,
     )
     # Everything loaded so far lives as long as the worker: keep the collector from walking it
     # (full collections over the model's and libraries' objects show up as latency spikes).

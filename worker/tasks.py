@@ -73,9 +73,17 @@ def expire_keys() -> list[int]:
     return keys.api_keys_expire()
 
 
-@shared_task(name="worker.apply_access", bind=True, acks_late=True, autoretry_for=(TransientError,), **RETRY)
+@shared_task(name="worker.apply_access", bind=True, acks_late=True, **RETRY)
 def apply_access(self, endpoint_id: int) -> None:
-    access.access_apply(endpoint_id=endpoint_id)
+    try:
+        access.access_apply(endpoint_id=endpoint_id)
+    except PermanentError as exc:
+        access.access_fail(endpoint_id=endpoint_id, error=str(exc))
+    except TransientError as exc:
+        if self.request.retries >= self.max_retries:
+            access.access_fail(endpoint_id=endpoint_id, error=f"Gave up after retries: {exc}")
+            return
+        raise self.retry(exc=exc, countdown=exc.retry_after or min(2**self.request.retries, 120)) from None
 
 
 @shared_task(name="worker.reconcile", ignore_result=True)

@@ -13,6 +13,7 @@ from rest_framework import serializers
 
 from endpoints.models import (
     AccessMode,
+    AccessPolicyState,
     AllowlistEntry,
     ApiKey,
     ApiKeyRequest,
@@ -163,6 +164,34 @@ class LiveDeploymentSerializer(serializers.ModelSerializer):
         fields = ["id", "url", "model_version", "traffic_percent", "finished_at"]
 
 
+class AccessPolicyStateSerializer(serializers.Serializer):
+    """Whether the access policy in force is the one asked for."""
+
+    state = serializers.ChoiceField(
+        source="access_state",
+        choices=AccessPolicyState.choices,
+        read_only=True,
+        help_text="applied; pending (queued or being applied); failed (see error); needs_deploy (see note).",
+    )
+    revision = serializers.IntegerField(
+        source="access_revision",
+        read_only=True,
+        help_text="Bumped by every change of mode, keys or allowlist.",
+    )
+    applied_revision = serializers.IntegerField(source="access_applied_revision", read_only=True)
+    pending_since = serializers.SerializerMethodField()
+    applied_at = serializers.DateTimeField(source="access_applied_at", read_only=True, allow_null=True)
+    error = serializers.CharField(source="access_error", read_only=True)
+    note = serializers.CharField(source="access_note", read_only=True)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_pending_since(self, endpoint: Endpoint):
+        """The oldest change not yet in force; null when none is waiting."""
+        if endpoint.access_applied_revision >= endpoint.access_revision or not endpoint.access_requested_at:
+            return None
+        return serializers.DateTimeField().to_representation(endpoint.access_requested_at)
+
+
 class EndpointSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:endpoint-detail", lookup_field="name")
     public_url = serializers.CharField(
@@ -170,6 +199,7 @@ class EndpointSerializer(serializers.ModelSerializer):
     )
     service_url = serializers.CharField(source="url", read_only=True)
     live_deployment = LiveDeploymentSerializer(read_only=True, allow_null=True)
+    access_policy = AccessPolicyStateSerializer(source="*", read_only=True)
     created_by = UsernameField()
 
     class Meta:
@@ -182,6 +212,7 @@ class EndpointSerializer(serializers.ModelSerializer):
             "service_url",
             "gateway_url",
             "live_deployment",
+            "access_policy",
             "created_by",
             "created_at",
         ]

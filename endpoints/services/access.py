@@ -1,10 +1,34 @@
-"""The access policy of an endpoint (keys + allowlist) as the runtime enforces it."""
+"""The access policy of an endpoint (mode, keys, allowlist) as the runtime enforces it.
 
+Every change to a policy goes one way: the service that makes it calls `access_sync_enqueue` in
+its transaction, which bumps the endpoint's `access_revision` and, on commit, queues
+`worker.apply_access`. The task (`access_apply`) claims the endpoint with a conditional update,
+so two workers never push one endpoint's policy at once, pushes the policy as it is then, records
+the revision it pushed, and lets go only if no newer change came in meanwhile (else it pushes that
+too: the newer change's own task may have found the claim taken). The endpoint page and the API
+compare the two revisions: applied, pending since ..., failed: ..., or needs a deploy.
+
+    with transaction.atomic():
+        AllowlistEntry.objects.create(endpoint=endpoint, cidr="203.0.113.0/24", added_by=user)
+        access_sync_enqueue(endpoint)
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, F, Q, When
+from django.utils import timezone
 
 from endpoints.models import Endpoint
+from endpoints.services.audit import audit_record
 from portal.celery import app
-from worker.runtimes.base import AccessPolicy, KeyRecord
+from worker.runtimes.base import AccessPolicy, KeyRecord, TransientError
+
+# A claim older than the task's hard time limit belongs to a worker that is gone.
+CLAIM_SLACK_SECONDS = 60
+# An unapplied change this old, with nobody working on it, is queued again by reconcile.
+STALE_SECONDS = 120
 
 
 def access_policy_for(endpoint: Endpoint) -> AccessPolicy:
@@ -23,14 +47,107 @@ def access_policy_for(endpoint: Endpoint) -> AccessPolicy:
 
 
 def access_sync_enqueue(endpoint: Endpoint) -> None:
-    """After this transaction commits, push the endpoint's access policy to its runtime."""
+    """Ask for the endpoint's policy to be pushed again: call it in the transaction that changes
+    the policy; once that commits, the push is queued."""
+    now = timezone.now()
+    Endpoint.objects.filter(pk=endpoint.pk).update(
+        access_revision=F("access_revision") + 1,
+        # "Pending since" the oldest change not yet applied.
+        access_requested_at=Case(
+            When(access_applied_revision__gte=F("access_revision"), then=now),
+            default=F("access_requested_at"),
+        ),
+        access_error="",
+    )
+    endpoint.refresh_from_db(fields=["access_revision", "access_requested_at", "access_error"])
     endpoint_id = endpoint.pk
     transaction.on_commit(lambda: app.send_task("worker.apply_access", args=[endpoint_id]))
 
 
-def access_apply(*, endpoint_id: int) -> None:
-    """Push the endpoint's current keys and allowlist to the runtime (from the worker)."""
+def access_mode_note(endpoint: Endpoint, mode: str) -> str:
+    """Why the runtime cannot put `mode` in force on the live deployment without a deploy ("" if it can)."""
     from worker.runtimes import get_runtime
 
-    endpoint = Endpoint.objects.get(pk=endpoint_id)
-    get_runtime().apply_access(endpoint.name, access_policy_for(endpoint))
+    live = endpoint.live_deployment
+    if live is None:
+        return ""
+    _, note = get_runtime().access_for_live(live.resources, AccessPolicy(mode=mode))
+    return note
+
+
+def access_apply(*, endpoint_id: int) -> str:
+    """Push the endpoint's policy to the runtime until what is in force is the latest asked for
+    (from the worker). Raises the runtime's errors; `access_fail` records a final one."""
+    from worker.runtimes import get_runtime
+
+    now = timezone.now()
+    claimed = (
+        Endpoint.objects.filter(pk=endpoint_id)
+        .filter(Q(access_claimed_until__isnull=True) | Q(access_claimed_until__lt=now))
+        .update(
+            access_claimed_until=now
+            + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + CLAIM_SLACK_SECONDS)
+        )
+    )
+    if not claimed:
+        if not Endpoint.objects.filter(pk=endpoint_id).exists():
+            return "the endpoint is gone"
+        raise TransientError("Another worker is applying this endpoint's access policy.", retry_after=5)
+    try:
+        while True:
+            endpoint = Endpoint.objects.select_related("live_deployment").get(pk=endpoint_id)
+            revision = endpoint.access_revision
+            if endpoint.access_applied_revision < revision:
+                runtime = get_runtime()
+                live = endpoint.live_deployment.resources if endpoint.live_deployment else None
+                policy, note = runtime.access_for_live(live, access_policy_for(endpoint))
+                runtime.apply_access(endpoint.name, policy)
+                Endpoint.objects.filter(pk=endpoint_id, access_applied_revision__lt=revision).update(
+                    access_applied_revision=revision,
+                    access_applied_at=timezone.now(),
+                    access_error="",
+                    access_note=note,
+                )
+            # Let go, unless a change came in meanwhile: then push that one too.
+            if Endpoint.objects.filter(pk=endpoint_id, access_revision=revision).update(
+                access_claimed_until=None
+            ):
+                return f"revision {revision} applied"
+    except BaseException:
+        Endpoint.objects.filter(pk=endpoint_id).update(access_claimed_until=None)
+        raise
+
+
+def access_fail(*, endpoint_id: int, error: str) -> None:
+    """Record that the endpoint's policy could not be applied; the page shows it until a change
+    is applied."""
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+        if endpoint is None or endpoint.access_applied_revision >= endpoint.access_revision:
+            return  # a later run applied it meanwhile
+        endpoint.access_error = error[:4000]
+        endpoint.save(update_fields=["access_error"])
+        audit_record(
+            actor=None,
+            action="access.failed",
+            target=endpoint,
+            details={"revision": endpoint.access_revision, "error": error[:1000]},
+        )
+
+
+def access_reconcile() -> list[int]:
+    """Queue again the pushes of endpoints whose change waits with nobody working on it (a lost
+    message, a worker that died); returns their ids."""
+    now = timezone.now()
+    stale = list(
+        Endpoint.objects.filter(
+            access_applied_revision__lt=F("access_revision"),
+            access_error="",
+            access_requested_at__lt=now - timedelta(seconds=STALE_SECONDS),
+        )
+        .filter(Q(access_claimed_until__isnull=True) | Q(access_claimed_until__lt=now))
+        .values_list("pk", flat=True)
+    )
+    for endpoint_id in stale:
+        app.send_task("worker.apply_access", args=[endpoint_id])
+    return stale

@@ -22,7 +22,7 @@ from endpoints.models import (
     Endpoint,
     ModelVersion,
 )
-from endpoints.services.access import access_policy_for
+from endpoints.services.access import access_policy_for, access_reconcile, access_sync_enqueue
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
 from portal.celery import app
@@ -317,6 +317,9 @@ def deployment_finish(*, deployment_id: int) -> None:
         endpoint.url = deployment.resources.get("url", endpoint.url)
         endpoint.gateway_url = deployment.resources.get("gateway_url", "")
         endpoint.save(update_fields=["live_deployment", "url", "gateway_url"])
+        if endpoint.access_note:
+            # The mode waited for this deploy's front (see access_for_live): push it again.
+            access_sync_enqueue(endpoint)
         audit_record(
             actor=None,
             action="deployment.ready",
@@ -348,7 +351,8 @@ def deployment_fail(*, deployment_id: int, error: str) -> None:
 
 
 def deployments_reconcile() -> list[int]:
-    """Re-enqueue deployments whose worker vanished: queued too long, or claims expired."""
+    """Re-enqueue deployments whose worker vanished (queued too long, or claims expired), and
+    access policy changes left waiting with nobody working on them."""
     now = timezone.now()
     stale = Deployment.objects.filter(
         Q(status=DeploymentStatus.RUNNING, claimed_until__lt=now)
@@ -362,6 +366,7 @@ def deployments_reconcile() -> list[int]:
     for deployment_id in ids:
         deployment_enqueue(deployment_id=deployment_id)
     endpoints_revive()
+    access_reconcile()
     return ids
 
 

@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from endpoints.models import Endpoint
+from endpoints.services.access import access_mode_note, access_sync_enqueue
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
 
@@ -53,7 +54,8 @@ def endpoint_create(*, user, name: str, **fields) -> Endpoint:
 
 
 def endpoint_update(*, user, endpoint: Endpoint, **fields) -> Endpoint:
-    """Change an endpoint's settings; they take effect with its next deployment."""
+    """Change an endpoint's settings; they take effect with its next deployment, except the access
+    mode, which is pushed to the runtime at once, as allowlist and key changes are."""
     require_admin(user)
     unknown = set(fields) - set(SETTINGS_FIELDS)
     if unknown:
@@ -66,5 +68,14 @@ def endpoint_update(*, user, endpoint: Endpoint, **fields) -> Endpoint:
         return endpoint
     with transaction.atomic():
         endpoint.save(update_fields=list(changed))
-        audit_record(actor=user, action="endpoint.update", target=endpoint, details=changed)
+        details = dict(changed)
+        if "access_mode" in changed:
+            access_sync_enqueue(endpoint)
+            details["access_revision"] = endpoint.access_revision
+            # Said at once (the worker says it again when it has applied what it can).
+            endpoint.access_note = access_mode_note(endpoint, endpoint.access_mode)
+            Endpoint.objects.filter(pk=endpoint.pk).update(access_note=endpoint.access_note)
+            if endpoint.access_note:
+                details["access_note"] = endpoint.access_note
+        audit_record(actor=user, action="endpoint.update", target=endpoint, details=details)
     return endpoint

@@ -120,6 +120,7 @@ def key_request_issue(*, request_id: int) -> ApiKeyRequest:
             cidrs=tuple(endpoint.allowlist.values_list("cidr", flat=True))
             if endpoint.checks_addresses
             else (),
+            check_addresses=endpoint.checks_addresses,
         )
     )
     now = timezone.now()

@@ -84,3 +84,77 @@ def test_a_team_member_cannot_edit_the_allowlist(client, admin, member, endpoint
     remove = reverse("endpoints:allowlist-remove", args=[endpoint.name, entry.pk])
     assert client.post(remove, **HTMX).status_code == 403
     assert list(AllowlistEntry.objects.values_list("cidr", flat=True)) == ["10.0.0.0/8"]
+
+
+@pytest.fixture
+def guarded(admin):
+    """An endpoint that checks addresses, with one entry on its list."""
+    from endpoints.services.endpoints import endpoint_create
+
+    endpoint = endpoint_create(user=admin, name="guarded", access_mode="ip_allowlist")
+    allowlist_add(user=admin, endpoint=endpoint, cidr="10.0.0.0/8")
+    return endpoint
+
+
+def remove_url(endpoint, entry) -> str:
+    return reverse("endpoints:allowlist-remove", args=[endpoint.name, entry.pk])
+
+
+def test_removing_the_last_entry_asks_first_and_removes_nothing_until_confirmed(client, admin, guarded):
+    entry = AllowlistEntry.objects.get()
+    client.force_login(admin)
+
+    response = client.post(remove_url(guarded, entry), **HTMX)
+
+    section = response.content.decode()
+    assert response.status_code == 200
+    assert "10.0.0.0/8 is the last entry" in section
+    assert "guarded then refuses every caller" in section
+    assert 'name="confirm" value="empty"' in section
+    assert AllowlistEntry.objects.exists()
+    assert not AuditEvent.objects.filter(action="allowlist.remove").exists()
+
+    response = client.post(remove_url(guarded, entry), {"confirm": "empty"}, **HTMX)
+
+    section = response.content.decode()
+    assert not AllowlistEntry.objects.exists()
+    assert AuditEvent.objects.filter(action="allowlist.remove").count() == 1
+    assert "this endpoint refuses every caller until an address is added" in section
+    # The access policy line, out of band: the change is on its way.
+    assert 'id="access-state"' in section and 'hx-swap-oob="true"' in section
+    assert "<strong>pending</strong>" in section
+
+
+def test_without_htmx_the_confirm_step_is_a_page_and_the_answer_a_form(client, admin, guarded):
+    entry = AllowlistEntry.objects.get()
+    client.force_login(admin)
+
+    page = client.post(remove_url(guarded, entry))
+
+    assert page.status_code == 200 and "<html" in page.content.decode()
+    assert "Remove it and refuse every caller" in page.content.decode()
+    assert AllowlistEntry.objects.exists()
+    assert client.post(remove_url(guarded, entry), {"confirm": "empty"}).status_code == 302
+    assert not AllowlistEntry.objects.exists()
+
+
+def test_removing_one_of_several_entries_or_from_a_key_only_endpoint_asks_nothing(
+    client, admin, guarded, endpoint
+):
+    allowlist_add(user=admin, endpoint=guarded, cidr="192.0.2.0/24")
+    keys_only = allowlist_add(user=admin, endpoint=endpoint, cidr="198.51.100.0/24")
+    client.force_login(admin)
+
+    client.post(remove_url(guarded, AllowlistEntry.objects.get(cidr="192.0.2.0/24")), **HTMX)
+    client.post(remove_url(endpoint, keys_only), **HTMX)
+
+    assert list(AllowlistEntry.objects.values_list("cidr", flat=True)) == ["10.0.0.0/8"]
+
+
+def test_the_last_entry_has_no_script_confirm_the_others_have(client, admin, guarded):
+    client.force_login(admin)
+    section = client.post(add_url(guarded), {"cidr": "192.0.2.0/24"}, **HTMX).content.decode()
+    assert section.count("hx-confirm=") == 2
+    other = AllowlistEntry.objects.get(cidr="192.0.2.0/24")
+    section = client.post(remove_url(guarded, other), **HTMX).content.decode()
+    assert "hx-confirm=" not in section  # the server asks instead, in the page

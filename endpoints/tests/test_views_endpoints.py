@@ -222,7 +222,57 @@ def test_the_detail_page_says_who_checks_addresses_and_warns_of_an_empty_allowli
     client.force_login(admin)
     page = client.get(reverse("endpoints:endpoint-detail", args=["guarded"])).content.decode()
     assert checker in page
-    assert "The allowlist is empty, so no address is refused until one is added." in page
+    assert "The allowlist is empty, so every caller is refused until an address is added." in page
     allowlist_add(user=admin, endpoint=Endpoint.objects.get(name="guarded"), cidr="10.0.0.0/8")
     page = client.get(reverse("endpoints:endpoint-detail", args=["guarded"])).content.decode()
     assert "The allowlist is empty" not in page
+
+
+def access_line(client, name) -> str:
+    page = client.get(reverse("endpoints:endpoint-detail", args=[name])).content.decode()
+    start = page.index('id="access-state"')
+    return page[start : page.index("</p>", start)]
+
+
+def test_the_detail_page_says_whether_the_live_access_policy_is_the_one_asked_for(client, admin, endpoint):
+    client.force_login(admin)
+    assert "<strong>applied</strong>" in access_line(client, endpoint.name)
+
+    allowlist_add(user=admin, endpoint=endpoint, cidr="10.0.0.0/8")
+    line = access_line(client, endpoint.name)
+    assert "<strong>pending</strong> since" in line
+    assert 'hx-trigger="every 2s"' in line  # it looks again until the change is in force
+
+    Endpoint.objects.filter(pk=endpoint.pk).update(access_error="Cloud Armor said no.")
+    line = access_line(client, endpoint.name)
+    assert "<strong>failed</strong>: Cloud Armor said no." in line and "hx-trigger" not in line
+
+    Endpoint.objects.filter(pk=endpoint.pk).update(
+        access_applied_revision=1, access_error="", access_note="Deploy the endpoint again to switch."
+    )
+    line = access_line(client, endpoint.name)
+    assert "<strong>needs a deploy</strong>" in line and "Deploy the endpoint again to switch." in line
+
+
+def test_the_access_state_line_is_served_alone_for_polling(client, member, admin, endpoint):
+    allowlist_add(user=admin, endpoint=endpoint, cidr="10.0.0.0/8")
+    client.force_login(member)
+    response = client.get(reverse("endpoints:endpoint-access-state", args=[endpoint.name]))
+    assert response.status_code == 200
+    assert response.content.decode().lstrip().startswith('<p id="access-state"')
+    assert "<strong>pending</strong>" in response.content.decode()
+
+
+def test_changing_the_access_mode_in_settings_is_pushed_at_once_and_says_so(
+    client, admin, endpoint, django_capture_on_commit_callbacks
+):
+    client.force_login(admin)
+    url = reverse("endpoints:endpoint-edit", args=[endpoint.name])
+    data = {key: value for key, value in VALID.items() if key != "name"}
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(url, {**data, "access_mode": "ip_allowlist"}, follow=True)
+    assert len(callbacks) == 1  # worker.apply_access, once this commits
+    page = response.content.decode()
+    assert "is being applied now" in page
+    assert "The allowlist is empty, so the endpoint refuses every caller until an address is added." in page
+    assert "<strong>pending</strong>" in page

@@ -13,19 +13,24 @@ from endpoints.views.common import admin_required, form_error, is_htmx
 from endpoints.views.endpoints import detail_context
 
 
-def _answer(request, endpoint, form, status=200, error=None):
-    """The allowlist section for htmx; the whole endpoint page otherwise."""
+def _answer(request, endpoint, form, status=200, error=None, confirm_remove=None):
+    """The allowlist section for htmx (with the access policy state, out of band); the whole
+    endpoint page otherwise."""
+    endpoint.refresh_from_db()  # the service bumped its access revision
     if is_htmx(request):
         context = {
             "endpoint": endpoint,
             "allowlist": endpoint.allowlist.select_related("added_by"),
             "allowlist_form": form,
             "allowlist_error": error,
+            "confirm_remove": confirm_remove,
+            "oob": True,
         }
         return render(request, "endpoints/_allowlist.html", context, status=status)
-    if status == 200:
+    if status == 200 and confirm_remove is None:
         return redirect("endpoints:endpoint-detail", name=endpoint.name)
     context = detail_context(request, endpoint, allowlist_form=form)
+    context["confirm_remove"] = confirm_remove
     return render(request, "endpoints/endpoint_detail.html", context, status=status)
 
 
@@ -53,6 +58,14 @@ def allowlist_add(request, name):
 def allowlist_remove(request, name, pk):
     endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
     entry = get_object_or_404(endpoint.allowlist, pk=pk)
+    if (
+        endpoint.checks_addresses
+        and request.POST.get("confirm") != "empty"
+        and not endpoint.allowlist.exclude(pk=entry.pk).exists()
+    ):
+        # The last entry: once it goes, the endpoint refuses every caller. Ask first, in the page
+        # itself (no script needed), and remove it only when the answer comes back.
+        return _answer(request, endpoint, AllowlistEntryForm(), confirm_remove=entry)
     error = None
     try:
         services.allowlist_remove(user=request.user, entry=entry)

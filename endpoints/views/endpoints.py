@@ -72,13 +72,16 @@ def endpoint_edit(request, name):
     endpoint = get_object_or_404(Endpoint.objects.for_user(request.user), name=name)
     form = EndpointSettingsForm(posted(request), endpoint=endpoint)
     if request.method == "POST" and form.is_valid():
+        mode = endpoint.access_mode
         try:
             services.endpoint_update(user=request.user, endpoint=endpoint, **form.cleaned_data)
         except ServiceError as exc:
             endpoint.refresh_from_db()
             form_error(form, exc)
         else:
-            messages.success(request, "Settings saved. They take effect with the next deployment.")
+            messages.success(
+                request, settings_saved_message(endpoint, mode_changed=endpoint.access_mode != mode)
+            )
             return redirect("endpoints:endpoint-detail", name=endpoint.name)
     return render(
         request,
@@ -88,10 +91,33 @@ def endpoint_edit(request, name):
     )
 
 
+def settings_saved_message(endpoint: Endpoint, *, mode_changed: bool) -> str:
+    if not mode_changed:
+        return "Settings saved. They take effect with the next deployment."
+    parts = [
+        f"Settings saved. The access mode “{endpoint.get_access_mode_display()}” is being applied now; "
+        "the other settings take effect with the next deployment."
+    ]
+    if endpoint.checks_addresses and not endpoint.allowlist.exists():
+        parts.append(
+            "The allowlist is empty, so the endpoint refuses every caller until an address is added."
+        )
+    if endpoint.access_note:
+        parts.append(endpoint.access_note)
+    return " ".join(parts)
+
+
 @login_required
 def endpoint_detail(request, name):
     endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
     return render(request, "endpoints/endpoint_detail.html", detail_context(request, endpoint))
+
+
+@login_required
+def endpoint_access_state(request, name):
+    """The access policy state line, polled by the endpoint page while a change is pending."""
+    endpoint = get_object_or_404(Endpoint.objects.for_user(request.user), name=name)
+    return render(request, "endpoints/_access_state.html", {"endpoint": endpoint})
 
 
 def detail_context(request, endpoint: Endpoint, *, deploy_form=None, allowlist_form=None) -> dict:

@@ -24,7 +24,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from serving.tests.support import SETOSA, Server, stop_all, write_model
 
 KEY = "k3y-openapi-0-aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-CHECKED = {("/predict", "post"), ("/v1/model", "get")}  # and the inference routes but /ready
+# And the inference routes but /ready. "/" and /metrics are checked but private (`x-private`).
+CHECKED = {("/predict", "post"), ("/v1/model", "get"), ("/", "get"), ("/metrics", "get")}
 # Values a feature of each type must take, and values it must not, by the document's schemas.
 ACCEPTS = {"number": [1.5, -2, 0.0], "integer": [3, -2, 0], "boolean": [True, False, 0, 1]}
 REFUSES = {"number": [True, "1.5", None], "integer": [1.5, True, "3"], "boolean": [2, 0.5, "true", None]}

@@ -208,3 +208,40 @@ def test_swagger_ui_and_the_django_admin_work_under_the_content_security_policy(
     page.get_by_label("Password").fill("ada-password-1")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name=re.compile("administration|Site administration"))).to_be_visible()
+
+
+@pytest.fixture
+def guarded(transactional_db, admin):
+    """An endpoint that checks addresses, with one entry on its allowlist."""
+    from endpoints.services.allowlist import allowlist_add
+    from endpoints.services.endpoints import endpoint_create
+
+    endpoint = endpoint_create(user=admin, name="guarded", access_mode="ip_allowlist")
+    allowlist_add(user=admin, endpoint=endpoint, cidr="203.0.113.0/24", note="Partner office")
+    return endpoint
+
+
+def test_emptying_an_allowlist_is_confirmed_in_the_page_and_then_said_plainly(
+    live_server, guarded, browser_page
+):
+    page, base = browser_page, live_server.url
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    log_in(page, base, "ada", "ada-password-1")
+    page.goto(f"{base}/endpoints/{guarded.name}/")
+    page.evaluate("window.notReloaded = true")
+    allowlist = page.locator("#allowlist")
+    expect(page.locator("#access-state")).to_contain_text("applied")
+
+    allowlist.locator("tr", has_text="203.0.113.0/24").get_by_role("button", name="Remove").click()
+    box = allowlist.get_by_role("alertdialog")
+    expect(box).to_contain_text("203.0.113.0/24 is the last entry")
+    expect(box).to_contain_text("guarded then refuses every caller")
+    expect(allowlist.locator("tbody tr")).to_have_count(1)  # nothing removed yet
+
+    box.get_by_role("button", name="Remove it and refuse every caller").click()
+    expect(allowlist.locator("tbody tr")).to_have_count(0)
+    expect(allowlist).to_contain_text("this endpoint refuses every caller until an address is added")
+    expect(page.locator("#access-state")).to_contain_text("pending")
+    assert dialogs == []  # the page asked, not a script dialog
+    assert page.evaluate("window.notReloaded") is True

@@ -154,6 +154,7 @@ class KeySpec:
     key_id: str  # a stable id the portal chose, so a retried issue finds its key
     display_name: str
     cidrs: tuple[str, ...] = ()
+    check_addresses: bool = False  # the endpoint checks addresses: no cidrs then means nobody
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,21 @@ class Runtime(ABC):
 
     @abstractmethod
     def apply_access(self, endpoint: str, access: AccessPolicy) -> None:
-        """Make the endpoint's keys and allowlist the ones given, replacing what was there."""
+        """Make the endpoint's mode, keys and allowlist the ones given, replacing what was there.
+
+        When this returns, the policy is in force for every request that arrives afterwards. An
+        address mode with no CIDRs refuses every caller.
+        """
+
+    def access_for_live(self, live: dict | None, access: AccessPolicy) -> tuple[AccessPolicy, str]:
+        """The policy `apply_access` can put in force on the live deployment, and why it is not
+        `access` ("" when it is).
+
+        `live` is the live deployment's resources (None when nothing is live). A runtime whose
+        modes need different infrastructure in front of the service cannot switch a live endpoint
+        between them without a deploy; it says so here and keeps what the deployment can enforce.
+        """
+        return access, ""
 
     @abstractmethod
     def issue_key(self, spec: KeySpec) -> IssuedKey:

@@ -9,7 +9,7 @@ from google.cloud import compute_v1
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import PROJECT, make_spec, run_steps
 from worker.runtimes.base import AccessPolicy, PermanentError, TransientError
-from worker.runtimes.gcp import armor
+from worker.runtimes.gcp import armor, compute
 
 POLICY = "iris-prod-allowlist"
 P = f"/compute/v1/projects/{PROJECT}/global/securityPolicies"
@@ -119,10 +119,53 @@ def test_an_allowlist_larger_than_the_band_is_refused_before_any_write(gcp, fake
     assert fakes.compute.methods() == [f"GET {P}/{POLICY}"]
 
 
-def test_an_empty_allowlist_checks_no_address_like_the_local_runtime(gcp, fakes):
+def test_a_first_empty_allowlist_makes_a_policy_with_its_default_deny_alone(gcp, fakes):
     allow(gcp)
 
-    assert portal_rules(fakes) == {1000: ["*"]}
+    rules = fakes.compute.rules(POLICY)
+    assert list(rules) == [2147483647]
+    assert rules[2147483647]["action"] == "deny(403)"
+    assert rules[2147483647]["match"]["config"]["srcIpRanges"] == ["*"]
+
+
+def test_an_emptied_allowlist_leaves_the_default_deny_alone_and_foreign_rules_in_place(gcp, fakes):
+    allow(gcp, *cidrs(15))
+    fakes.compute.add_foreign_rule(POLICY, 100, ["192.0.2.66/32"])
+    assert sorted(portal_rules(fakes)) == [1000, 1010]
+    fakes.clear_calls()
+
+    allow(gcp)
+
+    rules = fakes.compute.rules(POLICY)
+    assert sorted(rules) == [100, 2147483647]
+    assert rules[2147483647]["action"] == "deny(403)"
+    assert rules[100]["description"] == "made by the ops team"
+    assert fakes.compute.methods().count(f"POST {P}/{POLICY}/removeRule") == 2
+    assert f"POST {P}/{POLICY}/addRule" not in fakes.compute.methods()
+
+    fakes.clear_calls()
+    allow(gcp)  # nothing left to do: one read
+    assert fakes.compute.methods() == [f"GET {P}/{POLICY}"]
+
+
+def test_a_default_rule_changed_to_allow_is_set_back_to_deny(gcp, fakes):
+    allow(gcp, "198.51.100.0/24")
+    client = gcp.ctx.clients.compute("SecurityPoliciesClient")
+    operation = client.patch_rule_unary(  # someone opens the endpoint up by hand, in the console
+        request=compute_v1.PatchRuleSecurityPolicyRequest(
+            project=PROJECT,
+            security_policy=POLICY,
+            priority=2147483647,
+            security_policy_rule_resource=armor._rule(2147483647, ["*"], action="allow", description="x"),
+        )
+    )
+    compute.wait(gcp.ctx, operation, what="Open the default rule")
+    assert fakes.compute.rules(POLICY)[2147483647]["action"] == "allow"
+
+    allow(gcp, "198.51.100.0/24")
+
+    assert fakes.compute.rules(POLICY)[2147483647]["action"] == "deny(403)"
+    assert portal_rules(fakes) == {1000: ["198.51.100.0/24"]}
 
 
 def test_a_stale_fingerprint_from_a_foreign_change_is_read_again_and_retried(gcp, fakes):

@@ -122,3 +122,23 @@ def test_a_rate_limited_key_write_is_retried_no_sooner_than_thirty_seconds(gcp, 
 def test_an_invalid_allowlist_entry_is_refused_with_googles_message(gcp, fakes):
     with pytest.raises(PermanentError, match="Invalid IP address or subnet in allowed_ips: 'not-an-ip'"):
         gcp.issue_key(spec(cidrs=("not-an-ip",)))
+
+
+def test_an_emptied_allowlist_in_both_mode_leaves_every_key_usable_from_no_address(gcp, fakes):
+    mine = gcp.issue_key(spec("r1", cidrs=("198.51.100.7/32",)))
+
+    gcp.apply_access("iris-prod", AccessPolicy(mode="both", cidrs=()))
+
+    key = fakes.keys.key(mine.name)
+    # Google reads an empty allowed_ips as "any address": the key is tied to one no request has.
+    assert list(key.restrictions.server_key_restrictions.allowed_ips) == ["255.255.255.255/32"]
+    assert len(key.restrictions.api_targets) == 1
+
+
+def test_a_key_issued_while_the_allowlist_is_empty_works_from_no_address(gcp, fakes):
+    issued = gcp.issue_key(
+        KeySpec(endpoint="iris-prod", key_id="r6", display_name="Data science", check_addresses=True)
+    )
+
+    allowed = fakes.keys.key(issued.name).restrictions.server_key_restrictions.allowed_ips
+    assert list(allowed) == ["255.255.255.255/32"]

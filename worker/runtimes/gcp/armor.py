@@ -4,7 +4,9 @@ The policy `<endpoint>-allowlist` is created the first time with a default rule 
 everyone (403). The portal's rules allow the allowlist, at most 10 CIDRs per rule (Cloud Armor's
 limit for a basic match), at priorities inside GCP_ARMOR_PRIORITY_START..END, 10 apart; it knows
 its rules by their description and never touches another rule, in the band or out of it.
-An empty allowlist checks no address (one rule allows `*`), as the local runtime does.
+An empty allowlist leaves no allow rule: the default deny alone answers, so every caller is
+refused, as the local runtime does. A default rule found allowing (changed by hand) is set back
+to deny: without it the allowlist would restrict nobody.
 
 Rules can only be changed one at a time (addRule, patchRule, removeRule: `patch` cannot touch
 rules), so two syncs of one endpoint could interleave. They are kept apart with the policy's
@@ -60,8 +62,9 @@ def _ours(rule) -> bool:
 
 
 def layout(ctx: Context, cidrs: tuple[str, ...], taken: set[int]) -> dict[int, list[str]]:
-    """Desired portal rules: priority -> up to 10 CIDRs, skipping priorities others use."""
-    ranges = sorted(set(cidrs)) or ["*"]
+    """Desired portal rules: priority -> up to 10 CIDRs, skipping priorities others use (none for
+    an empty allowlist: the default deny answers everyone)."""
+    ranges = sorted(set(cidrs))
     chunks = [ranges[i : i + PER_RULE] for i in range(0, len(ranges), PER_RULE)]
     slots = [
         p for p in range(ctx.cfg.armor_priority_start, ctx.cfg.armor_priority_end + 1, STEP) if p not in taken
@@ -72,6 +75,13 @@ def layout(ctx: Context, cidrs: tuple[str, ...], taken: set[int]) -> dict[int, l
             f"{ctx.cfg.armor_priority_start}-{ctx.cfg.armor_priority_end} holds {len(slots)}."
         )
     return dict(zip(slots, chunks, strict=False))
+
+
+def default_allows(policy) -> bool:
+    """Whether the policy's default rule lets traffic through (it must deny)."""
+    return any(
+        rule.priority == DEFAULT_PRIORITY and not rule.action.startswith("deny") for rule in policy.rules
+    )
 
 
 def diff(ctx: Context, policy, cidrs: tuple[str, ...]) -> tuple[list[int], list[int], list[int], dict]:
@@ -102,7 +112,8 @@ def apply_allowlist(ctx: Context, endpoint: str, cidrs: tuple[str, ...]) -> str:
         if policy is None:
             return _create(ctx, client, name, cidrs)
         adds, patches, removes, desired = diff(ctx, policy, cidrs)
-        if not (adds or patches or removes):
+        reset_default = default_allows(policy)
+        if not (adds or patches or removes or reset_default):
             return f"{name} already allows the {len(cidrs)} address range(s)"
         token = uuid.uuid4().hex[:12]
         claimed = ctx.call(
@@ -156,14 +167,31 @@ def apply_allowlist(ctx: Context, endpoint: str, cidrs: tuple[str, ...]) -> str:
                 what=f"Remove allowlist rule {priority} from {name}",
             )
             compute.wait(ctx, operation, what=f"Remove allowlist rule {priority}")
+        if reset_default:
+            operation = ctx.call(
+                client.patch_rule_unary,
+                request=compute_v1.PatchRuleSecurityPolicyRequest(
+                    project=project,
+                    security_policy=name,
+                    priority=DEFAULT_PRIORITY,
+                    security_policy_rule_resource=_default_rule(),
+                ),
+                what=f"Set the default rule of {name} back to deny",
+            )
+            compute.wait(ctx, operation, what="Set the default rule back to deny")
         after = ctx.call(client.get, project=project, security_policy=name, what=f"Read {name}")
         if after.description != f"{SYNC}{token}":
             raise TransientError(
                 f"Another allowlist change of {endpoint} landed while this one was written; again."
             )
+        if not desired:
+            return (
+                f"{name}: no allow rule left, the default rule denies every caller ({len(removes)} removed)"
+            )
         return (
             f"{name}: {len(desired)} allow rule(s) for {len(cidrs)} range(s) "
             f"({len(adds)} added, {len(patches)} updated, {len(removes)} removed)"
+            + ("; the default rule denies again" if reset_default else "")
         )
     raise TransientError(f"{name} kept changing while we tried to claim it; will try again.")
 
@@ -171,9 +199,7 @@ def apply_allowlist(ctx: Context, endpoint: str, cidrs: tuple[str, ...]) -> str:
 def _create(ctx: Context, client, name: str, cidrs: tuple[str, ...]) -> str:
     desired = layout(ctx, cidrs, {DEFAULT_PRIORITY})
     rules = [_rule(priority, ranges) for priority, ranges in desired.items()]
-    rules.append(
-        _rule(DEFAULT_PRIORITY, ["*"], action="deny(403)", description="default: deny everyone else")
-    )
+    rules.append(_default_rule())
     made = compute.insert(
         ctx,
         client.insert_unary,
@@ -187,4 +213,10 @@ def _create(ctx: Context, client, name: str, cidrs: tuple[str, ...]) -> str:
     )
     if not made:  # created meanwhile by another sync: apply to it like any existing policy
         raise TransientError(f"{name} was created by another change meanwhile; applying again.")
+    if not desired:
+        return f"{name} created with its default rule alone: every caller is denied"
     return f"{name} created: {len(desired)} allow rule(s) for {len(cidrs)} range(s), everyone else denied"
+
+
+def _default_rule():
+    return _rule(DEFAULT_PRIORITY, ["*"], action="deny(403)", description="default: deny everyone else")

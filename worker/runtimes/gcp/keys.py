@@ -3,7 +3,10 @@
 A key is created under a fixed id, `<endpoint>-<portal key id>`, so a retried issue meets
 AlreadyExists and finds its key instead of making a second one. Each key is restricted to the
 endpoint's gateway managed service (`api_targets`) and, when the endpoint also checks addresses,
-to its allowlist (`server_key_restrictions.allowed_ips`). The key string is read once, to be shown
+to its allowlist (`server_key_restrictions.allowed_ips`). An empty `allowed_ips` means "any address"
+to Google, so an address-checking endpoint with an empty allowlist restricts its keys to
+255.255.255.255 (`NOBODY`), an address no request comes from (RFC 6890: never a source): the keys
+then work from nowhere, as the portal's empty allowlist means. The key string is read once, to be shown
 once; the portal keeps only its hash. Google keys never expire: the portal deletes them when they
 do. A deleted key stays undeletable for 30 days (`restore`).
 """
@@ -21,6 +24,14 @@ from worker.runtimes.gcp.operations import operation_result
 
 KEY_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENDPOINT_ANNOTATION = "portal-endpoint"
+NOBODY = ("255.255.255.255/32",)
+
+
+def allowed_ips(cidrs: tuple[str, ...], check_addresses: bool) -> tuple[str, ...]:
+    """What a key's allowed_ips must be for the endpoint: nothing to check, the list, or nobody."""
+    if not check_addresses:
+        return ()
+    return tuple(cidrs) or NOBODY
 
 
 def parent(ctx: Context) -> str:
@@ -52,7 +63,9 @@ def issue(ctx: Context, spec: KeySpec, managed_service: str) -> IssuedKey:
         key_id=kid,
         key=api_keys_v2.Key(
             display_name=spec.display_name[:63],
-            restrictions=restrictions(managed_service, spec.cidrs),
+            restrictions=restrictions(
+                managed_service, allowed_ips(spec.cidrs, spec.check_addresses or bool(spec.cidrs))
+            ),
             annotations={ENDPOINT_ANNOTATION: spec.endpoint, "portal-key-id": spec.key_id},
         ),
         what=f"Create API key {kid}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from worker.runtimes.base import (
     AccessPolicy,
@@ -36,6 +37,23 @@ from worker.runtimes.gcp import (
 )
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
+
+#: What each access mode needs in front of the Cloud Run service, and how the page names it.
+FRONTS = {"api_key": "gateway", "both": "gateway", "ip_allowlist": "load_balancer", "open": "none"}
+FRONT_NAMES = {
+    "gateway": "API Gateway",
+    "load_balancer": "an HTTPS load balancer with Cloud Armor",
+    "none": "nothing (the service's own URL is public)",
+}
+MODE_NAMES = {
+    "api_key": "API key",
+    "both": "API key and IP allowlist",
+    "ip_allowlist": "IP allowlist",
+    "open": "open",
+}
+#: The mode a live front enforces when the endpoint asks for one it cannot: the nearest that is no
+#: less strict (a gateway asked for an allowlist restricts each key to it).
+KEPT_ON = {"gateway": {"ip_allowlist": "both", "open": "api_key"}, "load_balancer": {}, "none": {}}
 
 #: What a rollback deployment records from the deployment it goes back to.
 ROLLBACK_KEPT = (
@@ -218,17 +236,48 @@ class GcpRuntime(Runtime):
         return StepResult(f"Created {made}; point {host} (DNS A record) at {found['lb_address']}", found)
 
     def _keys(self, spec: DeploySpec) -> StepResult:
-        changed = keys.sync_allowed_ips(self.ctx, spec.endpoint, spec.access.cidrs)
+        changed = keys.sync_allowed_ips(self.ctx, spec.endpoint, keys.allowed_ips(spec.access.cidrs, True))
         return StepResult(f"{changed} key(s) updated to the allowlist")
 
     # --- access, keys, stop --------------------------------------------------------------------
 
     def apply_access(self, endpoint: str, access: AccessPolicy) -> None:
-        """Keys carry the allowlist in `both` mode (none in `api_key` mode); Cloud Armor in `ip_allowlist`."""
+        """Keys carry the allowlist in `both` mode (none in `api_key` mode); Cloud Armor in `ip_allowlist`.
+
+        An empty allowlist leaves Cloud Armor with its default deny alone, and restricts keys to
+        an address no request comes from. Switching between modes that need another front
+        (gateway, load balancer, none) takes a deploy: see `access_for_live`.
+        """
         if access.mode in run.KEY_MODES:
-            keys.sync_allowed_ips(self.ctx, endpoint, access.cidrs if access.mode == "both" else ())
+            keys.sync_allowed_ips(self.ctx, endpoint, keys.allowed_ips(access.cidrs, access.mode == "both"))
         elif access.mode in run.ADDRESS_MODES:
             armor.apply_allowlist(self.ctx, endpoint, access.cidrs)
+
+    def access_for_live(self, live: dict | None, access: AccessPolicy) -> tuple[AccessPolicy, str]:
+        """Keys and the allowlist change on a live endpoint at once; a mode whose front differs
+        from the live deployment's (API Gateway for keys, a load balancer with Cloud Armor for an
+        allowlist, nothing for open) needs a deploy, which builds that front and sets the service's
+        ingress and invoker policy. Until then the live front keeps enforcing what it can."""
+        if not live:
+            return access, ""
+        if live.get("gateway"):
+            front = "gateway"
+        elif live.get("load_balancer") or live.get("security_policy"):
+            front = "load_balancer"
+        else:
+            front = "none"
+        wanted = FRONTS[access.mode]
+        if wanted == front:
+            return access, ""
+        kept = {"gateway": "api_key", "load_balancer": "ip_allowlist", "none": "open"}[front]
+        kept = KEPT_ON[front].get(access.mode, kept)
+        note = (
+            f"On Google Cloud the {MODE_NAMES[access.mode]} mode needs {FRONT_NAMES[wanted]} in front "
+            f"of the service; the live deployment has {FRONT_NAMES[front]}. Deploy the endpoint again to "
+            f"switch. Until then it keeps enforcing the {MODE_NAMES[kept]} mode, with the current keys "
+            "and allowlist."
+        )
+        return replace(access, mode=kept), note
 
     def issue_key(self, spec: KeySpec) -> IssuedKey:
         managed_service = gateway.ensure_api(self.ctx, spec.endpoint)

@@ -9,8 +9,8 @@ document (components -> definitions, requestBody -> a body parameter, nullable/o
   endpoint's timeout as `deadline` (the gateway's own default is 15 s and would cut long batches);
 - an `api_key` security definition read from the `x-api-key` header only (no query keys), required
   on every operation;
-- only the routes end users call (those the serving document marks with `security`), so health,
-  readiness, metrics and docs stay private.
+- only the routes end users call (those the serving document marks with `security` and not
+  `x-private`), so health, readiness, metrics and docs stay private.
 
 `serving_openapi(model)` is the serving container's `GET /openapi.json` for a model version, made
 by the container's own builder from the ModelSpec the container gets as SERVING_MODEL_META.
@@ -51,7 +51,8 @@ def to_swagger2(
     """The Swagger 2.0 document API Gateway serves for `doc` (OpenAPI 3.0 or 3.1).
 
     `routes` ({(path, method)}) picks the operations to expose; by default, those the document
-    marks as needing a key (`security`), which in the serving document are the end-user routes.
+    marks as needing a key (`security`) and not as private (`x-private`: checked, but not for end
+    users, like /metrics), which in the serving document are the end-user routes.
     """
     paths: dict = {}
     used_ids: set[str] = set()
@@ -61,7 +62,11 @@ def to_swagger2(
             operation = item.get(method)
             if operation is None:
                 continue
-            if (path, method) not in routes if routes is not None else not operation.get("security"):
+            if (
+                (path, method) not in routes
+                if routes is not None
+                else not operation.get("security") or operation.get("x-private")
+            ):
                 continue
             converted = _operation(path, method, operation, shared, used_ids)
             paths.setdefault(path, {})[method] = converted

@@ -84,7 +84,40 @@ class LocalRuntime(Runtime):
         ]
 
     def apply_access(self, endpoint: str, access: AccessPolicy) -> None:
-        self.dir.endpoint(endpoint).write_access(access.as_json())
+        """Rewrite the access file, then tell every running serving process of the endpoint to read
+        it: when they answer, the next request each of them takes is judged by the new policy.
+
+        (Left alone, a serving process notices a changed file within half a second.)
+        """
+        target = self.dir.endpoint(endpoint)
+        target.write_access(access.as_json())
+        for revision in target.revisions():
+            pid = processes.read_pid_file(target.pid_file(revision))
+            if pid is None:
+                continue
+            try:
+                answer = processes.control(target.socket_path(revision), {"cmd": "reload_access"}, timeout=5)
+            except ControlError as exc:
+                if not processes.alive(pid):
+                    continue  # it stopped meanwhile; a process started later reads the file anyway
+                raise TransientError(f"{revision} did not take the new access policy: {exc}") from None
+            if not answer.get("ok"):
+                raise PermanentError(f"{revision} refused the new access policy: {answer.get('error')}")
+
+    def read_metrics(self, endpoint: str) -> str:
+        """The Prometheus metrics of the endpoint's live serving process, read over its control
+        socket (its /metrics route is behind the endpoint's access check)."""
+        target = self.dir.endpoint(endpoint)
+        revision = target.current()
+        if revision is None:
+            raise PermanentError(f"{endpoint} has no live serving process")
+        try:
+            answer = processes.control(target.socket_path(revision), {"cmd": "metrics"}, timeout=5)
+        except ControlError as exc:
+            raise TransientError(f"{revision} did not give its metrics: {exc}") from None
+        if not answer.get("ok"):
+            raise PermanentError(f"{revision} refused to give its metrics: {answer.get('error')}")
+        return answer["metrics"]
 
     def issue_key(self, spec: KeySpec) -> IssuedKey:
         # The secret lives nowhere but in the portal's sealed copy: the access file carries only

@@ -24,7 +24,7 @@ def drop_cache_table(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("endpoints", "0003_onnx_form"),
+        ("endpoints", "0004_key_reveal_window"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
