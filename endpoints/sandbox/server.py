@@ -16,9 +16,7 @@ data folders (the job's "hide" list: VAR_DIR with its generated secrets and SQLi
 media folder) are covered by empty mounts; RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE and no core files.
 The supervisor kills its session at the wall-time limit.
 
-{"cmd": "ping"} -> {"ok": true, "pid": N, "stamp": ...}. The server leaves when its socket is
-gone, when the code it imported changed (it answers "stale" and the client starts a fresh one),
-or after IDLE_SECONDS without a job.
+The loop itself, "ping" and leaving when stale or idle, is `worker/forkserver.py`.
 """
 
 from __future__ import annotations
@@ -32,13 +30,13 @@ import select
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
+from worker.forkserver import reply, say
+
 IDLE_SECONDS = 1800.0
-CHECK_SECONDS = 10.0
 BASE = Path(__file__).resolve().parents[2]
-CODE = ("endpoints/artifacts.py", "endpoints/sandbox", "serving")
+CODE = ("endpoints/artifacts.py", "endpoints/sandbox", "worker/forkserver.py", "serving")
 WARM_MODULES = (
     "numpy",
     "scipy.sparse",
@@ -78,7 +76,7 @@ def code_stamp() -> float:
 
 
 def _say(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} sandbox[{os.getpid()}]: {message}", flush=True)
+    say("sandbox", message)
 
 
 def _warm_up() -> None:
@@ -238,6 +236,7 @@ def _supervise(conn: socket.socket, server: socket.socket, command: dict) -> Non
     """In the supervisor: run one job to its end and answer. Never returns."""
     try:
         server.close()
+        conn.settimeout(None)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         limits = command["limits"]
@@ -257,84 +256,28 @@ def _supervise(conn: socket.socket, server: socket.socket, command: dict) -> Non
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
-        _reply(conn, verdict(status, timed_out=timed_out, limits=limits))
+        reply(conn, verdict(status, timed_out=timed_out, limits=limits))
     except BaseException as exc:
-        _reply(conn, {"ok": False, "limit": "", "error": f"the sandbox failed: {exc!r}"})
+        reply(conn, {"ok": False, "limit": "", "error": f"the sandbox failed: {exc!r}"})
     finally:
         os._exit(0)
-
-
-# The server ---------------------------------------------------------------------------------------
-
-
-def _reply(conn: socket.socket, document: dict) -> None:
-    with contextlib.suppress(OSError):
-        conn.sendall(json.dumps(document).encode() + b"\n")
 
 
 def serve(path: str) -> None:
     sys.path[0] = os.fspath(BASE)
     os.chdir(BASE)
-    started = time.monotonic()
-    _warm_up()
-    stamp = code_stamp()
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the supervisors
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `finally`: remove the socket
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)
-    try:
-        server.bind(path)
-    finally:
-        os.umask(old_umask)
-    server.listen(64)
-    identity = os.stat(path).st_ino
-    server.settimeout(CHECK_SECONDS)
-    _say(f"ready after {time.monotonic() - started:.1f}s, listening on {path}")
-    last_job = time.monotonic()
-    try:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                try:
-                    still_ours = os.stat(path).st_ino == identity
-                except FileNotFoundError:
-                    still_ours = False
-                if not still_ours:
-                    _say("my socket is gone; leaving")
-                    return
-                if time.monotonic() - last_job > IDLE_SECONDS:
-                    _say(f"idle for {IDLE_SECONDS:.0f}s; leaving")
-                    return
-                continue
-            with conn:
-                conn.settimeout(5)
-                try:
-                    command = json.loads(conn.makefile("rb").readline(1 << 20))
-                except (OSError, ValueError) as exc:
-                    _say(f"bad request: {exc!r}")
-                    continue
-                if not isinstance(command, dict) or command.get("cmd") not in ("ping", "run"):
-                    _reply(conn, {"ok": False, "error": f"unknown command {command!r:.80}"})
-                    continue
-                if command["cmd"] == "ping":
-                    _reply(conn, {"ok": True, "pid": os.getpid(), "stamp": stamp})
-                    continue
-                if code_stamp() != stamp:
-                    _reply(conn, {"ok": False, "stale": True, "error": "stale: the code changed"})
-                    _say("the code changed; leaving so a fresh server takes over")
-                    return
-                last_job = time.monotonic()
-                conn.settimeout(None)
-                sys.stdout.flush()
-                if os.fork() == 0:
-                    _supervise(conn, server, command)
-    finally:
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_ino == identity:
-                os.unlink(path)
+    from worker import forkserver
+
+    forkserver.serve(
+        path,
+        name="sandbox",
+        command="run",
+        warm=_warm_up,
+        stamp=code_stamp,
+        child=_supervise,
+        idle_seconds=IDLE_SECONDS,
+        reply_pid=False,
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ out of date), the runtime spawns `python -m serving` as before. The launcher exi
 it imported changed (the next deploy starts a fresh one), when its socket is gone, or after
 IDLE_SECONDS without a request.
 
-Protocol (one JSON line each way): {"cmd": "ping"} -> {"ok": true, "pid": N};
+Protocol (`worker/forkserver.py`, one JSON line each way): {"cmd": "ping"} -> {"ok": true, "pid": N};
 {"cmd": "spawn", "env": {...}, "cwd": "...", "log": "..."} -> {"ok": true, "pid": N}
 or {"ok": false, "error": "..."}.
 
@@ -24,7 +24,6 @@ This module is imported by the runtime (the client half) and run as a script (th
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 
 IDLE_SECONDS = 3600.0
-CHECK_SECONDS = 30.0
+FORKSERVER = Path(__file__).resolve().parents[2] / "forkserver.py"
 MARKER = "--serving-launcher"
 HEAVY_MODULES = (
     "numpy",
@@ -70,21 +69,10 @@ def pid_path(root: Path) -> Path:
 
 
 def request(root: Path, command: dict, *, timeout: float = 5.0) -> dict:
-    """One command to the launcher; raises OSError or ValueError when it cannot answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(timeout)
-        conn.connect(os.fspath(socket_path(root)))
-        conn.sendall(json.dumps(command).encode() + b"\n")
-        buffer = b""
-        while b"\n" not in buffer:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            buffer += chunk
-    answer = json.loads(buffer.split(b"\n", 1)[0] or b"null")
-    if not isinstance(answer, dict):
-        raise ValueError(f"the launcher answered {answer!r}")
-    return answer
+    """One command to the launcher; raises ControlError when it cannot answer."""
+    from worker.runtimes.local import processes
+
+    return processes.control(socket_path(root), command, timeout=timeout)
 
 
 def start(root: Path, *, cwd: Path, env: dict[str, str]) -> int:
@@ -108,9 +96,11 @@ def start(root: Path, *, cwd: Path, env: dict[str, str]) -> int:
 
 
 def answers(root: Path) -> bool:
+    from worker.runtimes.local import processes
+
     try:
         return bool(request(root, {"cmd": "ping"}, timeout=2).get("ok"))
-    except (OSError, ValueError):
+    except processes.ControlError:
         return False
 
 
@@ -124,7 +114,7 @@ def warm(root: Path, *, cwd: Path) -> None:
         if pid is not None:
             try:
                 stamp = request(root, {"cmd": "ping"}, timeout=2).get("stamp")
-            except (OSError, ValueError):
+            except processes.ControlError:
                 return  # still importing: it will be ready soon
             if stamp == _code_stamp(Path(cwd)):
                 return
@@ -165,7 +155,7 @@ def spawn(root: Path, *, env: dict[str, str], cwd: Path, log_path: Path, timeout
             return None
         try:
             answer = request(root, command, timeout=10)
-        except (OSError, ValueError):
+        except processes.ControlError:
             return None
         if answer.get("ok"):
             return int(answer["pid"])
@@ -192,7 +182,7 @@ def stop(root: Path) -> None:
 
 def _code_stamp(base: Path) -> float:
     """The newest modification time among the files whose code the launcher holds in memory."""
-    stamps = [Path(__file__).stat().st_mtime]
+    stamps = [Path(__file__).stat().st_mtime, FORKSERVER.stat().st_mtime]
     stamps += [path.stat().st_mtime for path in (base / "serving").glob("**/*.py")]
     with contextlib.suppress(FileNotFoundError):  # new pins usually mean new libraries
         stamps.append((base / "serving" / "requirements.txt").stat().st_mtime)
@@ -270,74 +260,21 @@ def _child(conn: socket.socket, server: socket.socket, command: dict) -> None:
 def serve(path: str) -> None:
     base = Path.cwd()
     sys.path[0] = os.fspath(base)  # as `python -m` would: the project's packages, not this folder
+    sys.path.insert(1, os.fspath(FORKSERVER.parents[1]))  # and this file's own, for the server loop
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
-    started = time.monotonic()
-    _warm_up()
-    stamp = _code_stamp(base)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the serving processes we fork
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `finally`: remove the socket
+    from worker import forkserver
 
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    os.chmod(path, 0o600)
-    server.listen(16)
-    identity = os.stat(path).st_ino
-    server.settimeout(CHECK_SECONDS)
-    _say(f"ready after {time.monotonic() - started:.1f}s, listening on {path}")
-    last_request = time.monotonic()
-    try:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                try:
-                    still_ours = os.stat(path).st_ino == identity
-                except FileNotFoundError:
-                    still_ours = False
-                if not still_ours:
-                    _say("my socket is gone; leaving")
-                    return
-                if time.monotonic() - last_request > IDLE_SECONDS:
-                    _say(f"idle for {IDLE_SECONDS:.0f}s; leaving")
-                    return
-                continue
-            last_request = time.monotonic()
-            with conn:
-                conn.settimeout(5)
-                try:
-                    line = conn.makefile("rb").readline(1 << 20)
-                    command = json.loads(line)
-                except (OSError, ValueError) as exc:
-                    _say(f"bad request: {exc!r}")
-                    continue
-                if command.get("cmd") == "ping":
-                    _reply(conn, {"ok": True, "pid": os.getpid(), "stamp": stamp})
-                    continue
-                if command.get("cmd") != "spawn":
-                    _reply(conn, {"ok": False, "error": f"unknown command {command.get('cmd')!r}"})
-                    continue
-                if _code_stamp(base) != stamp:
-                    _reply(conn, {"ok": False, "error": "stale: the serving code changed since I started"})
-                    _say("the serving code changed; leaving so a fresh launcher takes over")
-                    return
-                sys.stdout.flush()
-                sys.stderr.flush()
-                pid = os.fork()
-                if pid == 0:
-                    _child(conn, server, command)
-                _reply(conn, {"ok": True, "pid": pid})
-    finally:
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_ino == identity:
-                os.unlink(path)
-
-
-def _reply(conn: socket.socket, document: dict) -> None:
-    with contextlib.suppress(OSError):
-        conn.sendall(json.dumps(document).encode() + b"\n")
+    forkserver.serve(
+        path,
+        name="launcher",
+        command="spawn",
+        warm=_warm_up,
+        stamp=lambda: _code_stamp(base),
+        child=_child,
+        idle_seconds=IDLE_SECONDS,
+        reply_pid=True,
+    )
 
 
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == MARKER:

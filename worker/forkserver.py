@@ -1,0 +1,119 @@
+"""A warm fork server: import something heavy once, then fork a child per request.
+
+The local runtime's launcher (serving processes) and the upload sandbox (one confined process per
+upload) are both this loop with a different warm-up and child. Protocol, one JSON line each way on
+a unix socket only its owner may use:
+
+    {"cmd": "ping"} -> {"ok": true, "pid": N, "stamp": S}
+    {"cmd": <the server's command>, ...} -> the child's business; with `reply_pid`, the server
+        answers {"ok": true, "pid": N} itself; when the code it imported changed, it answers
+        {"ok": false, "stale": true, "error": "stale: ..."} and leaves, for a fresh one to start.
+
+The server leaves when its socket is gone (another took its place, or it was removed) or after
+`idle_seconds` without a request. Importing this module imports no Django.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+CHECK_SECONDS = 10.0
+
+
+def say(name: str, message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {name}[{os.getpid()}]: {message}", flush=True)
+
+
+def reply(conn: socket.socket, document: dict) -> None:
+    with contextlib.suppress(OSError):
+        conn.sendall(json.dumps(document).encode() + b"\n")
+
+
+def serve(
+    path: str,
+    *,
+    name: str,
+    command: str,
+    warm: Callable[[], None],
+    stamp: Callable[[], float],
+    child: Callable[[socket.socket, socket.socket, dict], None],
+    idle_seconds: float,
+    reply_pid: bool,
+) -> None:
+    """Warm up, listen on `path`, and fork `child(conn, server, request)` for each `command`.
+
+    `child` runs in the forked process and must never return (it ends with os._exit).
+    """
+    started = time.monotonic()
+    warm()
+    code_stamp = stamp()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `finally`: remove the socket
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        server.bind(path)
+    finally:
+        os.umask(old_umask)
+    server.listen(64)
+    identity = os.stat(path).st_ino
+    server.settimeout(CHECK_SECONDS)
+    say(name, f"ready after {time.monotonic() - started:.1f}s, listening on {path}")
+    last_request = time.monotonic()
+    try:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                try:
+                    still_ours = os.stat(path).st_ino == identity
+                except FileNotFoundError:
+                    still_ours = False
+                if not still_ours:
+                    say(name, "my socket is gone; leaving")
+                    return
+                if time.monotonic() - last_request > idle_seconds:
+                    say(name, f"idle for {idle_seconds:.0f}s; leaving")
+                    return
+                continue
+            last_request = time.monotonic()
+            with conn:
+                conn.settimeout(5)
+                try:
+                    request = json.loads(conn.makefile("rb").readline(1 << 20))
+                except (OSError, ValueError) as exc:
+                    say(name, f"bad request: {exc!r}")
+                    continue
+                cmd = request.get("cmd") if isinstance(request, dict) else None
+                if cmd == "ping":
+                    reply(conn, {"ok": True, "pid": os.getpid(), "stamp": code_stamp})
+                    continue
+                if cmd != command:
+                    reply(conn, {"ok": False, "error": f"unknown command {cmd!r}"})
+                    continue
+                if stamp() != code_stamp:
+                    reply(
+                        conn, {"ok": False, "stale": True, "error": "stale: the code changed since I started"}
+                    )
+                    say(name, "the code changed; leaving so a fresh server takes over")
+                    return
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    child(conn, server, request)
+                if reply_pid:
+                    reply(conn, {"ok": True, "pid": pid})
+    finally:
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == identity:
+                os.unlink(path)
