@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import skops.io as sio
+from django.core.files.uploadedfile import SimpleUploadedFile
 from sklearn.datasets import load_iris
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -351,3 +352,23 @@ def test_the_dashboard_says_why_an_upload_past_the_limit_was_dropped(
     assert response.status_code == 400
     assert "a model file may be at most 1,048,576." in response.content.decode()
     assert nothing_stored()
+
+
+def test_the_dashboard_lists_the_types_to_review_and_registers_once_they_are_accepted(
+    admin, iris_model, client
+):
+    data = sio.dumps(DecisionTreeClassifier(random_state=0).fit(X, Y))
+    client.force_login(admin)
+    url = f"/models/{iris_model.name}/upload/"
+    schema = json.dumps(list("abcd"))
+    refused = client.post(url, {"artifact": SimpleUploadedFile("t.skops", data), "input_schema": schema})
+    assert refused.status_code == 400
+    page = refused.content.decode()
+    assert f'id="id_trusted_types">\n{TREE}</textarea>' in page
+    assert "Review the trusted types below, then choose the file again." in page
+    assert nothing_stored()
+    accepted = client.post(
+        url, {"artifact": SimpleUploadedFile("t.skops", data), "input_schema": schema, "trusted_types": TREE}
+    )
+    assert accepted.status_code == 302
+    assert ModelVersion.objects.get().trusted_types == [TREE]

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from endpoints.sandbox import client as sandbox
 from portal import processes
 
 
@@ -61,3 +62,4 @@ class Command(BaseCommand):
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     process.kill()
+            sandbox.stop()  # the upload sandbox's server, which the web server started
