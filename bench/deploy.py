@@ -102,6 +102,7 @@ def main() -> None:
 
     from endpoints.demo import IRIS_LABELS, NamedBytes, iris_skops_bytes
     from endpoints.models import Deployment
+    from endpoints.sandbox import client as sandbox
     from endpoints.services.endpoints import endpoint_create
     from endpoints.services.versions import ml_model_create, model_version_register
     from tests.fixtures.worker import CeleryWorker, database_url_for_subprocess, stop_serving_processes
@@ -121,6 +122,7 @@ def main() -> None:
             )
             for _ in range(2)
         ]
+        sandbox.stop()  # an idle upload sandbox server would only stand beside the measurement
         endpoint_create(user=admin, name="bench-iris", access_mode="open")
         env = {
             **os.environ,

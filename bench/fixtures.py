@@ -21,6 +21,7 @@ def admin_client() -> Client:
 def populate(*, endpoints: int, deployments: int) -> None:
     """Grow the database to `endpoints` endpoints and `deployments` deployments in all."""
     from endpoints.models import Deployment, DeploymentStatus, Endpoint, MLModel
+    from endpoints.sandbox import client as sandbox
     from endpoints.services.versions import ml_model_create, model_version_register
 
     admin = get_user_model().objects.get(username="bench")
@@ -34,6 +35,7 @@ def populate(*, endpoints: int, deployments: int) -> None:
             )
             for _ in range(3)
         ]
+        sandbox.stop()  # an idle upload sandbox server would only stand beside the measurement
     have = Endpoint.objects.count()
     Endpoint.objects.bulk_create(
         Endpoint(name=f"endpoint-{index:05d}", created_by=admin, url=f"http://127.0.0.1:{18100 + index}")
