@@ -191,3 +191,13 @@ def test_a_secret_from_the_environment_wins_over_the_file(tmp_path):
     chosen = secrets.token_urlsafe(50)
     result = start(["-c", SHOW_SECRETS], {"VAR_DIR": str(tmp_path), "SECRET_KEY": chosen})
     assert result.stdout.split()[0] == chosen
+
+
+def test_a_variable_set_but_empty_counts_as_unset(tmp_path):
+    """VAR_DIR= (as an env file or a compose entry leaves it) must not put the data in the cwd."""
+    shown = start(
+        ["-c", "import django; django.setup(); from django.conf import settings; print(settings.VAR_DIR)"],
+        {"VAR_DIR": "", "RUNTIME": ""},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == str(BASE_DIR / "var")
