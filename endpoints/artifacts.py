@@ -15,7 +15,6 @@ and check: the ONNX form is kept only if it gives the model's answers on a fixed
 """
 
 import dataclasses
-import hashlib
 import importlib
 import pickle
 import warnings
@@ -25,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-FEATURE_TYPES = ("number", "integer", "boolean")
+from serving.artifacts import file_digest
+from serving.config import FEATURE_TYPES
+
 EXTENSIONS = {".skops": "skops", ".onnx": "onnx", ".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle"}
 
 
@@ -60,16 +61,6 @@ def format_for(filename: str) -> str:
             "(or, as an admin who trusts it, .joblib / .pkl)."
         )
     return EXTENSIONS[suffix]
-
-
-def file_digest(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def load_estimator(path: Path, fmt: str, trusted_types: list[str]):

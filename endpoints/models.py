@@ -117,9 +117,6 @@ class ModelVersion(models.Model):
     def runs_code_when_loaded(self) -> bool:
         return self.format in PICKLE_FORMATS
 
-    def label_for(self, cls) -> str:
-        return str(self.label_map.get(str(cls), cls))
-
 
 class AccessMode(models.TextChoices):
     API_KEY = "api_key", "API key"
@@ -278,10 +275,6 @@ class Deployment(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_DEPLOYMENT_STATUSES
-
-    @property
-    def revision_name(self) -> str:
-        return f"{self.endpoint.name}-d{self.pk}"
 
 
 class KeyRequestStatus(models.TextChoices):

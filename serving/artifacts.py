@@ -49,12 +49,19 @@ def _download_gcs(bucket: str, name: str, cache_dir: str | None) -> Path:
     return target
 
 
-def sha256_of(path: Path) -> str:
+def file_digest(path: Path | str) -> tuple[str, int]:
+    """The file's sha256 (hex) and size, read in 1 MiB chunks: the one streamed digest of the tree."""
     digest = hashlib.sha256()
+    size = 0
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    return digest.hexdigest()
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def sha256_of(path: Path | str) -> str:
+    return file_digest(path)[0]
 
 
 def verify(path: Path, expected: str) -> None:

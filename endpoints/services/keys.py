@@ -5,7 +5,7 @@ revoked, or KEY_REVEAL_WINDOW_HOURS pass: then it is erased. A key nobody reveal
 "expired unseen": it is revoked too, and an admin may re-issue the request (a new key, revealed
 once like any other).
 
-An admin may undo a revoke within RESTORE_DAYS, and rotate a key: the team gets a new key through
+An admin may undo a revoke within KEY_RESTORE_DAYS, and rotate a key: the team gets a new key through
 the same issue-and-reveal path as a request, and the old one is revoked after an overlap. Beat's
 `worker.expire_keys` revokes keys past their expiry (Google keys never expire by themselves) and
 expires keys left unseen.
@@ -29,7 +29,6 @@ from worker.runtimes.base import KeySpec, PermanentError
 
 logger = logging.getLogger(__name__)
 
-RESTORE_DAYS = KEY_RESTORE_DAYS
 #: The longest overlap of a rotation, during which the old and the new key both work.
 MAX_OVERLAP_HOURS = 24 * 30
 #: The refusal of a team the user is not in, worded as for a team that does not exist: a member
@@ -383,17 +382,17 @@ def api_key_revoke_at_runtime(*, key_id: int) -> None:
 
 
 def api_key_restore(*, user, key: ApiKey) -> ApiKey:
-    """Undo a revoke made less than RESTORE_DAYS ago; the worker restores the key at the runtime."""
+    """Undo a revoke made less than KEY_RESTORE_DAYS ago; the worker restores the key at the runtime."""
     require_admin(user)
     now = timezone.now()
     with transaction.atomic():
         locked = ApiKey.objects.select_for_update().select_related("endpoint").get(pk=key.pk)
         if locked.revoked_at is None:
             raise ServiceError("This key is not revoked.", code="conflict")
-        if locked.revoked_at < now - timedelta(days=RESTORE_DAYS):
+        if locked.revoked_at < now - timedelta(days=KEY_RESTORE_DAYS):
             raise ServiceError(
-                f"This key was revoked on {locked.revoked_at:%Y-%m-%d}, more than {RESTORE_DAYS} days ago, "
-                "and can no longer be restored; request a new key instead.",
+                f"This key was revoked on {locked.revoked_at:%Y-%m-%d}, more than {KEY_RESTORE_DAYS} days "
+                "ago, and can no longer be restored; request a new key instead.",
                 code="conflict",
             )
         if locked.expires_at and locked.expires_at <= now:

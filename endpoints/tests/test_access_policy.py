@@ -21,7 +21,7 @@ from endpoints.services import access
 from endpoints.services.allowlist import allowlist_add, allowlist_remove
 from endpoints.services.deployments import deployment_request, deployment_run
 from endpoints.services.endpoints import endpoint_update
-from tests.fixtures.worker import session_ports, stop_serving_processes
+from tests.fixtures.worker import revision_pid, session_ports, stop_serving_processes
 from worker import tasks
 from worker.runtimes.base import TransientError
 from worker.runtimes.local import LocalRuntime
@@ -95,7 +95,7 @@ def test_a_mode_change_refuses_callers_outside_the_list_right_after_it_is_applie
     live, admin, sent, django_capture_on_commit_callbacks
 ):
     revision = live.live_deployment_id
-    pid = LocalRuntime().revision_pid(live.name, live.live_deployment.resources["revision"])
+    pid = revision_pid(live.name, live.live_deployment.resources["revision"])
     with django_capture_on_commit_callbacks(execute=True):
         allowlist_add(user=admin, endpoint=live, cidr="127.0.0.1")
     run_queued(sent)
@@ -112,7 +112,7 @@ def test_a_mode_change_refuses_callers_outside_the_list_right_after_it_is_applie
     # No redeploy: the same deployment and the same process answer.
     endpoint = fresh(live)
     assert endpoint.live_deployment_id == revision
-    assert LocalRuntime().revision_pid(live.name, live.live_deployment.resources["revision"]) == pid
+    assert revision_pid(live.name, live.live_deployment.resources["revision"]) == pid
     assert endpoint.access_state == AccessPolicyState.APPLIED
     assert endpoint.access_applied_revision == endpoint.access_revision == 2
 

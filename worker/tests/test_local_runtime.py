@@ -12,7 +12,7 @@ import pytest
 
 from endpoints.demo import IRIS_FEATURES, IRIS_LABELS
 from endpoints.sealing import key_hash
-from tests.fixtures.worker import session_ports, stop_serving_processes
+from tests.fixtures.worker import revision_pid, session_ports, stop_serving_processes
 from worker.runtimes.base import (
     AccessPolicy,
     DeploySpec,
@@ -175,7 +175,7 @@ def test_a_launcher_whose_code_changed_is_replaced_by_a_fresh_one(
         assert not processes.alive(old)
         fresh = processes.read_pid_file(launcher.pid_path(root))
         assert fresh not in (None, old)
-        assert serving_pids(root / "endpoints" / name) == [runtime.revision_pid(name, f"{name}-d2")]
+        assert serving_pids(root / "endpoints" / name) == [revision_pid(name, f"{name}-d2")]
         assert predict(live["url"]).json()["target"] == "setosa"
 
         # A worker starting after an upgrade replaces the launcher before any deploy needs it.
@@ -225,7 +225,7 @@ def test_an_artifact_serving_cannot_load_fails_at_ready_with_its_log(
     runtime, name, endpoint_dir, iris_model, tmp_path
 ):
     live = deploy(runtime, deploy_spec(name, iris_model, 1))
-    live_pid = runtime.revision_pid(name, f"{name}-d1")
+    live_pid = revision_pid(name, f"{name}-d1")
     garbage = model_spec(tmp_path / "garbage.skops", b"this is not a zip archive at all", version=2)
 
     with pytest.raises(PermanentError, match="not a skops file") as failure:
@@ -295,7 +295,7 @@ def test_redeploying_under_load_fails_no_request_and_stops_the_old_process(
     runtime, name, endpoint_dir, iris_model, iris_bytes, tmp_path
 ):
     live = deploy(runtime, deploy_spec(name, iris_model, 1))
-    old_pid = runtime.revision_pid(name, f"{name}-d1")
+    old_pid = revision_pid(name, f"{name}-d1")
     second = model_spec(tmp_path / "iris-2.skops", iris_bytes, version=2)
 
     with Hammer(live["url"]) as hammer:
@@ -308,7 +308,7 @@ def test_redeploying_under_load_fails_no_request_and_stops_the_old_process(
     assert swapped["url"] == live["url"]
     assert swapped["previous_revision"] == f"{name}-d1"
     assert not processes.alive(old_pid)
-    assert serving_pids(endpoint_dir) == [runtime.revision_pid(name, f"{name}-d2")]
+    assert serving_pids(endpoint_dir) == [revision_pid(name, f"{name}-d2")]
     assert not (endpoint_dir / f"{name}-d1.pid").exists()
 
 
@@ -390,9 +390,9 @@ def test_a_live_revision_whose_process_died_is_started_again_on_the_same_port(
     live = deploy(runtime, spec)
     assert runtime.ensure_serving(spec) is False  # running: nothing to do
 
-    pid = runtime.revision_pid(name, f"{name}-d1")
+    pid = revision_pid(name, f"{name}-d1")
     processes.terminate(pid, grace=0.1)
-    assert runtime.revision_pid(name, f"{name}-d1") is None
+    assert revision_pid(name, f"{name}-d1") is None
 
     assert runtime.ensure_serving(spec) is True
     assert predict(live["url"]).json()["target"] == "setosa"
@@ -402,7 +402,7 @@ def test_a_live_revision_whose_process_died_is_started_again_on_the_same_port(
 
 def test_stopping_an_endpoint_stops_its_process(runtime, name, endpoint_dir, iris_model):
     live = deploy(runtime, deploy_spec(name, iris_model, 1))
-    pid = runtime.revision_pid(name, f"{name}-d1")
+    pid = revision_pid(name, f"{name}-d1")
     runtime.stop_endpoint(name)
     assert not processes.alive(pid)
     assert serving_pids(endpoint_dir) == []

@@ -9,11 +9,11 @@ can read `SERVING_MODEL_URI` at start.
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from google.api_core import exceptions as gexc
 
+from serving.artifacts import sha256_of
 from worker.runtimes.base import ModelSpec, PermanentError, TransientError
 from worker.runtimes.gcp.clients import Context
 
@@ -45,7 +45,7 @@ def ensure_artifact(ctx: Context, model: ModelSpec, *, validate_only: bool = Fal
                 "remove the object so the portal can upload it again."
             )
         return f"gs://{bucket.name}/{name} is already there"
-    actual = _sha256(model.artifact_path)
+    actual = sha256_of(model.artifact_path)
     if actual != model.sha256:
         raise PermanentError(
             f"sha256 mismatch: the artifact file hashes to {actual[:12]}…, the version records "
@@ -63,14 +63,6 @@ def ensure_artifact(ctx: Context, model: ModelSpec, *, validate_only: bool = Fal
         accept=(gexc.PreconditionFailed,),  # another worker uploaded it first: same bytes, same name
     )
     return f"uploaded {size} bytes to gs://{bucket.name}/{name}"
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def grant_reader(ctx: Context, member: str, *, validate_only: bool = False) -> bool:

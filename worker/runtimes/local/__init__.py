@@ -28,6 +28,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from serving.artifacts import sha256_of
 from worker.runtimes.base import (
     AccessPolicy,
     Change,
@@ -42,7 +43,7 @@ from worker.runtimes.base import (
 )
 from worker.runtimes.local import launcher, processes
 from worker.runtimes.local.processes import ControlError
-from worker.runtimes.local.state import EndpointDir, RuntimeDir, deployment_number, sha256_of
+from worker.runtimes.local.state import EndpointDir, RuntimeDir, deployment_number
 
 log = logging.getLogger(__name__)
 
@@ -216,10 +217,6 @@ class LocalRuntime(Runtime):
         for step in (deploy.artifact, deploy.access, deploy.start, deploy.ready, deploy.switch):
             resources.update(step(resources).resources)
         return True
-
-    def revision_pid(self, endpoint: str, revision: str) -> int | None:
-        """The pid of `revision`'s serving process if it is running (for tests and the dashboard)."""
-        return processes.read_pid_file(self.dir.endpoint(endpoint).pid_file(revision))
 
     def warm_up(self) -> None:
         """Start the launcher ahead of the first deploy (the worker calls this when it starts)."""
