@@ -9,6 +9,7 @@ from django import forms
 from django.conf import settings
 
 from endpoints.models import AccessMode, Endpoint, ModelVersion, Team
+from endpoints.services.deployments import FULL_TRAFFIC
 from endpoints.services.keys import UNKNOWN_TEAM
 
 CPU_CHOICES = [("1", "1 vCPU"), ("2", "2 vCPU"), ("4", "4 vCPU"), ("8", "8 vCPU")]
@@ -88,7 +89,7 @@ class DeployForm(forms.Form):
     traffic_percent = forms.IntegerField(
         label="Traffic %",
         required=False,
-        initial=100,
+        initial=FULL_TRAFFIC,
         widget=NUMBER,
         help_text="Below 100 sends that share to the new version and the rest to the live one (a canary).",
     )

@@ -25,8 +25,9 @@ from endpoints.models import (
     ModelVersion,
     Team,
 )
+from endpoints.services.deployments import FULL_TRAFFIC
 from endpoints.services.endpoints import SETTINGS_FIELDS
-from endpoints.services.keys import UNKNOWN_TEAM
+from endpoints.services.keys import DEFAULT_OVERLAP_HOURS, MAX_OVERLAP_HOURS, UNKNOWN_TEAM
 
 # -- reads -----------------------------------------------------------------------------------------
 
@@ -442,7 +443,9 @@ class EndpointCreateSerializer(EndpointSettingsSerializer):
 
 class DeployRequestSerializer(InputSerializer):
     model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.select_related("model"))
-    traffic_percent = serializers.IntegerField(required=False, default=100)
+    traffic_percent = serializers.IntegerField(
+        required=False, help_text=f"The new version's share, 1 to 100 ({FULL_TRAFFIC} when not given)."
+    )
 
 
 class AllowlistAddSerializer(InputSerializer):
@@ -498,6 +501,6 @@ class DecisionSerializer(InputSerializer):
 class KeyRotateSerializer(InputSerializer):
     overlap_hours = serializers.IntegerField(
         required=False,
-        default=24,
-        help_text="Hours both keys work before the old one is revoked (0 to 720; 24 when not given).",
+        help_text=f"Hours both keys work before the old one is revoked (0 to {MAX_OVERLAP_HOURS}; "
+        f"{DEFAULT_OVERLAP_HOURS} when not given).",
     )

@@ -37,7 +37,12 @@ from endpoints.models import (
     Team,
 )
 from endpoints.services.allowlist import allowlist_add, allowlist_remove
-from endpoints.services.deployments import deployment_plan, deployment_request, deployment_rollback
+from endpoints.services.deployments import (
+    deployment_plan,
+    deployment_request,
+    deployment_rollback,
+    traffic_share,
+)
 from endpoints.services.endpoints import endpoint_create, endpoint_update
 from endpoints.services.keys import (
     api_key_restore,
@@ -306,7 +311,7 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
             user=request.user,
             endpoint=endpoint,
             model_version=data["model_version"],
-            traffic_percent=data["traffic_percent"],
+            traffic_percent=data.get("traffic_percent"),
         )
         return self.respond(
             deployment, s.DeploymentSerializer, status_code=status.HTTP_202_ACCEPTED, location=True
@@ -328,12 +333,12 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
             user=request.user,
             endpoint=endpoint,
             model_version=data["model_version"],
-            traffic_percent=data["traffic_percent"],
+            traffic_percent=data.get("traffic_percent"),
         )
         body = {
             "endpoint": endpoint.name,
             "model_version": data["model_version"].pk,
-            "traffic_percent": data["traffic_percent"],
+            "traffic_percent": traffic_share(data.get("traffic_percent")),
             "runtime": settings.RUNTIME,
             "changes": [vars(change) for change in changes],
         }

@@ -39,6 +39,31 @@ from worker.runtimes.base import (
 log = logging.getLogger(__name__)
 
 
+FULL_TRAFFIC = 100  # a deployment's share when none is given: the new version takes every request
+
+
+def traffic_share(traffic_percent: int | None) -> int:
+    """The share asked for, FULL_TRAFFIC when none; a whole percentage from 1 to 100."""
+    if traffic_percent is None:
+        return FULL_TRAFFIC
+    if (
+        isinstance(traffic_percent, bool)
+        or not isinstance(traffic_percent, int)
+        or not 1 <= traffic_percent <= 100
+    ):
+        raise ServiceError("Traffic must be a whole percentage from 1 to 100.", field="traffic_percent")
+    return traffic_percent
+
+
+def check_canary(traffic_percent: int, endpoint: Endpoint) -> None:
+    """A share below FULL_TRAFFIC splits requests with the live version, so one must be live."""
+    if traffic_percent < FULL_TRAFFIC and endpoint.live_deployment_id is None:
+        raise ServiceError(
+            "A canary share needs a version already live on the endpoint; deploy with 100% first.",
+            field="traffic_percent",
+        )
+
+
 def _busy_message(endpoint: Endpoint) -> str:
     active = endpoint.deployments.active().first()
     which = f" (deployment {active.pk}, {active.status})" if active else ""
@@ -50,24 +75,22 @@ def deployment_request(
     user,
     endpoint: Endpoint,
     model_version: ModelVersion,
-    traffic_percent: int = 100,
+    traffic_percent: int | None = None,
     rollback_of: Deployment | None = None,
 ) -> Deployment:
-    """Queue a deployment of `model_version` to `endpoint`; the worker carries it out."""
+    """Queue a deployment of `model_version` to `endpoint`; the worker carries it out.
+
+    `traffic_percent` is the new version's share (FULL_TRAFFIC when not given; less is a canary).
+    """
     require_admin(user)
-    if not isinstance(traffic_percent, int) or not 1 <= traffic_percent <= 100:
-        raise ServiceError("Traffic must be a whole percentage from 1 to 100.", field="traffic_percent")
+    traffic_percent = traffic_share(traffic_percent)
     task_id = str(uuid.uuid4())
     try:
         with transaction.atomic():
             locked = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
             if locked.deployments.active().exists():
                 raise ServiceError(_busy_message(locked), code="conflict")
-            if traffic_percent < 100 and locked.live_deployment_id is None:
-                raise ServiceError(
-                    "A canary share needs a version already live on the endpoint; deploy with 100% first.",
-                    field="traffic_percent",
-                )
+            check_canary(traffic_percent, locked)
             deployment = Deployment.objects.create(
                 endpoint=locked,
                 model_version=model_version,
@@ -114,7 +137,7 @@ def deployment_rollback(*, user, deployment: Deployment) -> Deployment:
 
 
 def deployment_plan(
-    *, user, endpoint: Endpoint, model_version: ModelVersion, traffic_percent: int = 100
+    *, user, endpoint: Endpoint, model_version: ModelVersion, traffic_percent: int | None = None
 ) -> list[Change]:
     """Say what deploying `model_version` to `endpoint` would change, changing nothing.
 
@@ -125,14 +148,9 @@ def deployment_plan(
     from worker.runtimes import get_runtime
 
     require_admin(user)
-    if not isinstance(traffic_percent, int) or not 1 <= traffic_percent <= 100:
-        raise ServiceError("Traffic must be a whole percentage from 1 to 100.", field="traffic_percent")
+    traffic_percent = traffic_share(traffic_percent)
     endpoint = Endpoint.objects.with_live().get(pk=endpoint.pk)
-    if traffic_percent < 100 and endpoint.live_deployment_id is None:
-        raise ServiceError(
-            "A canary share needs a version already live on the endpoint; deploy with 100% first.",
-            field="traffic_percent",
-        )
+    check_canary(traffic_percent, endpoint)
     runtime = get_runtime()
     if not hasattr(runtime, "plan"):
         name = getattr(runtime, "name", "") or "configured"
@@ -305,7 +323,7 @@ def deployment_finish(*, deployment_id: int) -> None:
         Deployment.objects.filter(pk=deployment_id).update(
             status=DeploymentStatus.READY, finished_at=now, claimed_until=None, error=""
         )
-        if deployment.traffic_percent == 100:
+        if deployment.traffic_percent == FULL_TRAFFIC:
             # Everything else that served this endpoint (the last live version, and any version a
             # canary left serving beside it) now serves nothing.
             endpoint.deployments.filter(status=DeploymentStatus.READY).exclude(pk=deployment_id).update(

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 #: The longest overlap of a rotation, during which the old and the new key both work.
 MAX_OVERLAP_HOURS = 24 * 30
+DEFAULT_OVERLAP_HOURS = 24  # a rotation's overlap when none is given
 #: The refusal of a team the user is not in, worded as for a team that does not exist: a member
 #: learns nothing about teams they are not in (the API's and the dashboard's team fields say it too).
 UNKNOWN_TEAM = "Choose one of your teams."
@@ -448,7 +449,7 @@ def api_key_restore_at_runtime(*, key_id: int) -> None:
                 access_sync_enqueue(key.endpoint)
 
 
-def api_key_rotate(*, user, key: ApiKey, overlap_hours: int) -> ApiKeyRequest:
+def api_key_rotate(*, user, key: ApiKey, overlap_hours: int | None = None) -> ApiKeyRequest:
     """Issue the key's team a new key for the same endpoint; revoke this one `overlap_hours` later.
 
     The new key goes through the path of an approved request (the worker issues it, a member of
@@ -456,6 +457,8 @@ def api_key_rotate(*, user, key: ApiKey, overlap_hours: int) -> ApiKeyRequest:
     the overlap has passed and the new key was issued; if issuing fails, the old key stays.
     """
     require_admin(user)
+    if overlap_hours is None:
+        overlap_hours = DEFAULT_OVERLAP_HOURS
     if isinstance(overlap_hours, bool) or not isinstance(overlap_hours, int):
         raise ServiceError("Give the overlap as a whole number of hours.", field="overlap_hours")
     if not 0 <= overlap_hours <= MAX_OVERLAP_HOURS:

@@ -19,13 +19,12 @@ def deployment_create(request, name):
     endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
     form = DeployForm(request.POST, user=request.user, endpoint=endpoint)
     if form.is_valid():
-        traffic = form.cleaned_data.get("traffic_percent")
         try:
             deployment = services.deployment_request(
                 user=request.user,
                 endpoint=endpoint,
                 model_version=form.cleaned_data["model_version"],
-                traffic_percent=100 if traffic is None else traffic,
+                traffic_percent=form.cleaned_data.get("traffic_percent"),
             )
         except ServiceError as exc:
             form_error(form, exc)

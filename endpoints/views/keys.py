@@ -15,8 +15,6 @@ from endpoints.services import keys as services
 from endpoints.services.errors import NotAllowed, ServiceError
 from endpoints.views.common import flash_error, form_error, is_htmx, next_url, paginate, posted, vary_on_htmx
 
-DEFAULT_OVERLAP_HOURS = 24
-
 
 @login_required
 def key_request_list(request):
@@ -214,9 +212,7 @@ def key_rotate(request, pk):
     return _key_action(
         request,
         pk,
-        lambda key: services.api_key_rotate(
-            user=request.user, key=key, overlap_hours=DEFAULT_OVERLAP_HOURS if hours is None else hours
-        ),
+        lambda key: services.api_key_rotate(user=request.user, key=key, overlap_hours=hours),
         "Key {key.prefix}… is being rotated: its team reveals the new key on the request's page; "
         "the old one is revoked {key.revoke_after:%Y-%m-%d %H:%M} UTC.",
     )
