@@ -97,6 +97,9 @@ def endpoint(admin):
 class OneStepRuntime:
     """Does one step and says where it serves: enough for `deployment_run` to finish a deploy."""
 
+    name = "one-step"
+    supports_canary = True
+
     def deploy_steps(self, spec):
         from worker.runtimes.base import Step, StepResult
 

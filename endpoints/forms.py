@@ -102,8 +102,10 @@ class DeployForm(forms.Form):
         if live is not None:
             newest = versions.filter(model_id=live.model_version.model_id).first()
             self.fields["model_version"].initial = newest
-        else:
-            # Nothing is live yet, so there is no traffic to share.
+        from worker.runtimes import get_runtime  # looked up at call time, like the services do
+
+        if live is None or not get_runtime().supports_canary:
+            # Nothing is live yet, or the runtime serves one version at a time: no traffic to share.
             del self.fields["traffic_percent"]
 
     @property

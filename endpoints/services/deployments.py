@@ -56,8 +56,20 @@ def traffic_share(traffic_percent: int | None) -> int:
 
 
 def check_canary(traffic_percent: int, endpoint: Endpoint) -> None:
-    """A share below FULL_TRAFFIC splits requests with the live version, so one must be live."""
-    if traffic_percent < FULL_TRAFFIC and endpoint.live_deployment_id is None:
+    """A share below FULL_TRAFFIC splits requests with the live version: the runtime must be able
+    to split them, and a version must be live."""
+    from worker.runtimes import get_runtime
+
+    if traffic_percent == FULL_TRAFFIC:
+        return
+    runtime = get_runtime()
+    if not runtime.supports_canary:
+        raise ServiceError(
+            f"The {runtime.name} runtime serves one version at a time: deploy with 100% of the traffic "
+            "(canary shares need the gcp runtime).",
+            field="traffic_percent",
+        )
+    if endpoint.live_deployment_id is None:
         raise ServiceError(
             "A canary share needs a version already live on the endpoint; deploy with 100% first.",
             field="traffic_percent",

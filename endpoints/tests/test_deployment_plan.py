@@ -68,7 +68,7 @@ def test_a_plan_names_the_endpoints_port_and_the_access_it_would_rewrite(admin, 
     assert changes[3]["detail"].startswith("http://127.0.0.1:18123 answers from iris-prod-d")
 
 
-def test_a_canary_plan_on_the_local_runtime_says_it_cannot_be_done(
+def test_a_canary_on_the_local_runtime_is_refused_when_it_is_asked_for(
     admin, endpoint, iris_version, one_step_runtime, monkeypatch
 ):
     from endpoints.services.deployments import deployment_request, deployment_run
@@ -78,11 +78,18 @@ def test_a_canary_plan_on_the_local_runtime_says_it_cannot_be_done(
     deployment_run(deployment_id=live.pk)  # made live at once by the one-step runtime
     monkeypatch.setattr("worker.runtimes.get_runtime", LocalRuntime)
 
-    response = plan(admin, endpoint, iris_version, traffic_percent=10)
-
-    assert response.status_code == 200
-    (change,) = response.json()["changes"]
-    assert change["action"] == "error" and "canary shares need the gcp runtime" in change["detail"]
+    for response in (
+        plan(admin, endpoint, iris_version, traffic_percent=10),
+        api(admin).post(
+            f"/api/v1/endpoints/{endpoint.name}/deploy/",
+            {"model_version": iris_version.pk, "traffic_percent": 10},
+            format="json",
+        ),
+    ):
+        assert response.status_code == 400
+        assert response.json()["field"] == "traffic_percent"
+        assert "The local runtime serves one version at a time" in response.json()["detail"]
+    assert endpoint.deployments.count() == 1
 
 
 def test_a_canary_plan_without_a_live_version_names_the_traffic_field(admin, endpoint, iris_version):

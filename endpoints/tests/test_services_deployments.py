@@ -15,6 +15,9 @@ from worker.runtimes.base import PermanentError, Step, StepResult, TransientErro
 class ScriptedRuntime:
     """A runtime whose steps do what the test says, recording each call."""
 
+    name = "scripted"
+    supports_canary = True
+
     def __init__(self, outcomes):
         self.outcomes = outcomes
         self.calls = []

@@ -68,7 +68,9 @@ def test_a_second_deploy_while_one_is_in_progress_is_refused_with_a_message(
     assert Deployment.objects.count() == 1
 
 
-def test_a_canary_share_is_offered_once_something_is_live(client, admin, endpoint, iris_version):
+def test_a_canary_share_is_offered_once_something_is_live(
+    client, admin, endpoint, iris_version, one_step_runtime
+):
     _make_live(admin, endpoint, iris_version)
     client.force_login(admin)
     page = client.get(reverse("endpoints:endpoint-detail", args=[endpoint.name])).content.decode()
@@ -78,7 +80,16 @@ def test_a_canary_share_is_offered_once_something_is_live(client, admin, endpoin
     assert Deployment.objects.filter(status="queued").get().traffic_percent == 10
 
 
-def test_a_traffic_share_out_of_range_is_refused_on_its_field(client, admin, endpoint, iris_version):
+def test_the_local_runtime_offers_no_traffic_share(client, admin, endpoint, iris_version):
+    _make_live(admin, endpoint, iris_version)
+    client.force_login(admin)
+    page = client.get(reverse("endpoints:endpoint-detail", args=[endpoint.name])).content.decode()
+    assert 'name="traffic_percent"' not in page  # it serves one version at a time
+
+
+def test_a_traffic_share_out_of_range_is_refused_on_its_field(
+    client, admin, endpoint, iris_version, one_step_runtime
+):
     _make_live(admin, endpoint, iris_version)
     client.force_login(admin)
     response = client.post(deploy_url(endpoint), {"model_version": iris_version.pk, "traffic_percent": "0"})

@@ -170,6 +170,9 @@ class Runtime(ABC):
     """Where endpoints run. One setting, RUNTIME, picks the implementation."""
 
     name: str = ""
+    # Whether a deployment may take only a share of the traffic, the live version keeping the
+    # rest (a canary). Requests for a share are refused up front where it cannot.
+    supports_canary: bool = False
 
     @abstractmethod
     def deploy_steps(self, spec: DeploySpec) -> list[Step]:

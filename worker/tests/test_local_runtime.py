@@ -200,12 +200,6 @@ def test_running_each_step_twice_keeps_one_process(runtime, name, endpoint_dir, 
     assert predict(resources["url"]).json()["target"] == "setosa"
 
 
-def test_a_canary_share_is_refused_in_the_first_step(runtime, name, iris_model):
-    steps = runtime.deploy_steps(deploy_spec(name, iris_model, 2, traffic_percent=10))
-    with pytest.raises(PermanentError, match="serves one version at a time; canary shares need the gcp"):
-        steps[0].run({})
-
-
 def test_an_artifact_with_the_wrong_sha256_fails_and_the_previous_version_keeps_serving(
     runtime, name, endpoint_dir, iris_model, iris_bytes, tmp_path
 ):

@@ -65,6 +65,7 @@ ROLLBACK_KEPT = (
 
 class GcpRuntime(Runtime):
     name = "gcp"
+    supports_canary = True  # traffic is split by revision name
 
     def __init__(
         self,

@@ -47,7 +47,6 @@ from worker.runtimes.local.state import EndpointDir, RuntimeDir, deployment_numb
 
 log = logging.getLogger(__name__)
 
-CANARY_MESSAGE = "the local runtime serves one version at a time; canary shares need the gcp runtime"
 # An access file written this recently (by `apply_access`) may hold newer keys than the deploy's
 # spec, which was read from the database just before the steps began: keep it. The margin covers
 # the coarse clock the kernel stamps files with.
@@ -64,6 +63,7 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class LocalRuntime(Runtime):
     name = "local"
+    supports_canary = False  # one serving process per endpoint: one version at a time
 
     def __init__(self, root: Path | str | None = None):
         self._root = root
@@ -137,8 +137,6 @@ class LocalRuntime(Runtime):
 
         No process is started or stopped, no port is claimed, no file is written.
         """
-        if spec.traffic_percent < 100:
-            return [Change("artifact", "error", CANARY_MESSAGE)]
         target = self.dir.endpoint(spec.endpoint)
         model = spec.model
         changes = []
@@ -243,8 +241,6 @@ class _Deploy:
     # 1. artifact -------------------------------------------------------------------------------
     def artifact(self, resources: dict) -> StepResult:
         spec = self.spec
-        if spec.traffic_percent < 100:
-            raise PermanentError(CANARY_MESSAGE)
         model = spec.model
         if not SHA256.match(model.sha256 or ""):
             raise PermanentError(f"the version records no valid sha256 ({model.sha256!r})")
