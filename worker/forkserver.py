@@ -23,12 +23,58 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
 
 CHECK_SECONDS = 10.0
 
 
 def say(name: str, message: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {name}[{os.getpid()}]: {message}", flush=True)
+
+
+def newest_mtime(paths) -> float:
+    """The newest modification time among `paths` (folders count by their .py files): a code stamp."""
+    stamps = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            stamps += [found.stat().st_mtime for found in path.glob("**/*.py")]
+        elif path.exists():
+            stamps.append(path.stat().st_mtime)
+    return max(stamps)
+
+
+def import_ahead(name: str, modules) -> None:
+    """Import `modules` now, so forked children find them in memory; a failure only costs time."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            say(name, f"could not import {module} ahead of time: {exc!r}")
+
+
+def detach(output: str, *, flags: int = os.O_APPEND) -> None:
+    """In a forked child: a session of its own, stdin from /dev/null, output to `output`."""
+    os.setsid()
+    log = os.open(output, os.O_WRONLY | os.O_CREAT | flags, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.close(null)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Leave a forked child at once (no cleanup inherited from the server), output flushed."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def reply(conn: socket.socket, document: dict) -> None:

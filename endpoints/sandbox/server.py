@@ -32,7 +32,7 @@ import socket
 import sys
 from pathlib import Path
 
-from worker.forkserver import reply, say
+from worker.forkserver import detach, exit_now, import_ahead, newest_mtime, reply, say
 
 IDLE_SECONDS = 1800.0
 BASE = Path(__file__).resolve().parents[2]
@@ -66,33 +66,17 @@ JOB_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "
 
 def code_stamp() -> float:
     """The newest modification time among the files whose code the server holds in memory."""
-    stamps = []
-    for name in CODE:
-        path = BASE / name
-        stamps += (
-            [p.stat().st_mtime for p in path.glob("**/*.py")] if path.is_dir() else [path.stat().st_mtime]
-        )
-    return max(stamps)
-
-
-def _say(message: str) -> None:
-    say("sandbox", message)
+    return newest_mtime(BASE / name for name in CODE)
 
 
 def _warm_up() -> None:
-    import importlib
-
-    for name in WARM_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # a missing optional module only costs its import in each job
-            _say(f"could not import {name} ahead of time: {exc!r}")
+    import_ahead("sandbox", WARM_MODULES)
     try:  # converters and lazily imported submodules load on their first use
         from endpoints.artifacts import warm_up
 
         warm_up()
     except Exception as exc:
-        _say(f"could not warm up the inspection: {exc!r}")
+        say("sandbox", f"could not warm up the inspection: {exc!r}")
 
 
 # The job process ----------------------------------------------------------------------------------
@@ -149,14 +133,9 @@ def _job(workdir: str, job: dict, limits: dict) -> None:
     """In the job process: confine it, run the job, write result.json. Never returns."""
     code = 1
     try:
-        os.setsid()
-        output = os.open(os.path.join(workdir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(output, 1)
-        os.dup2(output, 2)
+        detach(os.path.join(workdir, "output.log"), flags=os.O_TRUNC)
         os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGXCPU, signal.SIGXFSZ):
+        for sig in (signal.SIGXCPU, signal.SIGXFSZ):  # Python ignores SIGXFSZ; the limits need both
             signal.signal(sig, signal.SIG_DFL)
         os.chdir(workdir)
         os.environ.clear()
@@ -182,10 +161,7 @@ def _job(workdir: str, job: dict, limits: dict) -> None:
 
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        exit_now(code)
 
 
 # The supervisor -----------------------------------------------------------------------------------

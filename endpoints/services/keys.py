@@ -92,11 +92,31 @@ def _decide(*, user, request: ApiKeyRequest, status: str, note: str) -> ApiKeyRe
     return request
 
 
+def _issue_after_commit(request: ApiKeyRequest) -> None:
+    """Once this transaction commits, have the worker issue the approved request's key."""
+    request_id = request.pk
+    transaction.on_commit(lambda: app.send_task("worker.issue_key", args=[request_id]))
+
+
+def _approved_request(*, user, team, endpoint, reason: str, valid_days, requested_by, note: str, now):
+    """A request an admin's own action approves at once (a rotation, a re-issue)."""
+    return ApiKeyRequest.objects.create(
+        team=team,
+        endpoint=endpoint,
+        reason=reason,
+        valid_days=valid_days,
+        status=KeyRequestStatus.APPROVED,
+        requested_by=requested_by,
+        decided_by=user,
+        decided_at=now,
+        decision_note=note,
+    )
+
+
 def key_request_approve(*, user, request: ApiKeyRequest, note: str = "") -> ApiKeyRequest:
     """Approve a pending request; the worker then issues the key."""
     request = _decide(user=user, request=request, status=KeyRequestStatus.APPROVED, note=note)
-    request_id = request.pk
-    transaction.on_commit(lambda: app.send_task("worker.issue_key", args=[request_id]))
+    _issue_after_commit(request)
     return request
 
 
@@ -325,16 +345,15 @@ def key_request_reissue(*, user, request: ApiKeyRequest) -> ApiKeyRequest:
         old_key = ApiKey.objects.filter(request=locked).select_related("endpoint").first()
         if old_key is not None:
             _revoke_as_system(old_key, now=now, reason="unseen")
-        new = ApiKeyRequest.objects.create(
+        new = _approved_request(
+            user=user,
             team=locked.team,
             endpoint=endpoint,
             reason=locked.reason,
             valid_days=locked.valid_days,
-            status=KeyRequestStatus.APPROVED,
             requested_by=locked.requested_by,
-            decided_by=user,
-            decided_at=now,
-            decision_note=f"re-issue of request {locked.pk}, whose key expired unseen",
+            note=f"re-issue of request {locked.pk}, whose key expired unseen",
+            now=now,
         )
         locked.reissued_as = new
         locked.save(update_fields=["reissued_as"])
@@ -346,8 +365,7 @@ def key_request_reissue(*, user, request: ApiKeyRequest) -> ApiKeyRequest:
             target=locked,
             details={"request": new.pk, "revoked_key": old_key.prefix if old_key else None},
         )
-        new_id = new.pk
-        transaction.on_commit(lambda: app.send_task("worker.issue_key", args=[new_id]))
+        _issue_after_commit(new)
     request.refresh_from_db()
     return new
 
@@ -490,16 +508,15 @@ def api_key_rotate(*, user, key: ApiKey, overlap_hours: int | None = None) -> Ap
             raise ServiceError(f"Endpoint {endpoint.name!r} no longer uses API keys.", code="conflict")
         valid_days = locked.request.valid_days if locked.request else settings.API_KEY_DEFAULT_DAYS
         note = f"rotation of key {locked.prefix}"
-        request = ApiKeyRequest.objects.create(
+        request = _approved_request(
+            user=user,
             team=locked.team,
             endpoint=endpoint,
             reason=f"Rotation of key {locked.prefix}… ({overlap_hours} h overlap)",
             valid_days=valid_days,
-            status=KeyRequestStatus.APPROVED,
             requested_by=user,
-            decided_by=user,
-            decided_at=now,
-            decision_note=note,
+            note=note,
+            now=now,
         )
         locked.replacement = request
         locked.revoke_after = now + timedelta(hours=overlap_hours)
@@ -515,8 +532,7 @@ def api_key_rotate(*, user, key: ApiKey, overlap_hours: int | None = None) -> Ap
                 "revoke_after": locked.revoke_after.isoformat(),
             },
         )
-        request_id = request.pk
-        transaction.on_commit(lambda: app.send_task("worker.issue_key", args=[request_id]))
+        _issue_after_commit(request)
         # The access file carries the old key's new end (see `access_policy_for`).
         access_sync_enqueue(endpoint)
     key.refresh_from_db()

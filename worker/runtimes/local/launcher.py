@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -182,25 +181,16 @@ def stop(root: Path) -> None:
 
 def _code_stamp(base: Path) -> float:
     """The newest modification time among the files whose code the launcher holds in memory."""
-    stamps = [Path(__file__).stat().st_mtime, FORKSERVER.stat().st_mtime]
-    stamps += [path.stat().st_mtime for path in (base / "serving").glob("**/*.py")]
-    with contextlib.suppress(FileNotFoundError):  # new pins usually mean new libraries
-        stamps.append((base / "serving" / "requirements.txt").stat().st_mtime)
-    return max(stamps)
+    from worker.forkserver import newest_mtime
 
-
-def _say(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} launcher[{os.getpid()}]: {message}", flush=True)
+    # New pins in requirements.txt usually mean new libraries.
+    return newest_mtime([__file__, FORKSERVER, base / "serving", base / "serving" / "requirements.txt"])
 
 
 def _warm_up() -> None:
-    import importlib
+    from worker.forkserver import import_ahead, say
 
-    for name in HEAVY_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # a missing optional module only costs its import later
-            _say(f"could not import {name} ahead of time: {exc!r}")
+    import_ahead("launcher", HEAVY_MODULES)
     try:  # the ONNX converters load lazily on their first use
         import numpy as np
         from sklearn.linear_model import LogisticRegression
@@ -210,25 +200,18 @@ def _warm_up() -> None:
         rows = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
         convert_to_onnx(LogisticRegression().fit(rows, [0, 1, 0, 1]), 2)
     except Exception as exc:
-        _say(f"could not warm up the ONNX converter: {exc!r}")
+        say("launcher", f"could not warm up the ONNX converter: {exc!r}")
 
 
 def _child(conn: socket.socket, server: socket.socket, command: dict) -> None:
     """In the forked child: become the serving process described by `command`. Never returns."""
+    from worker.forkserver import detach, exit_now
+
     code = 1
     try:
         server.close()
         conn.close()
-        os.setsid()
-        log = os.open(command["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        os.close(null)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        detach(command["log"])
         with contextlib.suppress(OSError):
             Path("/proc/self/comm").write_text("serving")
         os.chdir(command["cwd"])
@@ -251,10 +234,7 @@ def _child(conn: socket.socket, server: socket.socket, command: dict) -> None:
 
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        exit_now(code)
 
 
 def serve(path: str) -> None:
