@@ -164,9 +164,6 @@ def deployment_plan(
     endpoint = Endpoint.objects.with_live().get(pk=endpoint.pk)
     check_canary(traffic_percent, endpoint)
     runtime = get_runtime()
-    if not hasattr(runtime, "plan"):
-        name = getattr(runtime, "name", "") or "configured"
-        raise ServiceError(f"The {name} runtime cannot plan a deploy.")
     next_id = (Deployment.objects.aggregate(last=Max("id"))["last"] or 0) + 1
     unsaved = Deployment(
         id=next_id, endpoint=endpoint, model_version=model_version, traffic_percent=traffic_percent

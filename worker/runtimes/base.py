@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from worker.runtimes.resources import DeploymentResources
+
 
 class RuntimeFailure(Exception):
     """Base for runtime failures; the message is shown to admins as is."""
@@ -119,27 +121,53 @@ class DeploySpec:
     resources: Resources
     access: AccessPolicy
     traffic_percent: int = 100
-    previous: dict = field(default_factory=dict)  # resources of the live deployment, if any
-    rollback_to: dict = field(default_factory=dict)  # resources of the deployment rolled back to
+    # What the live deployment's steps recorded (empty when nothing is live).
+    previous: DeploymentResources = field(default_factory=lambda: DeploymentResources())
+    # What the steps of the deployment this one rolls back to recorded (empty unless a rollback).
+    rollback_to: DeploymentResources = field(default_factory=lambda: DeploymentResources())
 
     @property
     def revision(self) -> str:
-        return f"{self.endpoint}-d{self.deployment_id}"
+        return revision_name(self.endpoint, self.deployment_id)
+
+
+def revision_name(base: str, deployment_id: int) -> str:
+    """The name of what serves a deployment: `<base>-d<id>` (base: the endpoint, or a name the
+    runtime derived from it). `deployment_number` reads the id back."""
+    return f"{base}-d{deployment_id}"
+
+
+def deployment_number(revision: str) -> int:
+    """The deployment id in a name made by `revision_name` (0 when there is none)."""
+    _, _, number = revision.rpartition("-d")
+    return int(number) if number.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing a deploy would do, as plan mode reports it (nothing is done)."""
+
+    step: str
+    action: str  # create | update | none | error
+    detail: str
 
 
 @dataclass(frozen=True)
 class StepResult:
     message: str
-    resources: dict = field(default_factory=dict)  # merged into the deployment's resources
+    # Merged into the deployment's resources and handed to the steps after this one.
+    resources: DeploymentResources = field(default_factory=lambda: DeploymentResources())
 
 
 @dataclass(frozen=True)
 class Step:
-    """One idempotent step of a deploy: `run` gets the resources recorded so far."""
+    """One idempotent step: `run` gets the resources recorded so far and does the work; `plan`
+    says what `run` would change, reading only (None for a step that only waits or checks)."""
 
     name: str
     title: str
-    run: Callable[[dict], StepResult]
+    run: Callable[[DeploymentResources], StepResult]
+    plan: Callable[[], list[Change]] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,15 +185,6 @@ class KeySpec:
     check_addresses: bool = False  # the endpoint checks addresses: no cidrs then means nobody
 
 
-@dataclass(frozen=True)
-class Change:
-    """One thing a deploy would do, as plan mode reports it (nothing is done)."""
-
-    step: str
-    action: str  # create | update | none | error
-    detail: str
-
-
 class Runtime(ABC):
     """Where endpoints run. One setting, RUNTIME, picks the implementation."""
 
@@ -178,6 +197,24 @@ class Runtime(ABC):
     def deploy_steps(self, spec: DeploySpec) -> list[Step]:
         """The named, idempotent steps that take `spec` from nothing to serving."""
 
+    def plan(self, spec: DeploySpec) -> list[Change]:
+        """What deploying `spec` would change, changing nothing: each step's own plan, in order.
+
+        A step whose reads fail reports an error for itself; the others still report.
+        """
+        changes: list[Change] = []
+        for step in self.deploy_steps(spec):
+            if step.plan is None:
+                continue
+            try:
+                changes += step.plan()
+            except RuntimeFailure as exc:
+                changes.append(Change(step.name, "error", str(exc)))
+        return changes
+
+    def warm_up(self) -> None:  # noqa: B027 (most runtimes have nothing to warm)
+        """Get ready for the first deploy; the worker calls this once when it starts."""
+
     @abstractmethod
     def apply_access(self, endpoint: str, access: AccessPolicy) -> None:
         """Make the endpoint's mode, keys and allowlist the ones given, replacing what was there.
@@ -186,7 +223,9 @@ class Runtime(ABC):
         address mode with no CIDRs refuses every caller.
         """
 
-    def access_for_live(self, live: dict | None, access: AccessPolicy) -> tuple[AccessPolicy, str]:
+    def access_for_live(
+        self, live: DeploymentResources | None, access: AccessPolicy
+    ) -> tuple[AccessPolicy, str]:
         """The policy `apply_access` can put in force on the live deployment, and why it is not
         `access` ("" when it is).
 

@@ -27,6 +27,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from worker.runtimes.base import deployment_number
+
 # sun_path holds 108 bytes; stay clear of it with some room for the serving side's own suffixes.
 MAX_SOCKET_PATH = 100
 
@@ -191,9 +193,3 @@ def fit_socket_path(path: Path) -> Path:
         return path
     digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:20]
     return Path(tempfile.gettempdir()) / f"mep-{digest}.sock"
-
-
-def deployment_number(revision: str) -> int:
-    """The deployment id in a revision name `<endpoint>-d<id>` (0 when there is none)."""
-    _, _, number = revision.rpartition("-d")
-    return int(number) if number.isdigit() else 0

@@ -1,0 +1,146 @@
+"""The local runtime: real serving processes on this machine, so the product needs no cloud.
+
+Each endpoint has one stable port. A deploy starts a serving process for the new revision that
+takes over the listening socket from the live one (`SERVING_HANDOFF_FROM`), waits until it is
+ready, tells it to serve, and only then stops the old process: both share one listening socket,
+so a swap never refuses a connection. Keys and the allowlist are enforced by the serving process
+from the endpoint's access file, which `apply_access` rewrites.
+
+    runtime = LocalRuntime()
+    for step in runtime.deploy_steps(spec):
+        resources.update(step.run(resources).resources)
+    resources["url"]  # http://127.0.0.1:18100
+
+The steps of a deploy are in `worker.runtimes.local.steps`, the files it keeps in
+`worker.runtimes.local.state`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+
+from worker.runtimes.base import (
+    AccessPolicy,
+    DeploySpec,
+    IssuedKey,
+    KeySpec,
+    PermanentError,
+    Runtime,
+    Step,
+    TransientError,
+)
+from worker.runtimes.local import launcher, processes
+from worker.runtimes.local.processes import ControlError
+from worker.runtimes.local.state import RuntimeDir
+from worker.runtimes.local.steps import SERVE_TIMEOUT, DeploySteps, stop_revision
+
+log = logging.getLogger(__name__)
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+    supports_canary = False  # one serving process per endpoint: one version at a time
+
+    def __init__(self, root: Path | str | None = None):
+        self._root = root
+
+    @property
+    def dir(self) -> RuntimeDir:
+        # Read at call time: the runtime is built once per process, settings may differ in tests.
+        return RuntimeDir(self._root or settings.LOCAL_RUNTIME_DIR)
+
+    def deploy_steps(self, spec: DeploySpec) -> list[Step]:
+        return DeploySteps(self.dir, spec).all()
+
+    def apply_access(self, endpoint: str, access: AccessPolicy) -> None:
+        """Rewrite the access file, then tell every running serving process of the endpoint to read
+        it: when they answer, the next request each of them takes is judged by the new policy.
+
+        (Left alone, a serving process notices a changed file within half a second.)
+        """
+        target = self.dir.endpoint(endpoint)
+        target.write_access(access.as_json())
+        for revision in target.revisions():
+            pid = processes.read_pid_file(target.pid_file(revision))
+            if pid is None:
+                continue
+            try:
+                answer = processes.control(target.socket_path(revision), {"cmd": "reload_access"}, timeout=5)
+            except ControlError as exc:
+                if not processes.alive(pid):
+                    continue  # it stopped meanwhile; a process started later reads the file anyway
+                raise TransientError(f"{revision} did not take the new access policy: {exc}") from None
+            if not answer.get("ok"):
+                raise PermanentError(f"{revision} refused the new access policy: {answer.get('error')}")
+
+    def read_metrics(self, endpoint: str) -> str:
+        """The Prometheus metrics of the endpoint's live serving process, read over its control
+        socket (its /metrics route is behind the endpoint's access check)."""
+        target = self.dir.endpoint(endpoint)
+        revision = target.current()
+        if revision is None:
+            raise PermanentError(f"{endpoint} has no live serving process")
+        try:
+            answer = processes.control(target.socket_path(revision), {"cmd": "metrics"}, timeout=5)
+        except ControlError as exc:
+            raise TransientError(f"{revision} did not give its metrics: {exc}") from None
+        if not answer.get("ok"):
+            raise PermanentError(f"{revision} refused to give its metrics: {answer.get('error')}")
+        return answer["metrics"]
+
+    def issue_key(self, spec: KeySpec) -> IssuedKey:
+        # The secret lives nowhere but in the portal's sealed copy: the access file carries only
+        # its hash, so a retried issue simply makes a new secret under the same name.
+        secret = "mep_" + secrets.token_urlsafe(32)
+        return IssuedKey(name=f"local:{spec.endpoint}:{spec.key_id}", secret=secret)
+
+    def revoke_key(self, endpoint: str, key_name: str) -> None:
+        """Nothing to do here: the access file marks the key revoked (see `apply_access`)."""
+
+    def restore_key(self, endpoint: str, key_name: str) -> None:
+        """Nothing to do here either: the next `apply_access` writes the key as not revoked."""
+
+    def stop_endpoint(self, endpoint: str) -> None:
+        target = self.dir.endpoint(endpoint)
+        with target.lock():
+            for revision in target.revisions():
+                stop_revision(target, revision)
+            target.set_current(None)
+
+    def ensure_serving(self, spec: DeploySpec) -> bool:
+        target = self.dir.endpoint(spec.endpoint)
+        revision = spec.revision
+        pid = processes.read_pid_file(target.pid_file(revision))
+        if pid is not None:
+            try:
+                status = processes.control(target.socket_path(revision), {"cmd": "status"}, timeout=2)
+            except ControlError as exc:
+                log.warning("serving process %s of %s does not answer: %s", pid, revision, exc)
+                return False
+            if status.get("ready") and not status.get("serving"):
+                try:
+                    processes.control(target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT)
+                except ControlError as exc:
+                    raise TransientError(f"{revision} did not take the serve command: {exc}") from None
+            if target.current() != revision:
+                with target.lock():
+                    target.set_current(revision)
+            return False
+        log.info("the live revision %s of %s is not running: starting it again", revision, spec.endpoint)
+        DeploySteps(self.dir, spec).revive()
+        return True
+
+    def warm_up(self) -> None:
+        """Start the serving launcher, so the first deploy finds it warm."""
+        self.dir.root.mkdir(parents=True, exist_ok=True)
+        launcher.warm(self.dir.root, cwd=Path(settings.BASE_DIR))
+
+    def stop_all(self) -> None:
+        """Stop every serving process this runtime directory knows of, and its launcher."""
+        for target in self.dir.endpoints():
+            self.stop_endpoint(target.name)
+        launcher.stop(self.dir.root)
