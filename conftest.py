@@ -94,24 +94,11 @@ def endpoint(admin):
     return endpoint_create(user=admin, name="iris-prod")
 
 
-class OneStepRuntime:
-    """Does one step and says where it serves: enough for `deployment_run` to finish a deploy."""
-
-    name = "one-step"
-    supports_canary = True
-
-    def deploy_steps(self, spec):
-        from worker.runtimes.base import Step, StepResult
-
-        def start(resources):
-            return StepResult("started", {"revision": spec.revision, "url": f"http://{spec.revision}.test"})
-
-        return [Step("start", "Start a serving process", start)]
-
-
 @pytest.fixture
-def one_step_runtime(monkeypatch):
-    """Deployments finish at once, without serving processes (for tests of the portal itself)."""
-    runtime = OneStepRuntime()
-    monkeypatch.setattr("worker.runtimes.get_runtime", lambda: runtime)
-    return runtime
+def memory_runtime(settings):
+    """RUNTIME=memory: deployments finish at once and nothing runs; the runtime records every call
+    and can be told to fail (see `worker.runtimes.memory`)."""
+    from worker.runtimes import get_runtime
+
+    settings.RUNTIME = "memory"
+    return get_runtime()

@@ -11,6 +11,7 @@ from django.conf import settings
 from endpoints.models import AccessMode, Endpoint, ModelVersion, Team
 from endpoints.services.deployments import FULL_TRAFFIC
 from endpoints.services.keys import UNKNOWN_TEAM
+from worker.runtimes import get_runtime
 
 CPU_CHOICES = [("1", "1 vCPU"), ("2", "2 vCPU"), ("4", "4 vCPU"), ("8", "8 vCPU")]
 MEMORY_CHOICES = [(size, size) for size in ("512Mi", "1Gi", "2Gi", "4Gi", "8Gi", "16Gi")]
@@ -102,8 +103,6 @@ class DeployForm(forms.Form):
         if live is not None:
             newest = versions.filter(model_id=live.model_version.model_id).first()
             self.fields["model_version"].initial = newest
-        from worker.runtimes import get_runtime  # looked up at call time, like the services do
-
         if live is None or not get_runtime().supports_canary:
             # Nothing is live yet, or the runtime serves one version at a time: no traffic to share.
             del self.fields["traffic_percent"]

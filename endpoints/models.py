@@ -229,6 +229,10 @@ class DeploymentQuerySet(models.QuerySet):
         return self.filter(status__in=ACTIVE_DEPLOYMENT_STATUSES)
 
 
+#: Deployments that served their endpoint at some time: the ones a rollback can go back to.
+ONCE_LIVE_STATUSES = (DeploymentStatus.READY, DeploymentStatus.SUPERSEDED, DeploymentStatus.ROLLED_BACK)
+
+
 class Deployment(models.Model):
     """One request to put a model version on an endpoint, journaled step by step."""
 
@@ -275,6 +279,19 @@ class Deployment(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_DEPLOYMENT_STATUSES
+
+    @property
+    def roll_back_refusal(self) -> str:
+        """Why deploying this deployment's version again cannot be a rollback ("" when it can)."""
+        if self.endpoint.live_deployment_id == self.pk:
+            return "This deployment is already live."
+        if self.status not in ONCE_LIVE_STATUSES:
+            return "Only a deployment that was once live can be rolled back to."
+        return ""
+
+    @property
+    def can_roll_back_to(self) -> bool:
+        return not self.roll_back_refusal
 
 
 class KeyRequestStatus(models.TextChoices):
@@ -383,6 +400,8 @@ class ApiKey(models.Model):
         ApiKeyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="replaces"
     )
     revoke_after = models.DateTimeField(null=True, blank=True)
+    # Why the runtime has not carried out the last revoke or restore (empty once it has).
+    runtime_error = models.TextField(blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 

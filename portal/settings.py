@@ -13,6 +13,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from portal import queue
 from portal.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -317,11 +318,11 @@ CELERY_TASK_DEFAULT_QUEUE = "portal"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "reconcile-deployments": {
-        "task": "worker.reconcile",
+        "task": queue.RECONCILE,
         "schedule": env_float("RECONCILE_INTERVAL_SECONDS", 60.0),
     },
     "expire-keys": {
-        "task": "worker.expire_keys",
+        "task": queue.EXPIRE_KEYS,
         "schedule": env_float("KEY_EXPIRY_INTERVAL_SECONDS", 3600.0),
     },
 }

@@ -1,100 +1,135 @@
-"""Celery tasks: ids in, one service call, nothing else. Our tables hold the state."""
+"""Celery tasks: an id in, one service call, nothing else. Our tables hold the state.
+
+Every task that calls the runtime shares one policy (`runtime_task`):
+- `Pending` (the cloud is still working) is retried without spending the failure budget; the
+  runtime bounds such waits itself;
+- `TransientError`, and any error the runtime did not classify (a database restarting, say), is
+  retried with exponential backoff (or the `retry_after` the error carries), MAX_FAILURES times;
+- past that, or on a `PermanentError`, the failure is recorded on the task's row and in the audit
+  log by the service the task names, so it is never lost in a log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 from celery import shared_task
 from celery.signals import worker_ready
-from django.conf import settings
 
 from endpoints.services import access, deployments, keys
+from portal import queue
+from worker.runtimes import get_runtime
 from worker.runtimes.base import Pending, PermanentError, TransientError
 
-RETRY = {"max_retries": 8, "retry_backoff": True, "retry_backoff_max": 120, "retry_jitter": True}
+log = logging.getLogger(__name__)
+
+MAX_FAILURES = 8
+MAX_BACKOFF_SECONDS = 120
+PENDING_CHECK_SECONDS = 2
 
 
-@shared_task(name="worker.deploy", bind=True, acks_late=True, **RETRY)
-def deploy(self, deployment_id: int, waits: int = 0) -> str:
-    """Run the deployment's remaining steps.
+def backoff(failures: int, exc: Exception) -> float:
+    """Seconds before the next try after `failures` failures."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        return retry_after
+    if isinstance(exc, Pending):
+        return PENDING_CHECK_SECONDS
+    return min(2**failures, MAX_BACKOFF_SECONDS)
 
-    Waiting on the cloud (`Pending`) is not failing, so it spends no retry: `waits` counts the
-    retries spent waiting, and only the others count against `max_retries`. (Celery's own
-    counter, `request.retries`, counts both, and `retry(max_retries=None)` means the task's
-    default, not unlimited; the runtime bounds a wait itself with an operation deadline.)
+
+def runtime_task(name: str, *, record_failure: Callable[[int, str], object]):
+    """Register `body(object_id)` as the task `name` under the shared retry policy.
+
+    `record_failure(object_id, error)` writes a final failure on the row and in the audit log.
     """
-    failures = self.request.retries - waits
-    # Celery refuses a retry once request.retries passes max_retries; the limit is ours to apply.
-    unlimited = {"max_retries": self.request.retries + 1}
-    try:
-        return deployments.deployment_run(deployment_id=deployment_id)
-    except Pending as exc:
-        raise self.retry(
-            args=[deployment_id],
-            kwargs={"waits": waits + 1},
-            exc=exc,
-            countdown=exc.retry_after or 2,
-            **unlimited,
-        ) from None
-    except TransientError as exc:
-        if failures >= self.max_retries:
-            deployments.deployment_fail(deployment_id=deployment_id, error=f"Gave up after retries: {exc}")
-            return "failed"
-        raise self.retry(
-            args=[deployment_id],
-            kwargs={"waits": waits},
-            exc=exc,
-            countdown=exc.retry_after or min(2**failures, 120),
-            **unlimited,
-        ) from None
+
+    def register(body: Callable[[int], object]):
+        def run(self, object_id: int, waits: int = 0):
+            # Celery counts every retry in request.retries; waits are not failures.
+            failures = self.request.retries - waits
+            try:
+                return body(object_id)
+            except PermanentError as exc:
+                record_failure(object_id, str(exc))
+                return "failed"
+            except Exception as exc:
+                # Anything else (the runtime's TransientError, a database or broker that is
+                # restarting, a bug) is retried; past the budget it is recorded as the failure.
+                if not isinstance(exc, TransientError):
+                    log.exception("task %s for %s failed unexpectedly", name, object_id)
+                waiting = isinstance(exc, Pending)
+                if not waiting and failures >= self.max_retries:
+                    record_failure(object_id, f"Gave up after retries: {exc}")
+                    return "failed"
+                raise self.retry(
+                    args=[object_id],
+                    kwargs={"waits": waits + waiting},
+                    exc=exc,
+                    countdown=backoff(failures, exc),
+                    max_retries=self.request.retries + 1,  # the limit is ours, applied above
+                ) from None
+
+        run.__doc__ = body.__doc__
+        run.__name__ = body.__name__
+        run.__module__ = body.__module__
+        return shared_task(name=name, bind=True, acks_late=True, max_retries=MAX_FAILURES)(run)
+
+    return register
 
 
-@shared_task(name="worker.issue_key", bind=True, acks_late=True, **RETRY)
-def issue_key(self, request_id: int) -> None:
-    try:
-        keys.key_request_issue(request_id=request_id)
-    except PermanentError as exc:
-        keys.key_request_fail(request_id=request_id, error=str(exc))
-    except TransientError as exc:
-        if self.request.retries >= self.max_retries:
-            keys.key_request_fail(request_id=request_id, error=str(exc))
-            return
-        raise self.retry(exc=exc, countdown=exc.retry_after or min(2**self.request.retries, 120)) from None
+@runtime_task(
+    queue.DEPLOY, record_failure=lambda pk, error: deployments.deployment_fail(deployment_id=pk, error=error)
+)
+def deploy(deployment_id: int) -> str:
+    """Run the deployment's remaining steps."""
+    return deployments.deployment_run(deployment_id=deployment_id)
 
 
-@shared_task(name="worker.revoke_key", bind=True, acks_late=True, autoretry_for=(TransientError,), **RETRY)
-def revoke_key(self, key_id: int) -> None:
+@runtime_task(
+    queue.ISSUE_KEY, record_failure=lambda pk, error: keys.key_request_fail(request_id=pk, error=error)
+)
+def issue_key(request_id: int) -> None:
+    """Issue the approved request's key at the runtime."""
+    keys.key_request_issue(request_id=request_id)
+
+
+@runtime_task(
+    queue.REVOKE_KEY, record_failure=lambda pk, error: keys.api_key_runtime_fail(key_id=pk, error=error)
+)
+def revoke_key(key_id: int) -> None:
+    """Revoke the key at the runtime."""
     keys.api_key_revoke_at_runtime(key_id=key_id)
 
 
-@shared_task(name="worker.restore_key", bind=True, acks_late=True, autoretry_for=(TransientError,), **RETRY)
-def restore_key(self, key_id: int) -> None:
+@runtime_task(
+    queue.RESTORE_KEY, record_failure=lambda pk, error: keys.api_key_runtime_fail(key_id=pk, error=error)
+)
+def restore_key(key_id: int) -> None:
+    """Restore the key at the runtime."""
     keys.api_key_restore_at_runtime(key_id=key_id)
 
 
-@shared_task(name="worker.expire_keys", ignore_result=True)
+@runtime_task(
+    queue.APPLY_ACCESS, record_failure=lambda pk, error: access.access_fail(endpoint_id=pk, error=error)
+)
+def apply_access(endpoint_id: int) -> None:
+    """Put the endpoint's current access policy in force at the runtime."""
+    access.access_apply(endpoint_id=endpoint_id)
+
+
+@shared_task(name=queue.EXPIRE_KEYS, ignore_result=True)
 def expire_keys() -> list[int]:
     return keys.api_keys_expire()
 
 
-@shared_task(name="worker.apply_access", bind=True, acks_late=True, **RETRY)
-def apply_access(self, endpoint_id: int) -> None:
-    try:
-        access.access_apply(endpoint_id=endpoint_id)
-    except PermanentError as exc:
-        access.access_fail(endpoint_id=endpoint_id, error=str(exc))
-    except TransientError as exc:
-        if self.request.retries >= self.max_retries:
-            access.access_fail(endpoint_id=endpoint_id, error=f"Gave up after retries: {exc}")
-            return
-        raise self.retry(exc=exc, countdown=exc.retry_after or min(2**self.request.retries, 120)) from None
-
-
-@shared_task(name="worker.reconcile", ignore_result=True)
+@shared_task(name=queue.RECONCILE, ignore_result=True)
 def reconcile() -> list[int]:
     return deployments.deployments_reconcile()
 
 
 @worker_ready.connect
-def warm_up_local_runtime(**_kwargs) -> None:
-    """Start the local runtime's serving launcher now, so the first deploy finds it warm."""
-    if settings.RUNTIME == "local":
-        from worker.runtimes.local import LocalRuntime
-
-        LocalRuntime().warm_up()
+def warm_up_runtime(**_kwargs) -> None:
+    """Let the runtime get ready now (the local one starts its launcher), not at the first deploy."""
+    get_runtime().warm_up()

@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from endpoints.models import Endpoint
 from endpoints.services.audit import audit_record
-from portal.celery import app
+from portal import queue
+from worker.runtimes import get_runtime
 from worker.runtimes.base import AccessPolicy, KeyRecord, TransientError
 
 # A claim older than the task's hard time limit belongs to a worker that is gone.
@@ -60,14 +61,11 @@ def access_sync_enqueue(endpoint: Endpoint) -> None:
         access_error="",
     )
     endpoint.refresh_from_db(fields=["access_revision", "access_requested_at", "access_error"])
-    endpoint_id = endpoint.pk
-    transaction.on_commit(lambda: app.send_task("worker.apply_access", args=[endpoint_id]))
+    queue.send_on_commit(queue.APPLY_ACCESS, endpoint.pk)
 
 
 def access_mode_note(endpoint: Endpoint, mode: str) -> str:
     """Why the runtime cannot put `mode` in force on the live deployment without a deploy ("" if it can)."""
-    from worker.runtimes import get_runtime
-
     live = endpoint.live_deployment
     if live is None:
         return ""
@@ -78,8 +76,6 @@ def access_mode_note(endpoint: Endpoint, mode: str) -> str:
 def access_apply(*, endpoint_id: int) -> str:
     """Push the endpoint's policy to the runtime until what is in force is the latest asked for
     (from the worker). Raises the runtime's errors; `access_fail` records a final one."""
-    from worker.runtimes import get_runtime
-
     now = timezone.now()
     claimed = (
         Endpoint.objects.filter(pk=endpoint_id)
@@ -149,5 +145,5 @@ def access_reconcile() -> list[int]:
         .values_list("pk", flat=True)
     )
     for endpoint_id in stale:
-        app.send_task("worker.apply_access", args=[endpoint_id])
+        queue.send(queue.APPLY_ACCESS, endpoint_id)
     return stale

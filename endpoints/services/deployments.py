@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from datetime import timedelta
+from typing import cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -25,7 +26,8 @@ from endpoints.models import (
 from endpoints.services.access import access_policy_for, access_reconcile, access_sync_enqueue
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
-from portal.celery import app
+from portal import queue
+from worker.runtimes import get_runtime
 from worker.runtimes.base import (
     Change,
     DeploySpec,
@@ -35,6 +37,7 @@ from worker.runtimes.base import (
     Resources,
     TransientError,
 )
+from worker.runtimes.resources import DeploymentResources
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,6 @@ def traffic_share(traffic_percent: int | None) -> int:
 def check_canary(traffic_percent: int, endpoint: Endpoint) -> None:
     """A share below FULL_TRAFFIC splits requests with the live version: the runtime must be able
     to split them, and a version must be live."""
-    from worker.runtimes import get_runtime
-
     if traffic_percent == FULL_TRAFFIC:
         return
     runtime = get_runtime()
@@ -122,7 +123,7 @@ def deployment_request(
                     **({"rollback_of": rollback_of.pk} if rollback_of else {}),
                 },
             )
-            transaction.on_commit(lambda: deployment_enqueue(deployment_id=deployment.pk, task_id=task_id))
+            queue.send_on_commit(queue.DEPLOY, deployment.pk, task_id=task_id)
     except IntegrityError:
         raise ServiceError(_busy_message(endpoint), code="conflict") from None
     return deployment
@@ -132,14 +133,8 @@ def deployment_rollback(*, user, deployment: Deployment) -> Deployment:
     """Deploy again the version an earlier deployment put live."""
     require_admin(user)
     endpoint = deployment.endpoint
-    if deployment.status not in (
-        DeploymentStatus.SUPERSEDED,
-        DeploymentStatus.READY,
-        DeploymentStatus.ROLLED_BACK,
-    ):
-        raise ServiceError("Only a deployment that was once live can be rolled back to.")
-    if endpoint.live_deployment_id == deployment.pk:
-        raise ServiceError("This deployment is already live.")
+    if refusal := deployment.roll_back_refusal:
+        raise ServiceError(refusal)
     return deployment_request(
         user=user,
         endpoint=endpoint,
@@ -157,8 +152,6 @@ def deployment_plan(
     a validate-only request). The revision is named after the id the next deployment would
     most likely get, so the names in the plan are provisional.
     """
-    from worker.runtimes import get_runtime
-
     require_admin(user)
     traffic_percent = traffic_share(traffic_percent)
     endpoint = Endpoint.objects.with_live().get(pk=endpoint.pk)
@@ -174,10 +167,6 @@ def deployment_plan(
         raise ServiceError(f"The runtime could not plan the deploy: {exc}") from None
     except TransientError as exc:
         raise ServiceError(f"The runtime could not plan the deploy: {exc}", code="unavailable") from None
-
-
-def deployment_enqueue(*, deployment_id: int, task_id: str | None = None) -> None:
-    app.send_task("worker.deploy", args=[deployment_id], task_id=task_id)
 
 
 def deployment_claim(*, deployment_id: int) -> bool:
@@ -215,6 +204,11 @@ def model_spec_for(version: ModelVersion) -> ModelSpec:
     )
 
 
+def resources_of(deployment: Deployment) -> DeploymentResources:
+    """What the deployment's steps recorded (stored as JSON, written only by the steps)."""
+    return cast(DeploymentResources, dict(deployment.resources))
+
+
 def deploy_spec_for(deployment: Deployment) -> DeploySpec:
     endpoint = deployment.endpoint
     version = deployment.model_version
@@ -234,12 +228,12 @@ def deploy_spec_for(deployment: Deployment) -> DeploySpec:
         ),
         access=access_policy_for(endpoint),
         traffic_percent=deployment.traffic_percent,
-        previous=dict(live.resources) if live and live.pk != deployment.pk else {},
-        rollback_to=dict(deployment.rollback_of.resources) if deployment.rollback_of_id else {},
+        previous=resources_of(live) if live and live.pk != deployment.pk else DeploymentResources(),
+        rollback_to=resources_of(deployment.rollback_of) if deployment.rollback_of else DeploymentResources(),
     )
 
 
-def _journal(deployment_id: int, entry: dict, resources: dict | None = None) -> None:
+def _journal(deployment_id: int, entry: dict, resources: DeploymentResources | None = None) -> None:
     """Append or replace this step's journal entry; the claim is extended with each write."""
     with transaction.atomic():
         deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
@@ -260,8 +254,6 @@ def deployment_run(*, deployment_id: int) -> str:
     Raises TransientError when a step should be retried later; the claim is released so the
     retry (or the reconcile task) can pick it up again.
     """
-    from worker.runtimes import get_runtime
-
     if not deployment_claim(deployment_id=deployment_id):
         return (
             Deployment.objects.filter(pk=deployment_id).values_list("status", flat=True).first() or "missing"
@@ -271,7 +263,7 @@ def deployment_run(*, deployment_id: int) -> str:
     )
     spec = deploy_spec_for(deployment)
     done = {step["step"] for step in deployment.steps if step["state"] == "done"}
-    resources = dict(deployment.resources)
+    resources = resources_of(deployment)
     for step in get_runtime().deploy_steps(spec):
         if step.name in done:
             continue
@@ -391,7 +383,7 @@ def deployments_reconcile() -> list[int]:
     ).values_list("pk", flat=True)
     ids = list(stale)
     for deployment_id in ids:
-        deployment_enqueue(deployment_id=deployment_id)
+        queue.send(queue.DEPLOY, deployment_id)
     endpoints_revive()
     access_reconcile()
     return ids
@@ -402,8 +394,6 @@ def endpoints_revive() -> list[str]:
 
     Endpoints with a deployment in progress are left to it.
     """
-    from worker.runtimes import get_runtime
-
     runtime = get_runtime()
     revived = []
     live = Deployment.objects.filter(

@@ -26,8 +26,7 @@ def _validate(endpoint: Endpoint, exclude=()) -> None:
         endpoint.full_clean(exclude=["created_by", "live_deployment", *exclude])
     except ValidationError as exc:
         field, messages = next(iter(exc.message_dict.items()))
-        field = None if field == "__all__" else field
-        raise ServiceError(" ".join(messages), field=field) from None
+        raise ServiceError(" ".join(messages), field=None if field == "__all__" else field) from None
     if endpoint.min_instances > endpoint.max_instances:
         raise ServiceError("Minimum instances cannot exceed maximum instances.", field="min_instances")
 

@@ -24,7 +24,8 @@ from endpoints.sealing import key_hash, seal, unseal
 from endpoints.services.access import access_sync_enqueue
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import NotAllowed, ServiceError, require_admin
-from portal.celery import app
+from portal import queue
+from worker.runtimes import get_runtime
 from worker.runtimes.base import KeySpec, PermanentError
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,7 @@ def _decide(*, user, request: ApiKeyRequest, status: str, note: str) -> ApiKeyRe
 
 def _issue_after_commit(request: ApiKeyRequest) -> None:
     """Once this transaction commits, have the worker issue the approved request's key."""
-    request_id = request.pk
-    transaction.on_commit(lambda: app.send_task("worker.issue_key", args=[request_id]))
+    queue.send_on_commit(queue.ISSUE_KEY, request.pk)
 
 
 def _approved_request(*, user, team, endpoint, reason: str, valid_days, requested_by, note: str, now):
@@ -126,8 +126,6 @@ def key_request_reject(*, user, request: ApiKeyRequest, note: str = "") -> ApiKe
 
 def key_request_issue(*, request_id: int) -> ApiKeyRequest:
     """Issue the key for an approved request (in the worker); safe to run twice."""
-    from worker.runtimes import get_runtime
-
     request = ApiKeyRequest.objects.select_related("endpoint", "team").get(pk=request_id)
     if request.status != KeyRequestStatus.APPROVED:
         return request
@@ -173,9 +171,16 @@ def key_request_issue(*, request_id: int) -> ApiKeyRequest:
 
 
 def key_request_fail(*, request_id: int, error: str) -> None:
-    ApiKeyRequest.objects.filter(pk=request_id, status=KeyRequestStatus.APPROVED).update(
-        status=KeyRequestStatus.FAILED, error=error[:2000]
-    )
+    """Record that the approved request's key could not be issued."""
+    with transaction.atomic():
+        failed = ApiKeyRequest.objects.filter(pk=request_id, status=KeyRequestStatus.APPROVED).update(
+            status=KeyRequestStatus.FAILED, error=error[:2000]
+        )
+        if failed:
+            request = ApiKeyRequest.objects.get(pk=request_id)
+            audit_record(
+                actor=None, action="key_request.failed", target=request, details={"error": error[:1000]}
+            )
 
 
 def api_key_reveal(*, user, request: ApiKeyRequest) -> str:
@@ -284,8 +289,7 @@ def _revoke_as_system(key: ApiKey, *, now, reason: str) -> bool:
             target=key,
             details={"prefix": key.prefix, "reason": reason},
         )
-        key_id = key.pk
-        transaction.on_commit(lambda: app.send_task("worker.revoke_key", args=[key_id]))
+        queue.send_on_commit(queue.REVOKE_KEY, key.pk)
         access_sync_enqueue(key.endpoint)
     return True
 
@@ -379,25 +383,39 @@ def api_key_revoke(*, user, key: ApiKey) -> ApiKey:
         if not updated:
             raise ServiceError("This key is already revoked.", code="conflict")
         key.refresh_from_db()
-        details = {"prefix": key.prefix}
+        details: dict[str, object] = {"prefix": key.prefix}
         if _erase_secret(key):
             details["unrevealed_secret_erased"] = True
         audit_record(actor=user, action="api_key.revoke", target=key, details=details)
-        key_id = key.pk
-        transaction.on_commit(lambda: app.send_task("worker.revoke_key", args=[key_id]))
+        queue.send_on_commit(queue.REVOKE_KEY, key.pk)
         access_sync_enqueue(key.endpoint)
     return key
 
 
 def api_key_revoke_at_runtime(*, key_id: int) -> None:
     """Revoke the key at the runtime (in the worker), unless it was restored since."""
-    from worker.runtimes import get_runtime
-
     key = ApiKey.objects.select_related("endpoint").get(pk=key_id)
     if key.revoked_at is None:  # restored before this task ran: leave it working
         return
     if key.cloud_name:
         get_runtime().revoke_key(key.endpoint.name, key.cloud_name)
+    _runtime_done(key)
+
+
+def _runtime_done(key: ApiKey) -> None:
+    if key.runtime_error:
+        ApiKey.objects.filter(pk=key.pk).update(runtime_error="")
+
+
+def api_key_runtime_fail(*, key_id: int, error: str) -> None:
+    """Record that the runtime did not carry out the key's last revoke or restore: on the key (the
+    dashboard shows it) and in the audit log."""
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().get(pk=key_id)
+        key.runtime_error = error[:2000]
+        key.save(update_fields=["runtime_error"])
+        action = "api_key.revoke_failed" if key.revoked_at else "api_key.restore_failed"
+        audit_record(actor=None, action=action, target=key, details={"error": error[:1000]})
 
 
 def api_key_restore(*, user, key: ApiKey) -> ApiKey:
@@ -419,8 +437,10 @@ def api_key_restore(*, user, key: ApiKey) -> ApiKey:
                 f"This key expired on {locked.expires_at:%Y-%m-%d}; request a new key instead.",
                 code="conflict",
             )
-        never_seen = ApiKeyRequest.objects.filter(pk=locked.request_id, revealed_at__isnull=True)
-        if locked.request_id and never_seen.exists():
+        if (
+            locked.request_id
+            and ApiKeyRequest.objects.filter(pk=locked.request_id, revealed_at__isnull=True).exists()
+        ):
             raise ServiceError(
                 "This key was revoked before anyone saw it, and its secret was erased: restored, it would "
                 "work for nobody who holds it. Request a new key instead.",
@@ -438,8 +458,7 @@ def api_key_restore(*, user, key: ApiKey) -> ApiKey:
             target=locked,
             details={"prefix": locked.prefix, "revoked_at": revoked_at.isoformat()},
         )
-        key_id = locked.pk
-        transaction.on_commit(lambda: app.send_task("worker.restore_key", args=[key_id]))
+        queue.send_on_commit(queue.RESTORE_KEY, locked.pk)
         access_sync_enqueue(locked.endpoint)
     key.refresh_from_db()
     return key
@@ -451,13 +470,12 @@ def api_key_restore_at_runtime(*, key_id: int) -> None:
     A runtime that can no longer bring the key back raises PermanentError: the key is then
     recorded as revoked again, so the dashboard does not show a key that works nowhere.
     """
-    from worker.runtimes import get_runtime
-
     key = ApiKey.objects.select_related("endpoint").get(pk=key_id)
     if key.revoked_at is not None or not key.cloud_name:
         return
     try:
         get_runtime().restore_key(key.endpoint.name, key.cloud_name)
+        _runtime_done(key)
     except PermanentError as exc:
         with transaction.atomic():
             if ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(revoked_at=timezone.now()):

@@ -9,8 +9,6 @@ from endpoints.models import ApiKeyRequest, DeploymentStatus, KeyRequestStatus
 
 register = template.Library()
 
-ROLLBACK_SOURCES = {DeploymentStatus.READY, DeploymentStatus.SUPERSEDED, DeploymentStatus.ROLLED_BACK}
-
 SECTIONS = (
     ("key-request-", "key-requests"),
     ("key-", "keys"),
@@ -62,12 +60,6 @@ def filesize(size: int | None) -> str:
             return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     return str(size)
-
-
-@register.filter
-def rollbackable(deployment) -> bool:
-    """Was this deployment once live, so that deploying its version again is a rollback?"""
-    return deployment.status in ROLLBACK_SOURCES
 
 
 @register.filter

@@ -239,26 +239,25 @@ def test_a_team_member_cannot_deploy(member, endpoint, iris_version):
 
 
 def test_a_finished_deployment_shows_its_journal_and_what_it_made(
-    admin, endpoint, iris_version, one_step_runtime
+    admin, endpoint, iris_version, memory_runtime
 ):
     deployment = deploy_and_finish(admin, endpoint, iris_version)
     body = api(admin).get(f"/api/v1/deployments/{deployment.pk}/").json()
     assert body["status"] == "ready"
-    assert [(step["step"], step["state"], step["message"]) for step in body["steps"]] == [
-        ("start", "done", "started")
+    revision = f"iris-prod-d{deployment.pk}"
+    assert [(step["step"], step["state"], step["message"]) for step in body["steps"]][1:] == [
+        ("revision", "done", f"{revision} is ready."),
+        ("switch", "done", f"http://iris-prod.memory.invalid answers from {revision}."),
     ]
-    assert body["resources"] == {
-        "revision": f"iris-prod-d{deployment.pk}",
-        "url": f"http://iris-prod-d{deployment.pk}.test",
-    }
+    assert body["resources"] == {"revision": revision, "url": "http://iris-prod.memory.invalid"}
     assert body["started_at"] and body["finished_at"]
     assert body["error"] == ""
     live = api(admin).get(f"/api/v1/endpoints/{endpoint.name}/").json()
     assert live["live_deployment"]["id"] == deployment.pk
-    assert live["service_url"] == f"http://iris-prod-d{deployment.pk}.test"
+    assert live["service_url"] == "http://iris-prod.memory.invalid"
 
 
-def test_the_deployment_history_lists_newest_first(admin, member, endpoint, iris_version, one_step_runtime):
+def test_the_deployment_history_lists_newest_first(admin, member, endpoint, iris_version, memory_runtime):
     first = deploy_and_finish(admin, endpoint, iris_version)
     second = deploy_and_finish(admin, endpoint, iris_version)
     response = api(member).get(f"/api/v1/endpoints/{endpoint.name}/deployments/")
@@ -269,7 +268,7 @@ def test_the_deployment_history_lists_newest_first(admin, member, endpoint, iris
     ]
 
 
-def test_rolling_back_answers_202_with_the_new_deployment(admin, endpoint, iris_version, one_step_runtime):
+def test_rolling_back_answers_202_with_the_new_deployment(admin, endpoint, iris_version, memory_runtime):
     first = deploy_and_finish(admin, endpoint, iris_version)
     deploy_and_finish(admin, endpoint, iris_version)
     response = api(admin).post(f"/api/v1/deployments/{first.pk}/rollback/")
@@ -284,7 +283,7 @@ def test_rolling_back_answers_202_with_the_new_deployment(admin, endpoint, iris_
     assert AuditEvent.objects.filter(action="deployment.rollback", target_id=str(rollback.pk)).exists()
 
 
-def test_rolling_back_to_the_live_deployment_is_refused(admin, endpoint, iris_version, one_step_runtime):
+def test_rolling_back_to_the_live_deployment_is_refused(admin, endpoint, iris_version, memory_runtime):
     live = deploy_and_finish(admin, endpoint, iris_version)
     response = api(admin).post(f"/api/v1/deployments/{live.pk}/rollback/")
     assert response.status_code == 400
@@ -292,7 +291,7 @@ def test_rolling_back_to_the_live_deployment_is_refused(admin, endpoint, iris_ve
     assert Deployment.objects.count() == 1
 
 
-def test_a_team_member_cannot_roll_back(admin, member, endpoint, iris_version, one_step_runtime):
+def test_a_team_member_cannot_roll_back(admin, member, endpoint, iris_version, memory_runtime):
     first = deploy_and_finish(admin, endpoint, iris_version)
     deploy_and_finish(admin, endpoint, iris_version)
     response = api(member).post(f"/api/v1/deployments/{first.pk}/rollback/")

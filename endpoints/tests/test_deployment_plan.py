@@ -69,14 +69,13 @@ def test_a_plan_names_the_endpoints_port_and_the_access_it_would_rewrite(admin, 
 
 
 def test_a_canary_on_the_local_runtime_is_refused_when_it_is_asked_for(
-    admin, endpoint, iris_version, one_step_runtime, monkeypatch
+    admin, endpoint, iris_version, memory_runtime, settings
 ):
     from endpoints.services.deployments import deployment_request, deployment_run
-    from worker.runtimes.local import LocalRuntime
 
     live = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
-    deployment_run(deployment_id=live.pk)  # made live at once by the one-step runtime
-    monkeypatch.setattr("worker.runtimes.get_runtime", LocalRuntime)
+    deployment_run(deployment_id=live.pk)  # made live at once by the memory runtime
+    settings.RUNTIME = "local"
 
     for response in (
         plan(admin, endpoint, iris_version, traffic_percent=10),

@@ -131,27 +131,19 @@ def test_the_dashboard_offers_no_restore_past_thirty_days(client, admin, key):
     assert reverse("endpoints:key-restore", args=[key.pk]) not in page
 
 
-def test_a_revoke_task_that_runs_after_a_restore_leaves_the_key_working(admin, key, monkeypatch):
-    calls = []
-    monkeypatch.setattr(
-        "worker.runtimes.get_runtime", lambda: type("R", (), {"revoke_key": lambda *a: calls.append(a)})()
-    )
+def test_a_revoke_task_that_runs_after_a_restore_leaves_the_key_working(admin, key, memory_runtime):
     revoked_days_ago(key, admin, 0)
     ApiKey.objects.filter(pk=key.pk).update(revoked_at=None)  # restored before the task ran
 
     tasks.revoke_key.run(key.pk)
 
-    assert calls == []
+    assert memory_runtime.calls == []
 
 
-def test_a_restore_the_runtime_can_no_longer_make_marks_the_key_revoked_again(admin, key, monkeypatch):
+def test_a_restore_the_runtime_can_no_longer_make_marks_the_key_revoked_again(admin, key, memory_runtime):
     from worker.runtimes.base import PermanentError
 
-    class Gone:
-        def restore_key(self, endpoint, name):
-            raise PermanentError("API key gone for good")
-
-    monkeypatch.setattr("worker.runtimes.get_runtime", lambda: Gone())
+    memory_runtime.fail("restore_key", PermanentError("API key gone for good"))
 
     api_key_restore_at_runtime(key_id=key.pk)
 

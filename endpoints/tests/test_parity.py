@@ -199,7 +199,7 @@ def test_a_deploy_while_one_is_in_progress_is_refused_in_the_same_words(admin, t
 
 
 def test_a_traffic_share_out_of_range_is_refused_in_the_same_words(
-    admin, twins, iris_version, one_step_runtime
+    admin, twins, iris_version, memory_runtime
 ):
     for endpoint in twins:
         make_live(admin, endpoint, iris_version)
@@ -229,7 +229,7 @@ def test_a_team_member_is_refused_a_deploy_in_the_same_words(member, twins, iris
 
 
 def test_rolling_back_leaves_the_same_rows_through_both_interfaces(
-    admin, twins, iris_version, one_step_runtime
+    admin, twins, iris_version, memory_runtime
 ):
     first = {endpoint.name: make_live(admin, endpoint, iris_version) for endpoint in twins}
     for endpoint in twins:
@@ -251,7 +251,7 @@ def test_rolling_back_leaves_the_same_rows_through_both_interfaces(
 
 
 def test_rolling_back_to_the_live_deployment_is_refused_in_the_same_words(
-    admin, twins, iris_version, one_step_runtime
+    admin, twins, iris_version, memory_runtime
 ):
     live = {endpoint.name: make_live(admin, endpoint, iris_version) for endpoint in twins}
     via_api = api(admin).post(f"/api/v1/deployments/{live['via-api'].pk}/rollback/")

@@ -9,41 +9,7 @@ from endpoints.services.deployments import (
     deployment_request,
     deployment_run,
 )
-from worker.runtimes.base import PermanentError, Step, StepResult, TransientError
-
-
-class ScriptedRuntime:
-    """A runtime whose steps do what the test says, recording each call."""
-
-    name = "scripted"
-    supports_canary = True
-
-    def __init__(self, outcomes):
-        self.outcomes = outcomes
-        self.calls = []
-
-    def deploy_steps(self, spec):
-        def run_step(name):
-            def run(resources):
-                self.calls.append(name)
-                outcome = self.outcomes.get(name)
-                if isinstance(outcome, Exception):
-                    raise outcome
-                return StepResult(f"{name} done", {name: True, "url": "http://127.0.0.1:1"})
-
-            return run
-
-        return [Step(name, name.title(), run_step(name)) for name in ("one", "two", "three")]
-
-
-@pytest.fixture
-def runtime(monkeypatch):
-    def install(**outcomes):
-        scripted = ScriptedRuntime(outcomes)
-        monkeypatch.setattr("worker.runtimes.get_runtime", lambda: scripted)
-        return scripted
-
-    return install
+from worker.runtimes.base import PermanentError, TransientError
 
 
 def test_a_second_deploy_while_one_is_queued_is_refused(admin, endpoint, iris_version):
@@ -65,58 +31,65 @@ def test_a_deployment_is_claimed_once(admin, endpoint, iris_version):
     assert not deployment_claim(deployment_id=deployment.pk)
 
 
-def test_running_a_deployment_journals_every_step_and_makes_it_live(admin, endpoint, iris_version, runtime):
-    scripted = runtime()
+def steps_run(runtime) -> list[str]:
+    return [call[0] for call in runtime.calls]
+
+
+def test_running_a_deployment_journals_every_step_and_makes_it_live(
+    admin, endpoint, iris_version, memory_runtime
+):
     deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.READY
     deployment.refresh_from_db()
     endpoint.refresh_from_db()
-    assert [step["step"] for step in deployment.steps] == ["one", "two", "three"]
+    assert [step["step"] for step in deployment.steps] == ["artifact", "revision", "switch"]
     assert {step["state"] for step in deployment.steps} == {"done"}
-    assert deployment.resources == {"one": True, "two": True, "three": True, "url": "http://127.0.0.1:1"}
-    assert endpoint.live_deployment == deployment and endpoint.url == "http://127.0.0.1:1"
-    assert scripted.calls == ["one", "two", "three"]
+    revision = f"iris-prod-d{deployment.pk}"
+    assert deployment.resources == {"revision": revision, "url": "http://iris-prod.memory.invalid"}
+    assert endpoint.live_deployment == deployment and endpoint.url == "http://iris-prod.memory.invalid"
+    assert memory_runtime.calls == [("artifact", revision), ("revision", revision), ("switch", revision)]
 
 
-def test_a_second_delivery_of_a_finished_deployment_does_nothing(admin, endpoint, iris_version, runtime):
-    scripted = runtime()
+def test_a_second_delivery_of_a_finished_deployment_does_nothing(
+    admin, endpoint, iris_version, memory_runtime
+):
     deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     deployment_run(deployment_id=deployment.pk)
     assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.READY
-    assert scripted.calls == ["one", "two", "three"]
+    assert steps_run(memory_runtime) == ["artifact", "revision", "switch"]
 
 
 def test_a_permanent_error_fails_the_deployment_and_keeps_the_live_one(
-    admin, endpoint, iris_version, runtime
+    admin, endpoint, iris_version, memory_runtime
 ):
-    runtime()
     first = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     deployment_run(deployment_id=first.pk)
-    runtime(two=PermanentError("the revision never became ready"))
+    memory_runtime.fail("revision", PermanentError("the revision never became ready"))
     second = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     assert deployment_run(deployment_id=second.pk) == DeploymentStatus.FAILED
     second.refresh_from_db()
     endpoint.refresh_from_db()
-    assert second.error == "Two: the revision never became ready"
+    assert second.error == "Start the revision: the revision never became ready"
     assert [step["state"] for step in second.steps] == ["done", "failed"]
     assert endpoint.live_deployment == first
+    assert memory_runtime.endpoints["iris-prod"].traffic == {f"iris-prod-d{first.pk}": 100}
 
 
-def test_a_transient_error_is_retried_from_the_step_that_failed(admin, endpoint, iris_version, runtime):
-    runtime(two=TransientError("busy"))
+def test_a_transient_error_is_retried_from_the_step_that_failed(
+    admin, endpoint, iris_version, memory_runtime
+):
+    memory_runtime.fail("revision", TransientError("busy"))
     deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     with pytest.raises(TransientError):
         deployment_run(deployment_id=deployment.pk)
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.RUNNING
     assert [step["state"] for step in deployment.steps] == ["done", "retrying"]
-    scripted = runtime()
     assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.READY
-    assert scripted.calls == ["two", "three"]
+    assert steps_run(memory_runtime) == ["artifact", "revision", "revision", "switch"]
 
 
-def test_a_redeploy_supersedes_the_live_deployment(admin, endpoint, iris_version, runtime):
-    runtime()
+def test_a_redeploy_supersedes_the_live_deployment(admin, endpoint, iris_version, memory_runtime):
     first = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     deployment_run(deployment_id=first.pk)
     second = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
@@ -126,9 +99,8 @@ def test_a_redeploy_supersedes_the_live_deployment(admin, endpoint, iris_version
 
 
 def test_a_canary_leaves_the_previous_version_serving_until_a_full_deploy(
-    admin, endpoint, iris_version, runtime
+    admin, endpoint, iris_version, memory_runtime
 ):
-    runtime()
     stable = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     deployment_run(deployment_id=stable.pk)
     canary = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version, traffic_percent=10)
@@ -145,19 +117,10 @@ def test_a_canary_leaves_the_previous_version_serving_until_a_full_deploy(
 
 
 def test_a_rollback_tells_the_runtime_what_the_earlier_deployment_made(
-    admin, endpoint, iris_version, monkeypatch
+    admin, endpoint, iris_version, memory_runtime
 ):
-    from conftest import OneStepRuntime
     from endpoints.services.deployments import deployment_rollback
 
-    seen = []
-
-    class Recording(OneStepRuntime):
-        def deploy_steps(self, spec):
-            seen.append(spec.rollback_to)
-            return super().deploy_steps(spec)
-
-    monkeypatch.setattr("worker.runtimes.get_runtime", lambda: Recording())
     first = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     deployment_run(deployment_id=first.pk)
     second = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
@@ -165,6 +128,7 @@ def test_a_rollback_tells_the_runtime_what_the_earlier_deployment_made(
     first.refresh_from_db()
     back = deployment_rollback(user=admin, deployment=first)
     deployment_run(deployment_id=back.pk)
-    assert seen == [{}, {}, first.resources]
+    assert memory_runtime.calls[-1] == ("switch", first.resources["revision"])
+    assert memory_runtime.endpoints["iris-prod"].traffic == {first.resources["revision"]: 100}
     second.refresh_from_db()
     assert second.status == DeploymentStatus.ROLLED_BACK

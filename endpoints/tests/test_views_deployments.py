@@ -69,7 +69,7 @@ def test_a_second_deploy_while_one_is_in_progress_is_refused_with_a_message(
 
 
 def test_a_canary_share_is_offered_once_something_is_live(
-    client, admin, endpoint, iris_version, one_step_runtime
+    client, admin, endpoint, iris_version, memory_runtime
 ):
     _make_live(admin, endpoint, iris_version)
     client.force_login(admin)
@@ -88,7 +88,7 @@ def test_the_local_runtime_offers_no_traffic_share(client, admin, endpoint, iris
 
 
 def test_a_traffic_share_out_of_range_is_refused_on_its_field(
-    client, admin, endpoint, iris_version, one_step_runtime
+    client, admin, endpoint, iris_version, memory_runtime
 ):
     _make_live(admin, endpoint, iris_version)
     client.force_login(admin)

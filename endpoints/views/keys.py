@@ -67,7 +67,6 @@ def _request_context(request, key_request: ApiKeyRequest, **extra) -> dict:
     return {
         "key_request": key_request,
         "in_team": in_team,
-        "can_reveal": in_team and key_request.can_reveal,
         "decision_form": DecisionForm(),
         **extra,
     }

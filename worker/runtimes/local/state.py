@@ -98,9 +98,9 @@ class RuntimeDir:
                 return int(recorded)
             taken = set()
             for other in self.endpoints():
-                port = read_text(other.port_file)
-                if port and port.isdigit():
-                    taken.add(int(port))
+                recorded = read_text(other.port_file)
+                if recorded and recorded.isdigit():
+                    taken.add(int(recorded))
             for port in range(low, high + 1):
                 if port not in taken and port_is_free(host, port):
                     write_atomically(target.port_file, f"{port}\n")

@@ -161,7 +161,7 @@ class DeploySteps:
                 raise TransientError(str(exc), retry_after=30) from None
             current = target.current()
             previous = current if current and current != revision else self.spec.previous.get("revision")
-            found = {"port": port, "previous_revision": previous}
+            found = DeploymentResources(port=port, previous_revision=previous)
             pid = processes.read_pid_file(target.pid_file(revision))
             if pid is not None:
                 return StepResult(f"Serving process {pid} for {revision} is already running.", found)
@@ -249,6 +249,8 @@ class DeploySteps:
     def switch(self, resources: DeploymentResources) -> StepResult:
         target, revision = self.target, self.revision
         port = resources.get("port") or target.port()
+        if port is None:
+            raise PermanentError("the endpoint has no port: the start step did not run")
         with target.lock():
             pid = processes.read_pid_file(target.pid_file(revision))
             if pid is None:

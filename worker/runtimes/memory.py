@@ -1,0 +1,141 @@
+"""The `memory` runtime: endpoints held in this process's memory, for tests and trying the portal.
+
+Like Django's locmem mail backend, it does everything a runtime does, but nowhere: a deploy
+"serves" at `http://<revision>.memory.invalid`, keys and policies are kept in dictionaries, and
+every call is recorded. It can be told to fail:
+
+    runtime = get_runtime()                      # with RUNTIME="memory"
+    runtime.fail("revision", Pending("still creating"), TransientError("busy"))
+    ...                                          # the next two runs of the step raise these
+    runtime.calls                                # [("deploy_step", "artifact", "iris-d1"), ...]
+
+Failures (PermanentError, TransientError, Pending, ...) can be queued for a step name or for a
+method name (`issue_key`, `revoke_key`, `restore_key`, `apply_access`, `stop_endpoint`,
+`ensure_serving`). Nothing is kept across processes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from worker.runtimes.base import (
+    AccessPolicy,
+    Change,
+    DeploySpec,
+    IssuedKey,
+    KeySpec,
+    Runtime,
+    Step,
+    StepResult,
+)
+from worker.runtimes.resources import DeploymentResources
+
+
+@dataclass
+class Served:
+    """What an endpoint serves: its revisions by share of traffic, and whether it is up."""
+
+    url: str
+    traffic: dict[str, int]
+    up: bool = True
+
+
+class MemoryRuntime(Runtime):
+    name = "memory"
+    supports_canary = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.runs: Counter[str] = Counter()  # how many times each step or method ran
+        self.failures: defaultdict[str, list[Exception]] = defaultdict(list)
+        self.endpoints: dict[str, Served] = {}
+        self.access: dict[str, AccessPolicy] = {}
+        self.keys: dict[str, bool] = {}  # key name -> revoked
+        self.warmed = False
+
+    def fail(self, name: str, *errors: Exception) -> None:
+        """Make the next runs of the step or method `name` raise `errors`, one per run, in order."""
+        self.failures[name].extend(errors)
+
+    def _enter(self, name: str, *args) -> None:
+        self.calls.append((name, *args))
+        self.runs[name] += 1
+        if self.failures[name]:
+            raise self.failures[name].pop(0)
+
+    # --- deploy ------------------------------------------------------------------------------
+
+    def deploy_steps(self, spec: DeploySpec) -> list[Step]:
+        revision = spec.rollback_to.get("revision") or spec.revision
+        url = f"http://{spec.endpoint}.memory.invalid"
+
+        def artifact(resources: DeploymentResources) -> StepResult:
+            self._enter("artifact", revision)
+            return StepResult(f"Artifact {spec.model.sha256[:12]} kept in memory.")
+
+        def start(resources: DeploymentResources) -> StepResult:
+            self._enter("revision", revision)
+            return StepResult(f"{revision} is ready.", {"revision": revision})
+
+        def switch(resources: DeploymentResources) -> StepResult:
+            self._enter("switch", revision)
+            traffic = {revision: spec.traffic_percent}
+            served = self.endpoints.get(spec.endpoint)
+            if served and spec.traffic_percent < 100:
+                rest = 100 - spec.traffic_percent
+                traffic.update({name: rest for name in served.traffic if name != revision})
+            self.endpoints[spec.endpoint] = Served(url, traffic)
+            self.access[spec.endpoint] = spec.access
+            return StepResult(f"{url} answers from {revision}.", {"url": url, "revision": revision})
+
+        def says(step: str, action: str, detail: str):
+            return lambda: [Change(step, action, detail)]
+
+        return [
+            Step("artifact", "Keep the model artifact", artifact, says("artifact", "none", "kept in memory")),
+            Step("revision", "Start the revision", start, says("revision", "create", f"start {revision}")),
+            Step(
+                "switch",
+                "Send traffic to it",
+                switch,
+                says("switch", "update", f"{url} answers from {revision}"),
+            ),
+        ]
+
+    def ensure_serving(self, spec: DeploySpec) -> bool:
+        self._enter("ensure_serving", spec.endpoint)
+        served = self.endpoints.get(spec.endpoint)
+        if served is not None and served.up:
+            return False
+        self.endpoints[spec.endpoint] = Served(f"http://{spec.endpoint}.memory.invalid", {spec.revision: 100})
+        return True
+
+    def stop_endpoint(self, endpoint: str) -> None:
+        self._enter("stop_endpoint", endpoint)
+        if endpoint in self.endpoints:
+            self.endpoints[endpoint].up = False
+
+    def warm_up(self) -> None:
+        self.warmed = True
+
+    # --- access ------------------------------------------------------------------------------
+
+    def apply_access(self, endpoint: str, access: AccessPolicy) -> None:
+        self._enter("apply_access", endpoint)
+        self.access[endpoint] = access
+
+    def issue_key(self, spec: KeySpec) -> IssuedKey:
+        self._enter("issue_key", spec.key_id)
+        name = f"memory:{spec.endpoint}:{spec.key_id}"
+        self.keys[name] = False
+        return IssuedKey(name=name, secret="mep_" + secrets.token_urlsafe(32))
+
+    def revoke_key(self, endpoint: str, key_name: str) -> None:
+        self._enter("revoke_key", key_name)
+        self.keys[key_name] = True
+
+    def restore_key(self, endpoint: str, key_name: str) -> None:
+        self._enter("restore_key", key_name)
+        self.keys[key_name] = False
