@@ -6,6 +6,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from endpoints.models import ApiKeyRequest, DeploymentStatus, KeyRequestStatus
+from endpoints.services.keys import DEFAULT_OVERLAP_HOURS, MAX_OVERLAP_HOURS
 
 register = template.Library()
 
@@ -43,6 +44,12 @@ def badge(status: str | None):
     if not status:
         return mark_safe('<span class="badge badge-none">never deployed</span>')
     return format_html('<span class="badge badge-{}">{}</span>', status, LABELS.get(status, status))
+
+
+@register.simple_tag
+def overlap_hours(bound: str = "default") -> int:
+    """A rotation's overlap, as the service defines it: its default, or its maximum ("max")."""
+    return MAX_OVERLAP_HOURS if bound == "max" else DEFAULT_OVERLAP_HOURS
 
 
 @register.simple_tag
