@@ -4,6 +4,10 @@ Messages carry only ids; the database holds the state. Inside a transaction a ta
 the transaction commits, so the worker never looks for a row that is not there yet.
 """
 
+import logging
+
+log = logging.getLogger(__name__)
+
 DEPLOY = "worker.deploy"
 ISSUE_KEY = "worker.issue_key"
 REVOKE_KEY = "worker.revoke_key"
@@ -13,11 +17,22 @@ RECONCILE = "worker.reconcile"
 EXPIRE_KEYS = "worker.expire_keys"
 
 
-def send(task: str, *args: int, task_id: str | None = None) -> None:
-    """Send `task` now."""
+def send(task: str, *args: int, task_id: str | None = None) -> bool:
+    """Send `task` now; False when the broker cannot take it.
+
+    A failed send is logged, not raised: the change it carries is already committed, and beat's
+    reconcile sends it again once the broker is back.
+    """
     from portal.celery import app
 
-    app.send_task(task, args=list(args), task_id=task_id)
+    try:
+        app.send_task(task, args=list(args), task_id=task_id)
+    except Exception as exc:  # the broker's client raises its own kinds (kombu, redis, OSError)
+        log.warning(
+            "could not send %s%s (%s: %s); reconcile will send it again", task, args, type(exc).__name__, exc
+        )
+        return False
+    return True
 
 
 def send_on_commit(task: str, *args: int, task_id: str | None = None) -> None:

@@ -6,10 +6,14 @@
 Service errors carry their own message and field. DRF's own errors (malformed input, not signed
 in, not found) are reshaped to match: a validation error names its first field in `field` and
 keeps DRF's full per-field listing under `errors`. Paths under /api/ that match no route, and
-server errors there, answer in the same shape instead of the dashboard's HTML pages.
+server errors there, answer in the same shape instead of the dashboard's HTML pages; while the
+database is away, both answer 503 with Retry-After.
 """
 
-from django.http import JsonResponse
+import sys
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -99,8 +103,26 @@ def not_found(request, exception):
     return defaults.page_not_found(request, exception)
 
 
+DATABASE_AWAY = "The portal's database is not answering; nothing was changed. Try again in a moment."
+RETRY_AFTER_SECONDS = 5
+
+
 def server_error(request):
-    """handler500: JSON under /api/, Django's page elsewhere."""
+    """handler500: JSON under /api/, Django's page elsewhere; 503 while the database is away.
+
+    The database's absence is not a server bug: the caller is told to come back, with Retry-After,
+    in a page that needs no database to render.
+    """
+    exc = sys.exc_info()[1]
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        if _is_api(request):
+            body = {"detail": DATABASE_AWAY, "field": None, "code": "unavailable"}
+            response = JsonResponse(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        else:
+            page = f"<!doctype html><title>Unavailable</title><h1>Unavailable</h1><p>{DATABASE_AWAY}</p>"
+            response = HttpResponse(page, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     if _is_api(request):
         body = {"detail": "The server failed to answer; the error is logged.", "field": None, "code": "error"}
         return JsonResponse(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
