@@ -18,6 +18,7 @@ from worker.runtimes.base import DeploySpec
 from worker.runtimes.gcp import compute
 from worker.runtimes.gcp.armor import policy_link
 from worker.runtimes.gcp.clients import Context
+from worker.runtimes.resources import DeploymentResources
 
 
 def names(endpoint: str) -> dict[str, str]:
@@ -36,8 +37,9 @@ def hostname(ctx: Context, endpoint: str) -> str:
     return f"{endpoint}.{ctx.cfg.lb_domain}"
 
 
-def ensure_chain(ctx: Context, spec: DeploySpec) -> dict:
-    """Create what is missing of the chain; return the address and URL end users call."""
+def ensure_chain(ctx: Context, spec: DeploySpec) -> tuple[DeploymentResources, list[str]]:
+    """Create what is missing of the chain; return the address and URL end users call, and what
+    was created."""
     endpoint = spec.endpoint
     project = ctx.cfg.project
     region = spec.resources.region
@@ -126,9 +128,9 @@ def ensure_chain(ctx: Context, spec: DeploySpec) -> dict:
         address=n["address"],
         what=f"Read address {n['address']}",
     )
-    return {
+    found: DeploymentResources = {
         "load_balancer": n["rule"],
         "lb_address": address.address,
         "url": f"https://{hostname(ctx, endpoint)}",
-        "lb_created": made,
     }
+    return found, made

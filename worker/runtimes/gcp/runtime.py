@@ -231,8 +231,8 @@ class GcpRuntime(Runtime):
             found = {key: previous[key] for key in ("load_balancer", "lb_address")}
             found["url"] = f"https://{loadbalancer.hostname(self.ctx, spec.endpoint)}"
             return StepResult(f"Reusing the load balancer at {found['lb_address']}", found)
-        found = loadbalancer.ensure_chain(self.ctx, spec)
-        made = ", ".join(found.pop("lb_created")) or "nothing (all there)"
+        found, created = loadbalancer.ensure_chain(self.ctx, spec)
+        made = ", ".join(created) or "nothing (all there)"
         host = loadbalancer.hostname(self.ctx, spec.endpoint)
         return StepResult(f"Created {made}; point {host} (DNS A record) at {found['lb_address']}", found)
 
