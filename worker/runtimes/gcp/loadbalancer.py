@@ -12,6 +12,7 @@ chain makes no call at all. Someone must point the DNS name at the address (the 
 
 from __future__ import annotations
 
+from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
 
 from worker.runtimes.base import DeploySpec
@@ -134,3 +135,27 @@ def ensure_chain(ctx: Context, spec: DeploySpec) -> tuple[DeploymentResources, l
         "url": f"https://{hostname(ctx, endpoint)}",
     }
     return found, made
+
+
+def missing(ctx: Context, spec: DeploySpec) -> list[str]:
+    """The names of the chain's pieces that do not exist yet, read one by one."""
+    n = names(spec.endpoint)
+    region = spec.resources.region
+    lookups = [
+        ("GlobalAddressesClient", {"address": n["address"]}),
+        ("SslCertificatesClient", {"ssl_certificate": n["certificate"]}),
+        ("RegionNetworkEndpointGroupsClient", {"region": region, "network_endpoint_group": n["neg"]}),
+        ("BackendServicesClient", {"backend_service": n["backend"]}),
+        ("UrlMapsClient", {"url_map": n["url_map"]}),
+        ("TargetHttpsProxiesClient", {"target_https_proxy": n["proxy"]}),
+        ("GlobalForwardingRulesClient", {"forwarding_rule": n["rule"]}),
+    ]
+    absent = []
+    for client_name, key in lookups:
+        client = ctx.clients.compute(client_name)
+        found = ctx.call(
+            client.get, project=ctx.cfg.project, what=f"Read {key}", accept=(gexc.NotFound,), **key
+        )
+        if found is None:
+            absent.append(key.get("network_endpoint_group") or next(iter(key.values())))
+    return absent

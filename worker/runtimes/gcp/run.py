@@ -120,13 +120,13 @@ def build_service(ctx: Context, spec: DeploySpec) -> run_v2.Service:
     )
 
 
-def deploy_revision(ctx: Context, spec: DeploySpec, *, validate_only: bool = False) -> dict:
+def deploy_revision(ctx: Context, spec: DeploySpec) -> dict:
     """Start the write of the service with this deployment's revision; return its operation."""
     service = build_service(ctx, spec)
     started = ctx.wall()
     operation = ctx.call(
         ctx.clients.run().update_service,
-        request=run_v2.UpdateServiceRequest(service=service, allow_missing=True, validate_only=validate_only),
+        request=run_v2.UpdateServiceRequest(service=service, allow_missing=True),
         what=f"Deploy Cloud Run revision {service.template.revision}",
     )
     return {
@@ -136,6 +136,18 @@ def deploy_revision(ctx: Context, spec: DeploySpec, *, validate_only: bool = Fal
         "run_operation_started": started,
         "traffic": [{"revision": t.revision, "percent": t.percent} for t in service.traffic],
     }
+
+
+def validate_revision(ctx: Context, spec: DeploySpec) -> tuple[run_v2.Service, bool]:
+    """Send the write `deploy_revision` would send with `validate_only`: the service, and whether
+    Cloud Run answered that it checked it."""
+    service = build_service(ctx, spec)
+    operation = ctx.call(
+        ctx.clients.run().update_service,
+        request=run_v2.UpdateServiceRequest(service=service, allow_missing=True, validate_only=True),
+        what=f"Validate Cloud Run revision {service.template.revision}",
+    )
+    return service, bool(operation.operation.done)
 
 
 def wait_revision(ctx: Context, resources: dict) -> dict:
