@@ -2,10 +2,11 @@
 
 Per endpoint: one API `projects/<p>/locations/global/apis/<endpoint>` (its managed service is what
 keys are restricted to), one regional gateway `.../locations/<GCP_GATEWAY_REGION>/gateways/<endpoint>`,
-and one immutable config per deployment, `<endpoint>-d<deployment id>`, built from the serving
-OpenAPI document (see `swagger.py`). A deploy creates the config, then points the gateway at it;
-the API and the gateway are created the first time. The API's managed service is enabled in the
-project (Service Usage) so the gateway accepts keys made there.
+and one immutable config per deployment, named like its revision (`revision_name`:
+`<endpoint>-d<deployment id>`), built from the serving OpenAPI document (see `swagger.py`). A
+deploy creates the config, then points the gateway at it; the API and the gateway are created the
+first time. The API's managed service is enabled in the project (Service Usage) so the gateway
+accepts keys made there.
 
 A create that meets AlreadyExists is checked, not trusted: a config is ours when its
 `portal-document` label is the digest of the document we would send (the client and our own retry
@@ -22,7 +23,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import apigateway_v1 as gw
 from google.cloud import service_usage_v1 as su
 
-from worker.runtimes.base import DeploySpec, PermanentError
+from worker.runtimes.base import DeploySpec, PermanentError, revision_name
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.operations import StillRunning, operation_result, wait_until
 from worker.runtimes.gcp.swagger import serving_openapi, to_swagger2
@@ -40,7 +41,7 @@ def gateway_name(ctx: Context, endpoint: str) -> str:
 
 
 def config_id(spec: DeploySpec) -> str:
-    value = f"{spec.endpoint}-d{spec.deployment_id}"
+    value = revision_name(spec.endpoint, spec.deployment_id)
     if len(value) > 63 or not CONFIG_ID.match(value):
         raise PermanentError(
             f"API config id {value!r} is not valid for API Gateway: at most 63 lowercase letters, digits and "

@@ -1,10 +1,10 @@
 """Cloud Run v2: one service per endpoint, one revision per deployment.
 
 The service id is the endpoint's name (a DNS label that starts with a letter); the revision is
-`<service>-d<deployment id>`, so a retried deploy finds the revision it made. The write is one
-`UpdateService` with `allow_missing=True` (create if absent, else update): no read first. A
-revision with the same name and the same template is not made twice; Cloud Run refuses one with
-the same name and a different template.
+`<service>-d<deployment id>` (`revision_name`), so a retried deploy finds the revision it made.
+The write is one `UpdateService` with `allow_missing=True` (create if absent, else update): no
+read first. A revision with the same name and the same template is not made twice; Cloud Run
+refuses one with the same name and a different template.
 
 Traffic names revisions, never "latest": the new revision gets the deployment's share and the
 previous live revision keeps the rest, so a revision that never becomes ready takes no traffic.
@@ -19,7 +19,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 from google.protobuf import duration_pb2
 
-from worker.runtimes.base import DeploySpec, PermanentError
+from worker.runtimes.base import DeploySpec, PermanentError, revision_name
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import SERVICE_ACCOUNT
 from worker.runtimes.gcp.operations import operation_result
@@ -48,7 +48,7 @@ def service_name(ctx: Context, endpoint: str, region: str) -> str:
 
 
 def revision_id(spec: DeploySpec) -> str:
-    revision = f"{service_id(spec.endpoint)}-d{spec.deployment_id}"
+    revision = revision_name(service_id(spec.endpoint), spec.deployment_id)
     if not REVISION_ID.match(revision):
         raise PermanentError(f"Revision name {revision!r} is longer than Cloud Run's 63 characters.")
     return revision
