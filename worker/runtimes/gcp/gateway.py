@@ -27,6 +27,7 @@ from worker.runtimes.base import DeploySpec, PermanentError, revision_name
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.operations import StillRunning, operation_result, wait_until
 from worker.runtimes.gcp.swagger import serving_openapi, to_swagger2
+from worker.runtimes.resources import DeploymentResources
 
 CONFIG_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 LABELS = {"managed-by": "model-endpoint-portal"}
@@ -102,7 +103,7 @@ def ensure_api(ctx: Context, endpoint: str, *, create_first: bool = False) -> st
     return api.managed_service
 
 
-def create_config(ctx: Context, spec: DeploySpec, resources: dict) -> dict:
+def create_config(ctx: Context, spec: DeploySpec, resources: DeploymentResources) -> DeploymentResources:
     """Create this deployment's API config; return its name and the operation to wait for."""
     client = ctx.clients.gateway()
     previous = spec.previous
@@ -165,7 +166,7 @@ def _diagnostics(operation) -> str:
     return " Diagnostics: " + "; ".join(f"{d.location}: {d.message}" for d in metadata.diagnostics)
 
 
-def wait_config(ctx: Context, resources: dict) -> None:
+def wait_config(ctx: Context, resources: DeploymentResources) -> None:
     client = ctx.clients.gateway()
     what = f"API config {resources['api_config_id']}"
     started = resources["config_operation_started"]
@@ -186,7 +187,7 @@ def wait_config(ctx: Context, resources: dict) -> None:
     wait_until(ctx, read, what=what, started=started)
 
 
-def point_gateway(ctx: Context, spec: DeploySpec, config: str) -> dict:
+def point_gateway(ctx: Context, spec: DeploySpec, config: str) -> DeploymentResources:
     """Point the endpoint's gateway at `config`, creating the gateway the first time."""
     client = ctx.clients.gateway()
     name = gateway_name(ctx, spec.endpoint)
@@ -220,7 +221,7 @@ def point_gateway(ctx: Context, spec: DeploySpec, config: str) -> dict:
     }
 
 
-def wait_gateway(ctx: Context, resources: dict) -> dict:
+def wait_gateway(ctx: Context, resources: DeploymentResources) -> DeploymentResources:
     gateway = operation_result(
         ctx,
         ctx.clients.gateway(),

@@ -24,6 +24,7 @@ from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import SERVICE_ACCOUNT
 from worker.runtimes.gcp.operations import operation_result
 from worker.runtimes.gcp.storage import model_uri
+from worker.runtimes.resources import DeploymentResources
 
 SERVICE_ID = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 REVISION_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -56,9 +57,11 @@ def revision_id(spec: DeploySpec) -> str:
 
 def ingress_for(mode: str) -> run_v2.IngressTraffic:
     """Allowlist endpoints take traffic only through their load balancer (where Cloud Armor is)."""
+    ingress = run_v2.IngressTraffic
+    # The call gives the member its enum type (proto-plus types enum members as int).
     if mode in ADDRESS_MODES:
-        return run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER
-    return run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL
+        return ingress(ingress.INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER)
+    return ingress(ingress.INGRESS_TRAFFIC_ALL)
 
 
 def traffic_for(spec: DeploySpec, revision: str) -> list[run_v2.TrafficTarget]:
@@ -120,7 +123,7 @@ def build_service(ctx: Context, spec: DeploySpec) -> run_v2.Service:
     )
 
 
-def deploy_revision(ctx: Context, spec: DeploySpec) -> dict:
+def deploy_revision(ctx: Context, spec: DeploySpec) -> DeploymentResources:
     """Start the write of the service with this deployment's revision; return its operation."""
     service = build_service(ctx, spec)
     started = ctx.wall()
@@ -150,7 +153,7 @@ def validate_revision(ctx: Context, spec: DeploySpec) -> tuple[run_v2.Service, b
     return service, bool(operation.operation.done)
 
 
-def wait_revision(ctx: Context, resources: dict) -> dict:
+def wait_revision(ctx: Context, resources: DeploymentResources) -> DeploymentResources:
     """Wait for the deploy operation; the revision must be ready, else fail with Cloud Run's message."""
     revision = resources["revision"]
     service = operation_result(
@@ -167,7 +170,7 @@ def wait_revision(ctx: Context, resources: dict) -> dict:
     return {"url": service.uri, "run_url": service.uri, "service_generation": service.generation}
 
 
-def set_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> dict:
+def set_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> DeploymentResources:
     """Move traffic between existing revisions (rollback); returns the started operation."""
     service = ctx.call(ctx.clients.run().get_service, name=name, what=f"Read {name}")
     service.traffic = [
@@ -206,7 +209,7 @@ def delete_services(ctx: Context, endpoint: str) -> list[str]:
     return deleted
 
 
-def wait_traffic(ctx: Context, resources: dict) -> dict:
+def wait_traffic(ctx: Context, resources: DeploymentResources) -> DeploymentResources:
     """Wait for a traffic move; the named revision must then serve all of it."""
     revision = resources["revision"]
     service = operation_result(

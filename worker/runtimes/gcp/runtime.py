@@ -25,6 +25,7 @@ from worker.runtimes.gcp import armor, gateway, keys, run
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
 from worker.runtimes.gcp.steps import DeploySteps
+from worker.runtimes.resources import DeploymentResources
 
 #: What each access mode needs in front of the Cloud Run service, and how the page names it.
 FRONTS = {"api_key": "gateway", "both": "gateway", "ip_allowlist": "load_balancer", "open": "none"}
@@ -80,7 +81,9 @@ class GcpRuntime(Runtime):
         elif access.mode in run.ADDRESS_MODES:
             armor.apply_allowlist(self.ctx, endpoint, access.cidrs)
 
-    def access_for_live(self, live: dict | None, access: AccessPolicy) -> tuple[AccessPolicy, str]:
+    def access_for_live(
+        self, live: DeploymentResources | None, access: AccessPolicy
+    ) -> tuple[AccessPolicy, str]:
         """Keys and the allowlist change on a live endpoint at once; a mode whose front differs
         from the live deployment's (API Gateway for keys, a load balancer with Cloud Armor for an
         allowlist, nothing for open) needs a deploy, which builds that front and sets the service's
