@@ -52,17 +52,19 @@ def start_fakes() -> Fakes:
 
 
 def runtime_for(fakes: Fakes, *, wait_seconds: float = 20.0):
-    from worker.runtimes.gcp.config import GcpConfig, parse_overrides
+    from worker.runtimes.gcp.config import GcpConfig
     from worker.runtimes.gcp.runtime import GcpRuntime
 
-    cfg = GcpConfig(
-        project=PROJECT,
-        serving_image="us-docker.pkg.dev/portal-test/portal/serving:1.0",
-        artifact_bucket=BUCKET,
-        gateway_service_account=GATEWAY_SA,
-        lb_domain="models.example.com",
-        endpoint_overrides=parse_overrides(fakes.overrides()),
-        wait_seconds=wait_seconds,
+    cfg = GcpConfig.from_values(
+        {
+            "GCP_PROJECT": PROJECT,
+            "GCP_SERVING_IMAGE": "us-docker.pkg.dev/portal-test/portal/serving:1.0",
+            "GCP_ARTIFACT_BUCKET": BUCKET,
+            "GCP_GATEWAY_SERVICE_ACCOUNT": GATEWAY_SA,
+            "GCP_LB_DOMAIN": "models.example.com",
+            "GCP_API_ENDPOINT_OVERRIDES": fakes.overrides(),
+            "GCP_OPERATION_WAIT_SECONDS": wait_seconds,
+        }
     )
     clock = {"now": time.time()}
 

@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from portal import queue
 from portal.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from worker.runtimes.gcp import config as gcp_config  # imports nothing from Google
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -344,30 +345,14 @@ LOCAL_RUNTIME_READY_TIMEOUT = env_float("LOCAL_RUNTIME_READY_TIMEOUT", 60.0)
 LOCAL_RUNTIME_SERVING_WORKERS = env_int("LOCAL_RUNTIME_SERVING_WORKERS", 1)
 
 # Google Cloud runtime (RUNTIME=gcp): Cloud Run, API Gateway, API Keys, Cloud Armor. Credentials
-# come from Application Default Credentials. With RUNTIME=gcp a missing required value stops start-up.
-GCP_PROJECT = env_str("GCP_PROJECT")
-GCP_SERVING_IMAGE = env_str("GCP_SERVING_IMAGE")
-GCP_ARTIFACT_BUCKET = env_str("GCP_ARTIFACT_BUCKET")
-GCP_GATEWAY_SERVICE_ACCOUNT = env_str("GCP_GATEWAY_SERVICE_ACCOUNT")
-GCP_LB_DOMAIN = env_str("GCP_LB_DOMAIN")
-GCP_SERVICE_ACCOUNT_TEMPLATE = env_str(
-    "GCP_SERVICE_ACCOUNT_TEMPLATE", "ep-{endpoint}@{project}.iam.gserviceaccount.com"
-)
-GCP_GATEWAY_REGION = env_str("GCP_GATEWAY_REGION", "us-central1")
-GCP_API_ENDPOINT_OVERRIDES = env_str("GCP_API_ENDPOINT_OVERRIDES")
-GCP_CALL_TIMEOUT_SECONDS = env_float("GCP_CALL_TIMEOUT_SECONDS", 30.0)
-GCP_RETRY_ATTEMPTS = env_int("GCP_RETRY_ATTEMPTS", 3)
-GCP_RETRY_INITIAL_SECONDS = env_float("GCP_RETRY_INITIAL_SECONDS", 1.0)
-GCP_RATE_LIMIT_WAIT_SECONDS = env_float("GCP_RATE_LIMIT_WAIT_SECONDS", 30.0)
-GCP_POLL_INTERVAL_SECONDS = env_float("GCP_POLL_INTERVAL_SECONDS", 2.0)
-GCP_OPERATION_WAIT_SECONDS = env_float("GCP_OPERATION_WAIT_SECONDS", 20.0)
-GCP_OPERATION_DEADLINE_SECONDS = env_float("GCP_OPERATION_DEADLINE_SECONDS", 1800.0)
-GCP_ARMOR_PRIORITY_START = env_int("GCP_ARMOR_PRIORITY_START", 1000)
-GCP_ARMOR_PRIORITY_END = env_int("GCP_ARMOR_PRIORITY_END", 1999)
+# come from Application Default Credentials. The GCP_* settings, their defaults and what each sets
+# are listed once, in worker/runtimes/gcp/config.py (SETTINGS); each is read here from the
+# environment. With RUNTIME=gcp a missing required value stops start-up.
+_env_readers = {str: env_str, int: env_int, float: env_float}
+for _setting in gcp_config.SETTINGS:
+    globals()[_setting.name] = _env_readers[type(_setting.default)](_setting.name, _setting.default)
 if RUNTIME == "gcp":
-    from worker.runtimes.gcp.config import check_settings
-
-    check_settings(globals())
+    gcp_config.check_settings(globals())
 
 # Keys.
 API_KEY_DEFAULT_DAYS = env_int("API_KEY_DEFAULT_DAYS", 90)

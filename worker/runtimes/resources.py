@@ -52,4 +52,3 @@ class DeploymentResources(TypedDict, total=False):
     security_policy: str
     load_balancer: str
     lb_address: str
-    lb_created: list[str]

@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from tests.fakes.fixtures import *  # noqa: F403
-from worker.runtimes.gcp.config import GcpConfig, check_settings, parse_overrides
+from worker.runtimes.gcp.config import SETTINGS, GcpConfig, check_settings, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +37,43 @@ def test_the_portal_refuses_to_start_with_runtime_gcp_and_no_project():
     )
     assert result.returncode != 0
     assert "RUNTIME=gcp needs GCP_PROJECT" in result.stderr
+
+
+def test_each_setting_is_read_from_the_environment_with_its_default():
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GCP_")}
+    env.update(RUNTIME="local", DJANGO_SETTINGS_MODULE="portal.settings")
+    env.update(GCP_RETRY_ATTEMPTS="7", GCP_POLL_INTERVAL_SECONDS="0.5")
+    code = (
+        "from django.conf import settings\n"
+        "from worker.runtimes.gcp.config import SETTINGS\n"
+        "print(repr([getattr(settings, item.name) for item in SETTINGS]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    expected = {item.name: item.default for item in SETTINGS}
+    expected.update(GCP_RETRY_ATTEMPTS=7, GCP_POLL_INTERVAL_SECONDS=0.5)
+    assert result.stdout.strip() == repr(list(expected.values()))
+
+
+def test_the_readme_lists_every_gcp_setting_with_its_default():
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("| `GCP_"):
+            name, default = (cell.strip() for cell in line.split("|")[1:3])
+            rows[name.strip("`")] = default
+
+    assert list(rows) == [item.name for item in SETTINGS]
+    for item in SETTINGS:
+        if item.required:
+            assert rows[item.name] == "empty (required with `RUNTIME=gcp`)"
+        elif item.default == "":
+            assert rows[item.name] == "empty"
+        else:
+            shown = f"{item.default:g}" if isinstance(item.default, float) else str(item.default)
+            assert rows[item.name] == f"`{shown}`", item.name
 
 
 def test_endpoint_overrides_name_known_apis_only():

@@ -39,17 +39,32 @@ def test_planning_a_first_key_deploy_lists_every_creation_and_writes_nothing(gcp
         ("artifact", "update"),
         ("revision", "update"),
         ("invoker", "update"),
+        ("gateway_config", "create"),
+        ("gateway_config", "create"),
+        ("managed_service", "update"),
         ("gateway", "create"),
-        ("gateway", "create"),
-        ("gateway", "create"),
-        ("gateway", "update"),
     ]
     assert (
         "deploy revision iris-prod-d4, traffic iris-prod-d4 100% (validated by Cloud Run)"
         in changes[3].detail
     )
+    assert [c.detail for c in changes[5:]] == [
+        f"create API {API}",
+        "create API config iris-prod-d4 (routes: POST /predict, GET /v1/model)",
+        "enable the new API's managed service",
+        f"create gateway {GATEWAY} on iris-prod-d4",
+    ]
     (validated,) = fakes.run.requests("UpdateService")
     assert validated.validate_only
+
+
+@pytest.mark.parametrize("mode", ["api_key", "both", "ip_allowlist", "open"])
+def test_each_step_plans_only_what_it_does_itself(gcp, fakes, artifact, mode):
+    spec = make_spec(artifact, mode=mode, cidrs=("198.51.100.0/24",))
+
+    for step in gcp.deploy_steps(spec):
+        if step.plan is not None:
+            assert {change.step for change in step.plan()} == {step.name}
 
 
 def test_planning_after_a_deploy_shows_only_the_new_revision_and_config(gcp, fakes, artifact):
@@ -64,7 +79,7 @@ def test_planning_after_a_deploy_shows_only_the_new_revision_and_config(gcp, fak
         ("artifact", "none"),
         ("revision", "update"),
         ("invoker", "none"),
-        ("gateway", "create"),
+        ("gateway_config", "create"),
         ("gateway", "update"),
     ]
     assert changes[-1].detail == "point gateway iris-prod from iris-prod-d1 to iris-prod-d2"

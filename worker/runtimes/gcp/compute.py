@@ -10,6 +10,7 @@ up to two minutes inside one call). A DONE operation is checked for `error`.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
@@ -29,6 +30,7 @@ def request_id() -> str:
 
 def wait(ctx: Context, operation: compute_v1.Operation, *, what: str, region: str | None = None) -> None:
     """Wait (bounded) for a Compute operation; raise with Google's message if it ended in error."""
+    scope: dict[str, Any]  # the get request's project (and region), beside `call`'s own keywords
     if region:
         client = ctx.clients.compute("RegionOperationsClient")
         scope = {"project": ctx.cfg.project, "region": region}

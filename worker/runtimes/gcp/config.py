@@ -1,45 +1,25 @@
-"""The GCP runtime's settings, read once from Django settings and checked at start-up.
+"""The GCP runtime's settings: each listed once in `SETTINGS`, read once, checked at start-up.
 
-`portal/settings.py` calls `check_settings(globals())` when RUNTIME=gcp, so the web server, the
-worker and beat refuse to start with a required value missing, naming it, instead of failing in
-the middle of a deploy. This module imports nothing from Google.
+`portal/settings.py` reads every setting of `SETTINGS` from the environment, with its default, and
+calls `check_settings(globals())` when RUNTIME=gcp, so the web server, the worker and beat refuse to
+start with a required value missing, naming it, instead of failing in the middle of a deploy.
+`GcpConfig.from_settings()` fills the runtime's config from the same table. This module imports
+nothing from Google.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-
-REQUIRED = (
-    ("GCP_PROJECT", "the Google Cloud project id endpoints are deployed to"),
-    ("GCP_SERVING_IMAGE", "the serving container image Cloud Run runs"),
-    ("GCP_ARTIFACT_BUCKET", "the Cloud Storage bucket model artifacts are copied to"),
-    ("GCP_GATEWAY_SERVICE_ACCOUNT", "the service account API Gateway calls Cloud Run as"),
-    ("GCP_LB_DOMAIN", "the DNS domain under which allowlist endpoints get their HTTPS address"),
-)
 
 #: APIs whose endpoint can be overridden: GCP_API_ENDPOINT_OVERRIDES="run=insecure://127.0.0.1:9001,..."
 APIS = ("run", "apigateway", "apikeys", "serviceusage", "compute", "storage", "iam")
 SERVICE_ACCOUNT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[-a-z0-9.]+\.iam\.gserviceaccount\.com$")
-
-
-def check_settings(namespace) -> None:
-    """Raise ImproperlyConfigured naming every required GCP setting that is empty."""
-    missing = [f"{name} ({meaning})" for name, meaning in REQUIRED if not namespace.get(name)]
-    if missing:
-        raise ImproperlyConfigured("RUNTIME=gcp needs " + "; ".join(missing) + ".")
-    parse_overrides(namespace.get("GCP_API_ENDPOINT_OVERRIDES", ""))
-    template = namespace.get("GCP_SERVICE_ACCOUNT_TEMPLATE", "")
-    if "{endpoint}" not in template:
-        raise ImproperlyConfigured("GCP_SERVICE_ACCOUNT_TEMPLATE must contain {endpoint}.")
-    if not SERVICE_ACCOUNT.match(namespace.get("GCP_GATEWAY_SERVICE_ACCOUNT", "")):
-        raise ImproperlyConfigured(
-            "GCP_GATEWAY_SERVICE_ACCOUNT must be a service account e-mail "
-            "(name@project.iam.gserviceaccount.com)."
-        )
 
 
 def parse_overrides(value: str) -> dict[str, str]:
@@ -57,53 +37,115 @@ def parse_overrides(value: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One GCP_* setting: its name (the environment variable and the Django setting), the GcpConfig
+    field it fills, its default (whose type, str, int or float, is the value's), what it is when it
+    is required (named if it is missing), and how its value becomes the field's, when it is not as is."""
+
+    name: str
+    field: str
+    default: str | int | float = ""
+    required: str = ""
+    parse: Callable[[Any], Any] | None = None
+
+
+#: Every GCP_* setting, once (the README's configuration table lists the same names and defaults).
+SETTINGS = (
+    Setting("GCP_PROJECT", "project", required="the Google Cloud project id endpoints are deployed to"),
+    Setting("GCP_SERVING_IMAGE", "serving_image", required="the serving container image Cloud Run runs"),
+    Setting(
+        "GCP_ARTIFACT_BUCKET",
+        "artifact_bucket",
+        required="the Cloud Storage bucket model artifacts are copied to",
+    ),
+    Setting(
+        "GCP_GATEWAY_SERVICE_ACCOUNT",
+        "gateway_service_account",
+        required="the service account API Gateway calls Cloud Run as",
+    ),
+    Setting(
+        "GCP_LB_DOMAIN",
+        "lb_domain",
+        required="the DNS domain under which allowlist endpoints get their HTTPS address",
+    ),
+    Setting(
+        "GCP_SERVICE_ACCOUNT_TEMPLATE",
+        "service_account_template",
+        "ep-{endpoint}@{project}.iam.gserviceaccount.com",
+    ),
+    Setting("GCP_GATEWAY_REGION", "gateway_region", "us-central1"),
+    Setting("GCP_API_ENDPOINT_OVERRIDES", "endpoint_overrides", "", parse=parse_overrides),
+    Setting("GCP_CALL_TIMEOUT_SECONDS", "call_timeout", 30.0),
+    Setting("GCP_RETRY_ATTEMPTS", "retry_attempts", 3),
+    Setting("GCP_RETRY_INITIAL_SECONDS", "retry_initial", 1.0),
+    Setting("GCP_RATE_LIMIT_WAIT_SECONDS", "rate_limit_wait", 30.0),
+    Setting("GCP_POLL_INTERVAL_SECONDS", "poll_interval", 2.0),
+    Setting("GCP_OPERATION_WAIT_SECONDS", "wait_seconds", 20.0),
+    Setting("GCP_OPERATION_DEADLINE_SECONDS", "operation_deadline", 1800.0),
+    Setting("GCP_ARMOR_PRIORITY_START", "armor_priority_start", 1000),
+    Setting("GCP_ARMOR_PRIORITY_END", "armor_priority_end", 1999),
+)
+
+
+def check_settings(namespace: Mapping[str, Any]) -> None:
+    """Raise ImproperlyConfigured naming every required GCP setting that is empty."""
+    missing = [
+        f"{item.name} ({item.required})"
+        for item in SETTINGS
+        if item.required and not namespace.get(item.name)
+    ]
+    if missing:
+        raise ImproperlyConfigured("RUNTIME=gcp needs " + "; ".join(missing) + ".")
+    parse_overrides(namespace.get("GCP_API_ENDPOINT_OVERRIDES", ""))
+    template = namespace.get("GCP_SERVICE_ACCOUNT_TEMPLATE", "")
+    if "{endpoint}" not in template:
+        raise ImproperlyConfigured("GCP_SERVICE_ACCOUNT_TEMPLATE must contain {endpoint}.")
+    if not SERVICE_ACCOUNT.match(namespace.get("GCP_GATEWAY_SERVICE_ACCOUNT", "")):
+        raise ImproperlyConfigured(
+            "GCP_GATEWAY_SERVICE_ACCOUNT must be a service account e-mail "
+            "(name@project.iam.gserviceaccount.com)."
+        )
+
+
+@dataclass(frozen=True)
 class GcpConfig:
+    """The GCP runtime's settings, as the runtime uses them; `SETTINGS` says where each comes from."""
+
     project: str
     serving_image: str
     artifact_bucket: str
     gateway_service_account: str
     lb_domain: str
-    service_account_template: str = "ep-{endpoint}@{project}.iam.gserviceaccount.com"
-    gateway_region: str = "us-central1"
-    endpoint_overrides: dict = field(default_factory=dict)
-    call_timeout: float = 30.0
-    retry_attempts: int = 3
-    retry_initial: float = 1.0
-    rate_limit_wait: float = 30.0
-    poll_interval: float = 2.0
-    wait_seconds: float = 20.0
-    operation_deadline: float = 1800.0
-    armor_priority_start: int = 1000
-    armor_priority_end: int = 1999
+    service_account_template: str
+    gateway_region: str
+    endpoint_overrides: dict[str, str]
+    call_timeout: float
+    retry_attempts: int
+    retry_initial: float
+    rate_limit_wait: float
+    poll_interval: float
+    wait_seconds: float
+    operation_deadline: float
+    armor_priority_start: int
+    armor_priority_end: int
 
     @classmethod
-    def from_settings(cls, settings=None) -> GcpConfig:
-        if settings is None:
-            from django.conf import settings
-        checked = [name for name, _ in REQUIRED] + [
-            "GCP_API_ENDPOINT_OVERRIDES",
-            "GCP_SERVICE_ACCOUNT_TEMPLATE",
-        ]
-        namespace = {name: getattr(settings, name, "") for name in checked}
-        check_settings(namespace)
+    def from_settings(cls) -> GcpConfig:
+        """The config from the Django settings (which `portal/settings.py` reads as `SETTINGS` says)."""
+        from django.conf import settings
+
+        return cls.from_values({item.name: getattr(settings, item.name, item.default) for item in SETTINGS})
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> GcpConfig:
+        """The config from GCP_* values by setting name, checked; a setting not given takes its default."""
+        given = {item.name: values.get(item.name, item.default) for item in SETTINGS}
+        check_settings(given)
         return cls(
-            project=settings.GCP_PROJECT,
-            serving_image=settings.GCP_SERVING_IMAGE,
-            artifact_bucket=settings.GCP_ARTIFACT_BUCKET,
-            gateway_service_account=settings.GCP_GATEWAY_SERVICE_ACCOUNT,
-            lb_domain=settings.GCP_LB_DOMAIN,
-            service_account_template=settings.GCP_SERVICE_ACCOUNT_TEMPLATE,
-            gateway_region=settings.GCP_GATEWAY_REGION,
-            endpoint_overrides=parse_overrides(settings.GCP_API_ENDPOINT_OVERRIDES),
-            call_timeout=settings.GCP_CALL_TIMEOUT_SECONDS,
-            retry_attempts=settings.GCP_RETRY_ATTEMPTS,
-            retry_initial=settings.GCP_RETRY_INITIAL_SECONDS,
-            rate_limit_wait=settings.GCP_RATE_LIMIT_WAIT_SECONDS,
-            poll_interval=settings.GCP_POLL_INTERVAL_SECONDS,
-            wait_seconds=settings.GCP_OPERATION_WAIT_SECONDS,
-            operation_deadline=settings.GCP_OPERATION_DEADLINE_SECONDS,
-            armor_priority_start=settings.GCP_ARMOR_PRIORITY_START,
-            armor_priority_end=settings.GCP_ARMOR_PRIORITY_END,
+            **{
+                item.field: item.parse(given[item.name]) if item.parse else given[item.name]
+                for item in SETTINGS
+            }
         )
 
     def service_account_for(self, endpoint: str) -> str:

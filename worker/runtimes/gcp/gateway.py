@@ -2,10 +2,11 @@
 
 Per endpoint: one API `projects/<p>/locations/global/apis/<endpoint>` (its managed service is what
 keys are restricted to), one regional gateway `.../locations/<GCP_GATEWAY_REGION>/gateways/<endpoint>`,
-and one immutable config per deployment, `<endpoint>-d<deployment id>`, built from the serving
-OpenAPI document (see `swagger.py`). A deploy creates the config, then points the gateway at it;
-the API and the gateway are created the first time. The API's managed service is enabled in the
-project (Service Usage) so the gateway accepts keys made there.
+and one immutable config per deployment, named like its revision (`revision_name`:
+`<endpoint>-d<deployment id>`), built from the serving OpenAPI document (see `swagger.py`). A
+deploy creates the config, then points the gateway at it; the API and the gateway are created the
+first time. The API's managed service is enabled in the project (Service Usage) so the gateway
+accepts keys made there.
 
 A create that meets AlreadyExists is checked, not trusted: a config is ours when its
 `portal-document` label is the digest of the document we would send (the client and our own retry
@@ -22,10 +23,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import apigateway_v1 as gw
 from google.cloud import service_usage_v1 as su
 
-from worker.runtimes.base import DeploySpec, PermanentError
+from worker.runtimes.base import DeploySpec, PermanentError, revision_name
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.operations import StillRunning, operation_result, wait_until
 from worker.runtimes.gcp.swagger import serving_openapi, to_swagger2
+from worker.runtimes.resources import DeploymentResources
 
 CONFIG_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 LABELS = {"managed-by": "model-endpoint-portal"}
@@ -40,7 +42,7 @@ def gateway_name(ctx: Context, endpoint: str) -> str:
 
 
 def config_id(spec: DeploySpec) -> str:
-    value = f"{spec.endpoint}-d{spec.deployment_id}"
+    value = revision_name(spec.endpoint, spec.deployment_id)
     if len(value) > 63 or not CONFIG_ID.match(value):
         raise PermanentError(
             f"API config id {value!r} is not valid for API Gateway: at most 63 lowercase letters, digits and "
@@ -101,7 +103,7 @@ def ensure_api(ctx: Context, endpoint: str, *, create_first: bool = False) -> st
     return api.managed_service
 
 
-def create_config(ctx: Context, spec: DeploySpec, resources: dict) -> dict:
+def create_config(ctx: Context, spec: DeploySpec, resources: DeploymentResources) -> DeploymentResources:
     """Create this deployment's API config; return its name and the operation to wait for."""
     client = ctx.clients.gateway()
     previous = spec.previous
@@ -164,7 +166,7 @@ def _diagnostics(operation) -> str:
     return " Diagnostics: " + "; ".join(f"{d.location}: {d.message}" for d in metadata.diagnostics)
 
 
-def wait_config(ctx: Context, resources: dict) -> None:
+def wait_config(ctx: Context, resources: DeploymentResources) -> None:
     client = ctx.clients.gateway()
     what = f"API config {resources['api_config_id']}"
     started = resources["config_operation_started"]
@@ -185,7 +187,7 @@ def wait_config(ctx: Context, resources: dict) -> None:
     wait_until(ctx, read, what=what, started=started)
 
 
-def point_gateway(ctx: Context, spec: DeploySpec, config: str) -> dict:
+def point_gateway(ctx: Context, spec: DeploySpec, config: str) -> DeploymentResources:
     """Point the endpoint's gateway at `config`, creating the gateway the first time."""
     client = ctx.clients.gateway()
     name = gateway_name(ctx, spec.endpoint)
@@ -219,7 +221,7 @@ def point_gateway(ctx: Context, spec: DeploySpec, config: str) -> dict:
     }
 
 
-def wait_gateway(ctx: Context, resources: dict) -> dict:
+def wait_gateway(ctx: Context, resources: DeploymentResources) -> DeploymentResources:
     gateway = operation_result(
         ctx,
         ctx.clients.gateway(),

@@ -12,12 +12,14 @@ chain makes no call at all. Someone must point the DNS name at the address (the 
 
 from __future__ import annotations
 
+from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
 
 from worker.runtimes.base import DeploySpec
 from worker.runtimes.gcp import compute
 from worker.runtimes.gcp.armor import policy_link
 from worker.runtimes.gcp.clients import Context
+from worker.runtimes.resources import DeploymentResources
 
 
 def names(endpoint: str) -> dict[str, str]:
@@ -36,8 +38,9 @@ def hostname(ctx: Context, endpoint: str) -> str:
     return f"{endpoint}.{ctx.cfg.lb_domain}"
 
 
-def ensure_chain(ctx: Context, spec: DeploySpec) -> dict:
-    """Create what is missing of the chain; return the address and URL end users call."""
+def ensure_chain(ctx: Context, spec: DeploySpec) -> tuple[DeploymentResources, list[str]]:
+    """Create what is missing of the chain; return the address and URL end users call, and what
+    was created."""
     endpoint = spec.endpoint
     project = ctx.cfg.project
     region = spec.resources.region
@@ -126,9 +129,33 @@ def ensure_chain(ctx: Context, spec: DeploySpec) -> dict:
         address=n["address"],
         what=f"Read address {n['address']}",
     )
-    return {
+    found: DeploymentResources = {
         "load_balancer": n["rule"],
         "lb_address": address.address,
         "url": f"https://{hostname(ctx, endpoint)}",
-        "lb_created": made,
     }
+    return found, made
+
+
+def missing(ctx: Context, spec: DeploySpec) -> list[str]:
+    """The names of the chain's pieces that do not exist yet, read one by one."""
+    n = names(spec.endpoint)
+    region = spec.resources.region
+    lookups = [
+        ("GlobalAddressesClient", {"address": n["address"]}),
+        ("SslCertificatesClient", {"ssl_certificate": n["certificate"]}),
+        ("RegionNetworkEndpointGroupsClient", {"region": region, "network_endpoint_group": n["neg"]}),
+        ("BackendServicesClient", {"backend_service": n["backend"]}),
+        ("UrlMapsClient", {"url_map": n["url_map"]}),
+        ("TargetHttpsProxiesClient", {"target_https_proxy": n["proxy"]}),
+        ("GlobalForwardingRulesClient", {"forwarding_rule": n["rule"]}),
+    ]
+    absent = []
+    for client_name, key in lookups:
+        client = ctx.clients.compute(client_name)
+        found = ctx.call(
+            client.get, project=ctx.cfg.project, what=f"Read {key}", accept=(gexc.NotFound,), **key
+        )
+        if found is None:
+            absent.append(key.get("network_endpoint_group") or next(iter(key.values())))
+    return absent

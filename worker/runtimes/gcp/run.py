@@ -1,10 +1,10 @@
 """Cloud Run v2: one service per endpoint, one revision per deployment.
 
 The service id is the endpoint's name (a DNS label that starts with a letter); the revision is
-`<service>-d<deployment id>`, so a retried deploy finds the revision it made. The write is one
-`UpdateService` with `allow_missing=True` (create if absent, else update): no read first. A
-revision with the same name and the same template is not made twice; Cloud Run refuses one with
-the same name and a different template.
+`<service>-d<deployment id>` (`revision_name`), so a retried deploy finds the revision it made.
+The write is one `UpdateService` with `allow_missing=True` (create if absent, else update): no
+read first. A revision with the same name and the same template is not made twice; Cloud Run
+refuses one with the same name and a different template.
 
 Traffic names revisions, never "latest": the new revision gets the deployment's share and the
 previous live revision keeps the rest, so a revision that never becomes ready takes no traffic.
@@ -19,11 +19,12 @@ from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 from google.protobuf import duration_pb2
 
-from worker.runtimes.base import DeploySpec, PermanentError
+from worker.runtimes.base import DeploySpec, PermanentError, revision_name
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import SERVICE_ACCOUNT
 from worker.runtimes.gcp.operations import operation_result
 from worker.runtimes.gcp.storage import model_uri
+from worker.runtimes.resources import DeploymentResources
 
 SERVICE_ID = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 REVISION_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -48,7 +49,7 @@ def service_name(ctx: Context, endpoint: str, region: str) -> str:
 
 
 def revision_id(spec: DeploySpec) -> str:
-    revision = f"{service_id(spec.endpoint)}-d{spec.deployment_id}"
+    revision = revision_name(service_id(spec.endpoint), spec.deployment_id)
     if not REVISION_ID.match(revision):
         raise PermanentError(f"Revision name {revision!r} is longer than Cloud Run's 63 characters.")
     return revision
@@ -56,9 +57,11 @@ def revision_id(spec: DeploySpec) -> str:
 
 def ingress_for(mode: str) -> run_v2.IngressTraffic:
     """Allowlist endpoints take traffic only through their load balancer (where Cloud Armor is)."""
+    ingress = run_v2.IngressTraffic
+    # The call gives the member its enum type (proto-plus types enum members as int).
     if mode in ADDRESS_MODES:
-        return run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER
-    return run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL
+        return ingress(ingress.INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER)
+    return ingress(ingress.INGRESS_TRAFFIC_ALL)
 
 
 def traffic_for(spec: DeploySpec, revision: str) -> list[run_v2.TrafficTarget]:
@@ -120,13 +123,13 @@ def build_service(ctx: Context, spec: DeploySpec) -> run_v2.Service:
     )
 
 
-def deploy_revision(ctx: Context, spec: DeploySpec, *, validate_only: bool = False) -> dict:
+def deploy_revision(ctx: Context, spec: DeploySpec) -> DeploymentResources:
     """Start the write of the service with this deployment's revision; return its operation."""
     service = build_service(ctx, spec)
     started = ctx.wall()
     operation = ctx.call(
         ctx.clients.run().update_service,
-        request=run_v2.UpdateServiceRequest(service=service, allow_missing=True, validate_only=validate_only),
+        request=run_v2.UpdateServiceRequest(service=service, allow_missing=True),
         what=f"Deploy Cloud Run revision {service.template.revision}",
     )
     return {
@@ -138,7 +141,19 @@ def deploy_revision(ctx: Context, spec: DeploySpec, *, validate_only: bool = Fal
     }
 
 
-def wait_revision(ctx: Context, resources: dict) -> dict:
+def validate_revision(ctx: Context, spec: DeploySpec) -> tuple[run_v2.Service, bool]:
+    """Send the write `deploy_revision` would send with `validate_only`: the service, and whether
+    Cloud Run answered that it checked it."""
+    service = build_service(ctx, spec)
+    operation = ctx.call(
+        ctx.clients.run().update_service,
+        request=run_v2.UpdateServiceRequest(service=service, allow_missing=True, validate_only=True),
+        what=f"Validate Cloud Run revision {service.template.revision}",
+    )
+    return service, bool(operation.operation.done)
+
+
+def wait_revision(ctx: Context, resources: DeploymentResources) -> DeploymentResources:
     """Wait for the deploy operation; the revision must be ready, else fail with Cloud Run's message."""
     revision = resources["revision"]
     service = operation_result(
@@ -155,7 +170,7 @@ def wait_revision(ctx: Context, resources: dict) -> dict:
     return {"url": service.uri, "run_url": service.uri, "service_generation": service.generation}
 
 
-def set_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> dict:
+def set_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> DeploymentResources:
     """Move traffic between existing revisions (rollback); returns the started operation."""
     service = ctx.call(ctx.clients.run().get_service, name=name, what=f"Read {name}")
     service.traffic = [
@@ -194,7 +209,7 @@ def delete_services(ctx: Context, endpoint: str) -> list[str]:
     return deleted
 
 
-def wait_traffic(ctx: Context, resources: dict) -> dict:
+def wait_traffic(ctx: Context, resources: DeploymentResources) -> DeploymentResources:
     """Wait for a traffic move; the named revision must then serve all of it."""
     revision = resources["revision"]
     service = operation_result(

@@ -222,11 +222,10 @@ def serving_openapi(model: ModelSpec) -> dict:
     from serving.config import Settings
     from serving.openapi import build
 
-    defaults = Settings.__dataclass_fields__
     return build(
         _ServingModel(model),
-        max_rows=defaults["max_rows"].default,
-        max_body_bytes=defaults["max_body_bytes"].default,
+        max_rows=Settings.max_rows,  # the container's defaults
+        max_body_bytes=Settings.max_body_bytes,
         keys_checked=True,
     )
 
