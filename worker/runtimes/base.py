@@ -148,7 +148,7 @@ class Change:
     """One thing a deploy would do, as plan mode reports it (nothing is done)."""
 
     step: str
-    action: str  # create | update | none | error
+    action: str  # create | update | delete | none | error
     detail: str
 
 
@@ -252,8 +252,14 @@ class Runtime(ABC):
         """
 
     @abstractmethod
+    def stop_steps(self, endpoint: str) -> list[Step]:
+        """The named, idempotent steps that stop serving the endpoint altogether."""
+
     def stop_endpoint(self, endpoint: str) -> None:
-        """Stop serving the endpoint altogether."""
+        """Run the stop steps in order, for a caller that keeps no journal."""
+        resources = DeploymentResources()
+        for step in self.stop_steps(endpoint):
+            resources.update(step.run(resources).resources)
 
     @abstractmethod
     def ensure_serving(self, spec: DeploySpec) -> bool:

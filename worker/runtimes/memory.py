@@ -10,7 +10,7 @@ every call is recorded. It can be told to fail:
     runtime.calls                                # [("deploy_step", "artifact", "iris-d1"), ...]
 
 Failures (PermanentError, TransientError, Pending, ...) can be queued for a step name or for a
-method name (`issue_key`, `revoke_key`, `restore_key`, `apply_access`, `stop_endpoint`,
+method name (`issue_key`, `revoke_key`, `restore_key`, `apply_access`, `stop`,
 `ensure_serving`). Nothing is kept across processes.
 """
 
@@ -112,10 +112,14 @@ class MemoryRuntime(Runtime):
         self.endpoints[spec.endpoint] = Served(f"http://{spec.endpoint}.memory.invalid", {spec.revision: 100})
         return True
 
-    def stop_endpoint(self, endpoint: str) -> None:
-        self._enter("stop_endpoint", endpoint)
-        if endpoint in self.endpoints:
-            self.endpoints[endpoint].up = False
+    def stop_steps(self, endpoint: str) -> list[Step]:
+        def stop(resources: DeploymentResources) -> StepResult:
+            self._enter("stop", endpoint)
+            if endpoint in self.endpoints:
+                self.endpoints[endpoint].up = False
+            return StepResult(f"{endpoint} stopped.")
+
+        return [Step("stop", "Stop serving", stop, lambda: [Change("stop", "delete", f"stop {endpoint}")])]
 
     def warm_up(self) -> None:
         self.warmed = True

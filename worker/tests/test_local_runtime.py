@@ -15,6 +15,7 @@ from endpoints.sealing import key_hash
 from tests.fixtures.worker import revision_pid, session_ports, stop_serving_processes
 from worker.runtimes.base import (
     AccessPolicy,
+    Change,
     DeploySpec,
     KeyRecord,
     KeySpec,
@@ -397,7 +398,12 @@ def test_a_live_revision_whose_process_died_is_started_again_on_the_same_port(
 def test_stopping_an_endpoint_stops_its_process(runtime, name, endpoint_dir, iris_model):
     live = deploy(runtime, deploy_spec(name, iris_model, 1))
     pid = revision_pid(name, f"{name}-d1")
-    runtime.stop_endpoint(name)
+    [stop] = runtime.stop_steps(name)
+    assert stop.plan() == [Change("stop", "delete", f"stop {name}-d1")]
+
+    assert stop.run({}).message == f"Stopped {name}-d1."
+
+    assert stop.plan() == [Change("stop", "none", "nothing is running")]
     assert not processes.alive(pid)
     assert serving_pids(endpoint_dir) == []
     with pytest.raises(httpx.ConnectError):

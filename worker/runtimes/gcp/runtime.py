@@ -20,6 +20,7 @@ from worker.runtimes.base import (
     KeySpec,
     Runtime,
     Step,
+    StepResult,
 )
 from worker.runtimes.gcp import armor, gateway, keys, run
 from worker.runtimes.gcp.clients import Context
@@ -120,11 +121,24 @@ class GcpRuntime(Runtime):
         """Undelete the Google key (Google keeps a deleted key for 30 days)."""
         keys.restore(self.ctx, key_name)
 
-    def stop_endpoint(self, endpoint: str) -> None:
+    def stop_steps(self, endpoint: str) -> list[Step]:
         """Delete the gateway, then the Cloud Run service. The API, its configs, the keys, the
         security policy and the load balancer stay: a later deploy reuses them."""
-        gateway.delete_gateway(self.ctx, endpoint)
-        run.delete_services(self.ctx, endpoint)
+
+        def delete_gateway(resources: DeploymentResources) -> StepResult:
+            existed = gateway.delete_gateway(self.ctx, endpoint)
+            return StepResult(f"Gateway {endpoint} {'deleted' if existed else 'was already gone'}.")
+
+        def delete_service(resources: DeploymentResources) -> StepResult:
+            deleted = run.delete_services(self.ctx, endpoint)
+            return StepResult(
+                f"Deleted {', '.join(deleted)}." if deleted else "No Cloud Run service was left."
+            )
+
+        return [
+            Step("delete_gateway", "Delete the API gateway", delete_gateway),
+            Step("delete_service", "Delete the Cloud Run service", delete_service),
+        ]
 
     def ensure_serving(self, spec: DeploySpec) -> bool:
         """Cloud Run keeps ready revisions serving by itself: nothing to start, no call to make."""

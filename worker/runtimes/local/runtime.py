@@ -25,18 +25,21 @@ from django.conf import settings
 
 from worker.runtimes.base import (
     AccessPolicy,
+    Change,
     DeploySpec,
     IssuedKey,
     KeySpec,
     PermanentError,
     Runtime,
     Step,
+    StepResult,
     TransientError,
 )
 from worker.runtimes.local import launcher, processes
 from worker.runtimes.local.processes import ControlError
 from worker.runtimes.local.state import RuntimeDir
 from worker.runtimes.local.steps import SERVE_TIMEOUT, DeploySteps, stop_revision
+from worker.runtimes.resources import DeploymentResources
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +107,22 @@ class LocalRuntime(Runtime):
     def restore_key(self, endpoint: str, key_name: str) -> None:
         """Nothing to do here either: the next `apply_access` writes the key as not revoked."""
 
-    def stop_endpoint(self, endpoint: str) -> None:
+    def stop_steps(self, endpoint: str) -> list[Step]:
         target = self.dir.endpoint(endpoint)
-        with target.lock():
-            for revision in target.revisions():
-                stop_revision(target, revision)
-            target.set_current(None)
+
+        def stop(resources: DeploymentResources) -> StepResult:
+            with target.lock():
+                stopped = [revision for revision in target.revisions() if stop_revision(target, revision)]
+                target.set_current(None)
+            return StepResult(f"Stopped {', '.join(stopped)}." if stopped else "Nothing was running.")
+
+        def plan() -> list[Change]:
+            running = target.revisions()
+            if not running:
+                return [Change("stop", "none", "nothing is running")]
+            return [Change("stop", "delete", f"stop {', '.join(running)}")]
+
+        return [Step("stop", "Stop the serving processes", stop, plan)]
 
     def ensure_serving(self, spec: DeploySpec) -> bool:
         target = self.dir.endpoint(spec.endpoint)
