@@ -514,3 +514,26 @@ class ApiToken(AbstractAuthToken):
     @property
     def is_expired(self) -> bool:
         return self.expiry is not None and self.expiry <= timezone.now()
+
+
+class OwedTask(models.Model):
+    """Work the worker owes: `task` for the row `object_id`, written in the transaction of the change
+    that asks for it and kept until the task settles it (done, or its failure recorded).
+
+    The broker only carries the reminder; this row is the promise. `due_at` is when the relay sends
+    the task again if nothing has settled it by then, and `generation` counts the changes that asked
+    for it, so a task that started before a newer change cannot settle that one.
+    """
+
+    task = models.CharField(max_length=64)
+    object_id = models.BigIntegerField()
+    generation = models.PositiveIntegerField(default=1)
+    due_at = models.DateTimeField(db_index=True)
+    sends = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "object_id"], name="owed_task_once")]
+
+    def __str__(self) -> str:
+        return f"{self.task}({self.object_id})"

@@ -1,7 +1,8 @@
-"""The worker's tasks by name, and the one way the portal sends them.
+"""The worker's tasks by name, and the one call that sends them.
 
-Messages carry only ids; the database holds the state. Inside a transaction a task is sent once
-the transaction commits, so the worker never looks for a row that is not there yet.
+Messages carry only ids; the database holds the state. Services owe a task through
+`endpoints.services.owed` (kept in the database, sent on commit, sent again until settled), never
+by sending it themselves.
 """
 
 import logging
@@ -14,6 +15,7 @@ REVOKE_KEY = "worker.revoke_key"
 RESTORE_KEY = "worker.restore_key"
 APPLY_ACCESS = "worker.apply_access"
 RECONCILE = "worker.reconcile"
+RELAY = "worker.relay"
 EXPIRE_KEYS = "worker.expire_keys"
 
 
@@ -33,10 +35,3 @@ def send(task: str, *args: int, task_id: str | None = None) -> bool:
         )
         return False
     return True
-
-
-def send_on_commit(task: str, *args: int, task_id: str | None = None) -> None:
-    """Send `task` when the current transaction commits (at once outside one)."""
-    from django.db import transaction
-
-    transaction.on_commit(lambda: send(task, *args, task_id=task_id))

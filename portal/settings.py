@@ -321,6 +321,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 840)
 CELERY_TASK_DEFAULT_QUEUE = "portal"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "relay-owed-tasks": {
+        "task": queue.RELAY,
+        "schedule": env_float("TASK_RELAY_SECONDS", 5.0),
+    },
     "reconcile-deployments": {
         "task": queue.RECONCILE,
         "schedule": env_float("RECONCILE_INTERVAL_SECONDS", 60.0),
@@ -333,7 +337,12 @@ CELERY_BEAT_SCHEDULE = {
 
 # Deployments.
 RUNTIME = env_str("RUNTIME", "local")
-DEPLOY_CLAIM_SECONDS = env_int("DEPLOY_CLAIM_SECONDS", 600)
+# A worker holds a deployment (or other owed work) this long without a sign of life; a running
+# deploy renews its claim every third of it, so a dead worker's deploy resumes within it.
+DEPLOY_CLAIM_SECONDS = env_int("DEPLOY_CLAIM_SECONDS", 60)
+# An owed task nobody has settled is sent again this long after it was sent, then at doubling
+# intervals (at most 5 minutes): a lost message costs seconds, not a claim's lifetime.
+TASK_RESEND_SECONDS = env_float("TASK_RESEND_SECONDS", 10.0)
 
 # Local runtime: serving processes on this machine.
 LOCAL_RUNTIME_DIR = Path(env_str("LOCAL_RUNTIME_DIR", str(VAR_DIR / "runtime")))

@@ -1,6 +1,8 @@
 """Celery tasks: an id in, one service call, nothing else. Our tables hold the state.
 
-Every task that calls the runtime shares one policy (`runtime_task`):
+Every task that calls the runtime shares one policy (`runtime_task`). The work it does is owed
+(`endpoints.services.owed`): marked started when it begins, pushed back while it retries, settled
+when it is done or its failure recorded; beat's relay sends again whatever is owed and unsettled.
 - `Pending` (the cloud is still working) is retried without spending the failure budget; the
   runtime bounds such waits itself;
 - `TransientError`, and any error the runtime did not classify (a database restarting, say), is
@@ -16,8 +18,9 @@ from collections.abc import Callable
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 
-from endpoints.services import access, deployments, keys
+from endpoints.services import access, deployments, keys, owed
 from portal import queue
 from worker.runtimes import get_runtime
 from worker.runtimes.base import Pending, PermanentError, TransientError
@@ -39,20 +42,35 @@ def backoff(failures: int, exc: Exception) -> float:
     return min(2**failures, MAX_BACKOFF_SECONDS)
 
 
-def runtime_task(name: str, *, record_failure: Callable[[int, str], object]):
-    """Register `body(object_id)` as the task `name` under the shared retry policy.
+def runtime_task(
+    name: str,
+    *,
+    record_failure: Callable[[int, str], object],
+    finished: Callable[[object], bool] = lambda result: True,
+):
+    """Register `body(object_id)` as the task `name` under the shared policy.
 
-    `record_failure(object_id, error)` writes a final failure on the row and in the audit log.
+    `record_failure(object_id, error)` writes a final failure on the row and in the audit log;
+    `finished(result)` says whether the body's answer settles what is owed (a deployment another
+    worker is running is not settled by this one).
     """
 
     def register(body: Callable[[int], object]):
         def run(self, object_id: int, waits: int = 0):
             # Celery counts every retry in request.retries; waits are not failures.
             failures = self.request.retries - waits
+            generation = None
             try:
-                return body(object_id)
+                generation = owed.started(name, object_id, lease=settings.DEPLOY_CLAIM_SECONDS)
+                result = body(object_id)
+                if finished(result):
+                    owed.settle(name, object_id, generation=generation)
+                else:
+                    owed.postpone(name, object_id, seconds=settings.DEPLOY_CLAIM_SECONDS)
+                return result
             except PermanentError as exc:
                 record_failure(object_id, str(exc))
+                owed.settle(name, object_id, generation=generation)
                 return "failed"
             except Exception as exc:
                 # Anything else (the runtime's TransientError, a database or broker that is
@@ -62,12 +80,15 @@ def runtime_task(name: str, *, record_failure: Callable[[int, str], object]):
                 waiting = isinstance(exc, Pending)
                 if not waiting and failures >= self.max_retries:
                     record_failure(object_id, f"Gave up after retries: {exc}")
+                    owed.settle(name, object_id, generation=generation)
                     return "failed"
+                countdown = backoff(failures, exc)
+                _quietly(owed.postpone, name, object_id, seconds=countdown)
                 raise self.retry(
                     args=[object_id],
                     kwargs={"waits": waits + waiting},
                     exc=exc,
-                    countdown=backoff(failures, exc),
+                    countdown=countdown,
                     max_retries=self.request.retries + 1,  # the limit is ours, applied above
                 ) from None
 
@@ -79,8 +100,18 @@ def runtime_task(name: str, *, record_failure: Callable[[int, str], object]):
     return register
 
 
+def _quietly(call: Callable, *args, **kwargs) -> None:
+    """Bookkeeping that must not hide the error being handled (the database may be the error)."""
+    try:
+        call(*args, **kwargs)
+    except Exception as exc:
+        log.warning("%s failed: %s", getattr(call, "__name__", call), exc)
+
+
 @runtime_task(
-    queue.DEPLOY, record_failure=lambda pk, error: deployments.deployment_fail(deployment_id=pk, error=error)
+    queue.DEPLOY,
+    record_failure=lambda pk, error: deployments.deployment_fail(deployment_id=pk, error=error),
+    finished=lambda status: status not in deployments.UNFINISHED,
 )
 def deploy(deployment_id: int) -> str:
     """Run the deployment's remaining steps."""
@@ -124,9 +155,16 @@ def expire_keys() -> list[int]:
     return keys.api_keys_expire()
 
 
+@shared_task(name=queue.RELAY, ignore_result=True)
+def relay() -> list[str]:
+    """Send again the owed tasks that fell due (beat, every TASK_RELAY_SECONDS)."""
+    return owed.relay()
+
+
 @shared_task(name=queue.RECONCILE, ignore_result=True)
-def reconcile() -> list[int]:
-    return deployments.deployments_reconcile()
+def reconcile() -> list[str]:
+    """Start again live deployments whose serving stopped (beat, every RECONCILE_INTERVAL_SECONDS)."""
+    return deployments.endpoints_revive()
 
 
 @worker_ready.connect

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from endpoints.models import Endpoint
 from endpoints.services.audit import audit_record
+from endpoints.services.owed import owe
 from portal import queue
 from worker.runtimes import get_runtime
 from worker.runtimes.base import AccessPolicy, KeyRecord, TransientError
@@ -29,7 +30,6 @@ from worker.runtimes.base import AccessPolicy, KeyRecord, TransientError
 # A claim older than the task's hard time limit belongs to a worker that is gone.
 CLAIM_SLACK_SECONDS = 60
 # An unapplied change this old, with nobody working on it, is queued again by reconcile.
-STALE_SECONDS = 120
 
 
 def access_policy_for(endpoint: Endpoint) -> AccessPolicy:
@@ -61,7 +61,7 @@ def access_sync_enqueue(endpoint: Endpoint) -> None:
         access_error="",
     )
     endpoint.refresh_from_db(fields=["access_revision", "access_requested_at", "access_error"])
-    queue.send_on_commit(queue.APPLY_ACCESS, endpoint.pk)
+    owe(queue.APPLY_ACCESS, endpoint.pk)
 
 
 def access_mode_note(endpoint: Endpoint, mode: str) -> str:
@@ -129,21 +129,3 @@ def access_fail(*, endpoint_id: int, error: str) -> None:
             target=endpoint,
             details={"revision": endpoint.access_revision, "error": error[:1000]},
         )
-
-
-def access_reconcile() -> list[int]:
-    """Queue again the pushes of endpoints whose change waits with nobody working on it (a lost
-    message, a worker that died); returns their ids."""
-    now = timezone.now()
-    stale = list(
-        Endpoint.objects.filter(
-            access_applied_revision__lt=F("access_revision"),
-            access_error="",
-            access_requested_at__lt=now - timedelta(seconds=STALE_SECONDS),
-        )
-        .filter(Q(access_claimed_until__isnull=True) | Q(access_claimed_until__lt=now))
-        .values_list("pk", flat=True)
-    )
-    for endpoint_id in stale:
-        queue.send(queue.APPLY_ACCESS, endpoint_id)
-    return stale

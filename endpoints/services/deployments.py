@@ -7,13 +7,16 @@ skipping those the journal already shows done, so a resumed deploy never repeats
 """
 
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import cast
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -23,9 +26,10 @@ from endpoints.models import (
     Endpoint,
     ModelVersion,
 )
-from endpoints.services.access import access_policy_for, access_reconcile, access_sync_enqueue
+from endpoints.services.access import access_policy_for, access_sync_enqueue
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
+from endpoints.services.owed import owe
 from portal import queue
 from worker.runtimes import get_runtime
 from worker.runtimes.base import (
@@ -41,6 +45,9 @@ from worker.runtimes.resources import DeploymentResources
 
 log = logging.getLogger(__name__)
 
+
+#: What deployment_run answers while a deployment is not finished (another worker has it).
+UNFINISHED = (DeploymentStatus.QUEUED, DeploymentStatus.RUNNING)
 
 FULL_TRAFFIC = 100  # a deployment's share when none is given: the new version takes every request
 
@@ -123,7 +130,7 @@ def deployment_request(
                     **({"rollback_of": rollback_of.pk} if rollback_of else {}),
                 },
             )
-            queue.send_on_commit(queue.DEPLOY, deployment.pk, task_id=task_id)
+            owe(queue.DEPLOY, deployment.pk, task_id=task_id)
     except IntegrityError:
         raise ServiceError(_busy_message(endpoint), code="conflict") from None
     return deployment
@@ -279,7 +286,8 @@ def deployment_run(*, deployment_id: int) -> str:
             },
         )
         try:
-            result = step.run(resources)
+            with _claim_held(deployment_id):
+                result = step.run(resources)
         except TransientError as exc:
             state = "waiting" if isinstance(exc, Pending) else "retrying"
             _journal(deployment_id, _entry(step, state, started, str(exc)))
@@ -298,6 +306,33 @@ def deployment_run(*, deployment_id: int) -> str:
         _journal(deployment_id, _entry(step, "done", started, result.message), result.resources)
     deployment_finish(deployment_id=deployment_id)
     return DeploymentStatus.READY
+
+
+@contextmanager
+def _claim_held(deployment_id: int) -> Iterator[None]:
+    """Keep the deployment claimed while a step runs, however long it takes: the claim says the
+    worker is alive, so DEPLOY_CLAIM_SECONDS can be short and a dead worker's deploy resumes soon."""
+    stop = threading.Event()
+    every = settings.DEPLOY_CLAIM_SECONDS / 3
+
+    def renew() -> None:
+        try:
+            while not stop.wait(every):
+                Deployment.objects.filter(pk=deployment_id, status=DeploymentStatus.RUNNING).update(
+                    claimed_until=timezone.now() + timedelta(seconds=settings.DEPLOY_CLAIM_SECONDS)
+                )
+        except Exception as exc:  # the step goes on; the claim may lapse and the deploy resume later
+            log.warning("could not renew the claim on deployment %s: %s", deployment_id, exc)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    renewer = threading.Thread(target=renew, name=f"claim-{deployment_id}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join(timeout=5)
 
 
 def _entry(step, state: str, started: float, message: str) -> dict:
@@ -369,44 +404,32 @@ def deployment_fail(*, deployment_id: int, error: str) -> None:
             )
 
 
-def deployments_reconcile() -> list[int]:
-    """Re-enqueue deployments whose worker vanished (queued too long, or claims expired), and
-    access policy changes left waiting with nobody working on them."""
-    now = timezone.now()
-    stale = Deployment.objects.filter(
-        Q(status=DeploymentStatus.RUNNING, claimed_until__lt=now)
-        | Q(status=DeploymentStatus.RUNNING, claimed_until__isnull=True)
-        | Q(
-            status=DeploymentStatus.QUEUED,
-            created_at__lt=now - timedelta(seconds=settings.DEPLOY_CLAIM_SECONDS),
-        )
-    ).values_list("pk", flat=True)
-    ids = list(stale)
-    for deployment_id in ids:
-        queue.send(queue.DEPLOY, deployment_id)
-    endpoints_revive()
-    access_reconcile()
-    return ids
-
-
 def endpoints_revive() -> list[str]:
     """Start live deployments again whose serving stopped (a restart); returns the endpoints revived.
 
-    Endpoints with a deployment in progress are left to it.
+    Each endpoint is looked at under its row lock, the one a new deployment takes: its live
+    deployment is read there, and an endpoint with a deployment in progress is left to it, so a
+    version that a deploy has just replaced is never started again.
     """
     runtime = get_runtime()
     revived = []
-    live = Deployment.objects.filter(
-        pk__in=Endpoint.objects.filter(live_deployment__isnull=False).values("live_deployment")
-    ).select_related("endpoint__live_deployment", "model_version__model")
-    for deployment in live:
-        if deployment.endpoint.deployments.active().exists():
-            continue
+    for endpoint_id in Endpoint.objects.filter(live_deployment__isnull=False).values_list("pk", flat=True):
+        name = ""
         try:
-            if runtime.ensure_serving(deploy_spec_for(deployment)):
-                revived.append(deployment.endpoint.name)
+            with transaction.atomic():
+                endpoint = Endpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+                if endpoint is None or endpoint.live_deployment_id is None:
+                    continue
+                name = endpoint.name
+                if endpoint.deployments.active().exists():
+                    continue
+                deployment = Deployment.objects.select_related(
+                    "endpoint__live_deployment", "model_version__model", "rollback_of"
+                ).get(pk=endpoint.live_deployment_id)
+                if runtime.ensure_serving(deploy_spec_for(deployment)):
+                    revived.append(name)
         except (PermanentError, TransientError) as exc:
-            log.warning("could not revive endpoint %s: %s", deployment.endpoint.name, exc)
+            log.warning("could not revive endpoint %s: %s", name, exc)
         except Exception:  # one broken endpoint must not keep the others down
-            log.exception("reviving endpoint %s crashed", deployment.endpoint.name)
+            log.exception("reviving endpoint %s crashed", name)
     return revived

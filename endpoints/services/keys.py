@@ -24,6 +24,7 @@ from endpoints.sealing import key_hash, seal, unseal
 from endpoints.services.access import access_sync_enqueue
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import NotAllowed, ServiceError, require_admin
+from endpoints.services.owed import owe
 from portal import queue
 from worker.runtimes import get_runtime
 from worker.runtimes.base import KeySpec, PermanentError
@@ -94,8 +95,8 @@ def _decide(*, user, request: ApiKeyRequest, status: str, note: str) -> ApiKeyRe
 
 
 def _issue_after_commit(request: ApiKeyRequest) -> None:
-    """Once this transaction commits, have the worker issue the approved request's key."""
-    queue.send_on_commit(queue.ISSUE_KEY, request.pk)
+    """Owe the approved request's issue, in the transaction that approves it."""
+    owe(queue.ISSUE_KEY, request.pk)
 
 
 def _approved_request(*, user, team, endpoint, reason: str, valid_days, requested_by, note: str, now):
@@ -115,8 +116,9 @@ def _approved_request(*, user, team, endpoint, reason: str, valid_days, requeste
 
 def key_request_approve(*, user, request: ApiKeyRequest, note: str = "") -> ApiKeyRequest:
     """Approve a pending request; the worker then issues the key."""
-    request = _decide(user=user, request=request, status=KeyRequestStatus.APPROVED, note=note)
-    _issue_after_commit(request)
+    with transaction.atomic():
+        request = _decide(user=user, request=request, status=KeyRequestStatus.APPROVED, note=note)
+        _issue_after_commit(request)
     return request
 
 
@@ -289,7 +291,7 @@ def _revoke_as_system(key: ApiKey, *, now, reason: str) -> bool:
             target=key,
             details={"prefix": key.prefix, "reason": reason},
         )
-        queue.send_on_commit(queue.REVOKE_KEY, key.pk)
+        owe(queue.REVOKE_KEY, key.pk)
         access_sync_enqueue(key.endpoint)
     return True
 
@@ -387,7 +389,7 @@ def api_key_revoke(*, user, key: ApiKey) -> ApiKey:
         if _erase_secret(key):
             details["unrevealed_secret_erased"] = True
         audit_record(actor=user, action="api_key.revoke", target=key, details=details)
-        queue.send_on_commit(queue.REVOKE_KEY, key.pk)
+        owe(queue.REVOKE_KEY, key.pk)
         access_sync_enqueue(key.endpoint)
     return key
 
@@ -458,7 +460,7 @@ def api_key_restore(*, user, key: ApiKey) -> ApiKey:
             target=locked,
             details={"prefix": locked.prefix, "revoked_at": revoked_at.isoformat()},
         )
-        queue.send_on_commit(queue.RESTORE_KEY, locked.pk)
+        owe(queue.RESTORE_KEY, locked.pk)
         access_sync_enqueue(locked.endpoint)
     key.refresh_from_db()
     return key

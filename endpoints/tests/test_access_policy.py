@@ -248,14 +248,6 @@ def test_a_second_worker_finds_the_endpoint_claimed_and_retries_later(admin, end
     assert fresh(endpoint).access_state == AccessPolicyState.PENDING
 
 
-def test_reconcile_queues_again_a_change_nobody_is_applying(admin, endpoint, sent):
-    allowlist_add(user=admin, endpoint=endpoint, cidr="192.0.2.0/24")
-    assert access.access_reconcile() == []  # just asked for: its own task is on its way
-    Endpoint.objects.filter(pk=endpoint.pk).update(access_requested_at=timezone.now() - timedelta(minutes=10))
-    assert access.access_reconcile() == [endpoint.pk]
-    assert sent == [("worker.apply_access", [endpoint.pk])]
-
-
 def test_the_api_shows_whether_the_live_policy_is_the_one_asked_for(
     runtime_dir, admin, endpoint, sent, django_capture_on_commit_callbacks
 ):

@@ -132,3 +132,53 @@ def test_a_rollback_tells_the_runtime_what_the_earlier_deployment_made(
     assert memory_runtime.endpoints["iris-prod"].traffic == {first.resources["revision"]: 100}
     second.refresh_from_db()
     assert second.status == DeploymentStatus.ROLLED_BACK
+
+
+def test_revival_leaves_an_endpoint_with_a_deploy_in_progress_and_revives_what_is_live_now(
+    admin, endpoint, iris_version, memory_runtime
+):
+    from endpoints.services.deployments import endpoints_revive
+
+    first = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=first.pk)
+    memory_runtime.stop_endpoint("iris-prod")  # the machine restarted
+    second = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+
+    assert endpoints_revive() == []  # the deploy in progress brings the endpoint back itself
+    assert ("ensure_serving", "iris-prod") not in memory_runtime.calls
+
+    deployment_run(deployment_id=second.pk)
+    memory_runtime.stop_endpoint("iris-prod")
+    assert endpoints_revive() == ["iris-prod"]
+    assert memory_runtime.endpoints["iris-prod"].traffic == {f"iris-prod-d{second.pk}": 100}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_step_longer_than_the_claim_keeps_it_and_a_second_worker_stays_out(
+    admin, endpoint, iris_version, memory_runtime, settings
+):
+    import threading
+
+    from django.db import connections
+
+    settings.DEPLOY_CLAIM_SECONDS = 1
+    memory_runtime.slow("revision", 2.5)
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    outcome = {}
+
+    def run_in_a_worker():
+        try:
+            outcome["first"] = deployment_run(deployment_id=deployment.pk)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=run_in_a_worker)
+    worker.start()
+    while not memory_runtime.runs["revision"]:
+        worker.join(0.05)
+    worker.join(1.5)  # past the claim's second: only a renewed claim still holds it
+
+    assert deployment_claim(deployment_id=deployment.pk) is False
+    worker.join()
+    assert outcome["first"] == DeploymentStatus.READY
+    assert memory_runtime.runs["revision"] == 1

@@ -14,9 +14,10 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from endpoints.demo import IRIS_FEATURES, IRIS_LABELS, NamedBytes
-from endpoints.models import ApiKey, ApiKeyRequest, Deployment, DeploymentStatus, Endpoint
+from endpoints.models import ApiKey, ApiKeyRequest, Deployment, DeploymentStatus, Endpoint, OwedTask
 from endpoints.services.deployments import deployment_request, deployment_run, model_spec_for
 from endpoints.services.versions import model_version_register
+from portal import queue
 from portal.celery import app
 from worker.runtimes.local import launcher, processes
 from worker.tests.test_local_runtime import Hammer, wait_until
@@ -224,7 +225,7 @@ def test_the_worker_carries_out_a_deploy_made_over_http_to_the_live_server(
 
 def test_a_second_delivery_of_a_deploy_does_nothing(celery_worker_process, admin, endpoint, iris_version):
     deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
-    app.send_task("worker.deploy", args=[deployment.pk])  # the same task, delivered twice
+    app.send_task(queue.DEPLOY, args=[deployment.pk])  # the same task, delivered twice
 
     done = wait_for_deployment(deployment.pk)
     assert done.status == DeploymentStatus.READY, done.error
@@ -239,7 +240,7 @@ def test_a_second_delivery_of_a_deploy_does_nothing(celery_worker_process, admin
     assert predict(endpoint.url).status_code == 401
 
 
-def test_a_worker_killed_mid_deploy_is_resumed_by_reconcile(
+def test_a_worker_killed_mid_deploy_is_resumed_by_the_relay(
     celery_worker_process, admin, endpoint, iris_version
 ):
     celery_worker_process.kill()
@@ -259,7 +260,8 @@ def test_a_worker_killed_mid_deploy_is_resumed_by_reconcile(
 
     celery_worker_process.start(DEPLOY_CLAIM_SECONDS="3")
     wait_until(lambda: Deployment.objects.get(pk=deployment.pk).claimed_until < _now(), timeout=10)
-    app.send_task("worker.reconcile")  # what beat sends every minute
+    wait_until(lambda: OwedTask.objects.get(task=queue.DEPLOY).due_at < _now(), timeout=10)
+    app.send_task(queue.RELAY)  # what beat sends every few seconds
     done = wait_for_deployment(deployment.pk, timeout=60)
 
     assert done.status == DeploymentStatus.READY, (done.error, celery_worker_process.log_text())
@@ -283,7 +285,7 @@ def test_reconcile_starts_a_live_endpoint_again_after_a_restart(
     with pytest.raises(httpx.ConnectError):
         predict(endpoint.url)
 
-    app.send_task("worker.reconcile")
+    app.send_task(queue.RECONCILE)
     assert wait_until(lambda: _answers(endpoint.url), timeout=30), celery_worker_process.log_text()
     assert predict(endpoint.url).json()["target"] == "setosa"
     assert len(serving_pids(endpoint)) == 1

@@ -7,6 +7,7 @@ every call is recorded. It can be told to fail:
     runtime = get_runtime()                      # with RUNTIME="memory"
     runtime.fail("revision", Pending("still creating"), TransientError("busy"))
     ...                                          # the next two runs of the step raise these
+    runtime.slow("switch", 3.0)                  # the next run of the step takes 3 s
     runtime.calls                                # [("deploy_step", "artifact", "iris-d1"), ...]
 
 Failures (PermanentError, TransientError, Pending, ...) can be queued for a step name or for a
@@ -17,6 +18,7 @@ method name (`issue_key`, `revoke_key`, `restore_key`, `apply_access`, `stop`,
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -50,6 +52,7 @@ class MemoryRuntime(Runtime):
         self.calls: list[tuple] = []
         self.runs: Counter[str] = Counter()  # how many times each step or method ran
         self.failures: defaultdict[str, list[Exception]] = defaultdict(list)
+        self.delays: dict[str, float] = {}
         self.endpoints: dict[str, Served] = {}
         self.access: dict[str, AccessPolicy] = {}
         self.keys: dict[str, bool] = {}  # key name -> revoked
@@ -59,9 +62,14 @@ class MemoryRuntime(Runtime):
         """Make the next runs of the step or method `name` raise `errors`, one per run, in order."""
         self.failures[name].extend(errors)
 
+    def slow(self, name: str, seconds: float) -> None:
+        """Make the next run of the step or method `name` take `seconds`."""
+        self.delays[name] = seconds
+
     def _enter(self, name: str, *args) -> None:
         self.calls.append((name, *args))
         self.runs[name] += 1
+        time.sleep(self.delays.pop(name, 0))
         if self.failures[name]:
             raise self.failures[name].pop(0)
 
