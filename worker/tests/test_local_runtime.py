@@ -395,6 +395,26 @@ def test_a_live_revision_whose_process_died_is_started_again_on_the_same_port(
     assert runtime.ensure_serving(spec) is False
 
 
+def test_an_older_deployment_never_serves_again_once_a_later_one_is_live(
+    runtime, name, endpoint_dir, iris_model
+):
+    old = deploy_spec(name, iris_model, 1)
+    deploy(runtime, old)
+    live = deploy(runtime, deploy_spec(name, iris_model, 2))
+
+    assert runtime.ensure_serving(old) is False  # revival with a stale view of what is live
+    steps = {step.name: step for step in runtime.deploy_steps(old)}  # a deploy resumed too late
+    resources = {}
+    for step in ("artifact", "access", "start", "ready"):
+        resources.update(steps[step].run(resources).resources)
+    with pytest.raises(PermanentError, match=f"{name}-d2, a later deployment, already serves"):
+        steps["switch"].run(resources)
+
+    assert revision_pid(name, f"{name}-d1") is None
+    assert serving_pids(endpoint_dir) == [revision_pid(name, f"{name}-d2")]
+    assert predict(live["url"]).status_code == 200
+
+
 def test_stopping_an_endpoint_stops_its_process(runtime, name, endpoint_dir, iris_model):
     live = deploy(runtime, deploy_spec(name, iris_model, 1))
     pid = revision_pid(name, f"{name}-d1")

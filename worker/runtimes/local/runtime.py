@@ -127,6 +127,10 @@ class LocalRuntime(Runtime):
     def ensure_serving(self, spec: DeploySpec) -> bool:
         target = self.dir.endpoint(spec.endpoint)
         revision = spec.revision
+        newer = target.newer_running(spec.deployment_id)
+        if newer:  # the portal's view is behind what runs here: never bring an older version back
+            log.warning("not reviving %s: %s, a later deployment, serves %s", revision, newer, spec.endpoint)
+            return False
         pid = processes.read_pid_file(target.pid_file(revision))
         if pid is not None:
             try:

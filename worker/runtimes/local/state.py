@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from worker.runtimes.base import deployment_number
+from worker.runtimes.local.processes import read_pid_file
 
 # sun_path holds 108 bytes; stay clear of it with some room for the serving side's own suffixes.
 MAX_SOCKET_PATH = 100
@@ -167,6 +168,14 @@ class EndpointDir:
 
     def socket_path(self, revision: str) -> Path:
         return fit_socket_path(self.path / f"{revision}.sock")
+
+    def newer_running(self, deployment_id: int) -> str | None:
+        """The endpoint's current revision when a later deployment made it and it still runs:
+        then an earlier deployment must never serve again (None otherwise)."""
+        current = self.current()
+        if current and deployment_number(current) > deployment_id and read_pid_file(self.pid_file(current)):
+            return current
+        return None
 
     def revisions(self) -> list[str]:
         """Every revision that has a pid file here, oldest deployment first."""

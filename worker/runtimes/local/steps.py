@@ -252,6 +252,10 @@ class DeploySteps:
         if port is None:
             raise PermanentError("the endpoint has no port: the start step did not run")
         with target.lock():
+            newer = self.target.newer_running(self.spec.deployment_id)
+            if newer:
+                stop_revision(target, revision, grace=2.0)
+                raise PermanentError(f"{newer}, a later deployment, already serves the endpoint")
             pid = processes.read_pid_file(target.pid_file(revision))
             if pid is None:
                 raise PermanentError(
