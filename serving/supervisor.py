@@ -19,8 +19,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import orjson
-
 from serving import access, control, metrics, worker
 from serving.artifacts import ArtifactError, fetch_verified
 from serving.config import ConfigError, Settings
@@ -217,9 +215,9 @@ class Supervisor:
 
     def on_command(self, connection: control.ControlConnection, line: bytes) -> None:
         try:
-            command = orjson.loads(line)
+            command = control.decode(line)
             name = command.get("cmd") if isinstance(command, dict) else None
-        except orjson.JSONDecodeError:
+        except ValueError:
             name = None
         if name == "status":
             connection.reply(self.status())

@@ -29,6 +29,7 @@ from pathlib import Path
 from django.conf import settings
 
 from serving.artifacts import sha256_of
+from serving.control import ControlError, send_command
 from worker.runtimes.base import (
     AccessPolicy,
     Change,
@@ -42,7 +43,6 @@ from worker.runtimes.base import (
     TransientError,
 )
 from worker.runtimes.local import launcher, processes
-from worker.runtimes.local.processes import ControlError
 from worker.runtimes.local.state import EndpointDir, RuntimeDir, deployment_number
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class LocalRuntime(Runtime):
             if pid is None:
                 continue
             try:
-                answer = processes.control(target.socket_path(revision), {"cmd": "reload_access"}, timeout=5)
+                answer = send_command(target.socket_path(revision), {"cmd": "reload_access"}, timeout=5)
             except ControlError as exc:
                 if not processes.alive(pid):
                     continue  # it stopped meanwhile; a process started later reads the file anyway
@@ -113,7 +113,7 @@ class LocalRuntime(Runtime):
         if revision is None:
             raise PermanentError(f"{endpoint} has no live serving process")
         try:
-            answer = processes.control(target.socket_path(revision), {"cmd": "metrics"}, timeout=5)
+            answer = send_command(target.socket_path(revision), {"cmd": "metrics"}, timeout=5)
         except ControlError as exc:
             raise TransientError(f"{revision} did not give its metrics: {exc}") from None
         if not answer.get("ok"):
@@ -196,13 +196,13 @@ class LocalRuntime(Runtime):
         pid = processes.read_pid_file(target.pid_file(revision))
         if pid is not None:
             try:
-                status = processes.control(target.socket_path(revision), {"cmd": "status"}, timeout=2)
+                status = send_command(target.socket_path(revision), {"cmd": "status"}, timeout=2)
             except ControlError as exc:
                 log.warning("serving process %s of %s does not answer: %s", pid, revision, exc)
                 return False
             if status.get("ready") and not status.get("serving"):
                 try:
-                    processes.control(target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT)
+                    send_command(target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT)
                 except ControlError as exc:
                     raise TransientError(f"{revision} did not take the serve command: {exc}") from None
             if target.current() != revision:
@@ -353,7 +353,7 @@ class _Deploy:
         delay = 0.01
         while pid is not None and processes.alive(pid):
             try:
-                status = processes.control(target.socket_path(revision), {"cmd": "status"}, timeout=2)
+                status = send_command(target.socket_path(revision), {"cmd": "status"}, timeout=2)
             except ControlError:
                 status = {}
             if status.get("ready"):
@@ -387,9 +387,7 @@ class _Deploy:
                     + _tail_for_message(target.log_file(revision))
                 )
             try:
-                answer = processes.control(
-                    target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT
-                )
+                answer = send_command(target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT)
             except ControlError as exc:
                 raise TransientError(f"the serving process did not take the serve command: {exc}") from None
             if not answer.get("ok"):
