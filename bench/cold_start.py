@@ -24,7 +24,8 @@ from bench.serving.runner import Target
 
 def onnx_form(workload: Workload, directory: Path) -> Workload:
     """The workload's model as the portal stores it: converted and checked at upload."""
-    from endpoints.artifacts import load_estimator, onnx_form
+    from endpoints.artifacts import onnx_form
+    from serving.model import load_estimator
 
     estimator = load_estimator(workload.path, "skops", workload.meta["trusted_types"])
     data, note = onnx_form(estimator, workload.meta["schema"])

@@ -16,7 +16,6 @@ and check: the ONNX form is kept only if it gives the model's answers on a fixed
 
 import dataclasses
 import importlib
-import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -61,31 +60,6 @@ def format_for(filename: str) -> str:
             "(or, as an admin who trusts it, .joblib / .pkl)."
         )
     return EXTENSIONS[suffix]
-
-
-def load_estimator(path: Path, fmt: str, trusted_types: list[str]):
-    """Load an artifact the way serving will; raises ArtifactError with a readable reason."""
-    if fmt == "skops":
-        import skops.io as sio
-
-        try:
-            return sio.load(path, trusted=trusted_types)
-        except zipfile.BadZipFile:
-            raise ArtifactError("This is not a skops file (it is not a zip archive).") from None
-        except MemoryError:
-            raise  # the sandbox reports the limit
-        except Exception as exc:
-            raise ArtifactError(f"The skops file could not be loaded: {exc}") from None
-    if fmt in ("joblib", "pickle"):
-        import joblib
-
-        try:
-            return joblib.load(path) if fmt == "joblib" else pickle.loads(path.read_bytes())
-        except MemoryError:
-            raise  # the sandbox reports the limit
-        except Exception as exc:
-            raise ArtifactError(f"The {fmt} file could not be loaded: {exc}") from None
-    raise ArtifactError(f"{fmt} artifacts are not supported yet.")
 
 
 def skops_untrusted_types(path: Path) -> list[str]:
@@ -243,17 +217,22 @@ def inspect_artifact(
     sha256, size = file_digest(path)
     if fmt == "onnx":
         return _inspect_onnx(path, sha256, size, schema)
+    from serving.model import PICKLED, ModelError, load_estimator
+
     trusted: list[str] = []
     if fmt == "skops":
         check_zip(path, max_expanded_bytes)
         trusted = skops_untrusted_types(path)
         check_trust(trusted, list(trusted_types or []))
-    elif fmt in ("joblib", "pickle") and not trust_code:
+    elif fmt in PICKLED and not trust_code:
         raise ArtifactError(
             f"A {fmt} file runs code when it is loaded. Upload a .skops file instead, or, as an "
             'admin, tick "I trust this file, it runs code when loaded".'
         )
-    estimator = load_estimator(path, fmt, trusted)
+    try:
+        estimator = load_estimator(path, fmt, trusted, allow_pickle=trust_code)
+    except ModelError as exc:
+        raise ArtifactError(str(exc)) from None
     if not hasattr(estimator, "predict") or not hasattr(estimator, "n_features_in_"):
         raise ArtifactError(
             f"The file holds a {type(estimator).__name__}, not a fitted scikit-learn estimator."

@@ -3,21 +3,12 @@
 `ServingApp.handle(request)` returns (status, body, content type); the protocol writes it. No
 framework and no async: every answer is CPU work, so nothing would be gained by awaiting.
 
-Micro-batching (SERVING_MICROBATCH=on) is the one exception. A one-row /predict request is
-validated at once (its own 4xx goes out at once); then, if the worker has other connections open
-(with just one there is nobody to batch with), it is queued and handle() returns None. The queue
-is answered by one model call scheduled with `loop.call_soon` (so: once this event-loop iteration
-has read every request that had arrived), or after SERVING_MICROBATCH_WAIT_US, in batches of at
-most SERVING_MICROBATCH_MAX_ROWS rows; each answer goes back through `request.connection.deliver`.
-Answers are those of the one-row path, byte for byte: the worker uses micro-batching only if
-batched calls give the one-row answers on a fixed sample (batching.answers_exactly), a batch whose
-call fails is answered row by row, and a model with the one-row kernel is never batched (the
-kernel is faster than any batched call, and its arithmetic is its own).
+Micro-batching (SERVING_MICROBATCH=on) is the one exception: a one-row /predict request may be
+queued for a batch (see batching.py), and handle() then returns None.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -25,47 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import orjson
-
-from serving import batching, metrics, open_inference, openapi
+from serving import metrics, open_inference, openapi
 from serving.access import AccessControl
+from serving.batching import MicroBatch, MicroBatcher, Queued
 from serving.model import HUGE, Model, NonFiniteAnswer
-from serving.protocol import Request, ServerState
+from serving.protocol import Request, Response, ServerState, error_response, json_response
 from serving.validation import RequestError, Validator, invalid
 
 log = logging.getLogger("serving.app")
 
-JSON = b"application/json"
 HTML = b"text/html; charset=utf-8"
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 DOCS_PAGE = Path(__file__).with_name("static") / "docs.html"
-Response = tuple[int, bytes, bytes]  # status, body, content type
 GET, POST = frozenset({b"GET", b"HEAD"}), frozenset({b"POST"})
-
-
-@dataclass(frozen=True)
-class MicroBatch:
-    """How one-row predictions are batched: at most `max_rows` rows, waiting at most `wait` seconds
-    (0: until the end of the event-loop iteration)."""
-
-    max_rows: int = 64
-    wait: float = 0.0
-
-
-class Queued:
-    """A validated one-row prediction waiting for its batch."""
-
-    __slots__ = ("request", "values", "key", "mode")
-
-    def __init__(self, request: Request, values: list, key: str, mode: str):
-        self.request = request
-        self.values = values
-        self.key = key  # "named", or the batch key the row came under
-        self.mode = mode
-
-    @property
-    def named(self) -> bool:
-        return self.key == "named"
 
 
 @dataclass(frozen=True)
@@ -74,14 +37,6 @@ class Route:
     methods: frozenset[bytes]
     metric: int  # index into metrics.ROUTES
     checked: bool = False  # subject to the access policy
-
-
-def json_response(status: int, document) -> Response:
-    return status, orjson.dumps(document), JSON
-
-
-def error_response(status: int, message: str) -> Response:
-    return json_response(status, {"error": message})
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -111,10 +66,9 @@ class ServingApp:
         microbatch: MicroBatch | None = None,
     ):
         self.model = model
-        self.microbatch = microbatch if microbatch is not None and microbatch.max_rows > 1 else None
-        self.queue: list[Queued] = []
-        self.flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None  # the worker's, known at the first batch
+        self.batcher = (
+            MicroBatcher(microbatch, self) if microbatch is not None and microbatch.max_rows > 1 else None
+        )
         self.validator = Validator(model.names, [feature.type for feature in model.features], max_rows)
         self.access = access
         self.recorder = recorder
@@ -289,13 +243,9 @@ class ServingApp:
         parsed = self.validator.parse(request.body, query_value(request.query, "return"))
         named = parsed.form == "named"
         # With one connection open in this worker there is nobody to batch with: answer at once.
-        if (
-            self.microbatch is not None
-            and (named or len(parsed.rows) == 1)
-            and len(self.state.connections) > 1
-        ):
+        if self.batcher is not None and (named or len(parsed.rows) == 1) and len(self.state.connections) > 1:
             mode = self.return_mode(named, parsed.mode)
-            self.enqueue(
+            self.batcher.add(
                 Queued(request, parsed.rows if named else parsed.rows[0].tolist(), parsed.form, mode)
             )
             return None
@@ -345,80 +295,6 @@ class ServingApp:
         if mode == "probabilities":
             return {"predictions": by_label}
         return {"predictions": [label], "probabilities": by_label}
-
-    # Micro-batching
-
-    def enqueue(self, item: Queued) -> None:
-        queue = self.queue
-        queue.append(item)
-        if self.flush_handle is None:
-            loop = self.loop
-            if loop is None:
-                loop = self.loop = asyncio.get_running_loop()
-            wait = self.microbatch.wait
-            self.flush_handle = loop.call_later(wait, self.flush) if wait else loop.call_soon(self.flush)
-        elif len(queue) == self.microbatch.max_rows and self.microbatch.wait:
-            # A full batch goes at the end of this iteration, not after the wait.
-            self.flush_handle.cancel()
-            self.flush_handle = self.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Answer every queued one-row prediction, in batches of at most max_rows; never raises."""
-        self.flush_handle = None
-        queue, self.queue = self.queue, []
-        size = self.microbatch.max_rows
-        for start in range(0, len(queue), size):
-            batch = queue[start : start + size]
-            try:
-                self.answer_batch(batch)
-            except Exception:  # every answer is guarded below; this is the last resort
-                log.exception("Unexpected error answering a micro-batch")
-
-    def answer_batch(self, batch: list[Queued]) -> None:
-        """One model call for the batch. Should it fail, each row is tried alone, as without batching,
-        so only a request whose own row fails the model gets a 500."""
-        if len(batch) > 1:
-            want_proba = any(item.mode != "label" for item in batch)
-            try:
-                labels, by_row = batching.predict_rows(
-                    self.model, [item.values for item in batch], want_proba
-                )
-            except NonFiniteAnswer:
-                pass  # the rows too large for the model get their 422 one by one
-            except Exception:
-                log.exception("A micro-batch of %d rows failed; answering its rows one by one", len(batch))
-            else:
-                self.recorder.rows(len(batch))
-                by_row = by_row or [None] * len(batch)
-                for item, label, probabilities in zip(batch, labels, by_row, strict=True):
-                    try:
-                        document = self.one_row_document(label, probabilities, item.named, item.mode)
-                        response = json_response(200, document)
-                    except Exception:
-                        response = self.failure(item)
-                    self.finish(item, response)
-                return
-        for item in batch:
-            try:
-                self.recorder.rows(1)
-                label, probabilities = self.model.row(item.values, item.mode != "label")
-                response = json_response(
-                    200, self.one_row_document(label, probabilities, item.named, item.mode)
-                )
-            except NonFiniteAnswer:
-                response = json_response(422, self.too_large(item.key, [item.values], [0]).body())
-            except Exception:
-                response = self.failure(item)
-            self.finish(item, response)
-
-    def failure(self, item: Queued) -> Response:
-        log.exception("Unexpected error answering %s %s", item.request.method, item.request.path)
-        return error_response(500, "The server failed to answer this request.")
-
-    def finish(self, item: Queued, response: Response) -> None:
-        request = item.request
-        self.recorder.request(self.predict_metric, response[0], time.perf_counter() - request.started)
-        request.connection.deliver(request, response)
 
     def answer(self, rows, named: bool, mode: str | None) -> dict:
         """The prediction document for validated rows, shaped by form and `return` mode."""

@@ -33,37 +33,45 @@ class ModelError(Exception):
     """The artifact cannot be served; the message says why."""
 
 
-def load_estimator(path: Path, meta: ModelMeta, allow_pickle: bool):
-    """Load a scikit-learn estimator the way its format allows."""
-    if meta.format == "skops":
+PICKLED = ("joblib", "pickle")  # formats that run code when loaded
+
+
+def load_estimator(path: Path, fmt: str, trusted_types=(), *, allow_pickle: bool = False):
+    """Load a scikit-learn estimator from a skops, joblib or pickle file.
+
+    skops trusts `trusted_types` beyond its defaults; joblib and pickle files run code when loaded,
+    so they load only with `allow_pickle` (else ConfigError). ModelError says why a file cannot be
+    loaded; a MemoryError passes through (the upload sandbox reports it as its memory limit).
+    """
+    if fmt == "skops":
         import skops.io as sio
 
         try:
-            return sio.load(path, trusted=list(meta.trusted_types))
+            return sio.load(path, trusted=list(trusted_types))
         except zipfile.BadZipFile:
-            raise ModelError("The artifact is not a skops file (it is not a zip archive).") from None
+            raise ModelError("This is not a skops file (it is not a zip archive).") from None
+        except MemoryError:
+            raise
         except Exception as exc:
             raise ModelError(f"The skops file could not be loaded: {exc}") from None
-    if meta.format in ("joblib", "pickle"):
+    if fmt in PICKLED:
         if not allow_pickle:
             raise ConfigError(
-                f"The artifact is a {meta.format} file, which runs code when loaded; "
+                f"The artifact is a {fmt} file, which runs code when loaded; "
                 "set SERVING_ALLOW_PICKLE=true to load it anyway."
             )
-        log.warning(
-            "LOADING A %s ARTIFACT: it can run arbitrary code. SERVING_ALLOW_PICKLE=true says it is trusted.",
-            meta.format.upper(),
-        )
         try:
-            if meta.format == "joblib":
+            if fmt == "joblib":
                 import joblib
 
                 return joblib.load(path)
             with open(path, "rb") as handle:
                 return pickle.load(handle)
+        except MemoryError:
+            raise
         except Exception as exc:
-            raise ModelError(f"The {meta.format} file could not be loaded: {exc}") from None
-    raise ModelError(f"{meta.format} artifacts are not supported by this server.")
+            raise ModelError(f"The {fmt} file could not be loaded: {exc}") from None
+    raise ModelError(f"{fmt} artifacts are not supported by this server.")
 
 
 def _json_scalar(value):

@@ -19,7 +19,7 @@ Connection handling:
   much more than the limit.
 - Two `x-api-key` headers get a 400: which one counts would otherwise be the server's guess.
 - Malformed HTTP gets a JSON 400, like every other error.
-- Answers that come later (a micro-batched prediction, see app.py) keep their place: while one is
+- Answers that come later (a micro-batched prediction, see batching.py) keep their place: while one is
   awaited, the answers after it on the same connection wait in `HttpConnection.waiting`, so
   pipelined requests are always answered in order. The fast path never touches that queue.
 """
@@ -46,6 +46,16 @@ STATUS_LINES = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in http.HTTPStatus
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+JSON = b"application/json"
+Response = tuple[int, bytes, bytes]  # the app's answer: status, body, content type
+
+
+def json_response(status: int, document) -> Response:
+    return status, orjson.dumps(document), JSON
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response(status, {"error": message})
 
 
 class Request:
@@ -291,7 +301,7 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.transport.close()
 
-    def render(self, response: tuple[int, bytes, bytes], keep_alive: bool, head: bool) -> bytes:
+    def render(self, response: Response, keep_alive: bool, head: bool) -> bytes:
         status, payload, content_type = response
         return b"".join(
             (
@@ -307,7 +317,7 @@ class HttpConnection(asyncio.Protocol):
 
     # Answers given later, and the order of answers
 
-    def deliver(self, request: Request, response: tuple[int, bytes, bytes]) -> None:
+    def deliver(self, request: Request, response: Response) -> None:
         """The app's answer to a request it took to answer later (handle() returned None)."""
         request.reply.data = self.render(response, request.keep_alive, request.method == b"HEAD")
         self.write_waiting()

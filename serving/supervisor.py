@@ -19,12 +19,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import orjson
-
 from serving import access, control, metrics, worker
 from serving.artifacts import ArtifactError, fetch_verified
 from serving.config import ConfigError, Settings
-from serving.model import Model, ModelError, load_estimator
+from serving.model import PICKLED, Model, ModelError, load_estimator
 
 log = logging.getLogger("serving")
 
@@ -217,9 +215,9 @@ class Supervisor:
 
     def on_command(self, connection: control.ControlConnection, line: bytes) -> None:
         try:
-            command = orjson.loads(line)
+            command = control.decode(line)
             name = command.get("cmd") if isinstance(command, dict) else None
-        except orjson.JSONDecodeError:
+        except ValueError:
             name = None
         if name == "status":
             connection.reply(self.status())
@@ -383,7 +381,14 @@ def prepare(settings: Settings) -> tuple[Model, socket.socket]:
     if settings.meta.format == "onnx":
         model = Model.from_onnx(path.read_bytes(), settings.meta, settings.accelerate)
     else:
-        estimator = load_estimator(path, settings.meta, settings.allow_pickle)
+        meta = settings.meta
+        if meta.format in PICKLED and settings.allow_pickle:
+            logging.getLogger("serving.model").warning(
+                "LOADING A %s ARTIFACT: it can run arbitrary code. "
+                "SERVING_ALLOW_PICKLE=true says it is trusted.",
+                meta.format.upper(),
+            )
+        estimator = load_estimator(path, meta.format, meta.trusted_types, allow_pickle=settings.allow_pickle)
         model = Model.from_estimator(estimator, settings.meta, settings.accelerate)
     listener = control.request_listener(settings.handoff_from) if settings.handoff_from else None
     if listener is not None:

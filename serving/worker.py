@@ -23,7 +23,7 @@ import uvloop
 from serving import batching, metrics
 from serving.accept import BalancedAcceptor
 from serving.access import AccessControl
-from serving.app import MicroBatch, ServingApp
+from serving.app import ServingApp
 from serving.config import Settings
 from serving.model import Model, ModelError
 from serving.protocol import HttpConnection, Limits, ServerState, sweep_connections
@@ -48,7 +48,7 @@ async def tick(state: ServerState, stop: asyncio.Event, master_pid: int) -> None
         await asyncio.sleep(1.0)
 
 
-def micro_batching(settings: Settings, model: Model) -> MicroBatch | None:
+def micro_batching(settings: Settings, model: Model) -> batching.MicroBatch | None:
     """The micro-batching to use, if it is on and gives this model's one-row answers exactly."""
     if not settings.microbatch or settings.microbatch_max_rows < 2:
         return None
@@ -70,7 +70,7 @@ def micro_batching(settings: Settings, model: Model) -> MicroBatch | None:
         if settings.microbatch_wait_us
         else "for the event-loop iteration",
     )
-    return MicroBatch(settings.microbatch_max_rows, settings.microbatch_wait_us / 1e6)
+    return batching.MicroBatch(settings.microbatch_max_rows, settings.microbatch_wait_us / 1e6)
 
 
 async def serve(

@@ -1,8 +1,8 @@
 """A warm fork server: import something heavy once, then fork a child per request.
 
 The local runtime's launcher (serving processes) and the upload sandbox (one confined process per
-upload) are both this loop with a different warm-up and child. Protocol, one JSON line each way on
-a unix socket only its owner may use:
+upload) are both this loop with a different warm-up and child. Protocol (`serving/control.py`), one
+JSON line each way on a unix socket only its owner may use:
 
     {"cmd": "ping"} -> {"ok": true, "pid": N, "stamp": S}
     {"cmd": <the server's command>, ...} -> the child's business; with `reply_pid`, the server
@@ -16,7 +16,6 @@ The server leaves when its socket is gone (another took its place, or it was rem
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -26,7 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from serving import control
+
 CHECK_SECONDS = 10.0
+MAX_REQUEST = 1 << 20
 
 
 def say(name: str, message: str) -> None:
@@ -77,11 +79,6 @@ def exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
-def reply(conn: socket.socket, document: dict) -> None:
-    with contextlib.suppress(OSError):
-        conn.sendall(json.dumps(document).encode() + b"\n")
-
-
 def serve(
     path: str,
     *,
@@ -102,16 +99,7 @@ def serve(
     code_stamp = stamp()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `finally`: remove the socket
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)
-    try:
-        server.bind(path)
-    finally:
-        os.umask(old_umask)
-    server.listen(64)
-    identity = os.stat(path).st_ino
+    server, identity = control.bind_control_socket(path)
     server.settimeout(CHECK_SECONDS)
     say(name, f"ready after {time.monotonic() - started:.1f}s, listening on {path}")
     last_request = time.monotonic()
@@ -120,11 +108,7 @@ def serve(
             try:
                 conn, _ = server.accept()
             except TimeoutError:
-                try:
-                    still_ours = os.stat(path).st_ino == identity
-                except FileNotFoundError:
-                    still_ours = False
-                if not still_ours:
+                if not control.still_ours(path, identity):
                     say(name, "my socket is gone; leaving")
                     return
                 if time.monotonic() - last_request > idle_seconds:
@@ -135,19 +119,19 @@ def serve(
             with conn:
                 conn.settimeout(5)
                 try:
-                    request = json.loads(conn.makefile("rb").readline(1 << 20))
+                    request = control.ControlConnection(conn, MAX_REQUEST).read_command()
                 except (OSError, ValueError) as exc:
                     say(name, f"bad request: {exc!r}")
                     continue
                 cmd = request.get("cmd") if isinstance(request, dict) else None
                 if cmd == "ping":
-                    reply(conn, {"ok": True, "pid": os.getpid(), "stamp": code_stamp})
+                    control.reply(conn, {"ok": True, "pid": os.getpid(), "stamp": code_stamp})
                     continue
                 if cmd != command:
-                    reply(conn, {"ok": False, "error": f"unknown command {cmd!r}"})
+                    control.reply(conn, {"ok": False, "error": f"unknown command {cmd!r}"})
                     continue
                 if stamp() != code_stamp:
-                    reply(
+                    control.reply(
                         conn, {"ok": False, "stale": True, "error": "stale: the code changed since I started"}
                     )
                     say(name, "the code changed; leaving so a fresh server takes over")
@@ -158,8 +142,6 @@ def serve(
                 if pid == 0:
                     child(conn, server, request)
                 if reply_pid:
-                    reply(conn, {"ok": True, "pid": pid})
+                    control.reply(conn, {"ok": True, "pid": pid})
     finally:
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_ino == identity:
-                os.unlink(path)
+        control.remove_control_socket(path, identity)

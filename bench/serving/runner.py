@@ -272,7 +272,8 @@ def _measure_access_cost(access_file: str, body: bytes, rounds: int, per_block: 
     from serving.protocol import HttpConnection, Limits, ServerState
 
     meta = ModelMeta.from_json(os.environ["SERVING_MODEL_META"])
-    model = Model.from_estimator(load_estimator(Path(os.environ["SERVING_MODEL_URI"]), meta, False), meta)
+    estimator = load_estimator(Path(os.environ["SERVING_MODEL_URI"]), meta.format, meta.trusted_types)
+    model = Model.from_estimator(estimator, meta)
     model.start()
     shared = metrics.SharedMetrics(1)
     loop = uvloop.new_event_loop()

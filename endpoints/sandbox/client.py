@@ -25,6 +25,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from serving.control import ControlError, send_command
 from worker.runtimes.local import processes
 from worker.runtimes.local.state import file_lock, fit_socket_path
 
@@ -97,8 +98,8 @@ def run(folder: Path, job: dict) -> dict:
     for _ in range(2):  # a stale server leaves; the second try gets a fresh one
         _ensure_server()
         try:
-            answer = processes.control(socket_path(), command, timeout=bounds["wall_seconds"] + 30)
-        except processes.ControlError as exc:
+            answer = send_command(socket_path(), command, timeout=bounds["wall_seconds"] + 30)
+        except ControlError as exc:
             raise SandboxError(f"The sandbox did not answer: {exc}.") from None
         if not answer.get("stale"):
             break
@@ -130,8 +131,8 @@ def warm() -> None:
 
 def _answers() -> bool:
     try:
-        return bool(processes.control(socket_path(), {"cmd": "ping"}, timeout=2).get("ok"))
-    except processes.ControlError:
+        return bool(send_command(socket_path(), {"cmd": "ping"}, timeout=2).get("ok"))
+    except ControlError:
         return False
 
 

@@ -32,7 +32,8 @@ import socket
 import sys
 from pathlib import Path
 
-from worker.forkserver import detach, exit_now, import_ahead, newest_mtime, reply, say
+from serving.control import reply
+from worker.forkserver import detach, exit_now, import_ahead, newest_mtime, say
 
 IDLE_SECONDS = 1800.0
 BASE = Path(__file__).resolve().parents[2]

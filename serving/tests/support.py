@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from serving.control import send_command
+from serving.control import ControlError, send_command
 
 REPO = Path(__file__).resolve().parents[2]
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -91,17 +91,17 @@ class Server:
                 raise AssertionError(f"server exited with {self.process.returncode}:\n{self.output()}")
             try:
                 if self.control:
-                    if send_command(self.control, {"cmd": "status"}, timeout=1.0)[0]["ready"]:
+                    if send_command(self.control, {"cmd": "status"}, timeout=1.0)["ready"]:
                         return self
                 elif httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
                     return self
-            except (OSError, httpx.HTTPError):
+            except (ControlError, httpx.HTTPError):
                 pass
             time.sleep(0.05)
         raise AssertionError(f"server not ready after {timeout} s:\n{self.output()}")
 
     def command(self, name: str) -> dict:
-        return send_command(self.control, {"cmd": name})[0]
+        return send_command(self.control, {"cmd": name})
 
     def signal_stop(self) -> None:
         if self.process.poll() is None:

@@ -19,7 +19,8 @@ from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from serving import metrics
-from serving.app import MicroBatch, ServingApp
+from serving.app import ServingApp
+from serving.batching import MicroBatch
 from serving.config import Feature, ModelMeta
 from serving.model import Model
 from serving.protocol import Request, ServerState

@@ -69,9 +69,9 @@ def pid_path(root: Path) -> Path:
 
 def request(root: Path, command: dict, *, timeout: float = 5.0) -> dict:
     """One command to the launcher; raises ControlError when it cannot answer."""
-    from worker.runtimes.local import processes
+    from serving.control import send_command
 
-    return processes.control(socket_path(root), command, timeout=timeout)
+    return send_command(socket_path(root), command, timeout=timeout)
 
 
 def start(root: Path, *, cwd: Path, env: dict[str, str]) -> int:
@@ -95,16 +95,17 @@ def start(root: Path, *, cwd: Path, env: dict[str, str]) -> int:
 
 
 def answers(root: Path) -> bool:
-    from worker.runtimes.local import processes
+    from serving.control import ControlError
 
     try:
         return bool(request(root, {"cmd": "ping"}, timeout=2).get("ok"))
-    except processes.ControlError:
+    except ControlError:
         return False
 
 
 def warm(root: Path, *, cwd: Path) -> None:
     """Make sure a launcher is running or starting for `root`, without waiting for it."""
+    from serving.control import ControlError
     from worker.runtimes.local import processes
     from worker.runtimes.local.state import file_lock
 
@@ -113,7 +114,7 @@ def warm(root: Path, *, cwd: Path) -> None:
         if pid is not None:
             try:
                 stamp = request(root, {"cmd": "ping"}, timeout=2).get("stamp")
-            except processes.ControlError:
+            except ControlError:
                 return  # still importing: it will be ready soon
             if stamp == _code_stamp(Path(cwd)):
                 return
@@ -146,6 +147,7 @@ def ready(root: Path, *, cwd: Path, timeout: float) -> bool:
 
 def spawn(root: Path, *, env: dict[str, str], cwd: Path, log_path: Path, timeout: float) -> int | None:
     """Fork a serving process from the launcher; None when the launcher cannot be used."""
+    from serving.control import ControlError
     from worker.runtimes.local import processes
 
     command = {"cmd": "spawn", "env": env, "cwd": os.fspath(cwd), "log": os.fspath(log_path)}
@@ -154,7 +156,7 @@ def spawn(root: Path, *, env: dict[str, str], cwd: Path, log_path: Path, timeout
             return None
         try:
             answer = request(root, command, timeout=10)
-        except processes.ControlError:
+        except ControlError:
             return None
         if answer.get("ok"):
             return int(answer["pid"])

@@ -1,19 +1,18 @@
 """Serving processes on this machine: start one, ask it things, stop it.
 
-A serving process (`python -m serving`) answers newline-delimited JSON on its control socket:
-`{"cmd": "status"}` -> `{"pid", "ready", "serving", "port"}` and `{"cmd": "serve"}` -> starts
-accepting on the listener it shares with the revision it replaces. It runs in its own session so
-it outlives the worker that started it, and a signal to its process group reaches all of it.
+A serving process (`python -m serving`) answers newline-delimited JSON on its control socket
+(`serving.control`): `{"cmd": "status"}` -> `{"pid", "ready", "serving", "port"}` and
+`{"cmd": "serve"}` -> starts accepting on the listener it shares with the revision it replaces. It
+runs in its own session so it outlives the worker that started it, and a signal to its process
+group reaches all of it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,10 +24,6 @@ INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH",
 
 # Popen objects of the processes this worker process started, so they are reaped when they exit.
 _children: dict[int, subprocess.Popen] = {}
-
-
-class ControlError(Exception):
-    """The control socket did not answer (yet): absent, refused, closed early, or timed out."""
 
 
 def serving_env(env: dict[str, str]) -> dict[str, str]:
@@ -152,33 +147,6 @@ def _signal_group(pid: int, sig: int) -> None:
     except PermissionError:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-
-
-def control(socket_path: Path, command: dict, *, timeout: float = 5.0) -> dict:
-    """Send one command on a control socket and return its one-line JSON answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(timeout)
-        try:
-            conn.connect(os.fspath(socket_path))
-            conn.sendall(json.dumps(command).encode() + b"\n")
-            buffer = b""
-            while b"\n" not in buffer:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                buffer += chunk
-        except OSError as exc:
-            raise ControlError(f"{socket_path.name}: {exc.strerror or exc}") from None
-    line = buffer.split(b"\n", 1)[0]
-    if not line:
-        raise ControlError(f"{socket_path.name}: closed without an answer")
-    try:
-        answer = json.loads(line)
-    except ValueError:
-        raise ControlError(f"{socket_path.name}: answered {line[:200]!r}, not JSON") from None
-    if not isinstance(answer, dict):
-        raise ControlError(f"{socket_path.name}: answered {answer!r}")
-    return answer
 
 
 def http_get(host: str, port: int, path: str, *, timeout: float = 5.0) -> tuple[int, bytes]:

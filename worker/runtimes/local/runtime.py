@@ -23,6 +23,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from serving.control import ControlError, send_command
 from worker.runtimes.base import (
     AccessPolicy,
     Change,
@@ -36,7 +37,6 @@ from worker.runtimes.base import (
     TransientError,
 )
 from worker.runtimes.local import launcher, processes
-from worker.runtimes.local.processes import ControlError
 from worker.runtimes.local.state import RuntimeDir
 from worker.runtimes.local.steps import SERVE_TIMEOUT, DeploySteps, stop_revision
 from worker.runtimes.resources import DeploymentResources
@@ -72,7 +72,7 @@ class LocalRuntime(Runtime):
             if pid is None:
                 continue
             try:
-                answer = processes.control(target.socket_path(revision), {"cmd": "reload_access"}, timeout=5)
+                answer = send_command(target.socket_path(revision), {"cmd": "reload_access"}, timeout=5)
             except ControlError as exc:
                 if not processes.alive(pid):
                     continue  # it stopped meanwhile; a process started later reads the file anyway
@@ -88,7 +88,7 @@ class LocalRuntime(Runtime):
         if revision is None:
             raise PermanentError(f"{endpoint} has no live serving process")
         try:
-            answer = processes.control(target.socket_path(revision), {"cmd": "metrics"}, timeout=5)
+            answer = send_command(target.socket_path(revision), {"cmd": "metrics"}, timeout=5)
         except ControlError as exc:
             raise TransientError(f"{revision} did not give its metrics: {exc}") from None
         if not answer.get("ok"):
@@ -134,13 +134,13 @@ class LocalRuntime(Runtime):
         pid = processes.read_pid_file(target.pid_file(revision))
         if pid is not None:
             try:
-                status = processes.control(target.socket_path(revision), {"cmd": "status"}, timeout=2)
+                status = send_command(target.socket_path(revision), {"cmd": "status"}, timeout=2)
             except ControlError as exc:
                 log.warning("serving process %s of %s does not answer: %s", pid, revision, exc)
                 return False
             if status.get("ready") and not status.get("serving"):
                 try:
-                    processes.control(target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT)
+                    send_command(target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT)
                 except ControlError as exc:
                     raise TransientError(f"{revision} did not take the serve command: {exc}") from None
             if target.current() != revision:

@@ -19,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 
 from serving.artifacts import sha256_of
+from serving.control import ControlError, send_command
 from worker.runtimes.base import (
     Change,
     DeploySpec,
@@ -29,7 +30,6 @@ from worker.runtimes.base import (
     deployment_number,
 )
 from worker.runtimes.local import launcher, processes
-from worker.runtimes.local.processes import ControlError
 from worker.runtimes.local.state import EndpointDir, RuntimeDir
 from worker.runtimes.resources import DeploymentResources
 
@@ -223,7 +223,7 @@ class DeploySteps:
         delay = 0.01
         while pid is not None and processes.alive(pid):
             try:
-                status = processes.control(target.socket_path(revision), {"cmd": "status"}, timeout=2)
+                status = send_command(target.socket_path(revision), {"cmd": "status"}, timeout=2)
             except ControlError:
                 status = {}
             if status.get("ready"):
@@ -263,9 +263,7 @@ class DeploySteps:
                     + _tail_for_message(target.log_file(revision))
                 )
             try:
-                answer = processes.control(
-                    target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT
-                )
+                answer = send_command(target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT)
             except ControlError as exc:
                 raise TransientError(f"the serving process did not take the serve command: {exc}") from None
             if not answer.get("ok"):
