@@ -310,6 +310,7 @@ class Supervisor:
             "" if self.serving else ", accepting once told to serve",
         )
         stop_deadline = None
+        give_up_at = time.monotonic() + self.settings.serve_within
         try:
             while True:
                 timeout = (
@@ -327,6 +328,12 @@ class Supervisor:
                     elif kind == "control":
                         self.on_control_data(data)
                 if (signal.SIGTERM in received or signal.SIGINT in received) and not self.stopping:
+                    stop_deadline = time.monotonic() + STOP_DEADLINE
+                    self.stop()
+                elif not (self.serving or self.stopping) and time.monotonic() >= give_up_at:
+                    log.warning(
+                        "Not told to serve within %gs of starting; exiting.", self.settings.serve_within
+                    )
                     stop_deadline = time.monotonic() + STOP_DEADLINE
                     self.stop()
                 received.clear()

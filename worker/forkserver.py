@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from serving import control
+from serving import control, pidfile
 
 CHECK_SECONDS = 10.0
 MAX_REQUEST = 1 << 20
@@ -142,6 +142,8 @@ def serve(
                 if pid == 0:
                     child(conn, server, request)
                 if reply_pid:
+                    if request.get("pid_file"):  # recorded before anyone learns the pid
+                        pidfile.write(request["pid_file"], pid)
                     control.reply(conn, {"ok": True, "pid": pid})
     finally:
         control.remove_control_socket(path, identity)

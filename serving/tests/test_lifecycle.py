@@ -164,3 +164,17 @@ def test_sigterm_finishes_in_flight_requests_and_closes_idle_connections(swap):
         httpx.get(f"{server.url}/healthz")
     for conn in (slow, idle, later):
         conn.close()
+
+
+def test_a_server_never_told_to_serve_exits_on_its_own(iris_env, tmp_path):
+    env = {
+        **iris_env,
+        "SERVING_CONTROL_SOCKET": str(tmp_path / "orphan.sock"),
+        "SERVING_SERVE_WITHIN_SECONDS": "1",
+    }
+    server = Server(env, tmp_path / "orphan.log", port=free_port()).wait_ready()
+    try:
+        assert server.exit_code(timeout=30) == 0
+        assert "Not told to serve within 1s of starting; exiting." in server.output()
+    finally:
+        stop_all([server])

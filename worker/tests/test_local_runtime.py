@@ -2,6 +2,7 @@
 
 import hashlib
 import itertools
+import json
 import shutil
 import threading
 import time
@@ -152,6 +153,35 @@ def test_without_its_launcher_the_runtime_starts_serving_cold(
     [pid] = serving_pids(endpoint_dir)
     assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == [b"-m", b"serving"]
     assert predict(live["url"]).json()["target"] == "setosa"
+
+
+def test_the_launcher_records_the_pid_it_forked_before_it_answers(runtime, name, iris_model, settings):
+    runtime.warm_up()
+    target = runtime.dir.endpoint(name)
+    target.path.mkdir(parents=True, exist_ok=True)
+    model = iris_model
+    env = processes.serving_env(
+        {
+            "PORT": str(session_ports()[1]),
+            "SERVING_HOST": "127.0.0.1",
+            "SERVING_MODEL_URI": model.artifact_path,
+            "SERVING_MODEL_META": json.dumps(model.meta()),
+            "SERVING_CONTROL_SOCKET": str(target.socket_path(f"{name}-d9")),
+        }
+    )
+    pid_file = target.pid_file(f"{name}-d9")
+
+    pid = launcher.spawn(
+        runtime.dir.root,
+        env=env,
+        cwd=Path(settings.BASE_DIR),
+        log_path=target.log_file(f"{name}-d9"),
+        pid_file=pid_file,
+        timeout=30,
+    )
+
+    assert pid is not None and processes.read_pid_file(pid_file) == pid
+    processes.terminate(pid, grace=2)
 
 
 def test_a_launcher_whose_code_changed_is_replaced_by_a_fresh_one(

@@ -145,12 +145,21 @@ def ready(root: Path, *, cwd: Path, timeout: float) -> bool:
     return False
 
 
-def spawn(root: Path, *, env: dict[str, str], cwd: Path, log_path: Path, timeout: float) -> int | None:
-    """Fork a serving process from the launcher; None when the launcher cannot be used."""
+def spawn(
+    root: Path, *, env: dict[str, str], cwd: Path, log_path: Path, pid_file: Path, timeout: float
+) -> int | None:
+    """Fork a serving process from the launcher, which records its pid in `pid_file` before it
+    answers; None when the launcher cannot be used."""
     from serving.control import ControlError
     from worker.runtimes.local import processes
 
-    command = {"cmd": "spawn", "env": env, "cwd": os.fspath(cwd), "log": os.fspath(log_path)}
+    command = {
+        "cmd": "spawn",
+        "env": env,
+        "cwd": os.fspath(cwd),
+        "log": os.fspath(log_path),
+        "pid_file": os.fspath(pid_file),
+    }
     for _ in range(2):  # a stale launcher leaves; the second try gets a fresh one
         if not ready(root, cwd=cwd, timeout=timeout):
             return None

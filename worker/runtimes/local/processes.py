@@ -18,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from serving import pidfile
+from serving.pidfile import start_time
+
 # The serving process gets these from the worker's environment and nothing else: it never needs
 # the portal's database URL or secret key.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
@@ -67,20 +70,8 @@ def reap_adopted(timeout: float = 5.0) -> None:
             _children.pop(pid, None)
 
 
-def start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid` (clock ticks since boot), to tell a reused pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(") ", 1)[1].split()
-    return fields[19] if fields[0] != "Z" else None
-
-
 def write_pid_file(path: Path, pid: int) -> None:
-    from worker.runtimes.local.state import write_atomically
-
-    write_atomically(path, f"{pid} {start_time(pid) or '-'}\n")
+    pidfile.write(path, pid)
 
 
 def read_pid_file(path: Path) -> int | None:

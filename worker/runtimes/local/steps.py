@@ -182,10 +182,9 @@ class DeploySteps:
             if handoff:
                 env["SERVING_HANDOFF_FROM"] = str(handoff)
             try:
-                pid = self.launch(env, target.log_file(revision))
+                pid = self.launch(env, target.log_file(revision), target.pid_file(revision))
             except OSError as exc:
                 raise TransientError(f"could not start the serving process: {exc}") from None
-            processes.write_pid_file(target.pid_file(revision), pid)
         taking_over = f", taking over the listener of {current}" if handoff else ""
         return StepResult(f"Started serving process {pid} for {revision} on port {port}{taking_over}.", found)
 
@@ -202,16 +201,23 @@ class DeploySteps:
         serves = f"{self.revision} ({model.name} v{model.version})"
         return [Change("start", "create", f"start a serving process for {serves} on {where}{takeover}")]
 
-    def launch(self, env: dict[str, str], log_path: Path) -> int:
-        """Fork the serving process from the warm launcher, or start `python -m serving` cold."""
+    def launch(self, env: dict[str, str], log_path: Path, pid_file: Path) -> int:
+        """Fork the serving process from the warm launcher, or start `python -m serving` cold; its
+        pid is in `pid_file` by the time this returns (a worker killed now leaves no orphan)."""
         full_env = processes.serving_env(env)
         cwd = Path(settings.BASE_DIR)
         pid = launcher.spawn(
-            self.dir.root, env=full_env, cwd=cwd, log_path=log_path, timeout=LAUNCHER_WAIT_SECONDS
+            self.dir.root,
+            env=full_env,
+            cwd=cwd,
+            log_path=log_path,
+            pid_file=pid_file,
+            timeout=LAUNCHER_WAIT_SECONDS,
         )
         if pid is None:
             log.warning("the serving launcher is not available; starting python -m serving cold")
             pid = processes.spawn(env=full_env, cwd=cwd, log_path=log_path)
+            processes.write_pid_file(pid_file, pid)
         return pid
 
     # 4. ready ----------------------------------------------------------------------------------
