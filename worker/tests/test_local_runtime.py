@@ -445,6 +445,22 @@ def test_an_older_deployment_never_serves_again_once_a_later_one_is_live(
     assert predict(live["url"]).status_code == 200
 
 
+def test_a_serving_process_nobody_recorded_is_stopped_and_its_port_taken(
+    runtime, name, endpoint_dir, iris_model
+):
+    deploy(runtime, deploy_spec(name, iris_model, 1))
+    orphan = revision_pid(name, f"{name}-d1")
+    target = runtime.dir.endpoint(name)
+    target.pid_file(f"{name}-d1").unlink()  # as if its worker died before recording it
+    target.set_current(None)
+
+    live = deploy(runtime, deploy_spec(name, iris_model, 2))
+
+    assert not processes.alive(orphan)
+    assert serving_pids(endpoint_dir) == [revision_pid(name, f"{name}-d2")]
+    assert predict(live["url"]).status_code == 200
+
+
 def test_stopping_an_endpoint_stops_its_process(runtime, name, endpoint_dir, iris_model):
     live = deploy(runtime, deploy_spec(name, iris_model, 1))
     pid = revision_pid(name, f"{name}-d1")

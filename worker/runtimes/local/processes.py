@@ -70,6 +70,35 @@ def reap_adopted(timeout: float = 5.0) -> None:
             _children.pop(pid, None)
 
 
+def listening_pids(port: int) -> list[int]:
+    """The processes holding a TCP socket that listens on `port` (on any address), from /proc."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    sockets.add(f"socket:[{fields[9]}]")
+    holders = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in sockets for fd in (proc / "fd").iterdir()):
+                holders.append(int(proc.name))
+    return holders
+
+
+def logs_under(pid: int, folder: Path) -> bool:
+    """Whether `pid` writes its output to a file under `folder`: how the local runtime starts
+    every serving process (its revision log), so a process found this way is one of ours."""
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            if Path(folder) in Path(os.readlink(f"/proc/{pid}/fd/{fd}")).parents:
+                return True
+    return False
+
+
 def write_pid_file(path: Path, pid: int) -> None:
     pidfile.write(path, pid)
 

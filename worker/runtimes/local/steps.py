@@ -30,7 +30,7 @@ from worker.runtimes.base import (
     deployment_number,
 )
 from worker.runtimes.local import launcher, processes
-from worker.runtimes.local.state import EndpointDir, RuntimeDir
+from worker.runtimes.local.state import EndpointDir, RuntimeDir, port_is_free
 from worker.runtimes.resources import DeploymentResources
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,8 @@ class DeploySteps:
             handoff = None
             if current and current != revision and processes.read_pid_file(target.pid_file(current)):
                 handoff = target.socket_path(current)
+            else:
+                self._free_port(port)
             model = self.spec.model
             env = {
                 "PORT": str(port),
@@ -200,6 +202,18 @@ class DeploySteps:
         takeover = f", taking over the listener of {current[0]}" if current else ""
         serves = f"{self.revision} ({model.name} v{model.version})"
         return [Change("start", "create", f"start a serving process for {serves} on {where}{takeover}")]
+
+    def _free_port(self, port: int) -> None:
+        """Stop a serving process of this endpoint that holds its port without any record of it
+        (one started by a worker killed before it could write the pid file)."""
+        if port_is_free(settings.LOCAL_RUNTIME_HOST, port):
+            return
+        for pid in processes.listening_pids(port):
+            if processes.logs_under(pid, self.target.path):
+                log.warning(
+                    "port %d is held by serving process %d, which no record knows: stopping it", port, pid
+                )
+                processes.terminate(pid, grace=2.0)
 
     def launch(self, env: dict[str, str], log_path: Path, pid_file: Path) -> int:
         """Fork the serving process from the warm launcher, or start `python -m serving` cold; its
