@@ -3,7 +3,6 @@
 import json
 import shlex
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, Subquery
@@ -14,16 +13,9 @@ from endpoints.models import ApiKey, Deployment, Endpoint, ModelVersion
 from endpoints.services import endpoints as services
 from endpoints.services.errors import ServiceError
 from endpoints.views.common import admin_required, form_error, paginate, posted
+from worker.runtimes import get_runtime
 
 HISTORY_SIZE = 25
-# Who checks each kind of access, by runtime: the endpoint page says it next to each check.
-ENFORCERS = {
-    "local": {"keys": "the serving process itself", "addresses": "the serving process itself"},
-    "gcp": {
-        "keys": "API Gateway, in front of a Cloud Run service only the gateway may invoke",
-        "addresses": "Cloud Armor on the HTTPS load balancer (with keys too, each key's allowed IPs)",
-    },
-}
 EXAMPLE_VALUES = {"number": 1.0, "integer": 1, "boolean": False}
 
 
@@ -143,7 +135,7 @@ def detail_context(request, endpoint: Endpoint, *, deploy_form=None, allowlist_f
         "allowlist_form": allowlist_form or AllowlistEntryForm(),
         "keys": ApiKey.objects.for_user(user).filter(endpoint=endpoint).select_related("team", "endpoint"),
         "example": predict_example(endpoint, live.model_version if live else None),
-        "enforcer": ENFORCERS.get(settings.RUNTIME, {}),
+        "enforcer": get_runtime().enforcers,
     }
 
 

@@ -192,6 +192,8 @@ class Runtime(ABC):
     # Whether a deployment may take only a share of the traffic, the live version keeping the
     # rest (a canary). Requests for a share are refused up front where it cannot.
     supports_canary: bool = False
+    # Who checks each kind of access ("keys", "addresses"), as the endpoint page says it.
+    enforcers: dict[str, str] = {}
 
     @abstractmethod
     def deploy_steps(self, spec: DeploySpec) -> list[Step]:

@@ -49,6 +49,10 @@ KEPT_ON = {"gateway": {"ip_allowlist": "both", "open": "api_key"}, "load_balance
 class GcpRuntime(Runtime):
     name = "gcp"
     supports_canary = True  # traffic is split by revision name
+    enforcers = {
+        "keys": "API Gateway, in front of a Cloud Run service only the gateway may invoke",
+        "addresses": "Cloud Armor on the HTTPS load balancer (with keys too, each key's allowed IPs)",
+    }
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 class LocalRuntime(Runtime):
     name = "local"
     supports_canary = False  # one serving process per endpoint: one version at a time
+    enforcers = {"keys": "the serving process itself", "addresses": "the serving process itself"}
 
     def __init__(self, root: Path | str | None = None):
         self._root = root
