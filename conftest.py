@@ -95,6 +95,16 @@ def endpoint(admin):
 
 
 @pytest.fixture
+def sent(monkeypatch) -> list[tuple[str, list]]:
+    """What the services hand to the broker (task name, args), instead of sending it."""
+    calls: list[tuple[str, list]] = []
+    monkeypatch.setattr(
+        "portal.celery.app.send_task", lambda name, args=None, **kw: calls.append((name, args))
+    )
+    return calls
+
+
+@pytest.fixture
 def memory_runtime(settings):
     """RUNTIME=memory: deployments finish at once and nothing runs; the runtime records every call
     and can be told to fail (see `worker.runtimes.memory`)."""

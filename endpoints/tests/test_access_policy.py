@@ -48,16 +48,6 @@ def runtime_dir(settings, module_runtime_dir):
 
 
 @pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, list]]:
-    """The tasks the services enqueue (name, args), once their transaction commits."""
-    calls: list[tuple[str, list]] = []
-    monkeypatch.setattr(
-        "portal.celery.app.send_task", lambda name, args=None, **kw: calls.append((name, args))
-    )
-    return calls
-
-
-@pytest.fixture
 def live(runtime_dir, admin, iris_version, sent) -> Endpoint:
     """The endpoint `iris-open`, open to anyone, serving iris from a real local serving process."""
     from endpoints.services.endpoints import endpoint_create

@@ -45,16 +45,6 @@ def key(admin, member, team, endpoint) -> ApiKey:
     return ApiKey.objects.get(request=request)
 
 
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, list]]:
-    """The tasks the services enqueue (name, args), once their transaction commits."""
-    calls: list[tuple[str, list]] = []
-    monkeypatch.setattr(
-        "portal.celery.app.send_task", lambda name, args=None, **kw: calls.append((name, args))
-    )
-    return calls
-
-
 def revoked_days_ago(key: ApiKey, admin, days: float) -> ApiKey:
     api_key_revoke(user=admin, key=key)
     ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now() - timedelta(days=days))

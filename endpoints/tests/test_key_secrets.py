@@ -43,16 +43,6 @@ def issued(admin, member, team, endpoint) -> tuple[ApiKeyRequest, str]:
     return request, unseal(request.sealed_secret)
 
 
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, list]]:
-    """The tasks the services hand to the broker (name, args), once their transaction commits."""
-    calls: list[tuple[str, list]] = []
-    monkeypatch.setattr(
-        "portal.celery.app.send_task", lambda name, args=None, **kw: calls.append((name, args))
-    )
-    return calls
-
-
 def issued_hours_ago(request: ApiKeyRequest, hours: float) -> None:
     ApiKeyRequest.objects.filter(pk=request.pk).update(issued_at=timezone.now() - timedelta(hours=hours))
 

@@ -14,16 +14,6 @@ from portal.celery import app
 from worker import tasks  # noqa: F401 (registers the tasks deliver() runs)
 
 
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, list]]:
-    """What reaches the broker (task name, args)."""
-    calls: list[tuple[str, list]] = []
-    monkeypatch.setattr(
-        "portal.celery.app.send_task", lambda name, args=None, **kw: calls.append((name, args))
-    )
-    return calls
-
-
 def deliver(sent: list) -> None:
     """Run what was sent, as a worker would, in this process."""
     while sent:

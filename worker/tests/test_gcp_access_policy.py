@@ -24,15 +24,6 @@ def fast(gcp_settings):
     return gcp_settings
 
 
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, list]]:
-    calls: list[tuple[str, list]] = []
-    monkeypatch.setattr(
-        "portal.celery.app.send_task", lambda name, args=None, **kw: calls.append((name, args))
-    )
-    return calls
-
-
 def run_queued(sent) -> None:
     queued = [args for name, args in sent if name == "worker.apply_access"]
     sent.clear()
