@@ -36,8 +36,9 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def port_block(size: int = 40, low: int = 14000, high: int = 17999) -> tuple[int, int]:
-    """A block of `size` free ports below the ephemeral range, for the endpoints of one run.
+def port_block(size: int = 100, low: int = 14000, high: int = 17999) -> tuple[int, int]:
+    """A block of `size` free ports below the ephemeral range, for the endpoints of one run (each
+    endpoint keeps the port it was given).
 
     Runs side by side start at different blocks (by pid), so they rarely pick the same one.
     """

@@ -2,7 +2,7 @@
 
     stack = Stack.create()          # initdb, start both servers, migrate, start web, worker, beat
     stack.redis.flushall()
-    stack.worker.kill()             # SIGKILL to the whole process group
+    stack.product.worker.kill()     # SIGKILL to the worker's whole process group
     stack.postgres.stop(); stack.postgres.start()
     stack.close()                   # stops everything it started, removes its folder
 
@@ -31,13 +31,13 @@ import redis
 
 from portal import processes as product_processes
 from tests.faults import processes
-from tests.faults.processes import alive, free_port, signal_group, tail
+from tests.faults.processes import free_port, signal_group, tail
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 90.0
 
-#: Short intervals, so a scenario converges in seconds; `defaults()` gives the product's own.
+#: Short intervals, so a scenario converges in seconds (the `intervals` fixture can drop them).
 SHORT_INTERVALS = {
     "TASK_RELAY_SECONDS": "1",
     "TASK_RESEND_SECONDS": "2",
@@ -112,7 +112,9 @@ class Postgres:
         self._as_postgres(pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
 
     def restart(self) -> None:
-        self._as_postgres(pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "restart")
+        """`pg_ctl restart -m fast`: down and up again in one go (its options are remembered)."""
+        pg_ctl = [pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log)]
+        self._as_postgres(*pg_ctl, "-m", "fast", "-w", "-t", "60", "restart")
 
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
@@ -269,10 +271,6 @@ class Service:
         deadline = time.monotonic() + 10
         while _group_members(group) and time.monotonic() < deadline:
             time.sleep(0.05)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 def _group_members(group: int) -> list[int]:
@@ -445,7 +443,3 @@ class Stack:
         self.postgres.close()
         processes.sweep(str(self.base))
         shutil.rmtree(self.base, ignore_errors=True)
-
-
-def is_alive(pid: int | None) -> bool:
-    return pid is not None and alive(pid)
