@@ -205,21 +205,23 @@ class Records:
             self.connection.close()
             self.connection = None
 
-    def steps_done(self, deployment_id: int) -> list[str]:
+    def steps_in(self, deployment_id: int, state: str) -> list[str]:
+        """The steps the deployment's journal shows in `state` (running, done, ...)."""
         rows = self.rows("SELECT steps FROM endpoints_deployment WHERE id = %s", deployment_id)
-        return [step["step"] for step in (rows[0][0] if rows else []) if step["state"] == "done"]
+        return [step["step"] for step in (rows[0][0] if rows else []) if step["state"] == state]
 
     def owed(self) -> list[str]:
         rows = self.rows("SELECT task, object_id, sends FROM endpoints_owedtask ORDER BY id")
         return [f"{task}({object_id}) sent {sends}x" for task, object_id, sends in rows]
 
 
-def wait_journal(records: Records, deployment_id: int, step: str, timeout: float = 30) -> None:
-    """Poll the journal (every 2 ms: the last steps take tens of milliseconds) until `step` is done."""
+def wait_journal(records: Records, deployment_id: int, step: str, state: str = "done", timeout: float = 30):
+    """Poll the journal until it shows `step` in `state`; every 2 ms, as the last steps take tens
+    of milliseconds."""
     deadline = time.monotonic() + timeout
-    while step not in records.steps_done(deployment_id):
+    while step not in records.steps_in(deployment_id, state):
         assert time.monotonic() < deadline, (
-            f"step {step} of deployment {deployment_id} not done in {timeout}s"
+            f"step {step} of deployment {deployment_id} not {state} in {timeout}s"
         )
         time.sleep(0.002)
 

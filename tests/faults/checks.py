@@ -7,6 +7,7 @@ import time
 from tests.faults.api import Api, served_version
 from tests.faults.processes import ServingProcess, serving_processes, tail
 from tests.faults.stack import Stack
+from worker.runtimes.local.state import MAX_SOCKET_PATH
 
 
 def endpoint_dir(stack: Stack, name: str):
@@ -21,7 +22,10 @@ def endpoint_port(stack: Stack, name: str) -> int | None:
 
 
 def serving(stack: Stack, name: str) -> list[ServingProcess]:
-    return serving_processes(endpoint_dir(stack, name), endpoint_port(stack, name))
+    folder = endpoint_dir(stack, name)
+    # Control sockets are found by their path; a path too long for a socket is moved elsewhere.
+    assert len(str(folder / f"{name}-d99999.sock")) <= MAX_SOCKET_PATH, f"endpoint name {name!r} is too long"
+    return serving_processes(folder, endpoint_port(stack, name))
 
 
 def describe(stack: Stack, name: str) -> str:
