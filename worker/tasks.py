@@ -143,11 +143,13 @@ def restore_key(key_id: int) -> None:
 
 
 @runtime_task(
-    queue.APPLY_ACCESS, record_failure=lambda pk, error: access.access_fail(endpoint_id=pk, error=error)
+    queue.APPLY_ACCESS,
+    record_failure=lambda pk, error: access.access_fail(endpoint_id=pk, error=error),
+    finished=lambda result: result != access.BUSY,
 )
-def apply_access(endpoint_id: int) -> None:
+def apply_access(endpoint_id: int) -> str:
     """Put the endpoint's current access policy in force at the runtime."""
-    access.access_apply(endpoint_id=endpoint_id)
+    return access.access_apply(endpoint_id=endpoint_id)
 
 
 @shared_task(name=queue.EXPIRE_KEYS, ignore_result=True)

@@ -13,10 +13,14 @@ compare the two revisions: applied, pending since ..., failed: ..., or needs a d
         access_sync_enqueue(endpoint)
 """
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
@@ -25,11 +29,13 @@ from endpoints.services.audit import audit_record
 from endpoints.services.owed import owe
 from portal import queue
 from worker.runtimes import get_runtime
-from worker.runtimes.base import AccessPolicy, KeyRecord, TransientError
+from worker.runtimes.base import AccessPolicy, KeyRecord
 
-# A claim older than the task's hard time limit belongs to a worker that is gone.
-CLAIM_SLACK_SECONDS = 60
-# An unapplied change this old, with nobody working on it, is queued again by reconcile.
+log = logging.getLogger(__name__)
+
+#: What `access_apply` answers when another worker holds the endpoint's claim. That worker pushes
+#: every change it finds before it lets go; the task is sent again once the claim could have lapsed.
+BUSY = "another worker is applying this endpoint's access policy"
 
 
 def access_policy_for(endpoint: Endpoint) -> AccessPolicy:
@@ -75,20 +81,21 @@ def access_mode_note(endpoint: Endpoint, mode: str) -> str:
 
 def access_apply(*, endpoint_id: int) -> str:
     """Push the endpoint's policy to the runtime until what is in force is the latest asked for
-    (from the worker). Raises the runtime's errors; `access_fail` records a final one."""
+    (from the worker). Raises the runtime's errors; `access_fail` records a final one.
+
+    The endpoint is claimed for DEPLOY_CLAIM_SECONDS, renewed while the runtime works, so the claim
+    of a worker that died lapses as soon as a deploy's would. BUSY when another worker has it.
+    """
     now = timezone.now()
     claimed = (
         Endpoint.objects.filter(pk=endpoint_id)
         .filter(Q(access_claimed_until__isnull=True) | Q(access_claimed_until__lt=now))
-        .update(
-            access_claimed_until=now
-            + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + CLAIM_SLACK_SECONDS)
-        )
+        .update(access_claimed_until=now + timedelta(seconds=settings.DEPLOY_CLAIM_SECONDS))
     )
     if not claimed:
         if not Endpoint.objects.filter(pk=endpoint_id).exists():
             return "the endpoint is gone"
-        raise TransientError("Another worker is applying this endpoint's access policy.", retry_after=5)
+        return BUSY
     try:
         while True:
             endpoint = Endpoint.objects.select_related("live_deployment").get(pk=endpoint_id)
@@ -97,7 +104,8 @@ def access_apply(*, endpoint_id: int) -> str:
                 runtime = get_runtime()
                 live = endpoint.live_deployment.resources if endpoint.live_deployment else None
                 policy, note = runtime.access_for_live(live, access_policy_for(endpoint))
-                runtime.apply_access(endpoint.name, policy)
+                with _claim_held(endpoint_id):
+                    runtime.apply_access(endpoint.name, policy)
                 Endpoint.objects.filter(pk=endpoint_id, access_applied_revision__lt=revision).update(
                     access_applied_revision=revision,
                     access_applied_at=timezone.now(),
@@ -112,6 +120,33 @@ def access_apply(*, endpoint_id: int) -> str:
     except BaseException:
         Endpoint.objects.filter(pk=endpoint_id).update(access_claimed_until=None)
         raise
+
+
+@contextmanager
+def _claim_held(endpoint_id: int) -> Iterator[None]:
+    """Renew the endpoint's access claim every third of DEPLOY_CLAIM_SECONDS while the runtime
+    works (a cloud may take minutes); it lapses that long after its worker dies."""
+    stop = threading.Event()
+    lease = settings.DEPLOY_CLAIM_SECONDS
+
+    def renew() -> None:
+        try:
+            while not stop.wait(lease / 3):
+                Endpoint.objects.filter(pk=endpoint_id, access_claimed_until__isnull=False).update(
+                    access_claimed_until=timezone.now() + timedelta(seconds=lease)
+                )
+        except Exception as exc:  # the push goes on; at worst the claim lapses and another worker helps
+            log.warning("could not renew the access claim on endpoint %s: %s", endpoint_id, exc)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    renewer = threading.Thread(target=renew, name=f"access-claim-{endpoint_id}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join(timeout=5)
 
 
 def access_fail(*, endpoint_id: int, error: str) -> None:
