@@ -14,17 +14,13 @@ compare the two revisions: applied, pending since ..., failed: ..., or needs a d
 """
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
 
-from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from endpoints.models import Endpoint
+from endpoints.services import claims
 from endpoints.services.audit import audit_record
 from endpoints.services.owed import owe
 from portal import queue
@@ -90,7 +86,7 @@ def access_apply(*, endpoint_id: int) -> str:
     claimed = (
         Endpoint.objects.filter(pk=endpoint_id)
         .filter(Q(access_claimed_until__isnull=True) | Q(access_claimed_until__lt=now))
-        .update(access_claimed_until=now + timedelta(seconds=settings.DEPLOY_CLAIM_SECONDS))
+        .update(access_claimed_until=claims.claim_until())
     )
     if not claimed:
         if not Endpoint.objects.filter(pk=endpoint_id).exists():
@@ -104,7 +100,12 @@ def access_apply(*, endpoint_id: int) -> str:
                 runtime = get_runtime()
                 live = endpoint.live_deployment.resources if endpoint.live_deployment else None
                 policy, note = runtime.access_for_live(live, access_policy_for(endpoint))
-                with _claim_held(endpoint_id):
+                with claims.renewed(
+                    lambda: Endpoint.objects.filter(
+                        pk=endpoint_id, access_claimed_until__isnull=False
+                    ).update(access_claimed_until=claims.claim_until()),
+                    what=f"the access policy of {endpoint.name}",
+                ):
                     runtime.apply_access(endpoint.name, policy)
                 Endpoint.objects.filter(pk=endpoint_id, access_applied_revision__lt=revision).update(
                     access_applied_revision=revision,
@@ -120,33 +121,6 @@ def access_apply(*, endpoint_id: int) -> str:
     except BaseException:
         Endpoint.objects.filter(pk=endpoint_id).update(access_claimed_until=None)
         raise
-
-
-@contextmanager
-def _claim_held(endpoint_id: int) -> Iterator[None]:
-    """Renew the endpoint's access claim every third of DEPLOY_CLAIM_SECONDS while the runtime
-    works (a cloud may take minutes); it lapses that long after its worker dies."""
-    stop = threading.Event()
-    lease = settings.DEPLOY_CLAIM_SECONDS
-
-    def renew() -> None:
-        try:
-            while not stop.wait(lease / 3):
-                Endpoint.objects.filter(pk=endpoint_id, access_claimed_until__isnull=False).update(
-                    access_claimed_until=timezone.now() + timedelta(seconds=lease)
-                )
-        except Exception as exc:  # the push goes on; at worst the claim lapses and another worker helps
-            log.warning("could not renew the access claim on endpoint %s: %s", endpoint_id, exc)
-        finally:
-            connections.close_all()  # this thread's own connection
-
-    renewer = threading.Thread(target=renew, name=f"access-claim-{endpoint_id}", daemon=True)
-    renewer.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        renewer.join(timeout=5)
 
 
 def access_fail(*, endpoint_id: int, error: str) -> None:

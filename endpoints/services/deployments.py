@@ -7,16 +7,11 @@ skipping those the journal already shows done, so a resumed deploy never repeats
 """
 
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
 from typing import cast
 
-from django.conf import settings
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -26,6 +21,7 @@ from endpoints.models import (
     Endpoint,
     ModelVersion,
 )
+from endpoints.services import claims
 from endpoints.services.access import access_policy_for, access_sync_enqueue
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
@@ -185,7 +181,7 @@ def deployment_claim(*, deployment_id: int) -> bool:
     claimed = (
         Deployment.objects.filter(claimable, pk=deployment_id).update(
             status=DeploymentStatus.RUNNING,
-            claimed_until=now + timedelta(seconds=settings.DEPLOY_CLAIM_SECONDS),
+            claimed_until=claims.claim_until(),
             attempts=F("attempts") + 1,
         )
         == 1
@@ -247,7 +243,7 @@ def _journal(deployment_id: int, entry: dict, resources: DeploymentResources | N
         steps = [step for step in deployment.steps if step["step"] != entry["step"]]
         steps.append(entry)
         deployment.steps = steps
-        deployment.claimed_until = timezone.now() + timedelta(seconds=settings.DEPLOY_CLAIM_SECONDS)
+        deployment.claimed_until = claims.claim_until()
         fields = ["steps", "claimed_until"]
         if resources:
             deployment.resources = {**deployment.resources, **resources}
@@ -286,7 +282,12 @@ def deployment_run(*, deployment_id: int) -> str:
             },
         )
         try:
-            with _claim_held(deployment_id):
+            with claims.renewed(
+                lambda: Deployment.objects.filter(pk=deployment_id, status=DeploymentStatus.RUNNING).update(
+                    claimed_until=claims.claim_until()
+                ),
+                what=f"deployment {deployment_id}",
+            ):
                 result = step.run(resources)
         except TransientError as exc:
             state = "waiting" if isinstance(exc, Pending) else "retrying"
@@ -306,33 +307,6 @@ def deployment_run(*, deployment_id: int) -> str:
         _journal(deployment_id, _entry(step, "done", started, result.message), result.resources)
     deployment_finish(deployment_id=deployment_id)
     return DeploymentStatus.READY
-
-
-@contextmanager
-def _claim_held(deployment_id: int) -> Iterator[None]:
-    """Keep the deployment claimed while a step runs, however long it takes: the claim says the
-    worker is alive, so DEPLOY_CLAIM_SECONDS can be short and a dead worker's deploy resumes soon."""
-    stop = threading.Event()
-    every = settings.DEPLOY_CLAIM_SECONDS / 3
-
-    def renew() -> None:
-        try:
-            while not stop.wait(every):
-                Deployment.objects.filter(pk=deployment_id, status=DeploymentStatus.RUNNING).update(
-                    claimed_until=timezone.now() + timedelta(seconds=settings.DEPLOY_CLAIM_SECONDS)
-                )
-        except Exception as exc:  # the step goes on; the claim may lapse and the deploy resume later
-            log.warning("could not renew the claim on deployment %s: %s", deployment_id, exc)
-        finally:
-            connections.close_all()  # this thread's own connection
-
-    renewer = threading.Thread(target=renew, name=f"claim-{deployment_id}", daemon=True)
-    renewer.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        renewer.join(timeout=5)
 
 
 def _entry(step, state: str, started: float, message: str) -> dict:
