@@ -339,7 +339,7 @@ CELERY_BEAT_SCHEDULE = {
 RUNTIME = env_str("RUNTIME", "local")
 # A worker holds a deployment (or other owed work) this long without a sign of life; a running
 # deploy renews its claim every third of it, so a dead worker's deploy resumes within it.
-DEPLOY_CLAIM_SECONDS = env_int("DEPLOY_CLAIM_SECONDS", 60)
+DEPLOY_CLAIM_SECONDS = env_int("DEPLOY_CLAIM_SECONDS", 30)
 # An owed task nobody has settled is sent again this long after it was sent, then at doubling
 # intervals (at most 5 minutes): a lost message costs seconds, not a claim's lifetime.
 TASK_RESEND_SECONDS = env_float("TASK_RESEND_SECONDS", 10.0)

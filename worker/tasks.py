@@ -66,7 +66,8 @@ def runtime_task(
                 if finished(result):
                     owed.settle(name, object_id, generation=generation)
                 else:
-                    owed.postpone(name, object_id, seconds=settings.DEPLOY_CLAIM_SECONDS)
+                    # Another worker holds it: ask again soon, in case that worker is gone.
+                    owed.postpone(name, object_id, seconds=0)
                 return result
             except PermanentError as exc:
                 record_failure(object_id, str(exc))

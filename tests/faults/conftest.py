@@ -63,7 +63,7 @@ def iris(api) -> dict[int, dict]:
 @pytest.fixture
 def intervals(request, stack) -> str:
     """Parametrized indirectly: "short" (the suite's intervals) or "defaults" (the product's own,
-    for the length of the test: relay 5 s, resend 10 s, claim 60 s, reconcile 60 s)."""
+    for the length of the test: relay 5 s, resend 10 s, claim 30 s, reconcile 60 s)."""
     if request.param == "short":
         yield "short"
         return
