@@ -144,6 +144,21 @@ def deployment_number(revision: str) -> int:
 
 
 @dataclass(frozen=True)
+class TeardownSpec:
+    """Everything an endpoint's delete needs: what every one of its deployments recorded, its keys,
+    and the artifacts no other endpoint uses."""
+
+    endpoint: str
+    region: str = "us-central1"
+    # What each of the endpoint's deployments recorded, oldest first (steps may have half-run).
+    made: tuple[DeploymentResources, ...] = ()
+    # The runtime's names of the endpoint's keys (revoked or not).
+    key_names: tuple[str, ...] = ()
+    # The artifacts of the endpoint's versions that no other endpoint's deployment uses.
+    artifacts: tuple[ModelSpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class Change:
     """One thing a deploy would do, as plan mode reports it (nothing is done)."""
 
@@ -185,6 +200,30 @@ class KeySpec:
     check_addresses: bool = False  # the endpoint checks addresses: no cidrs then means nobody
 
 
+def plan_of(steps: list[Step]) -> list[Change]:
+    """What running `steps` would change, changing nothing: each step's own plan, in order.
+
+    A step whose reads fail reports an error for itself; the others still report.
+    """
+    changes: list[Change] = []
+    for step in steps:
+        if step.plan is None:
+            continue
+        try:
+            changes += step.plan()
+        except RuntimeFailure as exc:
+            changes.append(Change(step.name, "error", str(exc)))
+    return changes
+
+
+def run_steps(steps: list[Step], resources: DeploymentResources | None = None) -> DeploymentResources:
+    """Run `steps` in order for a caller that keeps no journal; returns what they recorded."""
+    resources = DeploymentResources(**(resources or {}))
+    for step in steps:
+        resources.update(step.run(resources).resources)
+    return resources
+
+
 class Runtime(ABC):
     """Where endpoints run. One setting, RUNTIME, picks the implementation."""
 
@@ -200,19 +239,8 @@ class Runtime(ABC):
         """The named, idempotent steps that take `spec` from nothing to serving."""
 
     def plan(self, spec: DeploySpec) -> list[Change]:
-        """What deploying `spec` would change, changing nothing: each step's own plan, in order.
-
-        A step whose reads fail reports an error for itself; the others still report.
-        """
-        changes: list[Change] = []
-        for step in self.deploy_steps(spec):
-            if step.plan is None:
-                continue
-            try:
-                changes += step.plan()
-            except RuntimeFailure as exc:
-                changes.append(Change(step.name, "error", str(exc)))
-        return changes
+        """What deploying `spec` would change, changing nothing (see `plan_of`)."""
+        return plan_of(self.deploy_steps(spec))
 
     def warm_up(self) -> None:  # noqa: B027 (most runtimes have nothing to warm)
         """Get ready for the first deploy; the worker calls this once when it starts."""
@@ -254,14 +282,21 @@ class Runtime(ABC):
         """
 
     @abstractmethod
-    def stop_steps(self, endpoint: str) -> list[Step]:
-        """The named, idempotent steps that stop serving the endpoint altogether."""
+    def stop_steps(self, spec: DeploySpec) -> list[Step]:
+        """The named, idempotent steps that stop serving the live deployment `spec`, keeping what
+        `start_steps` needs to serve it again on the same URL (the port, the cloud configuration)."""
 
-    def stop_endpoint(self, endpoint: str) -> None:
-        """Run the stop steps in order, for a caller that keeps no journal."""
-        resources = DeploymentResources()
-        for step in self.stop_steps(endpoint):
-            resources.update(step.run(resources).resources)
+    @abstractmethod
+    def start_steps(self, spec: DeploySpec) -> list[Step]:
+        """The named, idempotent steps that serve the stopped live deployment `spec` again."""
+
+    @abstractmethod
+    def delete_steps(self, spec: TeardownSpec) -> list[Step]:
+        """The named, idempotent steps that remove everything the runtime made for the endpoint.
+
+        A resource already gone counts as removed, so a delete resumed half-way, or run twice,
+        ends the same.
+        """
 
     @abstractmethod
     def ensure_serving(self, spec: DeploySpec) -> bool:
