@@ -134,14 +134,19 @@ class AccessPolicyState(models.TextChoices):
 
 class EndpointQuerySet(models.QuerySet):
     def for_user(self, user):
-        return self if user.is_authenticated else self.none()
+        """The endpoints a user may see and act on: every one not deleted (once signed in)."""
+        return self.filter(deleted_at__isnull=True) if user.is_authenticated else self.none()
+
+    def deleted(self):
+        return self.filter(deleted_at__isnull=False)
 
     def with_live(self):
         return self.select_related("live_deployment__model_version__model")
 
 
 class Endpoint(models.Model):
-    name = models.CharField(max_length=40, unique=True, validators=[DNS_LABEL])
+    # Unique among endpoints not deleted: a deleted endpoint keeps its records, and frees its name.
+    name = models.CharField(max_length=40, validators=[DNS_LABEL])
     description = models.TextField(blank=True)
     region = models.CharField(max_length=40, default="us-central1")
     cpu = models.CharField(max_length=8, default="1")
@@ -173,11 +178,20 @@ class Endpoint(models.Model):
     access_error = models.TextField(blank=True)  # why the last apply failed for good
     access_note = models.TextField(blank=True)  # what the runtime could not apply without a deploy
     access_claimed_until = models.DateTimeField(null=True, blank=True)
+    # Set when a stop operation finishes (cleared by a start or a deploy), and when a delete
+    # operation has removed everything the runtime made.
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     objects = EndpointQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(deleted_at__isnull=True), name="unique_endpoint_name"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -198,9 +212,32 @@ class Endpoint(models.Model):
         return AccessPolicyState.NEEDS_DEPLOY if self.access_note else AccessPolicyState.APPLIED
 
     @property
+    def serving_state(self) -> str:
+        """not_deployed, serving, stopped or deleted (an operation in progress is not counted)."""
+        if self.deleted_at:
+            return "deleted"
+        if self.live_deployment_id is None:
+            return "not_deployed"
+        return "stopped" if self.stopped_at else "serving"
+
+    @property
+    def deletion_pending(self) -> bool:
+        """A delete of the endpoint is queued or running."""
+        return self.deployments.active().filter(action=DeploymentAction.DELETE).exists()
+
+    @property
     def public_url(self) -> str:
         """The URL end users call: the gateway where there is one, else the service URL."""
         return self.gateway_url or self.url
+
+
+class DeploymentAction(models.TextChoices):
+    """What a journaled operation on an endpoint does; one runs at a time per endpoint."""
+
+    DEPLOY = "deploy", "Deploy"
+    STOP = "stop", "Stop"
+    START = "start", "Start"
+    DELETE = "delete", "Delete"
 
 
 class DeploymentStatus(models.TextChoices):
@@ -210,6 +247,7 @@ class DeploymentStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     SUPERSEDED = "superseded", "Superseded"
     ROLLED_BACK = "rolled_back", "Rolled back"
+    DONE = "done", "Done"  # a stop, start or delete that finished
 
 
 ACTIVE_DEPLOYMENT_STATUSES = (DeploymentStatus.QUEUED, DeploymentStatus.RUNNING)
@@ -218,6 +256,7 @@ FINISHED_DEPLOYMENT_STATUSES = (
     DeploymentStatus.FAILED,
     DeploymentStatus.SUPERSEDED,
     DeploymentStatus.ROLLED_BACK,
+    DeploymentStatus.DONE,
 )
 
 
@@ -234,10 +273,17 @@ ONCE_LIVE_STATUSES = (DeploymentStatus.READY, DeploymentStatus.SUPERSEDED, Deplo
 
 
 class Deployment(models.Model):
-    """One request to put a model version on an endpoint, journaled step by step."""
+    """One operation on an endpoint, journaled step by step: most often putting a model version on
+    it (a deploy), else stopping, starting or deleting it (`action`)."""
 
     endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="deployments")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="deployments")
+    action = models.CharField(
+        max_length=10, choices=DeploymentAction.choices, default=DeploymentAction.DEPLOY
+    )
+    # The version deployed; for a stop, start or delete, the one live then (none if nothing was).
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="deployments"
+    )
     traffic_percent = models.PositiveSmallIntegerField(
         default=100, validators=[MinValueValidator(1), MaxValueValidator(100)]
     )
@@ -274,7 +320,13 @@ class Deployment(models.Model):
         indexes = [models.Index(fields=["endpoint", "-created_at"])]
 
     def __str__(self) -> str:
+        if self.action != DeploymentAction.DEPLOY:
+            return f"{self.action} {self.pk} of {self.endpoint}"
         return f"deployment {self.pk} of {self.model_version} to {self.endpoint}"
+
+    @property
+    def is_deploy(self) -> bool:
+        return self.action == DeploymentAction.DEPLOY
 
     @property
     def is_finished(self) -> bool:
@@ -283,6 +335,10 @@ class Deployment(models.Model):
     @property
     def roll_back_refusal(self) -> str:
         """Why deploying this deployment's version again cannot be a rollback ("" when it can)."""
+        if not self.is_deploy:
+            return "Only a deploy can be rolled back to."
+        if self.endpoint.deleted_at:
+            return "The endpoint was deleted."
         if self.endpoint.live_deployment_id == self.pk:
             return "This deployment is already live."
         if self.status not in ONCE_LIVE_STATUSES:

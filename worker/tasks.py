@@ -20,7 +20,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from endpoints.services import access, deployments, keys, owed
+from endpoints.services import access, deployments, keys, operations, owed
 from portal import queue
 from worker.runtimes import get_runtime
 from worker.runtimes.base import Pending, PermanentError, TransientError
@@ -111,12 +111,12 @@ def _quietly(call: Callable, *args, **kwargs) -> None:
 
 @runtime_task(
     queue.DEPLOY,
-    record_failure=lambda pk, error: deployments.deployment_fail(deployment_id=pk, error=error),
+    record_failure=lambda pk, error: operations.deployment_fail(deployment_id=pk, error=error),
     finished=lambda status: status not in deployments.UNFINISHED,
 )
 def deploy(deployment_id: int) -> str:
-    """Run the deployment's remaining steps."""
-    return deployments.deployment_run(deployment_id=deployment_id)
+    """Run the remaining steps of the operation (a deploy, stop, start or delete)."""
+    return operations.deployment_run(deployment_id=deployment_id)
 
 
 @runtime_task(

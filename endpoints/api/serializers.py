@@ -139,6 +139,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "id",
             "url",
             "endpoint",
+            "action",
             "model_version",
             "traffic_percent",
             "status",
@@ -200,6 +201,11 @@ class EndpointSerializer(serializers.ModelSerializer):
     )
     service_url = serializers.CharField(source="url", read_only=True)
     live_deployment = LiveDeploymentSerializer(read_only=True, allow_null=True)
+    serving_state = serializers.ChoiceField(
+        choices=["not_deployed", "serving", "stopped", "deleted"],
+        read_only=True,
+        help_text="Whether the live version serves; an operation in progress is in `deployments`.",
+    )
     access_policy = AccessPolicyStateSerializer(source="*", read_only=True)
     created_by = UsernameField()
 
@@ -213,6 +219,8 @@ class EndpointSerializer(serializers.ModelSerializer):
             "service_url",
             "gateway_url",
             "live_deployment",
+            "serving_state",
+            "stopped_at",
             "access_policy",
             "created_by",
             "created_at",
@@ -311,11 +319,12 @@ class ChangeSerializer(serializers.Serializer):
 
 
 class DeploymentPlanSerializer(serializers.Serializer):
-    """What a deploy would change; nothing was changed to find out."""
+    """What an operation would change; nothing was changed to find out."""
 
     endpoint = serializers.CharField()
-    model_version = serializers.IntegerField()
-    traffic_percent = serializers.IntegerField()
+    action = serializers.CharField()
+    model_version = serializers.IntegerField(allow_null=True)
+    traffic_percent = serializers.IntegerField(allow_null=True)
     runtime = serializers.CharField()
     changes = ChangeSerializer(many=True)
 
@@ -448,6 +457,21 @@ class DeployRequestSerializer(InputSerializer):
     )
 
 
+class PlanRequestSerializer(DeployRequestSerializer):
+    action = serializers.ChoiceField(
+        choices=["deploy", "stop", "start", "delete"],
+        default="deploy",
+        help_text="The operation to plan; `model_version` is needed for a deploy only.",
+    )
+    model_version = serializers.PrimaryKeyRelatedField(
+        queryset=ModelVersion.objects.select_related("model"), required=False
+    )
+
+
+class DeleteRequestSerializer(InputSerializer):
+    confirm = serializers.CharField(help_text="The endpoint's name, typed again to confirm the delete.")
+
+
 class AllowlistAddSerializer(InputSerializer):
     cidr = serializers.CharField(
         required=False, default="", allow_blank=True, help_text="Required. 203.0.113.0/24 or 2001:db8::1"
@@ -479,7 +503,9 @@ class OwnTeamField(serializers.PrimaryKeyRelatedField):
 
 
 class KeyRequestCreateSerializer(InputSerializer):
-    endpoint = serializers.SlugRelatedField(slug_field="name", queryset=Endpoint.objects.all())
+    endpoint = serializers.SlugRelatedField(
+        slug_field="name", queryset=Endpoint.objects.filter(deleted_at=None)
+    )
     team = OwnTeamField(required=False, allow_null=True)
     reason = serializers.CharField(
         required=False,

@@ -44,6 +44,7 @@ from endpoints.services.deployments import (
     traffic_share,
 )
 from endpoints.services.endpoints import endpoint_create, endpoint_update
+from endpoints.services.errors import ServiceError
 from endpoints.services.keys import (
     api_key_restore,
     api_key_reveal,
@@ -54,6 +55,7 @@ from endpoints.services.keys import (
     key_request_reissue,
     key_request_reject,
 )
+from endpoints.services.lifecycle import endpoint_delete, endpoint_start, endpoint_stop, lifecycle_plan
 from endpoints.services.tokens import api_token_issue, api_token_revoke
 from endpoints.services.versions import ml_model_create, model_version_register
 from endpoints.sign_in import LOCKED_OUT_CODE, SIGN_IN_THROTTLES, THROTTLED
@@ -277,7 +279,8 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
         "create": s.EndpointCreateSerializer,
         "partial_update": s.EndpointSettingsSerializer,
         "deploy": s.DeployRequestSerializer,
-        "plan": s.DeployRequestSerializer,
+        "plan": s.PlanRequestSerializer,
+        "destroy": s.DeleteRequestSerializer,
         "allowlist": s.AllowlistAddSerializer,
     }
     permission_classes = [IsAdminOrReadOnly]
@@ -318,31 +321,86 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
         )
 
     @extend_schema(
-        summary="Say what deploying a model version would change, changing nothing (admins)",
-        description="Nothing is written and nothing is deployed: the runtime answers from reads "
+        summary="Say what a deploy, stop, start or delete would change, changing nothing (admins)",
+        description="Nothing is written and nothing is changed: the runtime answers from reads "
         "(and, on Cloud Run, a validate-only request). Revision names are provisional.",
         parameters=[ENDPOINT_NAME],
-        request=s.DeployRequestSerializer,
-        responses={200: s.DeploymentPlanSerializer, **errors(400, 403, 404, 503)},
+        request=s.PlanRequestSerializer,
+        responses={200: s.DeploymentPlanSerializer, **errors(400, 403, 404, 409, 503)},
     )
     @action(detail=True, methods=["post"])
     def plan(self, request, name=None):
         endpoint = self.get_object()
         data = self.validated()
-        changes = deployment_plan(
-            user=request.user,
-            endpoint=endpoint,
-            model_version=data["model_version"],
-            traffic_percent=data.get("traffic_percent"),
-        )
+        operation = data["action"]
+        if operation != "deploy":
+            changes = lifecycle_plan(user=request.user, endpoint=endpoint, action=operation)
+            version, share = None, None
+        elif "model_version" not in data:
+            raise ServiceError("Choose the model version to deploy.", field="model_version")
+        else:
+            version, share = data["model_version"].pk, traffic_share(data.get("traffic_percent"))
+            changes = deployment_plan(
+                user=request.user,
+                endpoint=endpoint,
+                model_version=data["model_version"],
+                traffic_percent=data.get("traffic_percent"),
+            )
         body = {
             "endpoint": endpoint.name,
-            "model_version": data["model_version"].pk,
-            "traffic_percent": traffic_share(data.get("traffic_percent")),
+            "action": operation,
+            "model_version": version,
+            "traffic_percent": share,
             "runtime": settings.RUNTIME,
             "changes": [vars(change) for change in changes],
         }
         return Response(s.DeploymentPlanSerializer(body).data)
+
+    @extend_schema(
+        summary="Stop serving the endpoint's live version (admins)",
+        description="Answers 202 with the queued stop; its URL, keys and records stay, and `start` "
+        "serves the same version again. Poll the operation's `url` until `status` is `done`.",
+        parameters=[ENDPOINT_NAME],
+        request=None,
+        responses={202: s.DeploymentSerializer, **errors(403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def stop(self, request, name=None):
+        operation = endpoint_stop(user=request.user, endpoint=self.get_object())
+        return self.respond(
+            operation, s.DeploymentSerializer, status_code=status.HTTP_202_ACCEPTED, location=True
+        )
+
+    @extend_schema(
+        summary="Serve a stopped endpoint's live version again (admins)",
+        parameters=[ENDPOINT_NAME],
+        request=None,
+        responses={202: s.DeploymentSerializer, **errors(403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def start(self, request, name=None):
+        operation = endpoint_start(user=request.user, endpoint=self.get_object())
+        return self.respond(
+            operation, s.DeploymentSerializer, status_code=status.HTTP_202_ACCEPTED, location=True
+        )
+
+    @extend_schema(
+        summary="Delete the endpoint and everything the runtime made for it (admins)",
+        description="Send the endpoint's name as `confirm` (in the body, or `?confirm=`). Answers 202 "
+        "with the queued delete; its records and audit stay, its keys are revoked, and its name is "
+        "free once the delete is `done`.",
+        parameters=[ENDPOINT_NAME],
+        request=s.DeleteRequestSerializer,
+        responses={202: s.DeploymentSerializer, **errors(400, 403, 404, 409)},
+    )
+    def destroy(self, request, name=None):
+        endpoint = self.get_object()
+        confirm = s.DeleteRequestSerializer(data=request.data or request.query_params)  # body or ?confirm=
+        confirm.is_valid(raise_exception=True)
+        operation = endpoint_delete(user=request.user, endpoint=endpoint, **confirm.validated_data)
+        return self.respond(
+            operation, s.DeploymentSerializer, status_code=status.HTTP_202_ACCEPTED, location=True
+        )
 
     @extend_schema(
         summary="The endpoint's deployments, newest first",

@@ -22,6 +22,7 @@ from django.utils import timezone
 from endpoints.models import Endpoint
 from endpoints.services import claims
 from endpoints.services.audit import audit_record
+from endpoints.services.errors import ServiceError
 from endpoints.services.owed import owe
 from portal import queue
 from worker.runtimes import get_runtime
@@ -47,6 +48,12 @@ def access_policy_for(endpoint: Endpoint) -> AccessPolicy:
     )
     cidrs = tuple(endpoint.allowlist.order_by("cidr").values_list("cidr", flat=True))
     return AccessPolicy(mode=endpoint.access_mode, keys=keys, cidrs=cidrs)
+
+
+def refuse_while_deleting(endpoint: Endpoint) -> None:
+    """Refuse a change to an endpoint that is deleted or being deleted: the delete takes it all down."""
+    if endpoint.deleted_at or endpoint.deletion_pending:
+        raise ServiceError(f"Endpoint {endpoint.name!r} is being deleted.", code="conflict")
 
 
 def access_sync_enqueue(endpoint: Endpoint) -> None:
@@ -92,6 +99,10 @@ def access_apply(*, endpoint_id: int) -> str:
         if not Endpoint.objects.filter(pk=endpoint_id).exists():
             return "the endpoint is gone"
         return BUSY
+    endpoint = Endpoint.objects.get(pk=endpoint_id)
+    if endpoint.deleted_at or endpoint.deletion_pending:
+        Endpoint.objects.filter(pk=endpoint_id).update(access_claimed_until=None)
+        return "the endpoint is deleted or being deleted: its delete removes its policy"
     try:
         while True:
             endpoint = Endpoint.objects.select_related("live_deployment").get(pk=endpoint_id)

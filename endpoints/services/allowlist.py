@@ -5,7 +5,7 @@ import ipaddress
 from django.db import IntegrityError, transaction
 
 from endpoints.models import AllowlistEntry, Endpoint
-from endpoints.services.access import access_sync_enqueue
+from endpoints.services.access import access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
 
@@ -31,6 +31,7 @@ def normalise_cidr(raw: str) -> str:
 
 def allowlist_add(*, user, endpoint: Endpoint, cidr: str, note: str = "") -> AllowlistEntry:
     require_admin(user)
+    refuse_while_deleting(endpoint)
     cidr = normalise_cidr(cidr)
     if endpoint.allowlist.filter(cidr=cidr).exists():
         raise ServiceError(f"{cidr} is already on the allowlist.", field="cidr", code="conflict")
@@ -56,6 +57,7 @@ def allowlist_add(*, user, endpoint: Endpoint, cidr: str, note: str = "") -> All
 def allowlist_remove(*, user, entry: AllowlistEntry) -> None:
     require_admin(user)
     endpoint = entry.endpoint
+    refuse_while_deleting(endpoint)
     with transaction.atomic():
         deleted, _ = AllowlistEntry.objects.filter(pk=entry.pk).delete()
         if not deleted:

@@ -1,27 +1,27 @@
-"""Deployments: request one, run its steps in the worker, journal them, finish or fail it.
+"""Deployments: request one, say what it would change, describe it to the runtime, finish it.
 
 The database is the truth and the queue carries only ids. `deployment_request` writes the row
-and enqueues `worker.deploy` on commit; the task calls `deployment_run`, which claims the row with
-a conditional update (a second delivery finds nothing to claim), then runs the runtime's steps,
-skipping those the journal already shows done, so a resumed deploy never repeats work.
+and owes `worker.deploy` (sent on commit); the task runs it as any journaled operation
+(`endpoints.services.operations`), and `deployment_finish` makes it live.
 """
 
 import logging
-import time
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from typing import cast
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from endpoints.models import (
     Deployment,
+    DeploymentAction,
     DeploymentStatus,
     Endpoint,
     ModelVersion,
 )
-from endpoints.services import claims
 from endpoints.services.access import access_policy_for, access_sync_enqueue
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
@@ -32,9 +32,9 @@ from worker.runtimes.base import (
     Change,
     DeploySpec,
     ModelSpec,
-    Pending,
     PermanentError,
     Resources,
+    TeardownSpec,
     TransientError,
 )
 from worker.runtimes.resources import DeploymentResources
@@ -82,8 +82,53 @@ def check_canary(traffic_percent: int, endpoint: Endpoint) -> None:
 
 def _busy_message(endpoint: Endpoint) -> str:
     active = endpoint.deployments.active().first()
-    which = f" (deployment {active.pk}, {active.status})" if active else ""
-    return f"Endpoint {endpoint.name!r} already has a deployment in progress{which}; wait for it to finish."
+    what = "deployment" if active is None or active.is_deploy else active.action
+    which = f" ({what} {active.pk}, {active.status})" if active else ""
+    return f"Endpoint {endpoint.name!r} already has a {what} in progress{which}; wait for it to finish."
+
+
+def operation_open(
+    *,
+    user,
+    endpoint: Endpoint,
+    action: str,
+    check: Callable[[Endpoint], ModelVersion | None],
+    audit_action: str,
+    details: dict,
+    **fields,
+) -> Deployment:
+    """Record an operation on `endpoint` and owe its task, under the endpoint's row lock.
+
+    `check(locked_endpoint)` refuses what cannot be done (ServiceError) and returns the version the
+    operation concerns. One operation runs at a time per endpoint; a second is a conflict.
+    """
+    task_id = str(uuid.uuid4())
+    try:
+        with transaction.atomic():
+            locked = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+            if locked.deleted_at:
+                raise ServiceError(f"Endpoint {locked.name!r} was deleted.", code="not_found")
+            if locked.deployments.active().exists():
+                raise ServiceError(_busy_message(locked), code="conflict")
+            model_version = check(locked)
+            deployment = Deployment.objects.create(
+                endpoint=locked,
+                action=action,
+                model_version=model_version,
+                requested_by=user,
+                task_id=task_id,
+                **fields,
+            )
+            audit_record(
+                actor=user,
+                action=audit_action,
+                target=deployment,
+                details={"endpoint": locked.name, **details},
+            )
+            owe(queue.DEPLOY, deployment.pk, task_id=task_id)
+    except IntegrityError:
+        raise ServiceError(_busy_message(endpoint), code="conflict") from None
+    return deployment
 
 
 def deployment_request(
@@ -99,37 +144,26 @@ def deployment_request(
     `traffic_percent` is the new version's share (FULL_TRAFFIC when not given; less is a canary).
     """
     require_admin(user)
-    traffic_percent = traffic_share(traffic_percent)
-    task_id = str(uuid.uuid4())
-    try:
-        with transaction.atomic():
-            locked = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
-            if locked.deployments.active().exists():
-                raise ServiceError(_busy_message(locked), code="conflict")
-            check_canary(traffic_percent, locked)
-            deployment = Deployment.objects.create(
-                endpoint=locked,
-                model_version=model_version,
-                traffic_percent=traffic_percent,
-                rollback_of=rollback_of,
-                requested_by=user,
-                task_id=task_id,
-            )
-            audit_record(
-                actor=user,
-                action="deployment.rollback" if rollback_of else "deployment.request",
-                target=deployment,
-                details={
-                    "endpoint": endpoint.name,
-                    "model_version": str(model_version),
-                    "traffic_percent": traffic_percent,
-                    **({"rollback_of": rollback_of.pk} if rollback_of else {}),
-                },
-            )
-            owe(queue.DEPLOY, deployment.pk, task_id=task_id)
-    except IntegrityError:
-        raise ServiceError(_busy_message(endpoint), code="conflict") from None
-    return deployment
+    share = traffic_share(traffic_percent)
+
+    def check(locked: Endpoint) -> ModelVersion:
+        check_canary(share, locked)
+        return model_version
+
+    return operation_open(
+        user=user,
+        endpoint=endpoint,
+        action=DeploymentAction.DEPLOY,
+        check=check,
+        audit_action="deployment.rollback" if rollback_of else "deployment.request",
+        details={
+            "model_version": str(model_version),
+            "traffic_percent": share,
+            **({"rollback_of": rollback_of.pk} if rollback_of else {}),
+        },
+        traffic_percent=share,
+        rollback_of=rollback_of,
+    )
 
 
 def deployment_rollback(*, user, deployment: Deployment) -> Deployment:
@@ -170,25 +204,6 @@ def deployment_plan(
         raise ServiceError(f"The runtime could not plan the deploy: {exc}") from None
     except TransientError as exc:
         raise ServiceError(f"The runtime could not plan the deploy: {exc}", code="unavailable") from None
-
-
-def deployment_claim(*, deployment_id: int) -> bool:
-    """Take the deployment for this worker until the claim expires; False if someone has it."""
-    now = timezone.now()
-    claimable = Q(status=DeploymentStatus.QUEUED) | (
-        Q(status=DeploymentStatus.RUNNING) & (Q(claimed_until__lt=now) | Q(claimed_until__isnull=True))
-    )
-    claimed = (
-        Deployment.objects.filter(claimable, pk=deployment_id).update(
-            status=DeploymentStatus.RUNNING,
-            claimed_until=claims.claim_until(),
-            attempts=F("attempts") + 1,
-        )
-        == 1
-    )
-    if claimed:
-        Deployment.objects.filter(pk=deployment_id, started_at__isnull=True).update(started_at=now)
-    return claimed
 
 
 def model_spec_for(version: ModelVersion) -> ModelSpec:
@@ -236,88 +251,35 @@ def deploy_spec_for(deployment: Deployment) -> DeploySpec:
     )
 
 
-def _journal(deployment_id: int, entry: dict, resources: DeploymentResources | None = None) -> None:
-    """Append or replace this step's journal entry; the claim is extended with each write."""
-    with transaction.atomic():
-        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
-        steps = [step for step in deployment.steps if step["step"] != entry["step"]]
-        steps.append(entry)
-        deployment.steps = steps
-        deployment.claimed_until = claims.claim_until()
-        fields = ["steps", "claimed_until"]
-        if resources:
-            deployment.resources = {**deployment.resources, **resources}
-            fields.append("resources")
-        deployment.save(update_fields=fields)
-
-
-def deployment_run(*, deployment_id: int) -> str:
-    """Claim the deployment and run its remaining steps. Returns its final status.
-
-    Raises TransientError when a step should be retried later; the claim is released so the
-    retry (or the reconcile task) can pick it up again.
-    """
-    if not deployment_claim(deployment_id=deployment_id):
-        return (
-            Deployment.objects.filter(pk=deployment_id).values_list("status", flat=True).first() or "missing"
-        )
-    deployment = Deployment.objects.select_related("endpoint__live_deployment", "model_version__model").get(
-        pk=deployment_id
+def live_spec_for(endpoint: Endpoint) -> DeploySpec:
+    """The live deployment of `endpoint` as a stop or start sees it: `previous` holds what its own
+    steps recorded."""
+    live = Deployment.objects.select_related("endpoint__live_deployment", "model_version__model").get(
+        pk=endpoint.live_deployment_id
     )
-    spec = deploy_spec_for(deployment)
-    done = {step["step"] for step in deployment.steps if step["state"] == "done"}
-    resources = resources_of(deployment)
-    for step in get_runtime().deploy_steps(spec):
-        if step.name in done:
-            continue
-        started = time.monotonic()
-        _journal(
-            deployment_id,
-            {
-                "step": step.name,
-                "title": step.title,
-                "state": "running",
-                "at": timezone.now().isoformat(),
-                "message": "",
-            },
-        )
-        try:
-            with claims.renewed(
-                lambda: Deployment.objects.filter(pk=deployment_id, status=DeploymentStatus.RUNNING).update(
-                    claimed_until=claims.claim_until()
-                ),
-                what=f"deployment {deployment_id}",
-            ):
-                result = step.run(resources)
-        except TransientError as exc:
-            state = "waiting" if isinstance(exc, Pending) else "retrying"
-            _journal(deployment_id, _entry(step, state, started, str(exc)))
-            Deployment.objects.filter(pk=deployment_id).update(claimed_until=None)
-            raise
-        except PermanentError as exc:
-            _journal(deployment_id, _entry(step, "failed", started, str(exc)))
-            deployment_fail(deployment_id=deployment_id, error=f"{step.title}: {exc}")
-            return DeploymentStatus.FAILED
-        except Exception as exc:
-            log.exception("step %s of deployment %s crashed", step.name, deployment_id)
-            _journal(deployment_id, _entry(step, "failed", started, f"Unexpected error: {exc}"))
-            deployment_fail(deployment_id=deployment_id, error=f"{step.title}: unexpected error: {exc}")
-            return DeploymentStatus.FAILED
-        resources.update(result.resources)
-        _journal(deployment_id, _entry(step, "done", started, result.message), result.resources)
-    deployment_finish(deployment_id=deployment_id)
-    return DeploymentStatus.READY
+    return replace(deploy_spec_for(live), previous=resources_of(live))
 
 
-def _entry(step, state: str, started: float, message: str) -> dict:
-    return {
-        "step": step.name,
-        "title": step.title,
-        "state": state,
-        "at": timezone.now().isoformat(),
-        "seconds": round(time.monotonic() - started, 3),
-        "message": message,
-    }
+def teardown_spec_for(endpoint: Endpoint) -> TeardownSpec:
+    """What deleting `endpoint` must remove: whatever its deployments made, its keys, and the
+    artifacts of its versions that no other endpoint (not deleted) has deployed."""
+    deploys = endpoint.deployments.filter(action=DeploymentAction.DEPLOY).order_by("pk")
+    versions = ModelVersion.objects.select_related("model")
+    ours = {spec.sha256: spec for spec in map(model_spec_for, versions.filter(deployments__endpoint=endpoint))}
+    elsewhere = versions.filter(deployments__endpoint__deleted_at__isnull=True).exclude(
+        deployments__endpoint=endpoint
+    )
+    for spec in map(model_spec_for, elsewhere):
+        ours.pop(spec.sha256, None)
+    return TeardownSpec(
+        endpoint=endpoint.name,
+        region=endpoint.region,
+        made=tuple(resources_of(d) for d in deploys if d.resources),
+        key_names=tuple(
+            endpoint.api_keys.exclude(cloud_name="").order_by("pk").values_list("cloud_name", flat=True)
+        ),
+        artifacts=tuple(ours[sha256] for sha256 in sorted(ours)),
+    )
 
 
 def deployment_finish(*, deployment_id: int) -> None:
@@ -344,7 +306,8 @@ def deployment_finish(*, deployment_id: int) -> None:
         endpoint.live_deployment_id = deployment_id
         endpoint.url = deployment.resources.get("url", endpoint.url)
         endpoint.gateway_url = deployment.resources.get("gateway_url", "")
-        endpoint.save(update_fields=["live_deployment", "url", "gateway_url"])
+        endpoint.stopped_at = None  # a deploy serves, whatever a stop said before
+        endpoint.save(update_fields=["live_deployment", "url", "gateway_url", "stopped_at"])
         if endpoint.access_note:
             # The mode waited for this deploy's front (see access_for_live): push it again.
             access_sync_enqueue(endpoint)
@@ -356,43 +319,25 @@ def deployment_finish(*, deployment_id: int) -> None:
         )
 
 
-def deployment_fail(*, deployment_id: int, error: str) -> None:
-    """Record a failed deployment; whatever was live before keeps serving."""
-    with transaction.atomic():
-        updated = (
-            Deployment.objects.filter(pk=deployment_id)
-            .exclude(
-                status__in=[DeploymentStatus.READY, DeploymentStatus.SUPERSEDED, DeploymentStatus.ROLLED_BACK]
-            )
-            .update(
-                status=DeploymentStatus.FAILED,
-                error=error[:4000],
-                finished_at=timezone.now(),
-                claimed_until=None,
-            )
-        )
-        if updated:
-            deployment = Deployment.objects.get(pk=deployment_id)
-            audit_record(
-                actor=None, action="deployment.failed", target=deployment, details={"error": error[:1000]}
-            )
-
-
 def endpoints_revive() -> list[str]:
     """Start live deployments again whose serving stopped (a restart); returns the endpoints revived.
 
-    Each endpoint is looked at under its row lock, the one a new deployment takes: its live
-    deployment is read there, and an endpoint with a deployment in progress is left to it, so a
-    version that a deploy has just replaced is never started again.
+    Each endpoint is looked at under its row lock, the one every operation takes: its live
+    deployment is read there, and an endpoint with an operation in progress is left to it, so a
+    version that a deploy has just replaced is never started again. A stopped or deleted endpoint
+    stays as it was left.
     """
     runtime = get_runtime()
     revived = []
-    for endpoint_id in Endpoint.objects.filter(live_deployment__isnull=False).values_list("pk", flat=True):
+    serving = Endpoint.objects.filter(live_deployment__isnull=False, stopped_at=None, deleted_at=None)
+    for endpoint_id in serving.values_list("pk", flat=True):
         name = ""
         try:
             with transaction.atomic():
                 endpoint = Endpoint.objects.select_for_update().filter(pk=endpoint_id).first()
                 if endpoint is None or endpoint.live_deployment_id is None:
+                    continue
+                if endpoint.stopped_at or endpoint.deleted_at:
                     continue
                 name = endpoint.name
                 if endpoint.deployments.active().exists():

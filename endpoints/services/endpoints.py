@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from endpoints.models import Endpoint
-from endpoints.services.access import access_mode_note, access_sync_enqueue
+from endpoints.services.access import access_mode_note, access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
 
@@ -37,7 +37,13 @@ def endpoint_create(*, user, name: str, **fields) -> Endpoint:
     if unknown:
         raise ServiceError(f"Unknown endpoint settings: {sorted(unknown)}.")
     name = (name or "").strip()
-    if Endpoint.objects.filter(name=name).exists():
+    existing = Endpoint.objects.filter(name=name, deleted_at=None).first()
+    if existing and existing.deletion_pending:
+        raise ServiceError(
+            f"The endpoint named {name!r} is being deleted; its name is free once the delete is done.",
+            field="name",
+        )
+    if existing:
         raise ServiceError(f"An endpoint named {name!r} already exists.", field="name")
     endpoint = Endpoint(name=name, created_by=user, **fields)
     _validate(endpoint, exclude=["name"] if not name else ())
@@ -60,6 +66,8 @@ def endpoint_update(*, user, endpoint: Endpoint, **fields) -> Endpoint:
     if unknown:
         raise ServiceError(f"These settings cannot be changed: {sorted(unknown)}.")
     changed = {key: value for key, value in fields.items() if getattr(endpoint, key) != value}
+    if changed:
+        refuse_while_deleting(endpoint)
     for key, value in changed.items():
         setattr(endpoint, key, value)
     _validate(endpoint)

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from endpoints.models import KEY_RESTORE_DAYS, ApiKey, ApiKeyRequest, Endpoint, KeyRequestStatus, Team
 from endpoints.sealing import key_hash, seal, unseal
-from endpoints.services.access import access_sync_enqueue
+from endpoints.services.access import access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import NotAllowed, ServiceError, require_admin
 from endpoints.services.owed import owe
@@ -59,6 +59,7 @@ def key_request_create(
         )
     if endpoint.access_mode not in ("api_key", "both"):
         raise ServiceError(f"Endpoint {endpoint.name!r} does not use API keys.", field="endpoint")
+    refuse_while_deleting(endpoint)
     with transaction.atomic():
         request = ApiKeyRequest.objects.create(
             team=team, endpoint=endpoint, reason=reason, valid_days=valid_days, requested_by=user
@@ -116,6 +117,7 @@ def _approved_request(*, user, team, endpoint, reason: str, valid_days, requeste
 
 def key_request_approve(*, user, request: ApiKeyRequest, note: str = "") -> ApiKeyRequest:
     """Approve a pending request; the worker then issues the key."""
+    refuse_while_deleting(request.endpoint)
     with transaction.atomic():
         request = _decide(user=user, request=request, status=KeyRequestStatus.APPROVED, note=note)
         _issue_after_commit(request)

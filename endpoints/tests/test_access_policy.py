@@ -22,8 +22,9 @@ from endpoints.demo import IRIS_FEATURES
 from endpoints.models import AccessPolicyState, AuditEvent, Endpoint, OwedTask
 from endpoints.services import access
 from endpoints.services.allowlist import allowlist_add, allowlist_remove
-from endpoints.services.deployments import deployment_request, deployment_run
+from endpoints.services.deployments import deployment_request
 from endpoints.services.endpoints import endpoint_update
+from endpoints.services.operations import deployment_run
 from portal import queue
 from tests.fixtures.worker import revision_pid, session_ports, stop_serving_processes
 from worker import tasks

@@ -3,7 +3,7 @@
 from rest_framework.test import APIClient
 
 from endpoints.models import AuditEvent, Deployment, DeploymentStatus, Endpoint
-from endpoints.services.deployments import deployment_run
+from endpoints.services.operations import deployment_run
 
 
 def api(user=None) -> APIClient:

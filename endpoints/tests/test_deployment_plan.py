@@ -71,7 +71,8 @@ def test_a_plan_names_the_endpoints_port_and_the_access_it_would_rewrite(admin, 
 def test_a_canary_on_the_local_runtime_is_refused_when_it_is_asked_for(
     admin, endpoint, iris_version, memory_runtime, settings
 ):
-    from endpoints.services.deployments import deployment_request, deployment_run
+    from endpoints.services.deployments import deployment_request
+    from endpoints.services.operations import deployment_run
 
     live = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     deployment_run(deployment_id=live.pk)  # made live at once by the memory runtime

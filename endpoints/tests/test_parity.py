@@ -32,7 +32,6 @@ from endpoints.models import (
     ModelVersion,
 )
 from endpoints.services.allowlist import allowlist_add
-from endpoints.services.deployments import deployment_run
 from endpoints.services.endpoints import endpoint_create
 from endpoints.services.keys import (
     api_key_reveal,
@@ -41,6 +40,7 @@ from endpoints.services.keys import (
     key_request_create,
     key_request_issue,
 )
+from endpoints.services.operations import deployment_run
 from endpoints.services.versions import ml_model_create
 
 # -- the two interfaces ------------------------------------------------------------------------------

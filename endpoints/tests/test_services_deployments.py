@@ -4,11 +4,8 @@ import pytest
 
 from endpoints.models import Deployment, DeploymentStatus
 from endpoints.services import ServiceError
-from endpoints.services.deployments import (
-    deployment_claim,
-    deployment_request,
-    deployment_run,
-)
+from endpoints.services.deployments import deployment_request
+from endpoints.services.operations import deployment_claim, deployment_run
 from worker.runtimes.base import PermanentError, TransientError
 
 
@@ -141,14 +138,14 @@ def test_revival_leaves_an_endpoint_with_a_deploy_in_progress_and_revives_what_i
 
     first = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     deployment_run(deployment_id=first.pk)
-    memory_runtime.stop_endpoint("iris-prod")  # the machine restarted
+    memory_runtime.crash("iris-prod")  # the machine restarted
     second = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
 
     assert endpoints_revive() == []  # the deploy in progress brings the endpoint back itself
     assert ("ensure_serving", "iris-prod") not in memory_runtime.calls
 
     deployment_run(deployment_id=second.pk)
-    memory_runtime.stop_endpoint("iris-prod")
+    memory_runtime.crash("iris-prod")
     assert endpoints_revive() == ["iris-prod"]
     assert memory_runtime.endpoints["iris-prod"].traffic == {f"iris-prod-d{second.pk}": 100}
 

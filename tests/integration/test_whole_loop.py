@@ -15,7 +15,8 @@ from rest_framework.test import APIClient
 
 from endpoints.demo import IRIS_FEATURES, IRIS_LABELS, NamedBytes
 from endpoints.models import ApiKey, ApiKeyRequest, Deployment, DeploymentStatus, Endpoint, OwedTask
-from endpoints.services.deployments import deployment_request, deployment_run, model_spec_for
+from endpoints.services.deployments import deployment_request, model_spec_for
+from endpoints.services.operations import deployment_run
 from endpoints.services.versions import model_version_register
 from portal import queue
 from portal.celery import app

@@ -12,7 +12,7 @@ every call is recorded. It can be told to fail:
 
 Failures (PermanentError, TransientError, Pending, ...) can be queued for a step name or for a
 method name (`issue_key`, `revoke_key`, `restore_key`, `apply_access`, `stop`,
-`ensure_serving`). Nothing is kept across processes.
+`start`, `delete`, `ensure_serving`). Nothing is kept across processes.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from worker.runtimes.base import (
     Runtime,
     Step,
     StepResult,
+    TeardownSpec,
 )
 from worker.runtimes.resources import DeploymentResources
 
@@ -65,6 +66,10 @@ class MemoryRuntime(Runtime):
     def slow(self, name: str, seconds: float) -> None:
         """Make the next run of the step or method `name` take `seconds`."""
         self.delays[name] = seconds
+
+    def crash(self, endpoint: str) -> None:
+        """Stop serving `endpoint` behind the portal's back, as a machine restart would."""
+        self.endpoints[endpoint].up = False
 
     def _enter(self, name: str, *args) -> None:
         self.calls.append((name, *args))
@@ -120,14 +125,45 @@ class MemoryRuntime(Runtime):
         self.endpoints[spec.endpoint] = Served(f"http://{spec.endpoint}.memory.invalid", {spec.revision: 100})
         return True
 
-    def stop_steps(self, endpoint: str) -> list[Step]:
+    def stop_steps(self, spec: DeploySpec) -> list[Step]:
         def stop(resources: DeploymentResources) -> StepResult:
-            self._enter("stop", endpoint)
-            if endpoint in self.endpoints:
-                self.endpoints[endpoint].up = False
-            return StepResult(f"{endpoint} stopped.")
+            self._enter("stop", spec.endpoint)
+            if spec.endpoint in self.endpoints:
+                self.endpoints[spec.endpoint].up = False
+            return StepResult(f"{spec.endpoint} stopped.")
 
-        return [Step("stop", "Stop serving", stop, lambda: [Change("stop", "delete", f"stop {endpoint}")])]
+        return [
+            Step("stop", "Stop serving", stop, lambda: [Change("stop", "update", f"stop {spec.endpoint}")])
+        ]
+
+    def start_steps(self, spec: DeploySpec) -> list[Step]:
+        def start(resources: DeploymentResources) -> StepResult:
+            self._enter("start", spec.endpoint)
+            served = self.endpoints.setdefault(
+                spec.endpoint, Served(f"http://{spec.endpoint}.memory.invalid", {spec.revision: 100})
+            )
+            served.up = True
+            return StepResult(f"{spec.endpoint} serves {', '.join(served.traffic)} again.")
+
+        return [
+            Step("start", "Serve again", start, lambda: [Change("start", "update", f"start {spec.endpoint}")])
+        ]
+
+    def delete_steps(self, spec: TeardownSpec) -> list[Step]:
+        def delete(resources: DeploymentResources) -> StepResult:
+            self._enter("delete", spec.endpoint)
+            existed = self.endpoints.pop(spec.endpoint, None) is not None
+            self.access.pop(spec.endpoint, None)
+            for name in spec.key_names:
+                self.keys.pop(name, None)
+            return StepResult(f"{spec.endpoint} {'deleted' if existed else 'was already gone'}.")
+
+        def plan() -> list[Change]:
+            if spec.endpoint not in self.endpoints:
+                return [Change("delete", "none", f"{spec.endpoint} is already gone")]
+            return [Change("delete", "delete", f"delete {spec.endpoint} and {len(spec.key_names)} key(s)")]
+
+        return [Step("delete", "Delete everything", delete, plan)]
 
     def warm_up(self) -> None:
         self.warmed = True

@@ -4,7 +4,8 @@ import grpc
 import pytest
 
 from endpoints.models import Deployment, DeploymentStatus
-from endpoints.services.deployments import deployment_request, deployment_run
+from endpoints.services.deployments import deployment_request
+from endpoints.services.operations import deployment_run
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import PROJECT
 from worker.runtimes import get_runtime

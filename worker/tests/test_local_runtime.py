@@ -23,6 +23,9 @@ from worker.runtimes.base import (
     ModelSpec,
     PermanentError,
     Resources,
+    TeardownSpec,
+    plan_of,
+    run_steps,
 )
 from worker.runtimes.local import LocalRuntime, launcher, processes
 from worker.runtimes.local.state import EndpointDir
@@ -461,10 +464,11 @@ def test_a_serving_process_nobody_recorded_is_stopped_and_its_port_taken(
     assert predict(live["url"]).status_code == 200
 
 
-def test_stopping_an_endpoint_stops_its_process(runtime, name, endpoint_dir, iris_model):
-    live = deploy(runtime, deploy_spec(name, iris_model, 1))
+def test_a_stopped_endpoint_starts_again_on_its_port(runtime, name, endpoint_dir, iris_model):
+    spec = deploy_spec(name, iris_model, 1)
+    live = deploy(runtime, spec)
     pid = revision_pid(name, f"{name}-d1")
-    [stop] = runtime.stop_steps(name)
+    [stop] = runtime.stop_steps(spec)
     assert stop.plan() == [Change("stop", "delete", f"stop {name}-d1")]
 
     assert stop.run({}).message == f"Stopped {name}-d1."
@@ -474,6 +478,46 @@ def test_stopping_an_endpoint_stops_its_process(runtime, name, endpoint_dir, iri
     assert serving_pids(endpoint_dir) == []
     with pytest.raises(httpx.ConnectError):
         predict(live["url"])
+
+    started = run_steps(runtime.start_steps(spec))
+
+    assert started["url"] == live["url"]
+    assert predict(live["url"]).status_code == 200
+    assert serving_pids(endpoint_dir) == [revision_pid(name, f"{name}-d1")]
+
+
+def test_deleting_an_endpoint_removes_its_processes_files_port_and_own_artifacts(
+    runtime, name, endpoint_dir, iris_model
+):
+    spec = deploy_spec(name, iris_model, 1)
+    live = deploy(runtime, spec)
+    artifact = runtime.dir.artifact(spec.model.sha256, spec.model.format)
+    teardown = TeardownSpec(endpoint=name, made=(live,), artifacts=(spec.model,))
+    steps = runtime.delete_steps(teardown)
+    assert [change.action for change in plan_of(steps)] == ["delete", "delete", "delete"]
+
+    # A worker dies after the first step; another one runs them all again.
+    steps[0].run({})
+    run_steps(LocalRuntime(runtime.dir.root).delete_steps(teardown))
+
+    assert not endpoint_dir.exists() and not artifact.exists()
+    with pytest.raises(httpx.ConnectError):
+        predict(live["url"])
+    assert [change.action for change in plan_of(steps)] == ["none", "none", "none"]
+    assert run_steps(steps) == {}  # deleting what is gone is fine
+
+    again = deploy(runtime, deploy_spec(name, iris_model, 2))  # the name is free for a new endpoint
+    assert predict(again["url"]).status_code == 200
+
+
+def test_deleting_keeps_an_artifact_another_endpoint_uses(runtime, name, iris_model):
+    spec = deploy_spec(name, iris_model, 1)
+    deploy(runtime, spec)
+    artifact = runtime.dir.artifact(spec.model.sha256, spec.model.format)
+
+    run_steps(runtime.delete_steps(TeardownSpec(endpoint=name)))  # the portal found it shared
+
+    assert artifact.exists()
 
 
 def test_two_endpoints_get_two_stable_ports(runtime, name, iris_model):

@@ -72,7 +72,7 @@ def test_waits_do_not_shorten_the_retries_left_for_failures(memory_runtime, queu
 
 
 def test_the_journal_shows_a_pending_step_as_waiting(memory_runtime, queued):
-    from endpoints.services.deployments import deployment_run
+    from endpoints.services.operations import deployment_run
 
     memory_runtime.fail("revision", Pending("still creating"))
     with pytest.raises(Pending):

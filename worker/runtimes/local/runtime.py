@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -34,10 +35,11 @@ from worker.runtimes.base import (
     Runtime,
     Step,
     StepResult,
+    TeardownSpec,
     TransientError,
 )
 from worker.runtimes.local import launcher, processes
-from worker.runtimes.local.state import RuntimeDir
+from worker.runtimes.local.state import EndpointDir, RuntimeDir
 from worker.runtimes.local.steps import SERVE_TIMEOUT, DeploySteps, stop_revision
 from worker.runtimes.resources import DeploymentResources
 
@@ -108,22 +110,63 @@ class LocalRuntime(Runtime):
     def restore_key(self, endpoint: str, key_name: str) -> None:
         """Nothing to do here either: the next `apply_access` writes the key as not revoked."""
 
-    def stop_steps(self, endpoint: str) -> list[Step]:
-        target = self.dir.endpoint(endpoint)
+    def stop_steps(self, spec: DeploySpec) -> list[Step]:
+        """Stop every serving process of the endpoint; its port and access file stay for a start."""
+        target = self.dir.endpoint(spec.endpoint)
+        return [stop_step(target)]
 
-        def stop(resources: DeploymentResources) -> StepResult:
+    def start_steps(self, spec: DeploySpec) -> list[Step]:
+        """Serve the live revision again on the endpoint's port, as a deploy starts one."""
+        return DeploySteps(self.dir, spec).restart()
+
+    def delete_steps(self, spec: TeardownSpec) -> list[Step]:
+        """Stop the processes, remove the endpoint's folder (port, access file, logs), then the
+        artifacts only it used."""
+        target = self.dir.endpoint(spec.endpoint)
+
+        def remove_files(resources: DeploymentResources) -> StepResult:
             with target.lock():
-                stopped = [revision for revision in target.revisions() if stop_revision(target, revision)]
-                target.set_current(None)
-            return StepResult(f"Stopped {', '.join(stopped)}." if stopped else "Nothing was running.")
+                port = target.port()
+                existed = target.path.exists()
+                shutil.rmtree(target.path, ignore_errors=True)
+            if not existed:
+                return StepResult("The endpoint's files were already gone.")
+            freed = f"; port {port} is free again" if port else ""
+            return StepResult(f"Removed the endpoint's files (access policy, logs){freed}.")
 
-        def plan() -> list[Change]:
-            running = target.revisions()
-            if not running:
-                return [Change("stop", "none", "nothing is running")]
-            return [Change("stop", "delete", f"stop {', '.join(running)}")]
+        def plan_remove_files() -> list[Change]:
+            if not target.path.exists():
+                return [Change("files", "none", "the endpoint's files are already gone")]
+            port = target.port()
+            return [
+                Change(
+                    "files", "delete", f"remove {target.path}" + (f", freeing port {port}" if port else "")
+                )
+            ]
 
-        return [Step("stop", "Stop the serving processes", stop, plan)]
+        def artifacts(resources: DeploymentResources) -> StepResult:
+            removed = 0
+            for model in spec.artifacts:
+                path = self.dir.artifact(model.sha256, model.format)
+                if path.exists():
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            return StepResult(f"Removed {removed} artifact(s) no other endpoint uses.")
+
+        def plan_artifacts() -> list[Change]:
+            present = [m for m in spec.artifacts if self.dir.artifact(m.sha256, m.format).exists()]
+            if not present:
+                return [Change("artifacts", "none", "no artifact of its own is left")]
+            names = ", ".join(f"{m.name} v{m.version} ({m.sha256[:12]})" for m in present)
+            return [Change("artifacts", "delete", f"remove {names}")]
+
+        return [
+            stop_step(target),
+            Step(
+                "files", "Remove the endpoint's port, access file and logs", remove_files, plan_remove_files
+            ),
+            Step("artifacts", "Remove the artifacts only it used", artifacts, plan_artifacts),
+        ]
 
     def ensure_serving(self, spec: DeploySpec) -> bool:
         target = self.dir.endpoint(spec.endpoint)
@@ -160,5 +203,30 @@ class LocalRuntime(Runtime):
     def stop_all(self) -> None:
         """Stop every serving process this runtime directory knows of, and its launcher."""
         for target in self.dir.endpoints():
-            self.stop_endpoint(target.name)
+            stop_processes(target)
         launcher.stop(self.dir.root)
+
+
+def stop_processes(target: EndpointDir) -> list[str]:
+    """Stop every serving process of the endpoint and clear its current revision; the revisions
+    stopped."""
+    with target.lock():
+        stopped = [revision for revision in target.revisions() if stop_revision(target, revision)]
+        target.set_current(None)
+    return stopped
+
+
+def stop_step(target: EndpointDir) -> Step:
+    """The step that stops every serving process of the endpoint."""
+
+    def stop(resources: DeploymentResources) -> StepResult:
+        stopped = stop_processes(target)
+        return StepResult(f"Stopped {', '.join(stopped)}." if stopped else "Nothing was running.")
+
+    def plan() -> list[Change]:
+        running = target.revisions()
+        if not running:
+            return [Change("stop", "none", "nothing is running")]
+        return [Change("stop", "delete", f"stop {', '.join(running)}")]
+
+    return Step("stop", "Stop the serving processes", stop, plan)

@@ -28,6 +28,7 @@ from worker.runtimes.base import (
     StepResult,
     TransientError,
     deployment_number,
+    run_steps,
 )
 from worker.runtimes.local import launcher, processes
 from worker.runtimes.local.state import EndpointDir, RuntimeDir, port_is_free
@@ -69,11 +70,13 @@ class DeploySteps:
             Step("stop_previous", "Stop the previous version", self.stop_previous, self.plan_stop_previous),
         ]
 
+    def restart(self) -> list[Step]:
+        """A deploy's steps up to the switch: the revision serves again, the others are left alone."""
+        return self.all()[:-1]
+
     def revive(self) -> None:
         """Start the revision again as a deploy would, leaving the other revisions alone."""
-        resources = DeploymentResources()
-        for step in (self.artifact, self.access, self.start, self.ready, self.switch):
-            resources.update(step(resources).resources)
+        run_steps(self.restart())
 
     # 1. artifact -------------------------------------------------------------------------------
     def artifact(self, resources: DeploymentResources) -> StepResult:
