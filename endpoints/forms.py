@@ -216,3 +216,11 @@ class AllowlistEntryForm(forms.Form):
     note = forms.CharField(
         required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "Office VPN"})
     )
+
+
+class DeleteEndpointForm(forms.Form):
+    confirm = forms.CharField(
+        label="Type the endpoint's name to confirm",
+        max_length=40,
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from endpoints.views import allowlist, audit, deployments, endpoints, keys, models, tokens
+from endpoints.views import allowlist, audit, deployments, endpoints, keys, lifecycle, models, tokens
 
 app_name = "endpoints"
 
@@ -13,6 +13,9 @@ urlpatterns = [
     path("endpoints/<str:name>/settings/", endpoints.endpoint_edit, name="endpoint-edit"),
     path("endpoints/<str:name>/access-state/", endpoints.endpoint_access_state, name="endpoint-access-state"),
     path("endpoints/<str:name>/deploy/", deployments.deployment_create, name="deployment-create"),
+    path("endpoints/<str:name>/stop/", lifecycle.endpoint_stop, name="endpoint-stop"),
+    path("endpoints/<str:name>/start/", lifecycle.endpoint_start, name="endpoint-start"),
+    path("endpoints/<str:name>/delete/", lifecycle.endpoint_delete, name="endpoint-delete"),
     path("endpoints/<str:name>/allowlist/", allowlist.allowlist_add, name="allowlist-add"),
     path(
         "endpoints/<str:name>/allowlist/<int:pk>/remove/", allowlist.allowlist_remove, name="allowlist-remove"

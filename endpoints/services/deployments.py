@@ -265,7 +265,9 @@ def teardown_spec_for(endpoint: Endpoint) -> TeardownSpec:
     artifacts of its versions that no other endpoint (not deleted) has deployed."""
     deploys = endpoint.deployments.filter(action=DeploymentAction.DEPLOY).order_by("pk")
     versions = ModelVersion.objects.select_related("model")
-    ours = {spec.sha256: spec for spec in map(model_spec_for, versions.filter(deployments__endpoint=endpoint))}
+    ours = {
+        spec.sha256: spec for spec in map(model_spec_for, versions.filter(deployments__endpoint=endpoint))
+    }
     elsewhere = versions.filter(deployments__endpoint__deleted_at__isnull=True).exclude(
         deployments__endpoint=endpoint
     )

@@ -129,7 +129,9 @@ def test_deleting_revokes_keys_refuses_open_requests_keeps_records_and_frees_the
     key.refresh_from_db()
     assert key.revoked_at is not None
     waiting.refresh_from_db()
-    assert waiting.status == KeyRequestStatus.REJECTED and waiting.decision_note == "The endpoint was deleted."
+    assert (
+        waiting.status == KeyRequestStatus.REJECTED and waiting.decision_note == "The endpoint was deleted."
+    )
     assert ApiKeyRequest.objects.get(pk=issued.pk).sealed_secret == ""
     live.refresh_from_db()
     assert live.status == DeploymentStatus.SUPERSEDED
@@ -153,9 +155,7 @@ def test_changes_to_an_endpoint_being_deleted_are_refused(admin, member, team, e
         endpoint_create(user=admin, name="iris-prod")
 
 
-def test_a_failed_delete_leaves_the_endpoint_and_a_second_one_finishes(
-    admin, endpoint, live, memory_runtime
-):
+def test_a_failed_delete_leaves_the_endpoint_and_a_second_one_finishes(admin, endpoint, live, memory_runtime):
     memory_runtime.fail("delete", PermanentError("the cloud refused"))
 
     failed = run(endpoint_delete(user=admin, endpoint=endpoint, confirm="iris-prod"))

@@ -16,6 +16,7 @@ from endpoints.views.common import admin_required, form_error, paginate, posted
 from worker.runtimes import get_runtime
 
 HISTORY_SIZE = 25
+DELETED_SHOWN = 10  # the latest deleted endpoints listed under the others, with their delete
 EXAMPLE_VALUES = {"number": 1.0, "integer": 1, "boolean": False}
 
 
@@ -34,10 +35,13 @@ def endpoint_list(request):
     query = request.GET.get("q", "").strip()
     if query:
         endpoints = endpoints.filter(name__icontains=query)
+    deleted = []
+    if request.user.is_staff:
+        deleted = with_latest_deployment(Endpoint.objects.deleted().order_by("-deleted_at"))[:DELETED_SHOWN]
     return render(
         request,
         "endpoints/endpoint_list.html",
-        {"page": paginate(request, endpoints), "query": query},
+        {"page": paginate(request, endpoints), "query": query, "deleted": deleted},
     )
 
 
