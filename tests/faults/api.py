@@ -24,9 +24,11 @@ from endpoints.demo import IRIS_FEATURES, IRIS_LABELS
 from tests.faults.stack import wait_for
 
 SETOSA = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
-#: The local runtime's deploy steps, in order.
+#: The local runtime's steps of each operation, in order.
 DEPLOY_STEPS = ["artifact", "access", "start", "ready", "switch", "stop_previous"]
-FINISHED = ("ready", "failed")
+STOP_STEPS = ["stop"]
+DELETE_STEPS = ["stop", "files", "artifacts"]
+FINISHED = ("ready", "done", "failed")
 
 
 def iris_skops(c: float) -> bytes:
@@ -120,11 +122,20 @@ class Api:
             f"deployment {deployment_id} finished",
             lambda: f"{json.dumps(self.deployment(deployment_id), indent=1)}\n{details()}",
         )
-        assert found["status"] == "ready", f"deployment {deployment_id} failed: {found['error']}\n{details()}"
+        assert found["status"] != "failed", f"operation {deployment_id} failed: {found['error']}\n{details()}"
         return found
 
     def deploy_and_wait(self, endpoint: str, version_id: int, **kwargs) -> dict:
         return self.wait_deployment(self.deploy(endpoint, version_id), **kwargs)
+
+    def stop(self, endpoint: str) -> int:
+        return self.call("POST", f"/api/v1/endpoints/{endpoint}/stop/", 202)["id"]
+
+    def start(self, endpoint: str) -> int:
+        return self.call("POST", f"/api/v1/endpoints/{endpoint}/start/", 202)["id"]
+
+    def delete(self, endpoint: str) -> int:
+        return self.call("DELETE", f"/api/v1/endpoints/{endpoint}/", 202, params={"confirm": endpoint})["id"]
 
     # keys --------------------------------------------------------------------------------------
     def request_key(self, endpoint: str, team: int) -> int:
@@ -217,9 +228,9 @@ class Records:
         return [f"{task}({object_id}) sent {sends}x" for task, object_id, sends in rows]
 
 
-def reached(journal: list[tuple[str, str]], step: str, state: str) -> bool:
-    """Whether a deploy whose journal is `journal` got to `step` in `state`, or past it."""
-    later = DEPLOY_STEPS[DEPLOY_STEPS.index(step) + 1 :]
+def reached(journal: list[tuple[str, str]], step: str, state: str, steps: list[str] = DEPLOY_STEPS) -> bool:
+    """Whether an operation of `steps` whose journal is `journal` got to `step` in `state`, or past it."""
+    later = steps[steps.index(step) + 1 :]
     return (
         (step, state) in journal
         or (state == "running" and (step, "done") in journal)
@@ -227,11 +238,18 @@ def reached(journal: list[tuple[str, str]], step: str, state: str) -> bool:
     )
 
 
-def wait_journal(records: Records, deployment_id: int, step: str, state: str = "done", timeout: float = 30):
-    """Poll the journal until the deploy got to `step` in `state` (or past it: a step can take a
+def wait_journal(
+    records: Records,
+    deployment_id: int,
+    step: str,
+    state: str = "done",
+    timeout: float = 30,
+    steps: list[str] = DEPLOY_STEPS,
+):
+    """Poll the journal until the operation got to `step` in `state` (or past it: a step can take a
     millisecond); every 2 ms, as the last steps take tens of milliseconds."""
     deadline = time.monotonic() + timeout
-    while not reached(records.journal(deployment_id), step, state):
+    while not reached(records.journal(deployment_id), step, state, steps):
         assert time.monotonic() < deadline, f"deployment {deployment_id} not at {step} {state} in {timeout}s"
         time.sleep(0.002)
 

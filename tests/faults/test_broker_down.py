@@ -1,6 +1,7 @@
 """Redis is shut down while an admin deploys, approves a key request, revokes a key, adds an
-allowlist entry and changes an access mode: each call is answered as accepted, and once Redis is
-back every change reaches its end; the revoked key is refused within 15 s of Redis's return."""
+allowlist entry, changes an access mode, stops an endpoint and deletes another: each call is
+answered as accepted, and once Redis is back every change reaches its end; the revoked key is
+refused within 15 s of Redis's return."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from tests.faults.api import served_version, status_of
-from tests.faults.checks import assert_only_live_serving
+from tests.faults.checks import assert_only_live_serving, endpoint_dir, serving
 from tests.faults.stack import wait_for
 
 pytestmark = pytest.mark.faults
@@ -18,16 +19,25 @@ CRITERION_SECONDS = 60
 REVOKE_SECONDS = 15
 OUTAGE_SECONDS = 5
 ANSWER_SECONDS = 10  # an accepted change is answered promptly, broker or not
+ACCESS_ROLES = ("keys", "allow", "mode", "deploy")  # the endpoints that still exist at the end
 
 
 def test_changes_made_while_the_broker_is_down_all_take_effect(stack, api, records, iris):
     team = api.team_id()
-    names = {"keys": "down-keys", "allow": "down-allow", "mode": "down-mode", "deploy": "down-deploy"}
+    names = {
+        "keys": "down-keys",
+        "allow": "down-allow",
+        "mode": "down-mode",
+        "deploy": "down-deploy",
+        "stop": "down-stop",
+        "delete": "down-delete",
+    }
     api.create_endpoint(names["keys"], access_mode="api_key")
     api.create_endpoint(names["allow"], access_mode="ip_allowlist")
     api.allow(names["allow"], "203.0.113.0/24")  # not this machine
     api.create_endpoint(names["mode"], access_mode="api_key")
-    api.create_endpoint(names["deploy"])
+    for role in ("deploy", "stop", "delete"):
+        api.create_endpoint(names[role])
     before = [api.deploy(name, iris[1]["id"]) for name in names.values()]
     for deployment_id in before:
         api.wait_deployment(deployment_id, details=stack.logs_text)
@@ -49,6 +59,8 @@ def test_changes_made_while_the_broker_is_down_all_take_effect(stack, api, recor
         "revoke": lambda: api.revoke(revoked_key),
         "allowlist": lambda: api.allow(names["allow"], "127.0.0.1/32"),
         "access mode": lambda: api.set_access_mode(names["mode"], "open"),
+        "stop": lambda: api.stop(names["stop"]),
+        "delete": lambda: api.delete(names["delete"]),
     }
     answers, durations = {}, {}
     for what, call in calls.items():
@@ -79,6 +91,8 @@ def test_changes_made_while_the_broker_is_down_all_take_effect(stack, api, recor
             and api.key_request(approved_request)["status"] == "issued"
             and status_of(urls["allow"]) == 200
             and status_of(urls["mode"]) == 200
+            and api.deployment(answers["stop"])["status"] == "done"
+            and api.deployment(answers["delete"])["status"] == "done"
             and not records.owed()
         )
 
@@ -88,7 +102,9 @@ def test_changes_made_while_the_broker_is_down_all_take_effect(stack, api, recor
             f"deploy: {deployment['status']} {deployment['error']}\n"
             f"approved request: {api.key_request(approved_request)['status']}\n"
             f"allowlisted caller: {status_of(urls['allow'])}, opened endpoint: {status_of(urls['mode'])}\n"
-            f"access: { {role: api.endpoint(name)['access_policy'] for role, name in names.items()} }\n"
+            f"stop: {api.deployment(answers['stop'])['status']}, "
+            f"delete: {api.deployment(answers['delete'])['status']}\n"
+            f"access: { {role: api.endpoint(names[role])['access_policy'] for role in ACCESS_ROLES} }\n"
             f"owed: {records.owed()}\n{details()}"
         )
 
@@ -103,8 +119,12 @@ def test_changes_made_while_the_broker_is_down_all_take_effect(stack, api, recor
     new_secret = api.reveal(approved_request)
     assert status_of(urls["keys"], new_secret) == 200
     assert status_of(urls["keys"], revoked_secret) in (401, 403)
-    for role in names:
+    for role in ACCESS_ROLES:
         assert api.endpoint(names[role])["access_policy"]["state"] == "applied", api.endpoint(names[role])
+    assert status_of(urls["stop"]) == status_of(urls["delete"]) == "ConnectError"
+    assert serving(stack, names["stop"]) == serving(stack, names["delete"]) == []
+    assert api.endpoint(names["stop"])["serving_state"] == "stopped"
+    assert not endpoint_dir(stack, names["delete"]).exists()
     assert served_version(urls["deploy"]) == iris[2]["number"]
     assert_only_live_serving(stack, api, names["deploy"], version=iris[2]["number"])
     assert_only_live_serving(stack, api, names["keys"], version=iris[1]["number"], key=new_secret)
