@@ -37,7 +37,7 @@ from worker.runtimes.resources import DeploymentResources, StartedOperations
 
 def scaling_steps(ctx: Context, spec: DeploySpec, *, stopped: bool) -> list[Step]:
     """Stop (`stopped`) or start the live deployment's service: the write, then its wait."""
-    name = spec.previous.get("service") or run.service_name(ctx, spec.endpoint, spec.resources.region)
+    name = run.service_name(ctx, spec.endpoint, spec.resources.region)
     verb, done = ("stop", "stopped") if stopped else ("start", "started")
 
     def change(resources: DeploymentResources) -> StepResult:
