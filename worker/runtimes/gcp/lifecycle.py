@@ -46,9 +46,10 @@ def scaling_steps(ctx: Context, spec: DeploySpec, *, stopped: bool) -> list[Step
 
     def wait(resources: DeploymentResources) -> StepResult:
         service = run.wait_scaling(ctx, resources, stopped=stopped)
+        split = ", ".join(f"{t.revision} {t.percent}%" for t in service.traffic_statuses)
         if stopped:
-            return StepResult(f"{name} runs no instance; its URL and traffic are kept")
-        return StepResult(f"{name} serves {service.latest_ready_revision.rsplit('/', 1)[-1]} again")
+            return StepResult(f"{name} runs no instance; its URL and traffic ({split}) are kept")
+        return StepResult(f"{name} scales automatically again (traffic: {split})")
 
     def plan() -> list[Change]:
         service = ctx.call(ctx.clients.run().get_service, name=name, what=f"Read {name}")

@@ -8,6 +8,8 @@
 Made the first time an allowlist endpoint deploys (each piece created unless it exists, so a
 resumed step skips what is there) and reused after: a deployment whose predecessor recorded the
 chain makes no call at all. Someone must point the DNS name at the address (the step says which).
+An endpoint's delete removes the chain in the reverse order, the forwarding rule first: Compute
+refuses to delete a piece another one still refers to.
 """
 
 from __future__ import annotations
