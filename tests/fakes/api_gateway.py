@@ -11,6 +11,11 @@ those the gateway enforces: Swagger 2.0 (or OpenAPI 3 with `x-google-api-managem
 path segments in templates, `apiKey` security in a header or the query, no OR between an API key
 and another scheme, and an `x-google-backend` with an http(s) address, a known
 `path_translation` and a deadline of at most 3600 s.
+
+Deletes are long-running operations too: the resource is DELETING until its operation completes,
+then gone. An API config a gateway still points at is refused (FAILED_PRECONDITION), and so is an
+API that still has configs ("All API configs belonging to the API will need to be deleted before
+the API can be deleted", gcloud api-gateway apis delete); the API's managed service goes with it.
 """
 
 from __future__ import annotations
@@ -164,7 +169,7 @@ class ApiGatewayFake(GrpcFake):
         with self.lock:
             return {api.managed_service for api in self.apis.values()}
 
-    def _op(self, name: str, verb: str, response, *, problems: list[str] | None = None):
+    def _op(self, name: str, verb: str, response, *, problems: list[str] | None = None, finish=None):
         location = "/".join(name.split("/")[:4])
         metadata = gw.OperationMetadata(
             create_time=_now(),
@@ -181,7 +186,7 @@ class ApiGatewayFake(GrpcFake):
                 "Cannot convert to service config. 'location: \"openapi.json\"' " + "; ".join(problems),
             )
         return self.operation(
-            response=response, metadata=metadata, error=error, prefix=f"{location}/operations"
+            response=response, metadata=metadata, error=error, prefix=f"{location}/operations", finish=finish
         )
 
     # --- APIs --------------------------------------------------------------------------------
@@ -214,6 +219,18 @@ class ApiGatewayFake(GrpcFake):
         if request.name not in self.apis:
             raise not_found(f"Resource '{request.name}'")
         return self.apis[request.name]
+
+    @rpc(SERVICE, "DeleteApi", gw.DeleteApiRequest, operations_pb2.Operation)
+    def delete_api(self, request, context):
+        api = self.apis.get(request.name)
+        if api is None:
+            raise not_found(f"Resource '{request.name}'")
+        if any(name.startswith(request.name + "/configs/") for name in self.configs):
+            raise FakeError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"API {request.name} still has API configs: delete them before the API.",
+            )
+        return self._delete(self.apis, request.name, gw.Api.State.DELETING)
 
     # --- configs -----------------------------------------------------------------------------
 
@@ -281,9 +298,17 @@ class ApiGatewayFake(GrpcFake):
             raise FakeError(
                 grpc.StatusCode.FAILED_PRECONDITION, f"Config {request.name} is in use by a gateway."
             )
-        del self.configs[request.name]
-        self.documents.pop(request.name, None)
-        return self._op(request.name, "delete", empty_pb2.Empty())
+        return self._delete(self.configs, request.name, gw.ApiConfig.State.DELETING)
+
+    def _delete(self, resources: dict, name: str, deleting) -> operations_pb2.Operation:
+        """Mark the resource DELETING; it is gone when the operation completes."""
+        resources[name].state = deleting
+
+        def gone():
+            resources.pop(name, None)
+            self.documents.pop(name, None)
+
+        return self._op(name, "delete", empty_pb2.Empty(), finish=gone)
 
     # --- gateways ----------------------------------------------------------------------------
 
@@ -342,7 +367,6 @@ class ApiGatewayFake(GrpcFake):
 
     @rpc(SERVICE, "DeleteGateway", gw.DeleteGatewayRequest, operations_pb2.Operation)
     def delete_gateway(self, request, context):
-        gateway = self.gateways.pop(request.name, None)
-        if gateway is None:
+        if request.name not in self.gateways:
             raise not_found(f"Resource '{request.name}'")
-        return self._op(request.name, "delete", empty_pb2.Empty())
+        return self._delete(self.gateways, request.name, gw.Gateway.State.DELETING)

@@ -9,6 +9,11 @@ Writes are long-running operations whose response (and metadata) is the Service.
 test marked as failing (`fail_revision`) never becomes ready: the operation ends with Cloud Run's
 message, `terminal_condition` says so, and the traffic stays where it was.
 `SetIamPolicy` with a stale etag answers ABORTED, as IAM does; without an etag it overwrites.
+Service-level scaling (`ServiceScaling`: automatic, or manual with `manual_instance_count`
+instances, 0 included) is kept as sent; a negative count is refused. `ListServices` takes one
+region: its parent "cannot be the "-" wildcard" (google.cloud.run.v2 ListServicesRequest), and is
+refused with INVALID_ARGUMENT. `DeleteService` is a long-running operation; the service (and its
+revisions) are gone when it completes.
 """
 
 from __future__ import annotations
@@ -132,11 +137,16 @@ class CloudRunFake(GrpcFake):
 
     @rpc(SERVICES, "ListServices", run_v2.ListServicesRequest, run_v2.ListServicesResponse)
     def list_services(self, request, context):
-        project, location = re.match(r"^projects/([^/]+)/locations/([^/]+)$", request.parent).groups()
+        match = re.match(r"^projects/([^/]+)/locations/([^/]+)$", request.parent)
+        if not match or match.group(2) == "-":
+            raise invalid(
+                f"Invalid parent {request.parent!r}: the location must be a valid Google Cloud region, and "
+                'cannot be the "-" wildcard.'
+            )
         found = [
             service
             for name, service in sorted(self.services.items())
-            if name.startswith(f"projects/{project}/") and location in ("-", name.split("/")[3])
+            if name.startswith(request.parent + "/")
         ]
         return run_v2.ListServicesResponse(services=found)
 
@@ -145,14 +155,18 @@ class CloudRunFake(GrpcFake):
         service = self.services.get(request.name)
         if service is None:
             raise not_found(f"Resource '{request.name.rsplit('/', 1)[-1]}' of kind 'SERVICE'")
+        prefix = _operations(service.name)
         if request.validate_only:
-            return self.operation(response=service, metadata=service, prefix=_operations(service.name))
-        del self.services[request.name]
-        self.policies.pop(request.name, None)
-        for revision in [r for r in self.revisions if r.startswith(request.name + "/")]:
-            del self.revisions[revision]
-            self.templates.pop(revision, None)
-        return self.operation(response=service, metadata=service, prefix=_operations(service.name))
+            return self.operation(response=service, metadata=service, prefix=prefix)
+
+        def gone():
+            self.services.pop(request.name, None)
+            self.policies.pop(request.name, None)
+            for revision in [r for r in self.revisions if r.startswith(request.name + "/")]:
+                del self.revisions[revision]
+                self.templates.pop(revision, None)
+
+        return self.operation(response=service, metadata=service, prefix=prefix, finish=gone)
 
     @rpc(SERVICES, "GetIamPolicy", iam_policy_pb2.GetIamPolicyRequest, policy_pb2.Policy)
     def get_iam_policy(self, request, context):
@@ -277,6 +291,8 @@ class CloudRunFake(GrpcFake):
         self._check_labels(requested.labels, "labels")
         self._check_labels(requested.annotations, "annotations")
         self._check_labels(template.labels, "template.labels")
+        if requested.scaling.manual_instance_count < 0:
+            raise invalid("scaling.manual_instance_count must not be negative.")
         current = self.services.get(name)
         generation = (current.generation if current else 0) + 1
         revision_id = (

@@ -14,7 +14,12 @@ forwarding rules and security policies, and holds to GOOGLE-APIS.md d.4:
 - writes take effect when accepted and answer a Compute `Operation` (PENDING until
   `operation_polls` polls have passed, then DONE); `fail_operation_next()` makes the next write's
   operation end DONE with an error (and no effect), as quota errors do; `requestId` makes a
-  retried write return its first operation.
+  retried write return its first operation;
+- a delete of a resource another one still refers to (a forwarding rule's target proxy and
+  address, a proxy's URL map and certificates, a URL map's backend service, a backend service's
+  NEGs and security policy) is refused with 400 `resourceInUseByAnotherResource`, in Google's words
+  ("The ssl_certificate resource '...' is already being used by '...'"); deleting what is gone is
+  404. Like inserts, deletes take effect when accepted.
 """
 
 from __future__ import annotations
@@ -35,6 +40,23 @@ GLOBAL = (
     "(?P<collection>addresses|sslCertificates|backendServices|urlMaps|targetHttpsProxies|forwardingRules)"
 )
 DEFAULT_PRIORITY = 2147483647
+#: What each collection's resources refer to, by field (a link, or a list of links).
+REFERENCES = {
+    "forwardingRules": ("target", "IPAddress"),
+    "targetHttpsProxies": ("urlMap", "sslCertificates"),
+    "urlMaps": ("defaultService",),
+    "backendServices": ("backends", "securityPolicy"),
+}
+KINDS = {
+    "addresses": "address",
+    "sslCertificates": "ssl_certificate",
+    "networkEndpointGroups": "network_endpoint_group",
+    "backendServices": "backend_service",
+    "urlMaps": "url_map",
+    "targetHttpsProxies": "target_https_proxy",
+    "forwardingRules": "forwarding_rule",
+    "securityPolicies": "security_policy",
+}
 ACTIONS = {"allow", "deny(403)", "deny(404)", "deny(502)", "throttle", "rate_based_ban", "redirect"}
 
 
@@ -229,6 +251,45 @@ class ComputeFake(RestFake):
             raise HttpError(404, f"The resource '{key}' was not found")
         return 200, self.resources[key]
 
+    def _links(self, resource: dict) -> set[str]:
+        """The short links ("global/urlMaps/x") a stored resource refers to."""
+        collection = _short(resource["selfLink"]).split("/")[-2]
+        links = set()
+        for field in REFERENCES.get(collection, ()):
+            value = resource.get(field)
+            for item in value if isinstance(value, list) else [value]:
+                link = item.get("group") if isinstance(item, dict) else item
+                if link and not re.match(r"^\d+\.\d+\.\d+\.\d+$", link):
+                    links.add(_short(link))
+        return links
+
+    def _delete(self, request: Request, key: str, scope: str, remove) -> tuple[int, dict]:
+        """Delete `key` unless another resource refers to it; `remove()` takes it away."""
+        project = request.params["project"]
+        users = sorted(other for other, resource in self.resources.items() if key in self._links(resource))
+        if users:
+            collection, name = key.split("/")[-2:]
+            raise HttpError(
+                400,
+                f"The {KINDS[collection]} resource 'projects/{project}/{key}' is already being used by "
+                f"'projects/{project}/{users[0]}'",
+                reason="resourceInUseByAnotherResource",
+            )
+        return self._operation(request, scope, "delete", key, remove)
+
+    @route("DELETE", PROJECT + "/global/" + GLOBAL + r"/(?P<name>[^/]+)")
+    def delete_global(self, request: Request):
+        key = f"global/{request.params['collection']}/{request.params['name']}"
+        self._get(key)
+        return self._delete(request, key, "global", lambda: self.resources.pop(key))
+
+    @route("DELETE", PROJECT + r"/regions/(?P<region>[^/]+)/networkEndpointGroups/(?P<name>[^/]+)")
+    def delete_neg(self, request: Request):
+        region = request.params["region"]
+        key = f"regions/{region}/networkEndpointGroups/{request.params['name']}"
+        self._get(key)
+        return self._delete(request, key, region, lambda: self.resources.pop(key))
+
     @route("POST", PROJECT + "/global/" + GLOBAL)
     def insert_global(self, request: Request):
         return self._insert(request, request.params["collection"])
@@ -331,6 +392,14 @@ class ComputeFake(RestFake):
             self.policies[name] = policy
 
         return self._operation(request, "global", "insert", f"global/securityPolicies/{name}", effect)
+
+    @route("DELETE", PROJECT + r"/global/securityPolicies/(?P<name>[^/]+)")
+    def delete_policy(self, request: Request):
+        name = request.params["name"]
+        self._policy(name)
+        return self._delete(
+            request, f"global/securityPolicies/{name}", "global", lambda: self.policies.pop(name)
+        )
 
     @route("GET", PROJECT + r"/global/securityPolicies/(?P<name>[^/]+)")
     def get_policy(self, request: Request):

@@ -7,7 +7,9 @@ It holds to Google's definitions (google/iam/admin/v1/iam.proto): an account is
 INVALID_ARGUMENT; `display_name` is at most 100 characters and `description` at most 256; the same
 id twice in a project is ALREADY_EXISTS ("Service account ... already exists within project ...").
 `GetServiceAccount` takes the email or the unique id, with the project or `-`, and answers an
-unknown account with NOT_FOUND ("Unknown service account"). Create and get are synchronous.
+unknown account with NOT_FOUND ("Unknown service account"). `DeleteServiceAccount` answers an
+empty response (projects.serviceAccounts.delete: "If successful, the response body is empty"), or
+NOT_FOUND for an account that is not there. Create, get and delete are synchronous.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 
 import grpc
 from google.cloud import iam_admin_v1
+from google.protobuf import empty_pb2
 
 from tests.fakes.grpc_server import FakeError, GrpcFake, already_exists, invalid, next_number, rpc
 
@@ -93,6 +96,12 @@ class IamAdminFake(GrpcFake):
             if project in ("-", owner) and key in (email, account.unique_id):
                 return account
         raise FakeError(grpc.StatusCode.NOT_FOUND, "Unknown service account")
+
+    @rpc(SERVICE, "DeleteServiceAccount", iam_admin_v1.DeleteServiceAccountRequest, empty_pb2.Empty)
+    def delete_service_account(self, request, context):
+        account = self.get_service_account(request, context)
+        del self.accounts[(account.project_id, account.email)]
+        return empty_pb2.Empty()
 
     def _store(self, project: str, email: str, display_name: str, description: str):
         unique_id = str(int(hashlib.sha1(email.encode()).hexdigest(), 16) % 10**21).rjust(21, "1")

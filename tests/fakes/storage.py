@@ -77,6 +77,16 @@ class StorageFake(RestFake):
             raise HttpError(404, f"No such object: {bucket}/{request.params['name']}")
         return 200, meta
 
+    @route("DELETE", BUCKET + r"/o/(?P<name>.+)")
+    def delete_object(self, request: Request):
+        bucket = self._bucket(request)
+        key = (bucket, request.params["name"])
+        if key not in self.objects:
+            raise HttpError(404, f"No such object: {bucket}/{request.params['name']}")
+        del self.objects[key]
+        del self.data[key]
+        return 204, None
+
     # --- media downloads ---------------------------------------------------------------------
 
     def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:

@@ -16,6 +16,11 @@ class TrafficShare(TypedDict):
     percent: int
 
 
+class StartedOperations(TypedDict):
+    names: list[str]  # the long-running operations a step started
+    started: float  # wall time they were started
+
+
 class DeploymentResources(TypedDict, total=False):
     # Read by the portal.
     url: str  # where callers reach the endpoint once this deployment is live
@@ -28,6 +33,7 @@ class DeploymentResources(TypedDict, total=False):
 
     # gcp: Cloud Run.
     service_account: str  # the e-mail the revision runs as
+    service_account_created: bool  # the portal made that account (so an endpoint's delete removes it)
     model_uri: str  # gs:// address of the artifact
     reader: str  # the IAM member granted read access to the bucket
     service: str  # projects/.../services/...
@@ -52,3 +58,5 @@ class DeploymentResources(TypedDict, total=False):
     security_policy: str
     load_balancer: str
     lb_address: str
+    # gcp: an endpoint's delete.
+    deletions: dict[str, StartedOperations]  # the delete operations each step started, by step name

@@ -13,7 +13,8 @@ from google.cloud import run_v2
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import GATEWAY_SA, PROJECT, make_spec, run_steps
 from tests.fakes.grpc_server import quota_error
-from worker.runtimes.base import PermanentError, TransientError
+from worker.runtimes import base
+from worker.runtimes.base import PermanentError, TeardownSpec, TransientError
 from worker.runtimes.gcp.operations import StillRunning
 
 SERVICE = f"projects/{PROJECT}/locations/us-central1/services/iris-prod"
@@ -319,7 +320,12 @@ def test_an_endpoint_name_cloud_run_cannot_take_fails_before_any_call(gcp, fakes
     assert fakes.run.methods() == []
 
 
-def test_stopping_deletes_the_gateway_and_the_service_but_not_a_namesake_the_portal_did_not_make(
+def delete_service(gcp, spec: TeardownSpec) -> None:
+    """Run only the delete steps of the endpoint's Cloud Run service (someone deleted it)."""
+    base.run_steps([s for s in gcp.delete_steps(spec) if s.name in ("delete_service", "service_deleted")])
+
+
+def test_deleting_the_service_addresses_it_by_its_exact_name_and_leaves_a_namesake_in_another_region(
     gcp, fakes, artifact
 ):
     run_steps(gcp, make_spec(artifact))
@@ -327,18 +333,22 @@ def test_stopping_deletes_the_gateway_and_the_service_but_not_a_namesake_the_por
     fakes.run.services[foreign] = run_v2.Service(name=foreign, labels={"team": "ops"})
     fakes.clear_calls()
 
-    gcp.stop_endpoint("iris-prod")
+    delete_service(gcp, TeardownSpec(endpoint="iris-prod"))
 
-    assert fakes.gateway.methods() == ["DeleteGateway", "GetOperation"]
-    assert fakes.run.methods() == ["ListServices", "DeleteService", "GetOperation"]
-    assert fakes.run.requests("ListServices")[0].parent == f"projects/{PROJECT}/locations/-"
+    assert fakes.run.methods() == ["GetService", "DeleteService", "GetOperation"]
+    assert fakes.run.requests("GetService")[0].name == SERVICE
+    assert fakes.run.requests("DeleteService")[0].name == SERVICE
     assert list(fakes.run.services) == [foreign]
-    assert fakes.gateway.apis and fakes.gateway.configs  # kept for the next deploy
 
 
-def test_a_service_made_again_after_a_stop_gets_its_invoker_grant_again(gcp, fakes, artifact):
+def test_listing_services_in_every_region_is_refused_as_cloud_run_refuses_it(gcp, fakes):
+    with pytest.raises(Exception, match='cannot be the "-" wildcard'):
+        gcp.ctx.clients.run().list_services(parent=f"projects/{PROJECT}/locations/-")
+
+
+def test_a_service_made_again_after_it_was_deleted_gets_its_invoker_grant_again(gcp, fakes, artifact):
     first = run_steps(gcp, make_spec(artifact, deployment_id=1))
-    gcp.stop_endpoint("iris-prod")
+    delete_service(gcp, TeardownSpec(endpoint="iris-prod", made=(first,)))
     fakes.clear_calls()
 
     run_steps(gcp, make_spec(artifact, deployment_id=2, previous=first))

@@ -72,7 +72,7 @@ def test_a_retried_create_that_meets_already_exists_succeeds(gcp, fakes, artifac
     assert fakes.iam.methods() == ["GetServiceAccount", "CreateServiceAccount", "CreateServiceAccount"]
     assert len(clock.sleeps) == 1
     assert fakes.iam.emails(PROJECT) == [SERVING_SA]
-    assert result.resources == {"service_account": SERVING_SA}
+    assert result.resources == {"service_account": SERVING_SA, "service_account_created": True}
     assert "created" in result.message
 
 

@@ -218,5 +218,16 @@ def _create(ctx: Context, client, name: str, cidrs: tuple[str, ...]) -> str:
     return f"{name} created: {len(desired)} allow rule(s) for {len(cidrs)} range(s), everyone else denied"
 
 
+def delete_policy(ctx: Context, endpoint: str) -> bool:
+    """Delete the endpoint's policy (no backend service may use it any more); True if it was there."""
+    name = policy_name(endpoint)
+    return compute.delete(
+        ctx,
+        ctx.clients.compute("SecurityPoliciesClient").delete_unary,
+        {"project": ctx.cfg.project, "security_policy": name},
+        what=f"Delete security policy {name}",
+    )
+
+
 def _default_rule():
     return _rule(DEFAULT_PRIORITY, ["*"], action="deny(403)", description="default: deny everyone else")

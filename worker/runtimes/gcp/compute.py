@@ -60,10 +60,20 @@ def insert(ctx: Context, method, request: dict, *, what: str, region: str | None
     """Create a resource with `method` (an `insert_unary`) unless it exists; True if it was made.
 
     `region` names the region whose operations to poll (regional resources only)."""
-    operation = ctx.call(
-        method, request={**request, "request_id": request_id()}, what=what, accept=(gexc.Conflict,)
-    )
-    if operation is None:  # 409: it exists (an earlier deploy, or our own earlier try)
+    return _write(ctx, method, request, what=what, region=region, done=gexc.Conflict)  # 409: it exists
+
+
+def delete(ctx: Context, method, request: dict, *, what: str, region: str | None = None) -> bool:
+    """Delete a resource with `method` (a `delete_unary`) unless it is gone; True if it was there.
+
+    Compute refuses (400 resourceInUseByAnotherResource) while another resource refers to it."""
+    return _write(ctx, method, request, what=what, region=region, done=gexc.NotFound)
+
+
+def _write(ctx: Context, method, request: dict, *, what: str, region: str | None, done: type) -> bool:
+    """Send one write and wait for its operation; False when Google answered `done` (nothing to do)."""
+    operation = ctx.call(method, request={**request, "request_id": request_id()}, what=what, accept=(done,))
+    if operation is None:
         return False
     wait(ctx, operation, what=what, region=region)
     return True

@@ -248,17 +248,21 @@ def enable_managed_service(ctx: Context, managed_service: str) -> bool:
     return True
 
 
-def delete_gateway(ctx: Context, endpoint: str) -> bool:
-    """Delete the endpoint's gateway (API, configs and keys stay for a later deploy); True if it existed."""
+def config_names(ctx: Context, api: str) -> list[str]:
+    """The names of the API's configs (none when the API is gone), every page read."""
     client = ctx.clients.gateway()
-    name = gateway_name(ctx, endpoint)
-    started = ctx.wall()
-    operation = ctx.call(
-        client.delete_gateway, name=name, what=f"Delete gateway {endpoint}", accept=(gexc.NotFound,)
-    )
-    if operation is None:
-        return False
-    operation_result(
-        ctx, client, operation.operation.name, what=f"Delete gateway {endpoint}", started=started
-    )
-    return True
+    found: list[str] = []
+    token = ""
+    while True:
+        page = ctx.call(
+            client.list_api_configs,
+            request={"parent": api, "page_size": 500, "page_token": token},
+            what=f"List the configs of {api}",
+            accept=(gexc.NotFound,),
+        )
+        if page is None:
+            return found
+        found += [config.name for config in page.api_configs]
+        token = page.next_page_token
+        if not token:
+            return found

@@ -8,6 +8,8 @@
 Made the first time an allowlist endpoint deploys (each piece created unless it exists, so a
 resumed step skips what is there) and reused after: a deployment whose predecessor recorded the
 chain makes no call at all. Someone must point the DNS name at the address (the step says which).
+An endpoint's delete removes the chain in the reverse order, the forwarding rule first: Compute
+refuses to delete a piece another one still refers to.
 """
 
 from __future__ import annotations
@@ -137,25 +139,62 @@ def ensure_chain(ctx: Context, spec: DeploySpec) -> tuple[DeploymentResources, l
     return found, made
 
 
-def missing(ctx: Context, spec: DeploySpec) -> list[str]:
-    """The names of the chain's pieces that do not exist yet, read one by one."""
-    n = names(spec.endpoint)
-    region = spec.resources.region
-    lookups = [
+def pieces(endpoint: str, regions: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """The chain's pieces in the order they are created, each as (client, the keys naming it): one
+    serverless NEG per region the endpoint's service was in. Each refers only to pieces before it,
+    so deleting in the reverse order never meets a piece still in use."""
+    n = names(endpoint)
+    return [
         ("GlobalAddressesClient", {"address": n["address"]}),
         ("SslCertificatesClient", {"ssl_certificate": n["certificate"]}),
-        ("RegionNetworkEndpointGroupsClient", {"region": region, "network_endpoint_group": n["neg"]}),
+        *[
+            ("RegionNetworkEndpointGroupsClient", {"region": region, "network_endpoint_group": n["neg"]})
+            for region in regions
+        ],
         ("BackendServicesClient", {"backend_service": n["backend"]}),
         ("UrlMapsClient", {"url_map": n["url_map"]}),
         ("TargetHttpsProxiesClient", {"target_https_proxy": n["proxy"]}),
         ("GlobalForwardingRulesClient", {"forwarding_rule": n["rule"]}),
     ]
-    absent = []
-    for client_name, key in lookups:
-        client = ctx.clients.compute(client_name)
-        found = ctx.call(
-            client.get, project=ctx.cfg.project, what=f"Read {key}", accept=(gexc.NotFound,), **key
-        )
-        if found is None:
-            absent.append(key.get("network_endpoint_group") or next(iter(key.values())))
-    return absent
+
+
+def label(key: dict[str, str]) -> str:
+    """A piece's name for messages: `<name>` or `<name> (<region>)`."""
+    name = key.get("network_endpoint_group") or next(iter(key.values()))
+    return f"{name} ({key['region']})" if "region" in key else name
+
+
+def exists(ctx: Context, client_name: str, key: dict[str, str]) -> bool:
+    found = ctx.call(
+        ctx.clients.compute(client_name).get,
+        project=ctx.cfg.project,
+        what=f"Read {label(key)}",
+        accept=(gexc.NotFound,),
+        **key,
+    )
+    return found is not None
+
+
+def missing(ctx: Context, spec: DeploySpec) -> list[str]:
+    """The names of the chain's pieces that do not exist yet, read one by one."""
+    return [
+        label(key)
+        for client, key in pieces(spec.endpoint, [spec.resources.region])
+        if not exists(ctx, client, key)
+    ]
+
+
+def present(ctx: Context, endpoint: str, regions: list[str]) -> list[str]:
+    """The names of the chain's pieces that exist, in the order `delete_chain` deletes them."""
+    return [label(key) for client, key in reversed(pieces(endpoint, regions)) if exists(ctx, client, key)]
+
+
+def delete_chain(ctx: Context, endpoint: str, regions: list[str]) -> list[str]:
+    """Delete the chain, the forwarding rule first; returns the names of the pieces deleted."""
+    deleted = []
+    for client_name, key in reversed(pieces(endpoint, regions)):
+        method = ctx.clients.compute(client_name).delete_unary
+        request = {"project": ctx.cfg.project, **key}
+        if compute.delete(ctx, method, request, what=f"Delete {label(key)}", region=key.get("region")):
+            deleted.append(label(key))
+    return deleted

@@ -8,6 +8,10 @@ refuses one with the same name and a different template.
 
 Traffic names revisions, never "latest": the new revision gets the deployment's share and the
 previous live revision keeps the rest, so a revision that never becomes ready takes no traffic.
+
+A stopped endpoint keeps its service, traffic and URL, scaled to no instance at all: service-level
+manual scaling with an instance count of 0. Starting it (and any deploy or rollback) puts the
+service back on automatic scaling, where the revision's own min and max instances apply again.
 """
 
 from __future__ import annotations
@@ -64,6 +68,19 @@ def ingress_for(mode: str) -> run_v2.IngressTraffic:
     return ingress(ingress.INGRESS_TRAFFIC_ALL)
 
 
+def scaling(*, stopped: bool) -> run_v2.ServiceScaling:
+    """Service-level scaling: none of the service's instances when stopped, else automatic."""
+    mode = run_v2.ServiceScaling.ScalingMode
+    if stopped:
+        return run_v2.ServiceScaling(scaling_mode=mode.MANUAL, manual_instance_count=0)
+    return run_v2.ServiceScaling(scaling_mode=mode.AUTOMATIC)
+
+
+def is_stopped(service: run_v2.Service) -> bool:
+    manual = run_v2.ServiceScaling.ScalingMode.MANUAL
+    return service.scaling.scaling_mode == manual and service.scaling.manual_instance_count == 0
+
+
 def traffic_for(spec: DeploySpec, revision: str) -> list[run_v2.TrafficTarget]:
     previous = spec.previous.get("revision")
     if spec.traffic_percent < 100 and previous and previous != revision:
@@ -95,6 +112,7 @@ def build_service(ctx: Context, spec: DeploySpec) -> run_v2.Service:
         # Key modes: only the gateway's account may invoke (IAM). Allowlist and open modes: no
         # caller identity exists (load balancer, public), so IAM checks are off and ingress decides.
         invoker_iam_disabled=spec.access.mode not in KEY_MODES,
+        scaling=scaling(stopped=False),  # a deploy serves, whether or not the endpoint was stopped
         template=run_v2.RevisionTemplate(
             revision=revision,
             labels={**labels, "portal-deployment": str(spec.deployment_id)},
@@ -176,6 +194,7 @@ def set_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> Depl
     service.traffic = [
         run_v2.TrafficTarget(type_=REVISION, revision=rev, percent=pct) for rev, pct in targets
     ]
+    service.scaling = scaling(stopped=False)  # a rollback serves, whether or not the endpoint was stopped
     started = ctx.wall()
     operation = ctx.call(
         ctx.clients.run().update_service,
@@ -185,28 +204,40 @@ def set_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> Depl
     return {"run_operation": operation.operation.name, "run_operation_started": started}
 
 
-def delete_services(ctx: Context, endpoint: str) -> list[str]:
-    """Delete the endpoint's Cloud Run service in whatever region it is; returns the names deleted."""
-    client = ctx.clients.run()
-    listed = ctx.call(
-        client.list_services,
-        request={"parent": f"projects/{ctx.cfg.project}/locations/-", "page_size": 500},
-        what="List Cloud Run services",
+def set_scaling(ctx: Context, name: str, *, stopped: bool) -> DeploymentResources:
+    """Start the write of the service's scaling (`scaling`); the revisions and traffic stay."""
+    service = ctx.call(ctx.clients.run().get_service, name=name, what=f"Read {name}")
+    service.scaling = scaling(stopped=stopped)
+    started = ctx.wall()
+    operation = ctx.call(
+        ctx.clients.run().update_service,
+        request=run_v2.UpdateServiceRequest(service=service),
+        what=f"{'Stop' if stopped else 'Start'} {name}",
     )
-    deleted = []
-    for service in listed.services:
-        if service.name.rsplit("/", 1)[-1] != endpoint or service.labels.get("managed-by") != MANAGED_BY:
-            continue
-        started = ctx.wall()
-        operation = ctx.call(
-            client.delete_service, name=service.name, what=f"Delete {service.name}", accept=(gexc.NotFound,)
-        )
-        if operation is not None:
-            operation_result(
-                ctx, client, operation.operation.name, what=f"Delete {service.name}", started=started
-            )
-        deleted.append(service.name)
-    return deleted
+    return {"service": name, "run_operation": operation.operation.name, "run_operation_started": started}
+
+
+def wait_scaling(ctx: Context, resources: DeploymentResources, *, stopped: bool) -> run_v2.Service:
+    """Wait for a scaling write; the service must then be stopped (or not), as asked."""
+    service = operation_result(
+        ctx,
+        ctx.clients.run(),
+        resources["run_operation"],
+        what=f"{'Stop' if stopped else 'Start'} {resources['service']}",
+        started=resources["run_operation_started"],
+        result_cls=run_v2.Service,
+    )
+    if is_stopped(service) != stopped:
+        raise PermanentError(f"{resources['service']} did not take the new scaling: {service.scaling}")
+    return service
+
+
+def portal_service(ctx: Context, name: str) -> run_v2.Service | None:
+    """The service of that exact name if the portal made it (its label says so), else None."""
+    service = ctx.call(ctx.clients.run().get_service, name=name, what=f"Read {name}", accept=(gexc.NotFound,))
+    if service is None or service.labels.get("managed-by") != MANAGED_BY:
+        return None
+    return service
 
 
 def wait_traffic(ctx: Context, resources: DeploymentResources) -> DeploymentResources:

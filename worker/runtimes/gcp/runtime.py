@@ -3,8 +3,9 @@
     RUNTIME=gcp GCP_PROJECT=... GCP_SERVING_IMAGE=... GCP_ARTIFACT_BUCKET=... \\
     GCP_GATEWAY_SERVICE_ACCOUNT=... GCP_LB_DOMAIN=...  (see the README's configuration table)
 
-The steps of a deploy, each with its plan, are in `worker.runtimes.gcp.steps`; this module keeps
-what changes a live endpoint outside a deploy: its access policy, its keys, stopping it.
+The steps of a deploy, each with its plan, are in `worker.runtimes.gcp.steps`; those that stop,
+start and delete an endpoint in `worker.runtimes.gcp.lifecycle`; this module keeps what changes a
+live endpoint outside a deploy: its access policy and its keys.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from worker.runtimes.base import (
     KeySpec,
     Runtime,
     Step,
-    StepResult,
+    TeardownSpec,
 )
 from worker.runtimes.gcp import armor, gateway, keys, run
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
+from worker.runtimes.gcp.lifecycle import TeardownSteps, scaling_steps
 from worker.runtimes.gcp.steps import DeploySteps
 from worker.runtimes.resources import DeploymentResources
 
@@ -72,7 +74,7 @@ class GcpRuntime(Runtime):
         steps = DeploySteps(self.ctx, spec)
         return steps.rollback() if spec.rollback_to.get("revision") else steps.all()
 
-    # --- access, keys, stop --------------------------------------------------------------------
+    # --- access and keys --------------------------------------------------------------------
 
     def apply_access(self, endpoint: str, access: AccessPolicy) -> None:
         """Keys carry the allowlist in `both` mode (none in `api_key` mode); Cloud Armor in `ip_allowlist`.
@@ -125,24 +127,19 @@ class GcpRuntime(Runtime):
         """Undelete the Google key (Google keeps a deleted key for 30 days)."""
         keys.restore(self.ctx, key_name)
 
-    def stop_steps(self, endpoint: str) -> list[Step]:
-        """Delete the gateway, then the Cloud Run service. The API, its configs, the keys, the
-        security policy and the load balancer stay: a later deploy reuses them."""
+    # --- stop, start, delete --------------------------------------------------------------------
 
-        def delete_gateway(resources: DeploymentResources) -> StepResult:
-            existed = gateway.delete_gateway(self.ctx, endpoint)
-            return StepResult(f"Gateway {endpoint} {'deleted' if existed else 'was already gone'}.")
+    def stop_steps(self, spec: DeploySpec) -> list[Step]:
+        """Scale the service to no instance; its revisions, traffic, gateway, keys, Cloud Armor and
+        load balancer stay, so `start_steps` serves on the same URL."""
+        return scaling_steps(self.ctx, spec, stopped=True)
 
-        def delete_service(resources: DeploymentResources) -> StepResult:
-            deleted = run.delete_services(self.ctx, endpoint)
-            return StepResult(
-                f"Deleted {', '.join(deleted)}." if deleted else "No Cloud Run service was left."
-            )
+    def start_steps(self, spec: DeploySpec) -> list[Step]:
+        """Put the service back on automatic scaling, where the revision's min instances apply."""
+        return scaling_steps(self.ctx, spec, stopped=False)
 
-        return [
-            Step("delete_gateway", "Delete the API gateway", delete_gateway),
-            Step("delete_service", "Delete the Cloud Run service", delete_service),
-        ]
+    def delete_steps(self, spec: TeardownSpec) -> list[Step]:
+        return TeardownSteps(self.ctx, spec).all()
 
     def ensure_serving(self, spec: DeploySpec) -> bool:
         """Cloud Run keeps ready revisions serving by itself: nothing to start, no call to make."""

@@ -6,7 +6,8 @@ it only when IAM answers NOT_FOUND, so a worker that may read but not create acc
 where an administrator made them beforehand. A create that meets ALREADY_EXISTS is the answer to an
 earlier try (or a racing worker): success. PERMISSION_DENIED and an invalid id stay permanent with
 IAM's own message. The portal journals the account, and a later deploy of the endpoint that finds
-it recorded by the live deployment makes no call at all.
+it recorded by the live deployment makes no call at all. It journals too whether it created the
+account: an endpoint's delete removes only an account the portal made.
 """
 
 from __future__ import annotations
@@ -62,5 +63,19 @@ def ensure(ctx: Context, account: str, endpoint: str) -> bool:
         },
         what=f"Create the service account {account}",
         accept=(gexc.AlreadyExists,),  # an earlier try (or another worker) made it
+    )
+    return True
+
+
+def delete(ctx: Context, account: str) -> bool:
+    """Delete `account` (IAM answers at once, no operation); True if it existed."""
+    if not exists(ctx, account):
+        return False
+    _, project = split(account)
+    ctx.call(
+        ctx.clients.iam_admin().delete_service_account,
+        request={"name": f"projects/{project}/serviceAccounts/{account}"},
+        what=f"Delete the service account {account}",
+        accept=(gexc.NotFound,),  # deleted since the read
     )
     return True

@@ -124,6 +124,7 @@ class DeploySteps:
         if self.spec.previous.get("service_account") == account:  # the live deployment has it: no call
             return StepResult(f"{account} exists", found)
         created = service_accounts.ensure(self.ctx, account, self.spec.endpoint)
+        found["service_account_created"] = created
         return StepResult(f"{account} {'created' if created else 'exists'}", found)
 
     def plan_service_account(self) -> list[Change]:

@@ -4,7 +4,9 @@ The object is named `<sha256>.<format>`, so it is uploaded once however many dep
 and the upload is create-only (`if_generation_match=0`): two workers racing both succeed and the
 object is written once. The endpoint's service account gets `roles/storage.objectViewer` on the
 bucket by read-modify-write of the bucket's IAM policy (with its etag), so the serving container
-can read `SERVING_MODEL_URI` at start.
+can read `SERVING_MODEL_URI` at start. An endpoint's delete takes the grant back (before the account
+goes: IAM then shows a deleted account's bindings as `deleted:serviceAccount:...`) and removes
+the artifacts no other endpoint uses.
 """
 
 from __future__ import annotations
@@ -65,32 +67,63 @@ def ensure_artifact(ctx: Context, model: ModelSpec, *, validate_only: bool = Fal
     return f"uploaded {size} bytes to gs://{bucket.name}/{name}"
 
 
+def artifact_exists(ctx: Context, model: ModelSpec) -> bool:
+    bucket = ctx.clients.storage().bucket(ctx.cfg.artifact_bucket)
+    name = object_name(model)
+    return ctx.call(bucket.get_blob, name, what=f"Read gs://{bucket.name}/{name}") is not None
+
+
+def delete_artifact(ctx: Context, model: ModelSpec) -> bool:
+    """Remove the artifact's object; True if it was there."""
+    if not artifact_exists(ctx, model):
+        return False
+    bucket = ctx.clients.storage().bucket(ctx.cfg.artifact_bucket)
+    name = object_name(model)
+    ctx.call(
+        bucket.delete_blob, name, what=f"Delete gs://{bucket.name}/{name}", accept=(gexc.NotFound,)
+    )  # NotFound: deleted since the read
+    return True
+
+
 def grant_reader(ctx: Context, member: str, *, validate_only: bool = False) -> bool:
     """Let `member` read the bucket's objects; True if the policy had to change."""
+    return _change_reader(ctx, member, grant=True, validate_only=validate_only)
+
+
+def revoke_reader(ctx: Context, member: str, *, validate_only: bool = False) -> bool:
+    """Take back `member`'s read access to the bucket; True if the policy had to change."""
+    return _change_reader(ctx, member, grant=False, validate_only=validate_only)
+
+
+def _change_reader(ctx: Context, member: str, *, grant: bool, validate_only: bool) -> bool:
+    """Read-modify-write of the bucket's IAM policy so `member` holds the unconditional reader
+    binding (`grant`) or does not; True if the policy had to change (or would, when validating)."""
     bucket = ctx.clients.storage().bucket(ctx.cfg.artifact_bucket)
     for _ in range(IAM_ATTEMPTS):
         policy = ctx.call(
             bucket.get_iam_policy, requested_policy_version=3, what=f"Read the IAM policy of {bucket.name}"
         )
-        for binding in policy.bindings:
-            if (
-                binding["role"] == READER_ROLE
-                and not binding.get("condition")
-                and member in binding["members"]
-            ):
-                return False
+        readers = [
+            binding
+            for binding in policy.bindings
+            if binding["role"] == READER_ROLE and not binding.get("condition")
+        ]
+        if any(member in binding["members"] for binding in readers) == grant:
+            return False
         if validate_only:
             return True
-        for binding in policy.bindings:
-            if binding["role"] == READER_ROLE and not binding.get("condition"):
-                binding["members"] = set(binding["members"]) | {member}
-                break
+        if not grant:
+            for binding in readers:
+                binding["members"] = set(binding["members"]) - {member}
+        elif readers:
+            readers[0]["members"] = set(readers[0]["members"]) | {member}
         else:
             policy.bindings.append({"role": READER_ROLE, "members": {member}})
+        verb = "Let" if grant else "Stop"
         written = ctx.call(
             bucket.set_iam_policy,
             policy,
-            what=f"Let {member} read {bucket.name}",
+            what=f"{verb} {member} read {bucket.name}",
             accept=(gexc.PreconditionFailed,),  # stale etag: re-read and try again
         )
         if written is not None:
