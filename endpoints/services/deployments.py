@@ -172,6 +172,7 @@ def deployment_rollback(*, user, deployment: Deployment) -> Deployment:
     endpoint = deployment.endpoint
     if refusal := deployment.roll_back_refusal:
         raise ServiceError(refusal)
+    assert deployment.model_version is not None  # a deploy, as roll_back_refusal made sure
     return deployment_request(
         user=user,
         endpoint=endpoint,
@@ -230,6 +231,7 @@ def resources_of(deployment: Deployment) -> DeploymentResources:
 def deploy_spec_for(deployment: Deployment) -> DeploySpec:
     endpoint = deployment.endpoint
     version = deployment.model_version
+    assert version is not None, f"{deployment} deploys no version"
     live = endpoint.live_deployment
     return DeploySpec(
         endpoint=endpoint.name,
@@ -254,6 +256,8 @@ def deploy_spec_for(deployment: Deployment) -> DeploySpec:
 def live_spec_for(endpoint: Endpoint) -> DeploySpec:
     """The live deployment of `endpoint` as a stop or start sees it: `previous` holds what its own
     steps recorded."""
+    if endpoint.live_deployment_id is None:
+        raise ServiceError(f"Nothing is live on {endpoint.name}.", code="conflict")
     live = Deployment.objects.select_related("endpoint__live_deployment", "model_version__model").get(
         pk=endpoint.live_deployment_id
     )

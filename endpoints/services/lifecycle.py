@@ -12,6 +12,8 @@ and plan mode; one operation runs at a time per endpoint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -57,7 +59,7 @@ def _check_start(endpoint: Endpoint) -> ModelVersion | None:
     return _live_version(endpoint)
 
 
-CHECKS = {
+CHECKS: dict[str, Callable[[Endpoint], ModelVersion | None]] = {
     DeploymentAction.STOP: _check_stop,
     DeploymentAction.START: _check_start,
     DeploymentAction.DELETE: _live_version,

@@ -4,7 +4,8 @@ An admin deploys the iris model and watches the steps arrive live; a team member
 the admin approves it; the member sees the key once; the key gets a prediction from the endpoint.
 Everything runs for real: the portal (pytest-django's live server), a Celery worker, PostgreSQL,
 Redis and the local runtime's serving processes. A second test clicks the inline (htmx) edits:
-the allowlist and revoking a key. Run with `scripts/test tests/browser`.
+the allowlist and revoking a key; another stops, starts and deletes an endpoint. Run with
+`scripts/test tests/browser`.
 """
 
 import re
@@ -245,3 +246,52 @@ def test_emptying_an_allowlist_is_confirmed_in_the_page_and_then_said_plainly(
     expect(page.locator("#access-state")).to_contain_text("pending")
     assert dialogs == []  # the page asked, not a script dialog
     assert page.evaluate("window.notReloaded") is True
+
+
+@pytest.fixture
+def served(transactional_db, admin, endpoint, iris_version, celery_worker_process):
+    """iris-prod live, deployed by the worker before the browser opens."""
+    from endpoints.models import Deployment
+    from endpoints.services.deployments import deployment_request
+
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deadline = time.monotonic() + SLOW / 1000
+    while (status := Deployment.objects.get(pk=deployment.pk).status) in ("queued", "running"):
+        assert time.monotonic() < deadline, celery_worker_process.log_text()[-4000:]
+        time.sleep(0.2)
+    assert status == "ready", celery_worker_process.log_text()[-4000:]
+    endpoint.refresh_from_db()
+    return endpoint.url
+
+
+def test_an_admin_stops_starts_and_deletes_an_endpoint(live_server, served, browser_page):
+    page, url = browser_page, served
+    log_in(page, live_server.url, "ada", "ada-password-1")
+    page.get_by_role("link", name="iris-prod").click()
+
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.get_by_role("heading", name=re.compile(r"Stop #\d+"))).to_be_visible()
+    expect(page.locator(".steps-panel")).to_have_attribute("data-status", "done", timeout=SLOW)
+    with pytest.raises(httpx.ConnectError):
+        httpx.post(f"{url}/predict", json=SETOSA, timeout=10)
+    page.get_by_role("link", name="iris-prod").first.click()
+    expect(page.locator("#calling")).to_contain_text("answers no prediction until the endpoint is started")
+
+    page.get_by_role("button", name="Start", exact=True).click()
+    expect(page.locator(".steps-panel")).to_have_attribute("data-status", "done", timeout=SLOW)
+    assert httpx.post(f"{url}/predict", json=SETOSA, timeout=10).status_code == 401  # serving, keys checked
+
+    page.get_by_role("link", name="iris-prod").first.click()
+    page.get_by_role("link", name="Delete endpoint…").click()
+    expect(page.locator("table")).to_contain_text("stop iris-prod-d")  # the runtime's plan
+    page.get_by_label("Type the endpoint's name to confirm").fill("iris")
+    page.get_by_role("button", name="Delete iris-prod").click()
+    expect(page.locator(".field .error")).to_contain_text("Type the endpoint's name, iris-prod, to confirm.")
+    page.get_by_label("Type the endpoint's name to confirm").fill("iris-prod")
+    page.get_by_role("button", name="Delete iris-prod").click()
+    expect(page.locator(".steps-panel")).to_have_attribute("data-status", "done", timeout=SLOW)
+    expect(page.locator(".steps-panel")).to_contain_text("its name is free")
+    with pytest.raises(httpx.ConnectError):
+        httpx.post(f"{url}/predict", json=SETOSA, timeout=10)
+    page.get_by_role("link", name="Endpoints").first.click()
+    expect(page.locator(".deleted-endpoints")).to_contain_text("iris-prod")

@@ -72,6 +72,35 @@ class Fakes:
             if fake.methods()
         }
 
+    def held(self) -> dict[str, list]:
+        """Everything the fakes hold, by kind (kinds holding nothing left out)."""
+        readers = [
+            member for binding in self.storage.policies[BUCKET]["bindings"] for member in binding["members"]
+        ]
+        held = {
+            "services": sorted(self.run.services),
+            "revisions": sorted(self.run.revisions),
+            "apis": sorted(self.gateway.apis),
+            "configs": sorted(self.gateway.configs),
+            "gateways": sorted(self.gateway.gateways),
+            "keys": [key.name for key in self.keys.live_keys()],
+            "compute": sorted(self.compute.resources),
+            "policies": sorted(self.compute.policies),
+            "accounts": self.iam.emails(PROJECT),
+            "objects": sorted(self.storage.objects),
+            "readers": readers,
+        }
+        return {kind: names for kind, names in held.items() if names}
+
+    def pause(self) -> None:
+        """Hold every call to every fake until `resume` (Google slow to answer, or a network stall)."""
+        for fake in self.all():
+            fake.gate.clear()
+
+    def resume(self) -> None:
+        for fake in self.all():
+            fake.gate.set()
+
     def reset(self) -> None:
         for fake in self.all():
             fake.reset()

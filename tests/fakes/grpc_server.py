@@ -36,6 +36,9 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+#: The longest a call waits at a closed gate before it is answered anyway.
+GATE_WAIT_SECONDS = 120
+
 
 class FakeError(Exception):
     """Raised by a fake RPC method: answer with this status, like Google would."""
@@ -122,6 +125,8 @@ class GrpcFake:
         self._operations: dict[str, _PendingOperation] = {}
         self._server: grpc.Server | None = None
         self.port: int | None = None
+        self.gate = threading.Event()  # cleared: every call waits (see Fakes.pause)
+        self.gate.set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -173,6 +178,7 @@ class GrpcFake:
             self._hooks.clear()
             self._operations.clear()
             self.operation_polls = 0
+            self.gate.set()
             self.reset_state()
 
     def reset_state(self) -> None:
@@ -281,6 +287,7 @@ class GrpcFake:
 
     def _handler(self, method: str, fn):
         def handle(request, context):
+            self.gate.wait(GATE_WAIT_SECONDS)
             with self.lock:
                 self.calls.append(Call(method, request))
                 failure = self._take_failure(method)

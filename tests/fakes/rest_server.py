@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.fakes.grpc_server import GATE_WAIT_SECONDS
+
 REASONS = {
     400: ("badRequest", "INVALID_ARGUMENT"),
     403: ("forbidden", "PERMISSION_DENIED"),
@@ -100,6 +102,8 @@ class RestFake:
         ]
         self._server: ThreadingHTTPServer | None = None
         self.port: int | None = None
+        self.gate = threading.Event()  # cleared: every call waits (see Fakes.pause)
+        self.gate.set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -138,6 +142,7 @@ class RestFake:
         with self.lock:
             self.calls.clear()
             self._failures.clear()
+            self.gate.set()
             self.reset_state()
 
     def reset_state(self) -> None:
@@ -186,6 +191,7 @@ class RestFake:
         return None
 
     def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        self.gate.wait(GATE_WAIT_SECONDS)
         parts = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""

@@ -11,7 +11,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import compute_v1, run_v2
 
 from tests.fakes.fixtures import *  # noqa: F403
-from tests.fakes.fixtures import BUCKET, PROJECT, make_spec, run_steps
+from tests.fakes.fixtures import PROJECT, make_spec, run_steps
 from worker.runtimes import base
 from worker.runtimes.base import KeySpec, TeardownSpec
 from worker.runtimes.gcp.operations import StillRunning
@@ -41,24 +41,7 @@ def teardown(artifact, made: tuple = (), key_names: tuple = ()) -> TeardownSpec:
 
 
 def leftovers(fakes) -> dict[str, list]:
-    """Everything the fakes hold, by kind (kinds holding nothing left out)."""
-    readers = [
-        member for binding in fakes.storage.policies[BUCKET]["bindings"] for member in binding["members"]
-    ]
-    held = {
-        "services": sorted(fakes.run.services),
-        "revisions": sorted(fakes.run.revisions),
-        "apis": sorted(fakes.gateway.apis),
-        "configs": sorted(fakes.gateway.configs),
-        "gateways": sorted(fakes.gateway.gateways),
-        "keys": [key.name for key in fakes.keys.live_keys()],
-        "compute": sorted(fakes.compute.resources),
-        "policies": sorted(fakes.compute.policies),
-        "accounts": fakes.iam.emails(PROJECT),
-        "objects": sorted(fakes.storage.objects),
-        "readers": readers,
-    }
-    return {kind: names for kind, names in held.items() if names}
+    return fakes.held()
 
 
 def fresh(gcp, clock, **changes) -> GcpRuntime:

@@ -18,7 +18,7 @@ from endpoints.demo import IRIS_FEATURES, IRIS_LABELS
 from endpoints.sealing import key_hash
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import PROJECT
-from worker.runtimes.base import AccessPolicy, DeploySpec, ModelSpec, Resources
+from worker.runtimes.base import AccessPolicy, DeploySpec, ModelSpec, Pending, Resources
 
 _names = itertools.count(1)
 
@@ -42,14 +42,33 @@ class Harness:
         )
 
     def deploy(self, spec: DeploySpec, resources: dict | None = None) -> dict:
+        return self.run(self.runtime.deploy_steps(spec), resources)
+
+    def run(self, steps, resources: dict | None = None) -> dict:
+        """Run steps as the portal's task does: a step still waiting on the cloud runs again."""
         resources = dict(resources or {})
-        for step in self.runtime.deploy_steps(spec):
-            resources.update(step.run(resources).resources)
+        for step in steps:
+            for _ in range(20):
+                try:
+                    resources.update(step.run(resources).resources)
+                    break
+                except Pending:
+                    continue
+            else:
+                raise AssertionError(f"{step.name} never finished")
         return resources
 
     def fresh_runtime(self):
         """The same runtime as another worker process would build it."""
         return type(self.runtime)()
+
+    def serves(self) -> bool:
+        """Whether the endpoint takes requests at all."""
+        raise NotImplementedError
+
+    def leftovers(self) -> dict[str, list]:
+        """What the runtime still holds for the endpoint, by kind (empty once it is deleted)."""
+        raise NotImplementedError
 
     def live_revision(self) -> str | None:
         raise NotImplementedError
@@ -75,6 +94,20 @@ class LocalHarness(Harness):
         from worker.runtimes.local import processes
 
         return [rev for rev in self._dir.revisions() if processes.read_pid_file(self._dir.pid_file(rev))]
+
+    def serves(self):
+        return bool(self.running_revisions())
+
+    def leftovers(self):
+        artifact = self.runtime.dir.artifact(self.model.sha256, self.model.format)
+        held = {
+            "files": sorted(path.name for path in self._dir.path.iterdir())
+            if self._dir.path.exists()
+            else [],
+            "processes": self.running_revisions(),
+            "artifacts": [artifact.name] if artifact.exists() else [],
+        }
+        return {kind: names for kind, names in held.items() if names}
 
     def key_opens(self, secret):
         import json
@@ -106,9 +139,23 @@ class GcpHarness(Harness):
         return serving[0] if serving else None
 
     def running_revisions(self):
-        if self._service not in self.fakes.run.services:
+        if not self.serves():
             return []
         return [status.revision for status in self.fakes.run.service(self._service).traffic_statuses]
+
+    def serves(self):
+        from google.cloud import run_v2
+
+        if self._service not in self.fakes.run.services:
+            return False
+        scaling = self.fakes.run.service(self._service).scaling
+        return not (
+            scaling.scaling_mode == run_v2.ServiceScaling.ScalingMode.MANUAL
+            and scaling.manual_instance_count == 0
+        )
+
+    def leftovers(self):
+        return self.fakes.held()
 
     def key_opens(self, secret):
         return any(self.fakes.keys.strings[key.name] == secret for key in self.fakes.keys.live_keys())

@@ -9,7 +9,15 @@ import dataclasses
 
 import pytest
 
-from worker.runtimes.base import AccessPolicy, KeyRecord, KeySpec, PermanentError, StepResult
+from worker.runtimes.base import (
+    AccessPolicy,
+    KeyRecord,
+    KeySpec,
+    PermanentError,
+    StepResult,
+    TeardownSpec,
+    plan_of,
+)
 
 
 def test_a_deploy_makes_the_specs_revision_live_at_a_url(harness):
@@ -123,11 +131,36 @@ def test_ensuring_a_serving_deployment_starts_nothing(harness):
     assert harness.running_revisions() == [spec.revision]
 
 
-def test_stopping_an_endpoint_takes_it_offline_and_can_be_repeated(harness):
-    harness.deploy(harness.spec(1))
+def test_a_stopped_endpoint_serves_nothing_and_starts_again_on_its_url(harness):
+    spec = harness.spec(1)
+    live = harness.deploy(spec)
+    live_spec = dataclasses.replace(spec, previous=live)
 
-    harness.runtime.stop_endpoint(harness.endpoint)
-    harness.runtime.stop_endpoint(harness.endpoint)
+    harness.run(harness.runtime.stop_steps(live_spec))
+    harness.run(harness.runtime.stop_steps(live_spec))  # a stop run again is still a stop
 
-    assert harness.live_revision() is None
-    assert harness.running_revisions() == []
+    assert not harness.serves()
+
+    harness.run(harness.runtime.start_steps(live_spec))
+
+    assert harness.serves() and harness.live_revision() == spec.revision
+    assert harness.running_revisions() == [spec.revision]
+
+
+def test_a_delete_leaves_nothing_and_can_be_repeated_or_resumed(harness):
+    spec = harness.spec(1)
+    live = harness.deploy(spec)
+    teardown = TeardownSpec(endpoint=harness.endpoint, made=(live,), artifacts=(spec.model,))
+    steps = harness.runtime.delete_steps(teardown)
+    names = [step.name for step in steps]
+    assert len(names) == len(set(names)) and all(step.title for step in steps)
+    assert harness.leftovers()
+
+    # The worker dies half-way; another one runs every step again, then once more.
+    harness.run(steps[: len(steps) // 2])
+    harness.run(harness.fresh_runtime().delete_steps(teardown))
+    harness.run(harness.fresh_runtime().delete_steps(teardown))
+
+    assert harness.leftovers() == {}
+    assert harness.live_revision() is None and not harness.serves()
+    assert all(change.action == "none" for change in plan_of(harness.runtime.delete_steps(teardown)))
