@@ -15,8 +15,9 @@ from tests.faults.stack import wait_for
 pytestmark = pytest.mark.faults
 
 CRITERION_SECONDS = 60
-FRESH_ENDPOINTS = 12 if LONG else 3
-KEYS_TO_APPROVE = 6 if LONG else 2
+# The long run: 20 deploys (a redeploy and 19 first ones) and 10 key changes (9 approvals, a revoke).
+FRESH_ENDPOINTS = 19 if LONG else 3
+KEYS_TO_APPROVE = 9 if LONG else 2
 
 
 @pytest.mark.parametrize("intervals", ["short", "defaults"], indirect=True)
