@@ -36,7 +36,15 @@ def test_a_killed_serving_process_is_started_again_on_its_url(stack, api, iris, 
     else:
         signal_group(process.session, signal.SIGKILL)
     killed_at = time.monotonic()
-    wait_for(lambda: status_of(url) != 200, 10, f"{url} stops answering", lambda: describe(stack, name))
+    # Reconcile may start it again before a poll sees it down: a new session counts as seen.
+    wait_for(
+        lambda: (
+            status_of(url) != 200 or process.session not in {found.session for found in serving(stack, name)}
+        ),
+        10,
+        f"{url} stops answering",
+        lambda: describe(stack, name),
+    )
 
     wait_for(
         lambda: status_of(url) == 200,
