@@ -113,3 +113,99 @@ def _column(feature: Feature, rows: int, rng) -> list:
 def _far(values: list) -> float:
     """A number beyond every known one."""
     return float(max(abs(float(value)) for value in values) * 2 + 1)
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _column_indices(transformer_columns, names: list[str]) -> list[int] | None:
+    """The input columns a ColumnTransformer entry takes, as indices (None when it cannot say)."""
+    columns = transformer_columns
+    if isinstance(columns, str | int):
+        columns = [columns]
+    try:
+        columns = list(columns)
+    except TypeError:
+        return None
+    if all(isinstance(column, str) for column in columns):
+        return [names.index(column) for column in columns if column in names]
+    if all(isinstance(column, int | np.integer) and not isinstance(column, bool) for column in columns):
+        return [int(column) for column in columns]
+    return None
+
+
+def _handles_missing_natively(final) -> bool:
+    """Estimators documented to treat NaN as missing: histogram gradient boosting, XGBoost, LightGBM."""
+    kind = type(final)
+    return kind.__name__.startswith("HistGradientBoosting") or kind.__module__.split(".")[0] in (
+        "xgboost",
+        "lightgbm",
+    )
+
+
+def infer_features(estimator, names: list[str]) -> list[Feature]:
+    """What the fitted estimator says about each input column: text with the values its encoder
+    knows (and whether it takes others), or numbers; missing where an imputer comes first, where
+    the encoder learnt missing as a value, or where the final estimator handles NaN itself.
+
+    These are proposals: missing values are confirmed on sample rows before they are promised."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    steps = [step for _, step in getattr(estimator, "steps", [("", estimator)])]
+    final = steps[-1]
+    native = _handles_missing_natively(final)
+    found = {index: Feature(name, nullable=native) for index, name in enumerate(names)}
+    for step in steps[:-1]:
+        if _is_imputer(step):
+            found = {index: replace_feature(feature, nullable=True) for index, feature in found.items()}
+        if not isinstance(step, ColumnTransformer):
+            continue
+        for _, transformer, columns in step.transformers_:
+            indices = _column_indices(columns, names)
+            if indices is None or transformer == "drop":
+                continue
+            chain = [part for _, part in getattr(transformer, "steps", [("", transformer)])]
+            imputed = False
+            for part in chain:
+                if _is_imputer(part):
+                    imputed = True
+                    continue
+                if isinstance(part, OneHotEncoder | OrdinalEncoder) and hasattr(part, "categories_"):
+                    takes_others = (
+                        part.handle_unknown != "error"
+                        if isinstance(part, OneHotEncoder)
+                        else part.handle_unknown == "use_encoded_value"
+                    )
+                    for position, index in enumerate(indices[: len(part.categories_)]):
+                        values = [_scalar(value) for value in part.categories_[position]]
+                        known = [value for value in values if not _is_missing(value)]
+                        text = bool(known) and all(isinstance(value, str) for value in known)
+                        found[index] = Feature(
+                            names[index],
+                            "string" if text else "number",
+                            tuple(sorted(known, key=str)),
+                            takes_others,
+                            imputed or len(known) < len(values) or found[index].nullable,
+                        )
+                break  # what comes after an encoder no longer maps to input columns
+            if imputed:
+                for index in indices:
+                    found[index] = replace_feature(found[index], nullable=True)
+        break  # columns after the first ColumnTransformer are its outputs, not the inputs
+    return [found[index] for index in range(len(names))]
+
+
+def replace_feature(feature: Feature, **changes) -> Feature:
+    from dataclasses import replace
+
+    return replace(feature, **changes)
+
+
+def _is_imputer(step) -> bool:
+    return type(step).__module__.startswith("sklearn.impute")
+
+
+def _scalar(value):
+    return value.item() if isinstance(value, np.generic) else value

@@ -29,8 +29,9 @@ SEX = ["Male", "Female"]
 LABELS = ["<=50K", ">50K"]
 
 
-def census(rows: int = 2000, seed: int = 7, missing: float = 0.05):
-    """(features as a DataFrame, income labels as strings)."""
+def census(rows: int = 2000, seed: int = 7, missing: float = 0.05, *, target: str = "income"):
+    """(features as a DataFrame, the target): income labels as strings, or with target="score" the
+    number the labels are drawn from (for regressors)."""
     import pandas as pd
 
     rng = np.random.default_rng(seed)
@@ -55,16 +56,16 @@ def census(rows: int = 2000, seed: int = 7, missing: float = 0.05):
         - 1.5
         + rng.normal(0, 0.8, rows)
     )
-    labels = np.where(score > 0, LABELS[1], LABELS[0])
+    labels = np.where(score > 0, LABELS[1], LABELS[0]) if target == "income" else score.to_numpy()
     frame = frame.astype({column: object for column in TEXT})
     for column in ("workclass", "hours_per_week"):
         frame.loc[rng.random(rows) < missing, column] = np.nan
     return frame[CENSUS_FEATURES], labels
 
 
-def census_pipeline(final=None, *, encoder: str = "onehot"):
+def census_pipeline(final=None, *, encoder: str = "onehot", target: str = "income"):
     """Imputer and scaler for numbers, imputer and encoder for text, then `final` (a logistic
-    regression when not given), fitted on `census()`."""
+    regression when not given), fitted on `census(target=target)`."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -86,8 +87,18 @@ def census_pipeline(final=None, *, encoder: str = "onehot"):
         ]
     )
     model = Pipeline([("columns", columns), ("model", final or LogisticRegression(max_iter=1000))])
-    frame, labels = census()
+    frame, labels = census(target=target)
     return model.fit(frame, labels)
+
+
+def frame_of(rows: list[dict]):
+    """JSON rows (None for missing) as the DataFrame scikit-learn is asked, for comparing answers."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{name: row.get(name) for name in CENSUS_FEATURES} for row in rows])
+    return (
+        frame.fillna(np.nan).astype({name: float for name in NUMERIC}).astype({name: object for name in TEXT})
+    )
 
 
 def census_schema(*, other_values: bool = True) -> list[dict]:

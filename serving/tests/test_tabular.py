@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
 
 from serving.tests.support import Server, stop_all, write_model
-from tests.zoo import CENSUS_FEATURES, census_pipeline, census_schema, held_out_rows
-
-
-def frame_of(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame([{name: row.get(name) for name in CENSUS_FEATURES} for row in rows])
-    return frame.fillna(np.nan).astype({"age": float, "hours_per_week": float, "capital_gain": float})
+from tests.zoo import CENSUS_FEATURES, census_pipeline, census_schema, frame_of, held_out_rows
 
 
 @pytest.fixture(scope="module")
