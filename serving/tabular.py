@@ -68,7 +68,13 @@ class FrameBackend:
         return self.estimator.predict_proba(self.table(rows))
 
     def predict_both(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities, the table taken through a pipeline's steps once for both."""
         table = self.table(rows)
+        steps = getattr(self.estimator, "steps", None)
+        if steps:
+            final = steps[-1][1]
+            table = self.estimator[:-1].transform(table) if len(steps) > 1 else table
+            return final.predict(table), final.predict_proba(table)
         return self.estimator.predict(table), self.estimator.predict_proba(table)
 
 

@@ -93,3 +93,22 @@ def test_the_openapi_document_lists_the_values_and_nullable_features(servers):
     properties = document["components"]["schemas"]["NamedFeatures"]["properties"]
     assert properties["sex"] == {"type": "string", "enum": ["Female", "Male"], "nullable": True}
     assert properties["age"] == {"type": "number", "nullable": True}
+
+
+def test_the_open_inference_protocol_takes_text_as_bytes_tensors(servers, census_model):
+    rows = held_out_rows()[:5]
+    metadata = httpx.get(f"{servers['open'].url}/v2/models/census", timeout=10).json()
+    kinds = {tensor["name"]: tensor["datatype"] for tensor in metadata["inputs"]}
+    assert kinds["workclass"] == "BYTES" and kinds["age"] == "FP64" and "input-0" not in kinds
+    inputs = [
+        {"name": name, "datatype": kinds[name], "shape": [len(rows)], "data": [row[name] for row in rows]}
+        for name in CENSUS_FEATURES
+    ]
+    answer = httpx.post(f"{servers['open'].url}/v2/models/census/infer", json={"inputs": inputs}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    labels = next(output for output in answer.json()["outputs"] if output["name"] == "label")
+    assert labels["data"] == census_model.predict(frame_of(rows)).tolist()
+
+    inputs[1]["data"][0] = 7  # a number where text is expected
+    refused = httpx.post(f"{servers['open'].url}/v2/models/census/infer", json={"inputs": inputs}, timeout=10)
+    assert refused.status_code == 422 and refused.json()["fields"] == {"inputs/1/data/0": "expected a string"}
