@@ -307,7 +307,7 @@ def _checked_features(estimator, features: list[Feature], names: list[str] | Non
             raise ArtifactError(f"The model could not make a prediction on a test row: {exc}") from None
         return features
     backend = FrameBackend(estimator, features, names)
-    sample = table_sample(features)
+    sample = table_sample(features, missing=False)
     try:
         backend.predict(sample)
     except MemoryError:

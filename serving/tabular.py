@@ -78,12 +78,15 @@ class FrameBackend:
         return self.estimator.predict(table), self.estimator.predict_proba(table)
 
 
-def table_sample(features: Sequence[Feature], rows: int = 96, seed: int = 0) -> np.ndarray:
-    """Rows to check a table model on (see the module's docstring); every value is one it accepts."""
+def table_sample(
+    features: Sequence[Feature], rows: int = 96, seed: int = 0, *, missing: bool = True
+) -> np.ndarray:
+    """Rows to check a table model on (see the module's docstring); every value is one it accepts.
+    Without `missing`, no value is missing (`with_missing` then takes one column's out)."""
     rng = np.random.default_rng(seed)
     sample = np.empty((rows, len(features)), dtype=object)
     for column, feature in enumerate(features):
-        sample[:, column] = _column(feature, rows, rng)
+        sample[:, column] = _column(feature, rows, rng, missing)
     return sample
 
 
@@ -94,7 +97,7 @@ def with_missing(sample: np.ndarray, column: int, every: int = 3) -> np.ndarray:
     return changed
 
 
-def _column(feature: Feature, rows: int, rng) -> list:
+def _column(feature: Feature, rows: int, rng, missing: bool) -> list:
     if feature.categories:
         values = list(feature.categories)
         if feature.other_values:
@@ -110,7 +113,7 @@ def _column(feature: Feature, rows: int, rng) -> list:
         values[0] = 0.0
     column = [values[index % len(values)] for index in range(rows)]
     rng.shuffle(column)
-    if feature.nullable:
+    if feature.nullable and missing:
         for index in range(rows - 1, 0, -5):  # some missing, never the whole column
             column[index] = np.nan
     return [float(value) if not isinstance(value, str) else value for value in column]
