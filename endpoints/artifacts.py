@@ -24,8 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from serving.artifacts import file_digest
-from serving.config import FEATURE_TYPES
+from serving.config import Feature
+from serving.tabular import (
+    FrameBackend,
+    infer_features,
+    needs_table,
+    replace_feature,
+    table_sample,
+    with_missing,
+)
 
+SCHEMA_KEYS = {"name", "type", "categories", "other_values", "nullable"}
 EXTENSIONS = {".skops": "skops", ".onnx": "onnx", ".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle"}
 
 
@@ -74,7 +83,9 @@ def skops_untrusted_types(path: Path) -> list[str]:
 
 
 def parse_schema(raw, n_features: int, names_in_model: list[str] | None) -> list[dict]:
-    """Merge the schema given at upload (names, or {name, type} objects) with the model's."""
+    """The schema given at upload, checked against the model: an entry per feature, in column order,
+    holding only what was given (a bare name gives the name; an object may also give the type, the
+    known values, whether others are taken and whether it may be missing)."""
     if raw in (None, "", []):
         if names_in_model is None:
             raise ArtifactError(
@@ -82,7 +93,7 @@ def parse_schema(raw, n_features: int, names_in_model: list[str] | None) -> list
                 f"({n_features} feature names, in column order).",
                 field="input_schema",
             )
-        return [{"name": name, "type": "number"} for name in names_in_model]
+        return [{"name": name} for name in names_in_model]
     if not isinstance(raw, list):
         raise ArtifactError(
             'The input schema must be a JSON list of feature names or of {"name": ..., "type": ...} objects.',
@@ -90,16 +101,19 @@ def parse_schema(raw, n_features: int, names_in_model: list[str] | None) -> list
         )
     schema = []
     for index, item in enumerate(raw):
-        entry = {"name": item, "type": "number"} if isinstance(item, str) else item
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
-            raise ArtifactError(f"Schema entry {index} has no name.", field="input_schema")
-        kind = entry.get("type", "number")
-        if kind not in FEATURE_TYPES:
+        entry = {"name": item} if isinstance(item, str) else item
+        try:
+            Feature.from_json(entry, f"Schema entry {index}")
+        except ValueError as exc:
+            raise ArtifactError(str(exc), field="input_schema") from None
+        unknown = set(entry) - SCHEMA_KEYS
+        if unknown:
             raise ArtifactError(
-                f"Feature {entry['name']!r} has type {kind!r}; use one of {', '.join(FEATURE_TYPES)}.",
+                f"Schema entry {index} ({entry['name']!r}) has unknown keys {sorted(unknown)}; "
+                f"use {', '.join(sorted(SCHEMA_KEYS))}.",
                 field="input_schema",
             )
-        schema.append({"name": entry["name"], "type": kind})
+        schema.append(dict(entry))
     names = [entry["name"] for entry in schema]
     if len(set(names)) != len(names):
         raise ArtifactError("Feature names in the schema must be unique.", field="input_schema")
@@ -114,6 +128,20 @@ def parse_schema(raw, n_features: int, names_in_model: list[str] | None) -> list
             field="input_schema",
         )
     return schema
+
+
+def merged_features(given: list[dict], inferred: list[Feature] | None = None) -> list[Feature]:
+    """What the admin gave, completed by what the model says (inferred) where the admin said nothing."""
+    features = []
+    for index, entry in enumerate(given):
+        base = inferred[index].as_json() if inferred else {}
+        if "type" in entry and entry.get("type") != base.get("type"):
+            base = {}  # another type: the model's known values are not this one's
+        try:
+            features.append(Feature.from_json({**base, **entry}, f"Schema entry {index}"))
+        except ValueError as exc:
+            raise ArtifactError(str(exc), field="input_schema") from None
+    return features
 
 
 def parse_label_map(raw, classes: list) -> dict:
@@ -240,15 +268,12 @@ def inspect_artifact(
     n_features = int(estimator.n_features_in_)
     names_in = getattr(estimator, "feature_names_in_", None)
     names_in = [str(name) for name in names_in] if names_in is not None else None
-    input_schema = parse_schema(schema, n_features, names_in)
+    given = parse_schema(schema, n_features, names_in)
+    features = merged_features(given, infer_features(estimator, [entry["name"] for entry in given]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            estimator.predict(np.zeros((1, n_features)))
-        except MemoryError:
-            raise  # the sandbox reports the limit
-        except Exception as exc:
-            raise ArtifactError(f"The model could not make a prediction on a test row: {exc}") from None
+        features = _checked_features(estimator, features, names_in, given)
+    input_schema = [feature.as_json() for feature in features]
     classes = [_json_scalar(cls) for cls in getattr(estimator, "classes_", [])]
     described = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
     sklearn_version = str(getattr(estimator, "_sklearn_version", "") or _sklearn_version())
@@ -265,6 +290,53 @@ def inspect_artifact(
         onnx=onnx,
         onnx_note=onnx_note,
     )
+
+
+def _checked_features(estimator, features: list[Feature], names: list[str] | None, given: list[dict]):
+    """The features, once the model has answered on rows of them: plain numbers (a row of zeros),
+    or a table of every known value, and, for each feature that may be missing, the same table with
+    it missing. A feature the model was only thought to take missing stops being nullable if it
+    fails; one the admin said may be missing is an error if it fails."""
+    plain = all(feature.plain for feature in features) and not needs_table(estimator)
+    if plain:
+        try:
+            estimator.predict(np.zeros((1, len(features))))
+        except MemoryError:
+            raise  # the sandbox reports the limit
+        except Exception as exc:
+            raise ArtifactError(f"The model could not make a prediction on a test row: {exc}") from None
+        return features
+    backend = FrameBackend(estimator, features, names)
+    sample = table_sample(features, missing=False)
+    try:
+        backend.predict(sample)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise ArtifactError(
+            f"The model could not make predictions on rows of its features ({_describe(features)}): {exc}",
+            field="input_schema",
+        ) from None
+    checked = []
+    for column, feature in enumerate(features):
+        if feature.nullable:
+            try:
+                backend.predict(with_missing(sample, column))
+            except MemoryError:
+                raise
+            except Exception as exc:
+                if given[column].get("nullable"):
+                    raise ArtifactError(
+                        f"The model fails when {feature.name} is missing ({exc}); it cannot be nullable.",
+                        field="input_schema",
+                    ) from None
+                feature = replace_feature(feature, nullable=False)
+        checked.append(feature)
+    return checked
+
+
+def _describe(features: list[Feature]) -> str:
+    return ", ".join(f"{feature.name} ({feature.type})" for feature in features)
 
 
 ONNX_FILE = "model.onnx"
@@ -321,9 +393,9 @@ def warm_up() -> None:
 
 
 def _serving_meta(input_schema: list[dict], fmt: str, classes=()):
-    from serving.config import Feature, ModelMeta
+    from serving.config import ModelMeta
 
-    features = tuple(Feature(entry["name"], entry["type"]) for entry in input_schema)
+    features = tuple(Feature.from_json(entry, "schema") for entry in input_schema)
     return ModelMeta(name="upload", version="", sha256="0" * 64, format=fmt, schema=features, classes=classes)
 
 
@@ -335,6 +407,11 @@ def onnx_form(estimator, input_schema: list[dict]) -> tuple[bytes | None, str]:
         warnings.simplefilter("ignore")
         try:
             model = Model.from_estimator(estimator, _serving_meta(input_schema, "skops"))
+            if not model.plain:
+                return None, (
+                    "No ONNX form: the model is fitted on a table (text columns, missing values or "
+                    "columns picked by name), which is served by scikit-learn."
+                )
             if not model.plans:
                 return None, "No ONNX form: skl2onnx cannot convert this model; scikit-learn serves it."
             plan = model.verified_onnx()
@@ -364,7 +441,8 @@ def _inspect_onnx(path: Path, sha256: str, size: int, schema) -> ArtifactInfo:
             "ONNX files do not name their features: give the input schema (feature names, in column order).",
             field="input_schema",
         )
-    input_schema = parse_schema(schema, width or (len(schema) if isinstance(schema, list) else 0), None)
+    given = parse_schema(schema, width or (len(schema) if isinstance(schema, list) else 0), None)
+    input_schema = [feature.as_json() for feature in merged_features(given)]
     try:
         model = Model.from_onnx(data, _serving_meta(input_schema, "onnx", tuple(classes)))
         model.start()

@@ -134,8 +134,11 @@ class VersionUploadForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "class": "mono", "placeholder": '["age", "income"]'}),
         help_text=(
             "A JSON list of feature names, or of "
-            '<code>{"name": ..., "type": "number"|"integer"|"boolean"}</code>, in column order. '
-            "Leave empty when the model was fitted on a DataFrame: its feature names are used."
+            '<code>{"name": ..., "type": "number"|"integer"|"boolean"|"string"}</code>, in column '
+            'order, optionally with <code>"nullable": true|false</code> (may the value be missing?) '
+            'and, for a closed set of values, <code>"categories"</code>. Leave empty when the model '
+            "was fitted on a DataFrame: names, text columns with their values and missing values are "
+            "read from the model."
         ),
     )
     label_map = forms.CharField(

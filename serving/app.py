@@ -39,6 +39,10 @@ class Route:
     checked: bool = False  # subject to the access policy
 
 
+def _huge_value(value) -> bool:
+    return isinstance(value, float | int) and abs(value) >= HUGE
+
+
 def _is_json(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or media.endswith(b"+json")
@@ -66,10 +70,10 @@ class ServingApp:
         microbatch: MicroBatch | None = None,
     ):
         self.model = model
-        self.batcher = (
-            MicroBatcher(microbatch, self) if microbatch is not None and microbatch.max_rows > 1 else None
-        )
-        self.validator = Validator(model.names, [feature.type for feature in model.features], max_rows)
+        # Micro-batching joins float64 rows; a table model takes each request as it comes.
+        batching = microbatch is not None and microbatch.max_rows > 1 and model.plain
+        self.batcher = MicroBatcher(microbatch, self) if batching else None
+        self.validator = Validator(model.features, max_rows)
         self.access = access
         self.recorder = recorder
         self.render_metrics = render_metrics
@@ -137,7 +141,7 @@ class ServingApp:
             "sha256": model.sha256,
             "format": model.meta.format,
             "task": "classification" if model.is_classifier else "regression",
-            "schema": [{"name": feature.name, "type": feature.type} for feature in model.features],
+            "schema": [feature.as_json() for feature in model.features],
             "classes": model.classes,
             "labels": model.labels,
             "label_map": model.meta.label_map,
@@ -259,12 +263,11 @@ class ServingApp:
         reason = "too large for this model: its answer is not a finite number"
         names = self.model.names
         if key == "named":
-            values = rows[0]
-            huge = [name for name, value in zip(names, values, strict=True) if abs(value) >= HUGE]
+            huge = [name for name, value in zip(names, rows[0], strict=True) if _huge_value(value)]
             return invalid(dict.fromkeys(huge or names, reason))
         fields = {}
         for index in bad:
-            huge = [name for name, value in zip(names, rows[index], strict=True) if abs(value) >= HUGE]
+            huge = [name for name, value in zip(names, rows[index], strict=True) if _huge_value(value)]
             fields[f"{key}/{index}"] = f"{reason} ({', '.join(huge or names)})"
         return invalid(fields)
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import orjson
 
 FORMATS = ("skops", "onnx", "joblib", "pickle")
-FEATURE_TYPES = ("number", "integer", "boolean")
+FEATURE_TYPES = ("number", "integer", "boolean", "string")
+NUMERIC_TYPES = ("number", "integer", "boolean")
 
 
 class ConfigError(Exception):
@@ -17,8 +18,55 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Feature:
+    """One input column: its type; the values the model knows, when it knows a closed set
+    (`categories`), and whether it takes others (`other_values`); whether it may be missing."""
+
     name: str
     type: str = "number"
+    categories: tuple = ()
+    other_values: bool = True
+    nullable: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """A number of any kind, always given, with no closed set of values."""
+        return self.type in NUMERIC_TYPES and not self.nullable and (self.other_values or not self.categories)
+
+    def as_json(self) -> dict:
+        document: dict = {"name": self.name, "type": self.type}
+        if self.categories:
+            document["categories"] = list(self.categories)
+            document["other_values"] = self.other_values
+        if self.nullable:
+            document["nullable"] = True
+        return document
+
+    @classmethod
+    def from_json(cls, entry, where: str) -> Feature:
+        """A feature from its JSON form (a name, or an object); ValueError names what is wrong."""
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise ValueError(f"{where} needs a name.")
+        name, kind = entry["name"], entry.get("type", "number")
+        if kind not in FEATURE_TYPES:
+            raise ValueError(f"{where} ({name!r}) has type {kind!r}; use one of {', '.join(FEATURE_TYPES)}.")
+        categories = entry.get("categories") or ()
+        if not isinstance(categories, list | tuple):
+            raise ValueError(f"{where} ({name!r}): categories must be a list of the values the model knows.")
+        wanted = str if kind == "string" else (int, float)
+        for value in categories:
+            if not isinstance(value, wanted) or isinstance(value, bool) and kind != "boolean":
+                raise ValueError(f"{where} ({name!r}): the category {value!r} is not a {kind}.")
+        for flag in ("other_values", "nullable"):
+            if not isinstance(entry.get(flag, False), bool):
+                raise ValueError(f"{where} ({name!r}): {flag} must be true or false.")
+        return cls(
+            name,
+            kind,
+            tuple(categories),
+            entry.get("other_values", True),
+            entry.get("nullable", False),
+        )
 
 
 @dataclass(frozen=True)
@@ -50,16 +98,10 @@ class ModelMeta:
             raise ConfigError(f"SERVING_MODEL_META.format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
         schema = []
         for index, entry in enumerate(raw.get("schema") or ()):
-            entry = {"name": entry} if isinstance(entry, str) else entry
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
-                raise ConfigError(f"SERVING_MODEL_META.schema[{index}] needs a name.")
-            kind = entry.get("type", "number")
-            if kind not in FEATURE_TYPES:
-                raise ConfigError(
-                    f"SERVING_MODEL_META.schema[{index}] has type {kind!r}; "
-                    f"use one of {', '.join(FEATURE_TYPES)}."
-                )
-            schema.append(Feature(entry["name"], kind))
+            try:
+                schema.append(Feature.from_json(entry, f"SERVING_MODEL_META.schema[{index}]"))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if len({feature.name for feature in schema}) != len(schema):
             raise ConfigError("SERVING_MODEL_META.schema names a feature twice.")
         label_map = raw.get("label_map") or {}

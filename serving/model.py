@@ -25,6 +25,7 @@ from serving.backends import (
     verification_rows,
 )
 from serving.config import ConfigError, Feature, ModelMeta
+from serving.tabular import FrameBackend, needs_table, table_sample
 
 log = logging.getLogger("serving.model")
 
@@ -173,28 +174,40 @@ class Model:
         self.estimator = None
         self.accelerate = False
         self.plans: list[OnnxPlan] = []
-        self.backend: SklearnBackend | OnnxBackend | None = None
+        self.backend: SklearnBackend | OnnxBackend | FrameBackend | None = None
         self.row_kernel: LinearRowKernel | None = None
+        # Plain: rows are float64 arrays of numbers. Otherwise a table (see serving.tabular).
+        self.plain = all(feature.plain for feature in self.features)
 
     @classmethod
     def from_estimator(cls, estimator, meta: ModelMeta, accelerate: bool = True) -> Model:
         if not hasattr(estimator, "predict") or not hasattr(estimator, "n_features_in_"):
             raise ModelError(f"The artifact holds a {type(estimator).__name__}, not a fitted estimator.")
-        fitted_names = getattr(estimator, "feature_names_in_", None)
+        fitted_names = cls.fitted_names(estimator)
         classes = getattr(estimator, "classes_", None)
         model = cls(
             meta,
             int(estimator.n_features_in_),
-            [str(name) for name in fitted_names] if fitted_names is not None else None,
+            fitted_names,
             classes,
             classes is not None and hasattr(estimator, "predict_proba"),
         )
-        _strip_feature_names(estimator, set())
         model.estimator = estimator
         model.accelerate = accelerate
+        if model.plain and needs_table(estimator):
+            model.plain = False
+        if not model.plain:
+            model.backend = FrameBackend(estimator, model.features, fitted_names)
+            return model
+        _strip_feature_names(estimator, set())
         model.plans = convert_to_onnx(estimator, model.n_features) if accelerate else []
         model.backend = SklearnBackend(estimator)
         return model
+
+    @staticmethod
+    def fitted_names(estimator) -> list[str] | None:
+        names = getattr(estimator, "feature_names_in_", None)
+        return [str(name) for name in names] if names is not None else None
 
     @classmethod
     def from_onnx(cls, data: bytes, meta: ModelMeta, accelerate: bool = True) -> Model:
@@ -237,6 +250,9 @@ class Model:
         """
         if self.estimator is None:
             self._start_onnx()
+            return
+        if not self.plain:
+            self._start_table()
             return
         import sklearn
 
@@ -288,6 +304,14 @@ class Model:
         if kernel is not None and self._agree(expected, self._kernel_answers(kernel, sample), np.float64):
             self.row_kernel = kernel
 
+    def _start_table(self) -> None:
+        """A table model: scikit-learn serves it; check it answers on a sample of accepted rows."""
+        try:
+            self._answers(self.backend, table_sample(self.features))
+        except Exception as exc:
+            raise ModelError(f"The model could not predict on a table of its features: {exc}") from None
+        log.info("Predicting with %s on tables.", self.backend_name)
+
     def _start_onnx(self) -> None:
         """An ONNX artifact is its own reference: check it runs and names known classes."""
         plan = self.plans[0]
@@ -337,7 +361,7 @@ class Model:
             if not all(map(math.isfinite, proba if proba is not None else (index,))):
                 raise NonFiniteAnswer([0])
             return (self.labels[index] if self.is_classifier else index), proba
-        rows = np.array([values], dtype=np.float64)
+        rows = np.array([values], dtype=np.float64 if self.plain else object)
         if want_proba:
             labels, proba = self.both_for(rows)
             return labels[0], proba[0]
@@ -345,7 +369,7 @@ class Model:
 
     def labels_for(self, rows: np.ndarray) -> list:
         """Predicted labels (classifier) or values (regressor), one per row, JSON-ready."""
-        if self.has_proba and _huge(rows):  # a label is only as good as the scores behind it
+        if self.has_proba and self.plain and _huge(rows):  # a label is only as good as its scores
             return self.both_for(rows)[0]
         raw = np.asarray(self.backend.predict(rows))
         if self.is_classifier:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.validation import MAX_REPORTED_FIELDS, RequestError, Validator, invalid, load_json, to_number
+from serving.validation import MAX_REPORTED_FIELDS, RequestError, Validator, invalid, load_json
 
 NUMERIC_TYPES = {
     "BOOL",
@@ -27,6 +27,9 @@ NUMERIC_TYPES = {
     "FP32",
     "FP64",
 }
+TABLE_TYPES = NUMERIC_TYPES | {"BYTES"}  # text features come as BYTES tensors (JSON strings)
+#: The tensor type each feature type is described with.
+INPUT_TYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}
 
 
 def _flatten(data) -> list:
@@ -115,8 +118,9 @@ class InferenceRequest:
             expected = f"[rows, {width}]" if width is not None else "[rows] or [rows, 1]"
             fields[f"{path}/shape"] = f"expected {expected}, at least one row"
         datatype = tensor.get("datatype")
-        if type(datatype) is not str or datatype not in NUMERIC_TYPES:
-            fields[f"{path}/datatype"] = f"expected one of {', '.join(sorted(NUMERIC_TYPES))}"
+        accepted = NUMERIC_TYPES if self.validator.plain else TABLE_TYPES
+        if type(datatype) is not str or datatype not in accepted:
+            fields[f"{path}/datatype"] = f"expected one of {', '.join(sorted(accepted))}"
         data = tensor.get("data")
         if type(data) is not list:
             fields[f"{path}/data"] = "expected a list of values"
@@ -138,10 +142,9 @@ class InferenceRequest:
         rows, flat = self._tensor_values(tensor, "inputs/0", fields, validator.width)
         if flat is None or fields:
             return None
-        values = np.zeros(len(flat))
-        kinds = validator.kinds
+        values = validator.empty(rows).ravel()
         for index, value in enumerate(flat):
-            values[index], problem = to_number(value, kinds[index % validator.width])
+            values[index], problem = validator.convert(value, index % validator.width)
             if problem:
                 fields[f"inputs/0/data/{index}"] = problem
                 if len(fields) >= MAX_REPORTED_FIELDS:
@@ -162,11 +165,11 @@ class InferenceRequest:
         if len(counts) != 1:
             fields["inputs"] = "every feature tensor must have the same number of rows"
             return None
-        array = np.zeros((counts.pop(), validator.width))
-        for column, (name, kind) in enumerate(zip(validator.names, validator.kinds, strict=True)):
+        array = validator.empty(counts.pop())
+        for column, name in enumerate(validator.names):
             index, flat = columns[name]
             for row, value in enumerate(flat):
-                array[row, column], problem = to_number(value, kind)
+                array[row, column], problem = validator.convert(value, column)
                 if problem:
                     fields[f"inputs/{index}/data/{row}"] = problem
         return array
@@ -226,9 +229,11 @@ def model_metadata(model) -> dict:
         "name": model.name,
         "versions": [str(model.version)],
         "platform": "scikit-learn",
-        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, model.n_features]}]
+        "inputs": (
+            [{"name": "input-0", "datatype": "FP64", "shape": [-1, model.n_features]}] if model.plain else []
+        )
         + [
-            {"name": feature.name, "datatype": "BOOL" if feature.type == "boolean" else "FP64", "shape": [-1]}
+            {"name": feature.name, "datatype": INPUT_TYPES[feature.type], "shape": [-1]}
             for feature in model.features
         ],
         "outputs": outputs,

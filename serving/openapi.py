@@ -8,7 +8,31 @@ FEATURE_SCHEMAS = {
     "number": {"type": "number"},
     "integer": {"type": "integer"},
     "boolean": {"oneOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}]},
+    "string": {"type": "string"},
 }
+EXAMPLES = {"number": 1.0, "integer": 1, "boolean": 1, "string": "text"}
+
+
+def feature_schema(feature) -> dict:
+    """A feature's schema: its type, the values it knows (an enum when it takes no others), and
+    `nullable` when it may be missing."""
+    schema = dict(FEATURE_SCHEMAS[feature.type])
+    if feature.categories:
+        key = "enum" if not feature.other_values else "x-known-values"
+        schema[key] = list(feature.categories)
+    if feature.nullable:
+        schema = (
+            {**schema, "nullable": True}
+            if "oneOf" not in schema
+            else {"oneOf": schema["oneOf"], "nullable": True}
+        )
+    return schema
+
+
+def example_value(feature):
+    return feature.categories[0] if feature.categories else EXAMPLES[feature.type]
+
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 VALIDATION_ERROR = {"$ref": "#/components/schemas/ValidationError"}
 
@@ -38,18 +62,25 @@ def _errors(*statuses: int) -> dict:
 
 def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> dict:
     """The document; `keys_checked` adds the x-api-key security scheme to the checked routes."""
-    features = {feature.name: FEATURE_SCHEMAS[feature.type] for feature in model.features}
-    example_row = {feature.name: (1 if feature.type != "number" else 1.0) for feature in model.features}
+    features = {feature.name: feature_schema(feature) for feature in model.features}
+    example_row = {feature.name: example_value(feature) for feature in model.features}
+    # A nullable feature may be left out of a named row (OpenAPI 3.0 wants `required` non-empty).
+    given = [feature.name for feature in model.features if not feature.nullable]
+    required = {"required": given} if given else {}
     width = len(model.features)
     # OpenAPI 3.0 has one schema for every item of an array: the one all columns share, else a union
     # wide enough for each (booleans are taken as true/false in a list row too).
-    kinds = {feature.type for feature in model.features}
-    if len(kinds) == 1:
-        value = FEATURE_SCHEMAS[next(iter(kinds))]
-    elif "boolean" in kinds:
-        value = {"anyOf": [{"type": "number"}, {"type": "boolean"}]}
+    schemas = [features[feature.name] for feature in model.features]
+    if all(schema == schemas[0] for schema in schemas):
+        value = schemas[0]
     else:
-        value = {"type": "number"}
+        kinds = {feature.type for feature in model.features}
+        types = ["number"] * bool(kinds - {"boolean", "string"}) + ["boolean"] * ("boolean" in kinds)
+        value = {"anyOf": [{"type": kind} for kind in types + ["string"] * ("string" in kinds)]}
+        if len(value["anyOf"]) == 1:
+            value = value["anyOf"][0]
+        if any(feature.nullable for feature in model.features):
+            value = {**value, "nullable": True}
     row_list = {
         "type": "array",
         "items": value,
@@ -104,7 +135,10 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
     description = (
         f"Predictions from {model.name} version {model.version} (sha256 {model.sha256}).\n\n"
         "Typing: `number` takes JSON integers and floats, never booleans; `integer` takes integers "
-        "and whole floats such as 3.0; `boolean` takes true/false and 0/1. NaN and Infinity are refused. "
+        "and whole floats such as 3.0; `boolean` takes true/false and 0/1; `string` takes JSON "
+        "strings. NaN and Infinity are refused. A feature with an `enum` takes only those values; "
+        "`x-known-values` lists the values the model knows but others are taken too. `null` means a "
+        "missing value where a feature is `nullable` (a named row may also leave it out). "
         f"Bodies are limited to {max_body_bytes} bytes and {max_rows} rows."
     )
     inference = {}  # the Open Inference Protocol routes, also under /versions/<this version>
@@ -225,7 +259,7 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                 "NamedFeatures": {
                     "type": "object",
                     "properties": {**features, "return": return_mode},
-                    "required": list(model.names),
+                    **required,
                     "additionalProperties": False,
                     "example": example_row,
                 },
@@ -233,7 +267,7 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                     "type": "object",
                     "description": "One row of a batch, features by name.",
                     "properties": features,
-                    "required": list(model.names),
+                    **required,
                     "additionalProperties": False,
                     "example": example_row,
                 },

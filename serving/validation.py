@@ -1,6 +1,7 @@
 """Turn a request body into a float64 array of rows, or say exactly which fields are wrong.
 
-Three body forms are told apart by shape:
+Three body forms are told apart by shape (in all of them a feature is found by name, or by its
+place in the schema's order):
   named:     {"sepal_length": 5.1, ...}               one row, features by name
   inputs:    {"inputs": [[5.1, ...], ...]}            rows as lists (or named objects)
   instances: {"instances": [[...] or {...}, ...]}     Vertex AI / KServe v1 style
@@ -10,10 +11,19 @@ Typing rules (documented in the OpenAPI description too):
   number:  JSON integers and floats; booleans are refused ("expected a number, not a boolean").
   integer: JSON integers, and floats with no fractional part (3.0); booleans are refused.
   boolean: true / false, and the numbers 0 and 1.
+  string:  JSON strings; a number is refused ("expected a string").
   NaN and ±Infinity (which some encoders emit) are refused as "expected a finite number".
+  A feature with a closed set of values (`categories`, `other_values` false) refuses others,
+  naming the ones it knows. `null` means a missing value where the feature is nullable (as does
+  leaving a nullable feature out of a named row), and is refused elsewhere.
 Field paths name the offending value: "petal_width", "inputs/3/2", "instances/0/petal_width".
 
-Batches of list rows, the usual large body, take a shortcut when nothing in them is unusual:
+Rows of plain numbers come out as float64 arrays; rows of a schema with strings, closed sets or
+missing values as object arrays (floats, strings, and NaN for missing), which the model turns into
+the table it was fitted on.
+
+Batches of list rows of plain numbers, the usual large body, take a shortcut when nothing in them
+is unusual:
 simdjson parses the body and hands over every number as one float64 buffer, which is then shown
 to be exactly `rows` lists of `width` numbers (see `Validator._list_rows`). Anything else, or any
 doubt, goes the detailed way: orjson, then every value checked and every bad one named by path.
@@ -28,6 +38,8 @@ from itertools import chain
 
 import numpy as np
 import orjson
+
+from serving.config import Feature
 
 try:
     import simdjson
@@ -105,22 +117,64 @@ def to_number(value, kind: str) -> tuple[float, str | None]:
     return number, None
 
 
+MISSING_VALUE = math.nan  # what a missing value becomes in the rows handed to the model
+SHOWN_CATEGORIES = 20
+
+
+def to_value(value, feature: Feature, known: frozenset | None) -> tuple[object, str | None]:
+    """The value as the model takes it (a float, a string, or NaN when missing), or what is wrong.
+
+    `known` is the feature's closed set of values (None when it takes any)."""
+    if value is None:
+        return MISSING_VALUE, None if feature.nullable else "expected a value: this feature cannot be missing"
+    if feature.type == "string":
+        if type(value) is not str:
+            return MISSING_VALUE, "expected a string"
+        converted: object = value
+    else:
+        converted, problem = to_number(value, feature.type)
+        if problem:
+            return converted, problem
+    if known is not None and converted not in known:
+        return converted, unknown_value_message(value, feature)
+    return converted, None
+
+
+def unknown_value_message(value, feature: Feature) -> str:
+    shown = ", ".join(map(repr, feature.categories[:SHOWN_CATEGORIES]))
+    more = (
+        f" and {len(feature.categories) - SHOWN_CATEGORIES} more"
+        if len(feature.categories) > SHOWN_CATEGORIES
+        else ""
+    )
+    return f"unknown value {value!r}: the model knows {shown}{more}"
+
+
 class Validator:
     """Validates bodies against one model's feature schema."""
 
-    def __init__(self, names: list[str], kinds: list[str], max_rows: int, *, shortcut: bool = True):
-        self.names = names
-        self.kinds = kinds
+    def __init__(
+        self, features: list[Feature] | tuple[Feature, ...], max_rows: int, *, shortcut: bool = True
+    ):
+        self.features = tuple(features)
+        self.names = [feature.name for feature in features]
+        self.kinds = [feature.type for feature in features]
         self.max_rows = max_rows
-        self.width = len(names)
-        self.name_set = frozenset(names)
-        self.all_numbers = all(kind == "number" for kind in kinds)
-        self.integer_columns = [index for index, kind in enumerate(kinds) if kind == "integer"]
-        self.boolean_columns = [index for index, kind in enumerate(kinds) if kind == "boolean"]
+        self.width = len(features)
+        self.name_set = frozenset(self.names)
+        # Plain numbers take the fast paths into float64; anything else goes value by value.
+        self.plain = all(feature.plain for feature in features)
+        self.known = [
+            frozenset(feature.categories) if feature.categories and not feature.other_values else None
+            for feature in features
+        ]
+        self.all_numbers = self.plain and all(kind == "number" for kind in self.kinds)
+        self.integer_columns = [index for index, kind in enumerate(self.kinds) if kind == "integer"]
+        self.boolean_columns = [index for index, kind in enumerate(self.kinds) if kind == "boolean"]
         self.return_is_feature = "return" in self.name_set
         # Batch keys that are not also feature names, with their quoted form to look for.
         self.batch_keys = [(key, b'"%s"' % key.encode()) for key in BATCH_KEYS if key not in self.name_set]
-        self.simdjson = simdjson.Parser() if simdjson is not None and shortcut else None
+        self.simdjson = simdjson.Parser() if simdjson is not None and shortcut and self.plain else None
 
     def parse(self, body: bytes, query_mode: str | None = None) -> Parsed:
         if self.simdjson is not None and body[:1] == b"{":
@@ -229,14 +283,25 @@ class Validator:
                 return None
         return values
 
+    def convert(self, value, column: int) -> tuple[object, str | None]:
+        """One value of the feature in `column`, as the model takes it, or what is wrong with it."""
+        if self.plain:
+            return to_number(value, self.kinds[column])
+        return to_value(value, self.features[column], self.known[column])
+
+    def empty(self, rows: int) -> np.ndarray:
+        """Rows to fill: float64 for plain numbers, objects otherwise."""
+        return np.zeros((rows, self.width), dtype=np.float64 if self.plain else object)
+
+    def _absent(self, column: int) -> tuple[object, str | None]:
+        """A feature left out of a named row: missing, where it may be."""
+        return (MISSING_VALUE, None) if self.features[column].nullable else (0.0, "missing")
+
     def _named(self, document: dict, fields: dict[str, str]) -> list:
-        values = [0.0] * self.width
-        for index, (name, kind) in enumerate(zip(self.names, self.kinds, strict=True)):
+        values: list = [0.0] * self.width
+        for index, name in enumerate(self.names):
             value = document.get(name, _MISSING)
-            if value is _MISSING:
-                fields[name] = "missing"
-                continue
-            values[index], problem = to_number(value, kind)
+            values[index], problem = self._absent(index) if value is _MISSING else self.convert(value, index)
             if problem:
                 fields[name] = problem
         if fields or len(document) != self.width:
@@ -260,7 +325,7 @@ class Validator:
             raise RequestError(
                 413, f"Too many rows: {len(rows)}; this endpoint takes at most {self.max_rows}."
             )
-        if not fields:
+        if not fields and self.plain:
             fast = self._fast_rows(body, rows, 6 if "return" in document else 2)
             if fast is not None:
                 return fast
@@ -316,8 +381,8 @@ class Validator:
         return not self.boolean_columns or bool(np.isin(array[:, self.boolean_columns], (0.0, 1.0)).all())
 
     def _checked_rows(self, rows: list, key: str, fields: dict[str, str]) -> np.ndarray:
-        array = np.zeros((len(rows), self.width), dtype=np.float64)
-        width, names, kinds = self.width, self.names, self.kinds
+        array = self.empty(len(rows))
+        width, names, convert = self.width, self.names, self.convert
         for row_index, row in enumerate(rows):
             if len(fields) >= MAX_REPORTED_FIELDS:
                 break
@@ -326,17 +391,16 @@ class Validator:
                 if len(row) != width:
                     fields[path] = f"expected {width} values, got {len(row)}"
                     continue
-                for column, (value, kind) in enumerate(zip(row, kinds, strict=True)):
-                    array[row_index, column], problem = to_number(value, kind)
+                for column, value in enumerate(row):
+                    array[row_index, column], problem = convert(value, column)
                     if problem:
                         fields[f"{path}/{column}"] = problem
             elif type(row) is dict:
-                for column, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+                for column, name in enumerate(names):
                     value = row.get(name, _MISSING)
-                    if value is _MISSING:
-                        fields[f"{path}/{name}"] = "missing"
-                        continue
-                    array[row_index, column], problem = to_number(value, kind)
+                    array[row_index, column], problem = (
+                        self._absent(column) if value is _MISSING else convert(value, column)
+                    )
                     if problem:
                         fields[f"{path}/{name}"] = problem
                 for name in row:

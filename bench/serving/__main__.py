@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.serving.models import Workload, cancer_batches, iris_single_row
+from bench.serving.models import Workload, cancer_batches, census_workloads, hgb_workloads, iris_single_row
 from bench.serving.runner import (
     AccessCost,
     Result,
@@ -41,7 +41,9 @@ KINDS = ("container", "baseline", "floor")
 ACCESS = "container +access"
 TWIN = "container twin"  # a second, identical container: the A/A control for the access pairs
 ACCESS_CONNECTIONS = (16, 64)
-PARTS = ("iris", "cancer", "access")
+PARTS = ("iris", "cancer", "census", "hgb", "access")
+#: Models fitted on tables and histogram gradient boosting: rows/s against the baseline, one row and batches.
+TABLE_GOAL = 20
 
 
 def parts(value: str) -> set[str]:
@@ -70,7 +72,7 @@ def parse_args() -> argparse.Namespace:
 def build_targets(workloads: list[Workload], iris: Workload, workers: int, access_file: Path | None) -> dict:
     targets = {}
     for workload in workloads:
-        batch_path = "/predict" if workload is iris else "/predict/batch"
+        batch_path = "/predict" if workload.rows_per_request == 1 else "/predict/batch"
         targets[workload.name, "container"] = container(workload, workers)
         targets[workload.name, "baseline"] = uvicorn_app(
             f"baseline {workload.name}", "bench.serving.baseline:app", workload, workers, batch_path
@@ -130,10 +132,17 @@ def spread(values: list[float]) -> str:
 
 
 def checks(
-    results: dict, iris: Workload, cancer: Workload, cost: AccessCost | None
+    results: dict, iris: Workload, cancer: Workload, cost: AccessCost | None, tables: list[Workload]
 ) -> list[tuple[str, float, str, bool | None]]:
     """The targets: (what, measured, goal, met); met is None for figures shown for information."""
     found = []
+    for workload in tables:
+        for connections in (1, 16, 64):
+            key = (workload.name, connections, "container")
+            if key in results:
+                value = ratio_of(results, key, "baseline")
+                what = f"{workload.name}, {connections} connections, rows/s vs baseline"
+                found.append((what, value, f">= {TABLE_GOAL}x", value >= TABLE_GOAL))
     key = (iris.name, 16, "container")
     if key in results:
         value = ratio_of(results, key, "baseline")
@@ -198,8 +207,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         directory = Path(tmp)
         iris, cancer = iris_single_row(directory), cancer_batches(directory)
-        rows = {iris.name: 1, cancer.name: cancer.rows_per_request}
-        loaded = [workload for workload in (iris, cancer) if workload.name.split()[0] in args.only]
+        tables = [
+            *(census_workloads(directory) if "census" in args.only else []),
+            *(hgb_workloads(directory) if "hgb" in args.only else []),
+        ]
+        every = [iris, cancer, *tables]
+        rows = {workload.name: workload.rows_per_request for workload in every}
+        loaded = [workload for workload in every if workload.name.split()[0] in args.only]
         access_file = write_access_file(directory) if "access" in args.only else None
         targets = build_targets(loaded, iris, args.workers, access_file)
         scenarios = [(workload.name, level) for workload in loaded for level in levels]
@@ -249,7 +263,7 @@ def main() -> None:
             f"(+-{cost.spread_us:.2f})."
         )
     print()
-    for what, value, goal, met in checks(results, iris, cancer, cost):
+    for what, value, goal, met in checks(results, iris, cancer, cost, tables):
         status = "INFO" if met is None else "PASS" if met else "MISS"
         print(f"{status}  {what:<72} {value:8.2f}   {'target ' + goal if goal else ''}")
     print(f"\nTotal {time.monotonic() - started:.0f} s.")

@@ -7,6 +7,7 @@ SERVING_MODEL_URI / SERVING_MODEL_META as the container. Run: `uvicorn bench.ser
 
 import os
 
+import numpy as np
 import orjson
 import pandas as pd
 import skops.io as sio
@@ -16,12 +17,21 @@ from pydantic import BaseModel, create_model
 meta = orjson.loads(os.environ["SERVING_MODEL_META"])
 model = sio.load(os.environ["SERVING_MODEL_URI"], trusted=meta["trusted_types"])
 features = [feature["name"] for feature in meta["schema"]]
+numbers = [feature["name"] for feature in meta["schema"] if feature.get("type", "number") != "string"]
 labels = {value: meta["label_map"].get(str(value), value) for value in model.classes_.tolist()}
-Row = create_model("Row", **{name: (float, ...) for name in features})
+KINDS = {"string": str, "number": float, "integer": float, "boolean": float}
+
+
+def _kind(feature: dict):
+    kind = KINDS[feature.get("type", "number")]
+    return (kind | None, None) if feature.get("nullable") else (kind, ...)
+
+
+Row = create_model("Row", **{feature["name"]: _kind(feature) for feature in meta["schema"]})
 
 
 class Batch(BaseModel):
-    inputs: list[list[float]]
+    inputs: list[list[float | str | None]]
 
 
 app = FastAPI()
@@ -29,7 +39,7 @@ app = FastAPI()
 
 @app.post("/predict")
 def predict(row: Row) -> dict:
-    frame = pd.DataFrame([row.model_dump()])
+    frame = pd.DataFrame([row.model_dump()]).astype({name: float for name in numbers}).fillna(np.nan)
     probabilities = model.predict_proba(frame)[0]
     result = {
         f"{labels[value]}_probability": float(p) for value, p in zip(labels, probabilities, strict=True)
@@ -40,5 +50,7 @@ def predict(row: Row) -> dict:
 
 @app.post("/predict/batch")
 def predict_batch(batch: Batch) -> dict:
-    frame = pd.DataFrame(batch.inputs, columns=features)
+    frame = (
+        pd.DataFrame(batch.inputs, columns=features).astype({name: float for name in numbers}).fillna(np.nan)
+    )
     return {"predictions": [labels[value] for value in model.predict(frame).tolist()]}

@@ -73,3 +73,50 @@ def cancer_batches(directory: Path) -> Workload:
     rows = np.random.default_rng(0).choice(len(data.data), BATCH_ROWS, replace=False)
     body = orjson.dumps({"inputs": data.data[rows].round(4).tolist()})
     return Workload("cancer 64 rows", path, meta, body, BATCH_ROWS)
+
+
+def _write_table(directory: Path, name: str, estimator, schema: list[dict]) -> tuple[Path, dict]:
+    path, meta = _write(directory, name, estimator, [], {})
+    meta["schema"] = schema
+    return path, meta
+
+
+def census_workloads(directory: Path) -> list[Workload]:
+    """The census-like pipeline (imputers, scaler, one-hot encoder, logistic regression) with its
+    text and nullable features: one named row per request, and 64 rows as {"inputs": [[...], ...]}."""
+    from endpoints.artifacts import inspect_artifact
+    from tests.zoo import CENSUS_FEATURES, census, census_pipeline
+
+    model = census_pipeline()
+    path, meta = _write_table(directory, "census", model, [])
+    meta["schema"] = inspect_artifact(
+        path, "skops", trust_code=False, trusted_types=meta["trusted_types"]
+    ).input_schema
+    frame, _ = census(rows=BATCH_ROWS, seed=11)
+    rows = [
+        [None if value != value else value for value in record] for record in frame.itertuples(index=False)
+    ]
+    one = dict(zip(CENSUS_FEATURES, rows[0], strict=True))
+    return [
+        Workload("census 1 row", path, meta, orjson.dumps(one), 1),
+        Workload("census 64 rows", path, meta, orjson.dumps({"inputs": rows}), BATCH_ROWS),
+    ]
+
+
+def hgb_workloads(directory: Path) -> list[Workload]:
+    """HistGradientBoostingClassifier on breast_cancer: one named row, and 64-row batches."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    data = load_breast_cancer()
+    features = [name.replace(" ", "_") for name in data.feature_names]
+    model = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(data.data, data.target)
+    path, meta = _write(directory, "hgb", model, features, {"0": "malignant", "1": "benign"})
+    rows = np.random.default_rng(0).choice(len(data.data), BATCH_ROWS, replace=False)
+    one = dict(zip(features, data.data[rows[0]].round(4).tolist(), strict=True))
+    return [
+        Workload("hgb 1 row", path, meta, orjson.dumps(one), 1),
+        Workload(
+            "hgb 64 rows", path, meta, orjson.dumps({"inputs": data.data[rows].round(4).tolist()}), BATCH_ROWS
+        ),
+    ]

@@ -60,7 +60,19 @@ class MLModelSerializer(serializers.ModelSerializer):
 
 class FeatureSerializer(serializers.Serializer):
     name = serializers.CharField()
-    type = serializers.CharField()
+    type = serializers.ChoiceField(choices=["number", "integer", "boolean", "string"])
+    categories = serializers.ListField(
+        child=serializers.JSONField(),
+        required=False,
+        help_text="The values the model knows, when it knows a set.",
+    )
+    other_values = serializers.BooleanField(
+        required=False,
+        help_text="Whether values outside `categories` are taken (the model's encoder ignores them).",
+    )
+    nullable = serializers.BooleanField(
+        required=False, default=False, help_text="Whether the value may be missing (`null`)."
+    )
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -411,8 +423,10 @@ class ModelVersionUploadSerializer(InputSerializer):
     )
     input_schema = JSONTextField(
         required=False,
-        help_text='JSON: [{"name": "sepal_length", "type": "number"}, ...]; read from the model when '
-        "it was fitted on named columns.",
+        help_text='JSON: [{"name": "sepal_length", "type": "number"}, ...] (types: number, integer, '
+        'boolean, string; optional "categories", "other_values", "nullable"); read from the model when '
+        "it was fitted on named columns: text columns and their values from its encoders, missing "
+        "values where it imputes them (checked on sample rows).",
     )
     label_map = JSONTextField(required=False, help_text='JSON: {"0": "setosa", ...}')
     metrics = JSONTextField(required=False, help_text='JSON object: {"accuracy": 0.97}')

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from serving import validation
+from serving.config import Feature
 from serving.tests.support import SETOSA, VIRGINICA, Server
 from serving.validation import RequestError, Validator
 
@@ -423,12 +424,16 @@ SPELLINGS = """
 """.split()
 
 
+def features(kinds) -> list[Feature]:
+    return [Feature(name, kind) for name, kind in zip(NAMES, kinds, strict=True)]
+
+
 class Parses:
     """parse() on a shortcut validator and on a detailed one, counting how often orjson was needed."""
 
     def __init__(self, monkeypatch, kinds=NUMBERS, max_rows=50):
-        self.shortcut = Validator(NAMES, list(kinds), max_rows)
-        self.detailed = Validator(NAMES, list(kinds), max_rows, shortcut=False)
+        self.shortcut = Validator(features(kinds), max_rows)
+        self.detailed = Validator(features(kinds), max_rows, shortcut=False)
         self.loads = 0
         original = validation.load_json
 
@@ -461,7 +466,7 @@ def outcome(validator: Validator, body: bytes, query_mode=None) -> tuple:
 def value_by_value(body: bytes, key: str = "inputs", kinds=NUMBERS) -> bytes:
     """The rows as the field-by-field check (to_number on each value) reads them."""
     fields: dict = {}
-    rows = Validator(NAMES, list(kinds), 50)._checked_rows(orjson.loads(body)[key], key, fields)
+    rows = Validator(features(kinds), 50)._checked_rows(orjson.loads(body)[key], key, fields)
     assert fields == {}
     return rows.tobytes()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 
+from serving.config import Feature
 from worker.runtimes.base import ModelSpec
 
 API_KEY_HEADER = "x-api-key"
@@ -31,13 +32,6 @@ SCHEMA_KEYS = {
     "uniqueItems", "maxProperties", "minProperties", "required", "enum", "type", "items", "allOf",
     "properties", "additionalProperties", "readOnly", "example",
 }  # fmt: skip
-FEATURE_TYPES = {
-    "number": "number",
-    "integer": "integer",
-    "boolean": "boolean",
-    "float": "number",
-    "int": "integer",
-}
 
 
 def to_swagger2(
@@ -237,14 +231,9 @@ class _ServingModel:
         self.name = model.name
         self.version = model.version
         self.sha256 = model.sha256
-        self.features = tuple(_Feature(item) for item in model.input_schema)
+        self.features = tuple(
+            Feature.from_json(item, f"schema[{index}]") for index, item in enumerate(model.input_schema)
+        )
         self.names = [feature.name for feature in self.features]
         self.is_classifier = bool(model.classes)
         self.labels = [model.label_map.get(str(value), value) for value in model.classes]
-
-
-class _Feature:
-    def __init__(self, item):
-        item = item if isinstance(item, dict) else {"name": str(item)}
-        self.name = item["name"]
-        self.type = FEATURE_TYPES.get(item.get("type", "number"), "number")

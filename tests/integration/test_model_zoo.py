@@ -1,0 +1,85 @@
+"""The model zoo, end to end: each family uploaded through the REST API (its schema read from the
+model), deployed on the local runtime by a real worker, and called over HTTP in every request
+form; every answer is scikit-learn's, on held-out rows with missing values and unseen values."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import skops.io as sio
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from endpoints.models import Deployment, DeploymentStatus
+from tests.integration.test_whole_loop import wait_for_deployment
+from tests.zoo import CENSUS_FEATURES, census_pipeline, frame_of, held_out_rows
+
+pytestmark = pytest.mark.integration
+
+
+def zoo() -> dict:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    return {
+        "census-logistic": census_pipeline(),
+        "census-hgb": census_pipeline(HistGradientBoostingClassifier(max_iter=40), encoder="ordinal"),
+        "census-hgb-score": census_pipeline(
+            HistGradientBoostingRegressor(max_iter=40), encoder="ordinal", target="score"
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return zoo()
+
+
+@pytest.mark.parametrize("name", list(zoo()))
+def test_a_zoo_model_uploaded_deployed_and_called_answers_as_scikit_learn(
+    celery_worker_process, admin, fitted, name
+):
+    client = APIClient()
+    client.force_authenticate(admin)
+    estimator = fitted[name]
+    data = sio.dumps(estimator)
+    model = client.post("/api/v1/models/", {"name": name}, format="json").json()
+    uploaded = client.post(
+        f"/api/v1/models/{model['id']}/versions/",
+        {
+            "artifact": SimpleUploadedFile(f"{name}.skops", data),
+            "trusted_types": ",".join(sio.get_untrusted_types(data=data)),
+        },
+        format="multipart",
+    )
+    assert uploaded.status_code == 201, uploaded.json()
+    version = uploaded.json()
+    schema = {feature["name"]: feature for feature in version["input_schema"]}
+    assert schema["workclass"]["type"] == "string" and schema["workclass"]["nullable"] is True
+    assert "Private" in schema["workclass"]["categories"] and schema["age"]["type"] == "number"
+
+    client.post("/api/v1/endpoints/", {"name": name, "access_mode": "open"}, format="json")
+    started = client.post(
+        f"/api/v1/endpoints/{name}/deploy/", {"model_version": version["id"]}, format="json"
+    )
+    deployment = wait_for_deployment(started.json()["id"], timeout=120)
+    assert deployment.status == DeploymentStatus.READY, (deployment.error, celery_worker_process.log_text())
+    url = Deployment.objects.get(pk=deployment.pk).resources["url"]
+
+    rows = held_out_rows()
+    expected = estimator.predict(frame_of(rows)).tolist()
+    classifier = hasattr(estimator, "classes_")
+    for row, answer in zip(rows, expected, strict=True):
+        body = httpx.post(f"{url}/predict", json=row, timeout=10).json()
+        assert (
+            body["target"] == pytest.approx(answer, rel=1e-9) if not classifier else body["target"] == answer
+        )
+    lists = {"inputs": [[row[feature] for feature in CENSUS_FEATURES] for row in rows], "return": "label"}
+    forms = [lists, {"instances": rows, "return": "label"}, {"inputs": rows, "return": "label"}]
+    for form in forms:
+        predictions = httpx.post(f"{url}/predict", json=form, timeout=10).json()["predictions"]
+        assert predictions == (expected if classifier else pytest.approx(expected, rel=1e-9))
+    if classifier:
+        proba = estimator.predict_proba(frame_of(rows))
+        both = httpx.post(f"{url}/predict", json={"inputs": rows, "return": "probabilities"}, timeout=10)
+        by_label = [row[label] for row in both.json()["predictions"] for label in estimator.classes_]
+        assert by_label == pytest.approx(proba.ravel().tolist(), abs=1e-12)
