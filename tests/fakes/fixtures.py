@@ -235,7 +235,7 @@ def make_spec(
             artifact_path=str(path),
             sha256=sha,
             format="skops",
-            input_schema=({"name": "sepal_length", "type": "float"},),
+            input_schema=({"name": "sepal_length", "type": "number"},),
             classes=(0, 1, 2),
             label_map={"0": "setosa"},
         ),
