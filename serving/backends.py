@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from operator import mul
 
@@ -116,15 +117,20 @@ def plan_for(onx, given, final, inputs: tuple = ()) -> OnnxPlan:
 def to_onnx(model, final, **given):
     """skl2onnx's conversion, with classifiers' scores as a plain array (no ZipMap) where the
     final estimator's converter offers the choice (its LinearSVC converter does not: given none,
-    the final estimator is still asked for one inside a pipeline)."""
+    the final estimator is still asked for one inside a pipeline). ai.onnx.ml stays at version 3,
+    the newest onnxmltools' converters write."""
+    from skl2onnx import get_latest_tested_opset_version
     from skl2onnx import to_onnx as convert
 
-    try:
-        return convert(model, options={id(final): {"zipmap": False}}, **given)
-    except Exception as exc:
-        if "Option 'zipmap' not in" not in str(exc):  # the converter does not take it
-            raise
-    return convert(model, options={id(final): {}}, **given)
+    given = {"target_opset": {"": get_latest_tested_opset_version(), "ai.onnx.ml": 3}, **given}
+    with warnings.catch_warnings():  # converters read attributes scikit-learn marks deprecated
+        warnings.simplefilter("ignore")
+        try:
+            return convert(model, options={id(final): {"zipmap": False}}, **given)
+        except Exception as exc:
+            if "Option 'zipmap' not in" not in str(exc):  # the converter does not take it
+                raise
+        return convert(model, options={id(final): {}}, **given)
 
 
 def _chain_through_float32(steps, trees):
