@@ -424,7 +424,10 @@ def onnx_form(estimator, input_schema: list[dict]) -> tuple[bytes | None, str]:
         except ModelError as exc:
             return None, f"No ONNX form: {exc}"
     if plan is None:
-        why = "; ".join(model.refusals) or "the converted model's answers differ from scikit-learn's on the check sample"
+        why = (
+            "; ".join(model.refusals)
+            or "the converted model's answers differ from scikit-learn's on the check sample"
+        )
         return None, _note(f"No ONNX form: {why}", "; scikit-learn serves it.")
     if not model.plain:
         return None, (

@@ -109,9 +109,7 @@ def plan_for(onx, given, final, inputs: tuple = ()) -> OnnxPlan:
     described = ""
     if trees and given is np.float64 and not splits.compares_in_float32(final):
         described = "float64 input and splits, float32 scores"
-    return OnnxPlan(
-        onx.SerializeToString(), answers, given, not splits.trees(final), described, inputs
-    )
+    return OnnxPlan(onx.SerializeToString(), answers, given, not splits.trees(final), described, inputs)
 
 
 def to_onnx(model, final, **given):

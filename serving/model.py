@@ -332,7 +332,10 @@ class Model:
             return None
         reference = self.backend if isinstance(self.backend, FrameBackend) else None
         assert reference is not None, "the table check runs before an ONNX form is served"
-        parts = [(what, rows, self._answers(reference, rows)) for what, rows in check_parts(self.estimator, self.features)]
+        parts = [
+            (what, rows, self._answers(reference, rows))
+            for what, rows in check_parts(self.estimator, self.features)
+        ]
         self.refusals = []
         for plan in self.plans:
             try:
@@ -351,7 +354,9 @@ class Model:
                 continue
             if differing is None:
                 return plan, candidate
-            self.refusals.append(f"the {plan.precision} form's answers differ from scikit-learn's on {differing}")
+            self.refusals.append(
+                f"the {plan.precision} form's answers differ from scikit-learn's on {differing}"
+            )
         return None
 
     def _start_onnx(self) -> None:

@@ -142,7 +142,11 @@ def register() -> None:
         (SimpleImputer, "SklearnSimpleImputer"),
     ):
         registered = get_converter(alias)
-        convert = _imputer(registered._fct) if model is SimpleImputer else _mended(registered._fct, takes_version=True)
+        convert = (
+            _imputer(registered._fct)
+            if model is SimpleImputer
+            else _mended(registered._fct, takes_version=True)
+        )
         update_registered_converter(
             model,
             alias,

@@ -90,7 +90,9 @@ def census_pipeline(final=None, *, encoder: str = "onehot", target: str = "incom
             ),
         ]
     )
-    model = Pipeline([("columns", columns), ("model", final if final is not None else LogisticRegression(max_iter=1000))])
+    model = Pipeline(
+        [("columns", columns), ("model", final if final is not None else LogisticRegression(max_iter=1000))]
+    )
     frame, labels = census(target=target)
     return model.fit(frame, labels)
 

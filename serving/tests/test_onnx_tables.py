@@ -47,7 +47,9 @@ SERVED_BY = {
 def census_model(estimator) -> Model:
     features = tuple(Feature.from_json(entry, "schema") for entry in census_schema())
     classes = tuple(getattr(estimator, "classes_", ()))
-    meta = ModelMeta(name="census", version=1, sha256="0" * 64, format="skops", schema=features, classes=classes)
+    meta = ModelMeta(
+        name="census", version=1, sha256="0" * 64, format="skops", schema=features, classes=classes
+    )
     return Model.from_estimator(estimator, meta)
 
 
@@ -161,7 +163,11 @@ PLAIN = {
         X,
         "onnxruntime (float32)",
     ),
-    "linear-svc": (lambda: make_pipeline(StandardScaler(), LinearSVC()).fit(CANCER, CANCER_Y), CANCER, "onnxruntime (float32)"),
+    "linear-svc": (
+        lambda: make_pipeline(StandardScaler(), LinearSVC()).fit(CANCER, CANCER_Y),
+        CANCER,
+        "onnxruntime (float32)",
+    ),
 }
 
 
@@ -171,7 +177,9 @@ def test_plain_models_of_each_family_get_an_onnx_form_with_scikit_learns_answers
     estimator = make()
     features = tuple(Feature(f"x{index}") for index in range(data.shape[1]))
     classes = tuple(value.item() for value in getattr(estimator, "classes_", ()))
-    meta = ModelMeta(name="plain", version=1, sha256="0" * 64, format="skops", schema=features, classes=classes)
+    meta = ModelMeta(
+        name="plain", version=1, sha256="0" * 64, format="skops", schema=features, classes=classes
+    )
     model = Model.from_estimator(estimator, meta)
     model.start()
     assert model.backend_name == served_by
@@ -180,9 +188,13 @@ def test_plain_models_of_each_family_get_an_onnx_form_with_scikit_learns_answers
     if model.is_classifier:
         assert model.labels_for(rows) == estimator.predict(rows).tolist()
         if model.has_proba:
-            np.testing.assert_allclose(model.both_for(rows)[1], estimator.predict_proba(rows), rtol=0, atol=tolerance)
+            np.testing.assert_allclose(
+                model.both_for(rows)[1], estimator.predict_proba(rows), rtol=0, atol=tolerance
+            )
     else:
-        np.testing.assert_allclose(model.labels_for(rows), estimator.predict(rows), rtol=tolerance, atol=tolerance)
+        np.testing.assert_allclose(
+            model.labels_for(rows), estimator.predict(rows), rtol=tolerance, atol=tolerance
+        )
 
 
 @pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
