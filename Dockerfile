@@ -13,6 +13,9 @@ RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --create-home app
 WORKDIR /app
 
 FROM base AS serving-deps
+# LightGBM's wheel links the GNU OpenMP runtime, which the slim image lacks.
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 COPY serving/requirements.txt serving/requirements.txt
 RUN pip install -r serving/requirements.txt
 

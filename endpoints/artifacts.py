@@ -400,17 +400,23 @@ def _serving_meta(input_schema: list[dict], fmt: str, classes=()):
 
 
 def onnx_form(estimator, input_schema: list[dict]) -> tuple[bytes | None, str]:
-    """The model converted to ONNX and checked against it, or None; and a note saying which or why not."""
+    """The model converted to ONNX and checked against it, or None; and a note saying which or why not.
+
+    A table model's form is not stored: the server converts and checks it when it starts, and
+    keeps scikit-learn beside it for the rare row the form cannot be fed (see serving.onnx_tables).
+    """
+    from serving import splits
     from serving.model import Model, ModelError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             model = Model.from_estimator(estimator, _serving_meta(input_schema, "skops"))
-            if not model.plain:
+            final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+            if splits.native_categories(final):
                 return None, (
-                    "No ONNX form: the model is fitted on a table (text columns, missing values or "
-                    "columns picked by name), which is served by scikit-learn."
+                    "No ONNX form: skl2onnx converts histogram gradient boosting's category splits "
+                    "as number thresholds; scikit-learn serves it."
                 )
             if not model.plans:
                 return None, "No ONNX form: skl2onnx cannot convert this model; scikit-learn serves it."
@@ -418,11 +424,23 @@ def onnx_form(estimator, input_schema: list[dict]) -> tuple[bytes | None, str]:
         except ModelError as exc:
             return None, f"No ONNX form: {exc}"
     if plan is None:
+        why = (
+            "; ".join(model.refusals)
+            or "the converted model's answers differ from scikit-learn's on the check sample"
+        )
+        return None, _note(f"No ONNX form: {why}", "; scikit-learn serves it.")
+    if not model.plain:
         return None, (
-            "No ONNX form: the converted model's answers differ from scikit-learn's on the check "
-            "sample; scikit-learn serves it."
+            f"ONNX Runtime serves it ({plan.precision}), converted when the server starts: it gives "
+            "scikit-learn's answers on every known value, each missing column and rows on its splits."
         )
     return plan.onnx_bytes, f"ONNX ({plan.precision}), gives scikit-learn's answers on the check sample."
+
+
+def _note(text: str, ending: str, limit: int = 300) -> str:
+    """`text` + `ending`, shortened to fit the version's note."""
+    room = limit - len(ending)
+    return (text if len(text) <= room else text[: room - 1] + "…") + ending
 
 
 def _inspect_onnx(path: Path, sha256: str, size: int, schema) -> ArtifactInfo:

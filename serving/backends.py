@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from operator import mul
 
 import numpy as np
+
+from serving import splits
 
 log = logging.getLogger("serving.backends")
 
@@ -23,17 +26,6 @@ log = logging.getLogger("serving.backends")
 def _final_estimator(estimator):
     steps = getattr(estimator, "steps", None)
     return steps[-1][1] if steps else estimator
-
-
-def _trees(estimator):
-    """Fitted decision trees of a tree or forest, whose splits a verification sample should probe."""
-    if hasattr(estimator, "tree_"):
-        return [estimator]
-    found = []
-    for member in np.ravel(getattr(estimator, "estimators_", [])):
-        if hasattr(member, "tree_"):
-            found.append(member)
-    return found
 
 
 def _steps_before(estimator):
@@ -51,32 +43,14 @@ def _threshold_rows(estimator, n_features: int, rng) -> np.ndarray | None:
     mapped back with the steps' inverse_transform (scalers); without one they cannot be aimed.
     """
     final, before = _final_estimator(estimator), _steps_before(estimator)
-    trees = _trees(final)
-    if not trees or (before is not None and not hasattr(before, "inverse_transform")):
+    per_feature = splits.thresholds(final)
+    if not per_feature or (before is not None and not hasattr(before, "inverse_transform")):
         return None
     width = final.n_features_in_
-    per_feature: list[list[float]] = [[] for _ in range(width)]
-    for tree in trees:
-        nodes = tree.tree_.feature >= 0
-        for feature, threshold in zip(tree.tree_.feature[nodes], tree.tree_.threshold[nodes], strict=True):
-            if feature < width:
-                per_feature[feature].append(threshold)
     rows = rng.normal(0.0, 1.0, (128, width))
-    for feature, thresholds in enumerate(per_feature):
-        if not thresholds:
-            continue
-        picked = rng.choice(np.asarray(thresholds), 128)
-        as_float32 = picked.astype(np.float32).astype(np.float64)
-        # On the split, on float32 neighbours, and just off it in float64 (sklearn rounds to float32).
-        variants = [
-            picked,
-            as_float32,
-            np.nextafter(as_float32.astype(np.float32), np.float32(np.inf)).astype(np.float64),
-            np.nextafter(as_float32.astype(np.float32), np.float32(-np.inf)).astype(np.float64),
-            picked * (1 + 1e-9),
-            picked * (1 - 1e-9),
-        ]
-        rows[:, feature] = np.choose(rng.integers(0, len(variants), 128), variants)
+    for feature, values in per_feature.items():
+        if feature < width:
+            rows[:, feature] = splits.near(np.asarray(values), rng, 128)
     if before is None:
         return rows
     try:
@@ -103,12 +77,17 @@ class OnnxPlan:
     """A converted model: bytes to build a session from, what it takes, and what it computes in.
 
     `dtype` is the precision of its answers, which sets the tolerance they are checked to;
-    `input_dtype` what the session is fed (the same unless the graph casts inside).
+    `input_dtype` what the session is fed (the same unless the graph casts inside). Labels come
+    from the graph, or (`graph_labels` false) from float32 probabilities as forests pick them.
+    `inputs` names a table model's inputs and what each takes (see serving.onnx_tables).
     """
 
     onnx_bytes: bytes
     dtype: type
     input_dtype: type | None = None
+    graph_labels: bool = False
+    described: str = ""
+    inputs: tuple = ()
 
     def __post_init__(self):
         if self.input_dtype is None:
@@ -117,8 +96,39 @@ class OnnxPlan:
     @property
     def precision(self) -> str:
         """ "float32", or "float64 input, float32 trees" for steps in float64 before float32 trees."""
+        if self.described:
+            return self.described
         answers, given = np.dtype(self.dtype).name, np.dtype(self.input_dtype).name
         return answers if answers == given else f"{given} input, {answers} trees"
+
+
+def plan_for(onx, given, final, inputs: tuple = ()) -> OnnxPlan:
+    """The plan for a converted graph fed `given`: tree ensembles in ONNX score in float32."""
+    trees = any(node.op_type.startswith("TreeEnsemble") for node in onx.graph.node)
+    answers = np.float32 if trees else given
+    described = ""
+    if trees and given is np.float64 and not splits.compares_in_float32(final):
+        described = "float64 input and splits, float32 scores"
+    return OnnxPlan(onx.SerializeToString(), answers, given, not splits.trees(final), described, inputs)
+
+
+def to_onnx(model, final, **given):
+    """skl2onnx's conversion, with classifiers' scores as a plain array (no ZipMap) where the
+    final estimator's converter offers the choice (its LinearSVC converter does not: given none,
+    the final estimator is still asked for one inside a pipeline). ai.onnx.ml stays at version 3,
+    the newest onnxmltools' converters write."""
+    from skl2onnx import get_latest_tested_opset_version
+    from skl2onnx import to_onnx as convert
+
+    given = {"target_opset": {"": get_latest_tested_opset_version(), "ai.onnx.ml": 3}, **given}
+    with warnings.catch_warnings():  # converters read attributes scikit-learn marks deprecated
+        warnings.simplefilter("ignore")
+        try:
+            return convert(model, options={id(final): {"zipmap": False}}, **given)
+        except Exception as exc:
+            if "Option 'zipmap' not in" not in str(exc):  # the converter does not take it
+                raise
+        return convert(model, options={id(final): {}}, **given)
 
 
 def _chain_through_float32(steps, trees):
@@ -126,7 +136,7 @@ def _chain_through_float32(steps, trees):
     import onnx
     from onnx import compose, helper
 
-    steps = compose.add_prefix(steps, "steps_")
+    steps = compose.add_prefix(steps, "steps_", rename_inputs=False)
     trees = compose.add_prefix(trees, "trees_")
     cast = helper.make_node(
         "Cast",
@@ -154,42 +164,44 @@ def _chain_through_float32(steps, trees):
 def convert_to_onnx(estimator, n_features: int) -> list[OnnxPlan]:
     """Candidate ONNX conversions, most faithful first; each is verified later, in the worker.
 
-    Trees only in float32: scikit-learn compares float32 inputs with their splits, which a float64
-    graph does not round to, so near a split it answers differently and would fail the check.
-    Steps before trees (a scaler) run in float64 and are cast to float32 in the graph, as
-    scikit-learn does: in float32 throughout, rows close to a split land on its other side.
+    Models that compare in float32 (scikit-learn's trees, XGBoost) only in float32: a float64
+    graph does not round inputs as they do, so near a split it answers differently and would fail
+    the check. Steps before such trees (a scaler) run in float64 and are cast to float32 in the
+    graph, as scikit-learn does: in float32 throughout, rows close to a split land on its other
+    side. Anything else in float64 first, then float32.
     """
     try:
-        from skl2onnx import to_onnx
+        from serving import onnx_converters
     except ImportError:
         return []
+    onnx_converters.register()
     final = _final_estimator(estimator)
-    options = {id(final): {"zipmap": False}} if hasattr(final, "classes_") else None
+    if splits.native_categories(final):
+        log.info("No ONNX conversion: skl2onnx converts category splits as thresholds.")
+        return []
 
     def convert(model, width: int, dtype):
         try:
-            return to_onnx(model, np.zeros((1, width), dtype=dtype), options=options)
+            return to_onnx(model, final, X=np.zeros((1, width), dtype=dtype))
         except Exception as exc:  # any converter gap means "serve with scikit-learn"
             log.info("No %s ONNX conversion for %s (%s).", np.dtype(dtype).name, type(model).__name__, exc)
             return None
 
     candidates = []
-    if not _trees(final):
+    if not splits.compares_in_float32(final):
         for dtype in (np.float64, np.float32):
-            candidates.append((convert(estimator, n_features, dtype), dtype, dtype))
+            candidates.append((convert(estimator, n_features, dtype), dtype))
     else:
         before = _steps_before(estimator)
         steps = convert(before, n_features, np.float64) if before is not None else None
         trees = convert(final, final.n_features_in_, np.float32) if steps is not None else None
         if trees is not None:
             try:
-                candidates.append((_chain_through_float32(steps, trees), np.float32, np.float64))
+                candidates.append((_chain_through_float32(steps, trees), np.float64))
             except Exception as exc:
                 log.info("The steps and trees did not chain into one ONNX graph (%s).", exc)
-        candidates.append((convert(estimator, n_features, np.float32), np.float32, np.float32))
-    return [
-        OnnxPlan(onx.SerializeToString(), dtype, given) for onx, dtype, given in candidates if onx is not None
-    ]
+        candidates.append((convert(estimator, n_features, np.float32), np.float32))
+    return [plan_for(onx, given, final) for onx, given in candidates if onx is not None]
 
 
 class SklearnBackend:

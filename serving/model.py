@@ -25,6 +25,7 @@ from serving.backends import (
     verification_rows,
 )
 from serving.config import ConfigError, Feature, ModelMeta
+from serving.onnx_tables import OnnxTableBackend, check_parts, convert_table
 from serving.tabular import FrameBackend, needs_table, table_sample
 
 log = logging.getLogger("serving.model")
@@ -174,8 +175,10 @@ class Model:
         self.estimator = None
         self.accelerate = False
         self.plans: list[OnnxPlan] = []
-        self.backend: SklearnBackend | OnnxBackend | FrameBackend | None = None
+        self.backend: SklearnBackend | OnnxBackend | FrameBackend | LabelsFromProbabilities | None = None
         self.row_kernel: LinearRowKernel | None = None
+        # Why each refused ONNX form was refused: the first rows it answered differently.
+        self.refusals: list[str] = []
         # Plain: rows are float64 arrays of numbers. Otherwise a table (see serving.tabular).
         self.plain = all(feature.plain for feature in self.features)
 
@@ -198,6 +201,7 @@ class Model:
             model.plain = False
         if not model.plain:
             model.backend = FrameBackend(estimator, model.features, fitted_names)
+            model.plans = convert_table(estimator, model.features) if accelerate else []
             return model
         _strip_feature_names(estimator, set())
         model.plans = convert_to_onnx(estimator, model.n_features) if accelerate else []
@@ -269,6 +273,9 @@ class Model:
 
     def verified_onnx(self) -> OnnxPlan | None:
         """The ONNX conversion that gives scikit-learn's answers on the fixed sample, if any."""
+        if not self.plain:
+            found_table = self._agreeing_table_onnx()
+            return found_table[0] if found_table else None
         sample, expected = self._reference()
         found = self._agreeing_onnx(sample, expected)
         return found[0] if found else None
@@ -294,9 +301,12 @@ class Model:
                 return plan, candidate
         return None
 
-    def _onnx_backend(self, plan: OnnxPlan):
-        backend = OnnxBackend(plan, self.classes)
-        if plan.dtype is np.float32 and self.has_proba:
+    def _onnx_backend(self, plan: OnnxPlan, fallback=None):
+        if plan.inputs:
+            backend = OnnxTableBackend(plan, self.features, fallback, self.classes)
+        else:
+            backend = OnnxBackend(plan, self.classes)
+        if plan.dtype is np.float32 and self.has_proba and not plan.graph_labels:
             return LabelsFromProbabilities(backend, self.classes)
         return backend
 
@@ -305,12 +315,49 @@ class Model:
             self.row_kernel = kernel
 
     def _start_table(self) -> None:
-        """A table model: scikit-learn serves it; check it answers on a sample of accepted rows."""
+        """A table model: check scikit-learn answers on a sample of accepted rows, then serve the
+        first ONNX form that gives its answers on every part of the table check."""
         try:
             self._answers(self.backend, table_sample(self.features))
         except Exception as exc:
             raise ModelError(f"The model could not predict on a table of its features: {exc}") from None
+        found = self._agreeing_table_onnx()
+        if found is not None:
+            self.backend = found[1]
+        self.plans = []
         log.info("Predicting with %s on tables.", self.backend_name)
+
+    def _agreeing_table_onnx(self) -> tuple[OnnxPlan, OnnxTableBackend] | None:
+        if not self.plans:
+            return None
+        reference = self.backend if isinstance(self.backend, FrameBackend) else None
+        assert reference is not None, "the table check runs before an ONNX form is served"
+        parts = [
+            (what, rows, self._answers(reference, rows))
+            for what, rows in check_parts(self.estimator, self.features)
+        ]
+        self.refusals = []
+        for plan in self.plans:
+            try:
+                candidate = self._onnx_backend(plan, reference)
+                differing = next(
+                    (
+                        what
+                        for what, rows, expected in parts
+                        if not self._agree(expected, self._answers(candidate, rows), plan.dtype)
+                    ),
+                    None,
+                )
+            except Exception as exc:
+                log.info("ONNX %s session unusable: %s", plan.precision, exc)
+                self.refusals.append(f"ONNX Runtime could not run the {plan.precision} form ({exc})")
+                continue
+            if differing is None:
+                return plan, candidate
+            self.refusals.append(
+                f"the {plan.precision} form's answers differ from scikit-learn's on {differing}"
+            )
+        return None
 
     def _start_onnx(self) -> None:
         """An ONNX artifact is its own reference: check it runs and names known classes."""

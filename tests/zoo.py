@@ -30,8 +30,9 @@ LABELS = ["<=50K", ">50K"]
 
 
 def census(rows: int = 2000, seed: int = 7, missing: float = 0.05, *, target: str = "income"):
-    """(features as a DataFrame, the target): income labels as strings, or with target="score" the
-    number the labels are drawn from (for regressors)."""
+    """(features as a DataFrame, the target): income labels as strings, with target="code" as 0
+    and 1 (XGBoost takes no others), or with target="score" the number the labels are drawn from
+    (for regressors)."""
     import pandas as pd
 
     rng = np.random.default_rng(seed)
@@ -56,7 +57,10 @@ def census(rows: int = 2000, seed: int = 7, missing: float = 0.05, *, target: st
         - 1.5
         + rng.normal(0, 0.8, rows)
     )
-    labels = np.where(score > 0, LABELS[1], LABELS[0]) if target == "income" else score.to_numpy()
+    if target == "income":
+        labels = np.where(score > 0, LABELS[1], LABELS[0])
+    else:
+        labels = (score > 0).to_numpy().astype(int) if target == "code" else score.to_numpy()
     frame = frame.astype({column: object for column in TEXT})
     for column in ("workclass", "hours_per_week"):
         frame.loc[rng.random(rows) < missing, column] = np.nan
@@ -86,7 +90,9 @@ def census_pipeline(final=None, *, encoder: str = "onehot", target: str = "incom
             ),
         ]
     )
-    model = Pipeline([("columns", columns), ("model", final or LogisticRegression(max_iter=1000))])
+    model = Pipeline(
+        [("columns", columns), ("model", final if final is not None else LogisticRegression(max_iter=1000))]
+    )
     frame, labels = census(target=target)
     return model.fit(frame, labels)
 
@@ -141,3 +147,61 @@ def _missing(value) -> bool:
 
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
+
+
+def census_family(name: str):
+    """A census pipeline ending in one of the FAMILIES teams ship, fitted."""
+    final, options = _families()[name]()
+    return census_pipeline(final, **options)
+
+
+def _families() -> dict:
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+    )
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.svm import SVC, LinearSVC
+
+    def boosters(module: str, kind: str, **fitting):
+        library = __import__(module)
+        return getattr(library, kind)(n_estimators=30, max_depth=3, **fitting)
+
+    ordinal, score = {"encoder": "ordinal"}, {"encoder": "ordinal", "target": "score"}
+    return {
+        "logistic": lambda: (LogisticRegression(max_iter=1000), {}),
+        "ridge": lambda: (Ridge(), {"target": "score"}),
+        "forest": lambda: (RandomForestClassifier(30, random_state=0), {}),
+        "hist-gradient-boosting": lambda: (HistGradientBoostingClassifier(max_iter=30), ordinal),
+        "hist-gradient-boosting-regressor": lambda: (HistGradientBoostingRegressor(max_iter=30), score),
+        # The encoded text columns (after the three numbers) as native categories.
+        "hist-gradient-boosting-categories": lambda: (
+            HistGradientBoostingClassifier(max_iter=30, categorical_features=[3, 4, 5, 6]),
+            ordinal,
+        ),
+        "svc": lambda: (SVC(), {}),
+        "svc-probabilities": lambda: (SVC(probability=True, random_state=0), {}),
+        "linear-svc": lambda: (LinearSVC(), {}),
+        "xgboost": lambda: (boosters("xgboost", "XGBClassifier"), {**ordinal, "target": "code"}),
+        "xgboost-regressor": lambda: (boosters("xgboost", "XGBRegressor"), score),
+        "lightgbm": lambda: (boosters("lightgbm", "LGBMClassifier", verbose=-1), ordinal),
+        "lightgbm-regressor": lambda: (boosters("lightgbm", "LGBMRegressor", verbose=-1), score),
+    }
+
+
+FAMILIES = (
+    "logistic",
+    "ridge",
+    "forest",
+    "hist-gradient-boosting",
+    "hist-gradient-boosting-regressor",
+    "hist-gradient-boosting-categories",
+    "svc",
+    "svc-probabilities",
+    "linear-svc",
+    "xgboost",
+    "xgboost-regressor",
+    "lightgbm",
+    "lightgbm-regressor",
+)
