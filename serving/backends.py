@@ -60,6 +60,54 @@ def _threshold_rows(estimator, n_features: int, rng) -> np.ndarray | None:
     return mapped if mapped.shape == (128, n_features) and np.isfinite(mapped).all() else None
 
 
+def boundary_rows(predict, sample: np.ndarray, numeric: list[int], pairs: int = 24, steps: int = 45):
+    """Rows on both sides of a classifier's decision boundaries, as close as float64 bisection
+    gets (about 1e-13 of the way between two rows), or None when the sample has one label.
+
+    For models whose labels come from arithmetic on all features (linear models, SVMs): an ONNX
+    form computing in float32 inside (an SVM's support vectors and coefficients are float32 in
+    ONNX) labels such rows otherwise, and is refused by them. Only the `numeric` columns move; a
+    pair of rows shares the rest."""
+    rows = np.asarray([row for row in sample if not _missing_number(row, numeric)], dtype=sample.dtype)
+    if len(rows) < 2 or not numeric:
+        return None
+    labels = np.asarray(predict(rows))
+    rng = np.random.default_rng(1)
+    first = rng.integers(0, len(rows), pairs * 8)
+    second = rng.integers(0, len(rows), pairs * 8)
+    keep = np.flatnonzero(labels[first] != labels[second])[:pairs]
+    if not len(keep):
+        return None
+    start = rows[first[keep]].copy()
+    end = start.copy()
+    end[:, numeric] = rows[second[keep]][:, numeric]
+    begin = start[:, numeric].astype(np.float64)
+    span = end[:, numeric].astype(np.float64) - begin
+    side = np.asarray(predict(start))
+    low, high = np.zeros(len(keep)), np.ones(len(keep))
+
+    def at(weights: np.ndarray) -> np.ndarray:
+        moved = start.copy()
+        moved[:, numeric] = begin + span * weights[:, None]
+        return moved
+
+    for _ in range(steps):
+        middle = (low + high) / 2
+        same = np.asarray(predict(at(middle))) == side
+        low, high = np.where(same, middle, low), np.where(same, high, middle)
+    return np.vstack([at(low), at(high)])
+
+
+def _missing_number(row, numeric: list[int]) -> bool:
+    return any(isinstance(row[index], float) and row[index] != row[index] for index in numeric)
+
+
+def labels_from_arithmetic(estimator) -> bool:
+    """A classifier whose labels come from arithmetic on the features (no trees to split them)."""
+    final = _final_estimator(estimator)
+    return hasattr(final, "classes_") and not splits.trees(final)
+
+
 def verification_rows(estimator, n_features: int) -> np.ndarray:
     """A fixed sample of inputs at many scales, plus values on and around tree split thresholds."""
     rng = np.random.default_rng(0)
@@ -69,6 +117,10 @@ def verification_rows(estimator, n_features: int) -> np.ndarray:
         thresholds = _threshold_rows(estimator, n_features, rng)
         if thresholds is not None:
             parts.append(thresholds)
+        if labels_from_arithmetic(estimator):
+            near = boundary_rows(estimator.predict, np.vstack(parts), list(range(n_features)))
+            if near is not None:
+                parts.append(near)
     return np.vstack(parts)
 
 

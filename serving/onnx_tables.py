@@ -21,12 +21,14 @@ from serving.backends import (
     _chain_through_float32,
     _final_estimator,
     _steps_before,
+    boundary_rows,
+    labels_from_arithmetic,
     plan_for,
     to_onnx,
 )
-from serving.config import Feature
+from serving.config import NUMERIC_TYPES, Feature
 from serving.onnx_converters import MISSING_TEXT
-from serving.tabular import table_sample, with_missing
+from serving.tabular import FrameBackend, table_sample, with_missing
 
 log = logging.getLogger("serving.onnx_tables")
 
@@ -148,6 +150,15 @@ def check_parts(estimator, features: Sequence[Feature]) -> list[tuple[str, np.nd
     near = _split_rows(estimator, features)
     if near is not None:
         parts.append(("rows on and around its splits", near))
+    if labels_from_arithmetic(estimator):
+        numeric = [index for index, feature in enumerate(features) if feature.type in NUMERIC_TYPES]
+        names = getattr(estimator, "feature_names_in_", None)
+        backend = FrameBackend(
+            estimator, features, [str(name) for name in names] if names is not None else None
+        )
+        edge = boundary_rows(backend.predict, table_sample(features, missing=False), numeric)
+        if edge is not None:
+            parts.append(("rows on its decision boundary", edge))
     return parts
 
 
