@@ -37,6 +37,7 @@ DTYPES = {
     "FP64": np.dtype("<f8"),
 }
 DATATYPES = (*DTYPES, "BYTES")
+STRUCT_CODES = dict(zip(DTYPES, "?BHIQbhiqefd", strict=True))
 LENGTH = struct.Struct("<I")
 
 
@@ -194,21 +195,22 @@ def decode_bytes(data: memoryview, count: int, tensor: dict, index: int) -> list
     return values
 
 
+def _element(value: str | bytes) -> bytes:
+    raw = value.encode() if type(value) is str else value
+    return LENGTH.pack(len(raw)) + raw
+
+
 def encode_bytes(values: list) -> bytes:
     """BYTES elements (str as UTF-8, or bytes), each after its 4-byte little-endian length."""
-    parts = []
-    for value in values:
-        raw = value.encode() if type(value) is str else bytes(value)
-        parts.append(LENGTH.pack(len(raw)))
-        parts.append(raw)
-    return b"".join(parts)
+    encoded = {value: _element(value) for value in set(values)}  # labels repeat: each once
+    return b"".join([encoded[value] for value in values])
 
 
-def encode(values, datatype: str) -> bytes:
-    """An output tensor's data, flat, as the extension's little-endian bytes."""
+def encode(values: list, datatype: str) -> bytes:
+    """An output tensor's values, flat, as the extension's little-endian bytes."""
     if datatype == "BYTES":
         return encode_bytes(values)
-    return np.asarray(values, dtype=DTYPES[datatype]).tobytes()
+    return struct.pack(f"<{len(values)}{STRUCT_CODES[datatype]}", *values)
 
 
 def binary_response(header: bytes, tensors: list[bytes]) -> Response:

@@ -11,7 +11,8 @@ Tensors may also travel as binary data, inputs and outputs alike (see binary_ten
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -71,8 +72,10 @@ def _fits(matrix: np.ndarray, kinds: list[str]) -> bool:
     """Whether every value of a numeric matrix is one its column's feature takes."""
     if matrix.dtype.kind == "b":
         return all(kind == "boolean" for kind in kinds)
+    if matrix.dtype.kind in "iu" and "boolean" not in kinds:
+        return True  # whole numbers, all finite
     values = matrix.astype(np.float64, copy=False)
-    if not np.isfinite(values).all():
+    if not math.isfinite(values.sum()):  # NaN or infinity (or a sum too large: checked one by one)
         return False
     for column, kind in enumerate(kinds):
         if kind == "integer" and not np.array_equal(values[:, column], np.floor(values[:, column])):
@@ -90,8 +93,7 @@ def _invalid(fields: dict[str, str]) -> RequestError:
     return RequestError(422, f"{refusal.message[:-1]}: {path}: {problem}{more}.", refusal.fields)
 
 
-@dataclass(frozen=True)
-class Inference:
+class Inference(NamedTuple):
     """A validated infer request."""
 
     rows: np.ndarray
@@ -267,9 +269,10 @@ class InferenceRequest:
 
 
 def _datatype(values: list) -> str:
-    if all(type(value) is str for value in values):
+    types = set(map(type, values))
+    if types <= {str}:
         return "BYTES"
-    if all(type(value) is int for value in values):
+    if types <= {int}:
         return "INT64"
     return "FP64"
 
@@ -291,7 +294,9 @@ def infer_response(model, inference: Inference) -> Response:
             {"outputs": f"expected some of {', '.join(available)}"},
         )
     rows, count = inference.rows, len(inference.rows)
-    if "probabilities" in wanted:
+    if "probabilities" in binary:
+        labels, probabilities = model.labels_and_probabilities(rows)
+    elif "probabilities" in wanted:
         labels, probabilities = model.both_for(rows)
     else:
         labels, probabilities = model.labels_for(rows), None
@@ -299,15 +304,18 @@ def infer_response(model, inference: Inference) -> Response:
     for name in wanted:
         if name == "probabilities":
             output = {"name": name, "datatype": "FP64", "shape": [count, len(model.classes)]}
-            values = probabilities
+            if name in binary:
+                tensors.append(probabilities.astype("<f8", copy=False).tobytes())
+            else:
+                output["data"] = [value for row in probabilities for value in row]
         else:
             output = {"name": name, "datatype": _datatype(labels), "shape": [count]}
-            values = labels
+            if name in binary:
+                tensors.append(binary_tensors.encode(labels, output["datatype"]))
+            else:
+                output["data"] = labels
         if name in binary:
-            tensors.append(binary_tensors.encode(values, output["datatype"]))
             output["parameters"] = {"binary_data_size": len(tensors[-1])}
-        else:
-            output["data"] = [value for row in values for value in row] if values is probabilities else values
         outputs.append(output)
     document = {"model_name": model.name, "model_version": str(model.version), "outputs": outputs}
     if inference.request_id is not None:
