@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from serving import metrics, open_inference, openapi
+from serving import binary_tensors, metrics, open_inference, openapi
 from serving.access import AccessControl
 from serving.batching import MicroBatch, MicroBatcher, Queued
 from serving.model import HUGE, Model, NonFiniteAnswer
-from serving.protocol import Request, Response, ServerState, error_response, json_response
-from serving.validation import RequestError, Validator, invalid
+from serving.protocol import Request, Response, ServerState, error_response, json_response, with_header
+from serving.validation import RETURN_MODES, RequestError, Validator, invalid
 
 log = logging.getLogger("serving.app")
 
@@ -46,6 +46,11 @@ def _huge_value(value) -> bool:
 def _is_json(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or media.endswith(b"+json")
+
+
+def _is_binary(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == binary_tensors.OCTET_STREAM or _is_json(content_type)
 
 
 def query_value(query: bytes, name: str) -> str | None:
@@ -166,8 +171,12 @@ class ServingApp:
                     )
                     response = error_response(denial.status, denial.message) if denial else self.unknown_model
             elif request.method not in route.methods:
-                allowed = " or ".join(sorted(method.decode() for method in route.methods))
-                response = error_response(405, f"Use {allowed} here.")
+                allowed = sorted(method.decode() for method in route.methods)
+                response = with_header(
+                    error_response(405, f"Use {' or '.join(allowed)} here."),
+                    b"allow",
+                    ", ".join(allowed).encode(),
+                )
             else:
                 denial = (
                     self.access.check(request.client, request.api_key, request.query)
@@ -215,7 +224,9 @@ class ServingApp:
         return self.docs_response
 
     def v2_server(self, request: Request) -> Response:
-        return json_response(200, {"name": "model-endpoint-serving", "version": "2", "extensions": []})
+        return json_response(
+            200, {"name": "model-endpoint-serving", "version": "2", "extensions": ["binary_tensor_data"]}
+        )
 
     def v2_live(self, request: Request) -> Response:
         return json_response(200, {"live": True})
@@ -230,13 +241,21 @@ class ServingApp:
         return self.v2_metadata_response
 
     def v2_infer(self, request: Request) -> Response:
-        self.require_json(request)
-        rows, request_id, wanted = self.inference.parse(request.body)
-        self.recorder.rows(len(rows))
+        header_length = binary_tensors.header_length(request.headers)
+        if header_length is None:
+            self.require_json(request)
+        elif request.content_type is not None and not _is_binary(request.content_type):
+            raise RequestError(
+                415,
+                "Send binary tensors with Content-Type: application/octet-stream "
+                "(the body is JSON, then the tensors' bytes).",
+            )
+        inference = self.inference.parse(request.body, header_length)
+        self.recorder.rows(len(inference.rows))
         try:
-            return json_response(200, open_inference.infer_response(self.model, rows, request_id, wanted))
+            return open_inference.infer_response(self.model, inference)
         except NonFiniteAnswer as exc:
-            raise self.too_large("rows", rows, exc.rows) from None
+            raise self.too_large("rows", inference.rows, exc.rows) from None
 
     def require_json(self, request: Request) -> None:
         if request.content_type is not None and not _is_json(request.content_type):
@@ -244,7 +263,10 @@ class ServingApp:
 
     def predict(self, request: Request) -> Response | None:
         self.require_json(request)
-        parsed = self.validator.parse(request.body, query_value(request.query, "return"))
+        query_mode = query_value(request.query, "return")
+        if query_mode is not None and query_mode not in RETURN_MODES:
+            raise invalid({"return": f"expected one of {', '.join(RETURN_MODES)}"})
+        parsed = self.validator.parse(request.body, query_mode)
         named = parsed.form == "named"
         # With one connection open in this worker there is nobody to batch with: answer at once.
         if self.batcher is not None and (named or len(parsed.rows) == 1) and len(self.state.connections) > 1:

@@ -438,6 +438,15 @@ class Model:
         labels = [label_of[value] for value in np.asarray(raw).ravel().tolist()]
         return labels, proba.tolist()
 
+    def labels_and_probabilities(self, rows: np.ndarray) -> tuple[list, np.ndarray]:
+        """Like both_for, with the probabilities left as a float64 array (to be written as bytes)."""
+        raw, proba = self.backend.predict_both(rows)
+        proba = np.asarray(proba, dtype=np.float64)
+        if not math.isfinite(proba.sum()):
+            _check_finite(proba)
+        label_of = self.label_of
+        return [label_of[value] for value in np.asarray(raw).ravel().tolist()], proba
+
 
 class NonFiniteAnswer(Exception):
     """Rows whose answer is not a finite number: values so large that the model's arithmetic overflows."""

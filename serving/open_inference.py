@@ -5,12 +5,20 @@ per feature, named after the features, each of shape [rows] or [rows, 1]. `data`
 (row-major) or nested. The answer has a `label` tensor (or `predict` for regressors) and, for
 classifiers that give them, `probabilities` of shape [rows, classes] in the model's class order;
 `outputs` in the request may ask for a subset.
+
+Tensors may also travel as binary data, inputs and outputs alike (see binary_tensors.py).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
+from typing import NamedTuple
 
+import numpy as np
+import orjson
+
+from serving import binary_tensors
+from serving.protocol import Response, json_response
 from serving.validation import MAX_REPORTED_FIELDS, RequestError, Validator, invalid, load_json
 
 NUMERIC_TYPES = {
@@ -63,14 +71,51 @@ def _shape_rows(shape, width: int | None) -> int | None:
     return shape[0] if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1) else None
 
 
+def _fits(matrix: np.ndarray, kinds: list[str]) -> bool:
+    """Whether every value of a numeric matrix is one its column's feature takes."""
+    if matrix.dtype.kind == "b":
+        return all(kind == "boolean" for kind in kinds)
+    if matrix.dtype.kind in "iu" and "boolean" not in kinds:
+        return True  # whole numbers, all finite
+    values = matrix.astype(np.float64, copy=False)
+    if not math.isfinite(values.sum()):  # NaN or infinity (or a sum too large: checked one by one)
+        return False
+    for column, kind in enumerate(kinds):
+        if kind == "integer" and not np.array_equal(values[:, column], np.floor(values[:, column])):
+            return False
+        if kind == "boolean" and not np.isin(values[:, column], (0.0, 1.0)).all():
+            return False
+    return True
+
+
+def _invalid(fields: dict[str, str]) -> RequestError:
+    """The 422 for `fields`, its message naming the first: clients such as tritonclient show only that."""
+    refusal = invalid(fields)
+    path, problem = next(iter(fields.items()))
+    more = f" (and {len(fields) - 1} more)" if len(fields) > 1 else ""
+    return RequestError(422, f"{refusal.message[:-1]}: {path}: {problem}{more}.", refusal.fields)
+
+
+class Inference(NamedTuple):
+    """A validated infer request."""
+
+    rows: np.ndarray
+    request_id: str | None
+    outputs: list[tuple[str, bool | None]] | None  # (name, binary_data) asked for; None: all
+    binary_output: bool  # the request's binary_data_output: outputs in binary unless they say
+
+
 class InferenceRequest:
     """Parse an infer body into validated rows; errors name fields by path like inputs/0/data/5."""
 
     def __init__(self, validator: Validator):
         self.validator = validator
 
-    def parse(self, body: bytes) -> tuple[np.ndarray, str | None, list[str] | None]:
-        """(rows, request id, requested output names or None)."""
+    def parse(self, body: bytes, header_length: int | None = None) -> Inference:
+        """The request; `header_length` (Inference-Header-Content-Length) says binary data follows."""
+        tail = None
+        if header_length is not None:
+            body, tail = binary_tensors.split(body, header_length)
         document, _ = load_json(body)
         if type(document) is not dict:
             raise RequestError(422, "The body must be a JSON object with an `inputs` list.", {})
@@ -78,17 +123,19 @@ class InferenceRequest:
         inputs = document.get("inputs")
         if type(inputs) is not list or not inputs:
             fields["inputs"] = "expected a non-empty list of tensors"
-            raise invalid(fields)
+            raise _invalid(fields)
+        binary = binary_tensors.read_inputs(inputs, tail)
         request_id = document.get("id")
         if request_id is not None and type(request_id) is not str:
             fields["id"] = "expected a string"
         outputs = self._outputs(document.get("outputs"), fields)
+        binary_output = self._binary_output(document.get("parameters"), fields)
         validator = self.validator
         names = [_tensor_name(tensor) for tensor in inputs]
         if len(inputs) == validator.width and set(names) == validator.name_set and validator.width > 1:
-            rows = self._columns(inputs, names, fields)
+            rows = self._columns(inputs, names, binary, fields)
         elif len(inputs) == 1:
-            rows = self._matrix(inputs[0], fields)
+            rows = self._matrix(inputs[0], binary.get(0), fields)
         else:
             fields["inputs"] = (
                 f"expected one tensor of shape [rows, {validator.width}], "
@@ -96,10 +143,10 @@ class InferenceRequest:
             )
             rows = None
         if fields:
-            raise invalid(fields)
-        return rows, request_id, outputs
+            raise _invalid(fields)
+        return Inference(rows, request_id, outputs, binary_output)
 
-    def _outputs(self, requested, fields: dict[str, str]) -> list[str] | None:
+    def _outputs(self, requested, fields: dict[str, str]) -> list[tuple[str, bool | None]] | None:
         if requested is None:
             return None
         if type(requested) is not list or not all(
@@ -107,9 +154,32 @@ class InferenceRequest:
         ):
             fields["outputs"] = 'expected a list of {"name": ...} objects'
             return None
-        return [str(item["name"]) for item in requested]
+        outputs = []
+        for index, item in enumerate(requested):
+            binary = None
+            parameters = item.get("parameters")
+            if parameters is not None and type(parameters) is not dict:
+                fields[f"outputs/{index}/parameters"] = "expected an object"
+            elif parameters is not None:
+                binary = parameters.get("binary_data")
+                if binary is not None and type(binary) is not bool:
+                    fields[f"outputs/{index}/parameters/binary_data"] = "expected true or false"
+            outputs.append((str(item["name"]), binary))
+        return outputs
 
-    def _tensor_values(self, tensor, path: str, fields: dict[str, str], width: int | None):
+    def _binary_output(self, parameters, fields: dict[str, str]) -> bool:
+        if parameters is None:
+            return False
+        if type(parameters) is not dict:
+            fields["parameters"] = "expected an object"
+            return False
+        binary = parameters.get("binary_data_output", False)
+        if type(binary) is not bool:
+            fields["parameters/binary_data_output"] = "expected true or false"
+            return False
+        return binary
+
+    def _tensor_values(self, tensor, path: str, fields: dict[str, str], width: int | None, binary):
         if type(tensor) is not dict:
             fields[path] = "expected a tensor object with name, shape, datatype and data"
             return None, None
@@ -119,13 +189,32 @@ class InferenceRequest:
             fields[f"{path}/shape"] = f"expected {expected}, at least one row"
         datatype = tensor.get("datatype")
         accepted = NUMERIC_TYPES if self.validator.plain else TABLE_TYPES
-        if type(datatype) is not str or datatype not in accepted:
+        if type(binary) is list:  # BYTES, for string features
+            names, kinds = self.validator.names, self.validator.kinds
+            fed = names if width is not None else [tensor["name"]]
+            others = [
+                name for name, kind in zip(names, kinds, strict=True) if name in fed and kind != "string"
+            ]
+            if others:
+                fields[f"{path}/datatype"] = (
+                    f"BYTES is for string features; {', '.join(others)} take numbers or booleans"
+                )
+                return None, None
+        elif type(datatype) is not str or datatype not in accepted:
             fields[f"{path}/datatype"] = f"expected one of {', '.join(sorted(accepted))}"
-        data = tensor.get("data")
-        if type(data) is not list:
+        if type(binary) is list:
+            try:
+                flat = [element.decode() for element in binary]  # text for string features
+            except UnicodeDecodeError:
+                fields[f"{path}/data"] = "BYTES elements must be UTF-8 text"
+                return None, None
+        elif binary is not None:
+            flat = binary
+        elif type(data := tensor.get("data")) is list:
+            flat = _flatten(data)
+        else:
             fields[f"{path}/data"] = "expected a list of values"
             return None, None
-        flat = _flatten(data)
         if rows and len(flat) != rows * (width or 1):
             fields[f"{path}/data"] = (
                 f"expected {rows * (width or 1)} values for shape {tensor['shape']}, got {len(flat)}"
@@ -137,11 +226,16 @@ class InferenceRequest:
             )
         return rows, flat
 
-    def _matrix(self, tensor, fields: dict[str, str]) -> np.ndarray | None:
+    def _matrix(self, tensor, binary, fields: dict[str, str]) -> np.ndarray | None:
         validator = self.validator
-        rows, flat = self._tensor_values(tensor, "inputs/0", fields, validator.width)
+        rows, flat = self._tensor_values(tensor, "inputs/0", fields, validator.width, binary)
         if flat is None or fields:
             return None
+        if type(flat) is np.ndarray:
+            matrix = flat.reshape(rows, validator.width)
+            if validator.plain and _fits(matrix, validator.kinds):
+                return matrix.astype(np.float64)
+            flat = flat.tolist()  # checked value by value, to name each one that does not fit
         values = validator.empty(rows).ravel()
         for index, value in enumerate(flat):
             values[index], problem = validator.convert(value, index % validator.width)
@@ -151,12 +245,12 @@ class InferenceRequest:
                     break
         return values.reshape(rows, validator.width)
 
-    def _columns(self, inputs: list, names: list, fields: dict[str, str]) -> np.ndarray | None:
+    def _columns(self, inputs: list, names: list, binary: dict, fields: dict[str, str]) -> np.ndarray | None:
         validator = self.validator
-        columns: dict[str, list] = {}
+        columns: dict[str, tuple] = {}
         counts = set()
         for index, (tensor, name) in enumerate(zip(inputs, names, strict=True)):
-            rows, flat = self._tensor_values(tensor, f"inputs/{index}", fields, None)
+            rows, flat = self._tensor_values(tensor, f"inputs/{index}", fields, None, binary.get(index))
             if flat is not None:
                 columns[name] = (index, flat)
                 counts.add(len(flat))
@@ -165,9 +259,17 @@ class InferenceRequest:
         if len(counts) != 1:
             fields["inputs"] = "every feature tensor must have the same number of rows"
             return None
+        ordered = [columns[name][1] for name in validator.names]
+        if validator.plain and all(
+            type(flat) is np.ndarray and _fits(flat.reshape(-1, 1), [kind])
+            for flat, kind in zip(ordered, validator.kinds, strict=True)
+        ):
+            return np.column_stack(ordered).astype(np.float64)
         array = validator.empty(counts.pop())
         for column, name in enumerate(validator.names):
             index, flat = columns[name]
+            if type(flat) is np.ndarray:
+                flat = flat.tolist()
             for row, value in enumerate(flat):
                 array[row, column], problem = validator.convert(value, column)
                 if problem:
@@ -176,19 +278,23 @@ class InferenceRequest:
 
 
 def _datatype(values: list) -> str:
-    if all(type(value) is str for value in values):
+    types = set(map(type, values))
+    if types <= {str}:
         return "BYTES"
-    if all(type(value) is int for value in values):
+    if types <= {int}:
         return "INT64"
     return "FP64"
 
 
-def infer_response(model, rows: np.ndarray, request_id: str | None, wanted: list[str] | None) -> dict:
-    """The infer response document for validated rows."""
+def infer_response(model, inference: Inference) -> Response:
+    """The infer response for a validated request: JSON, or JSON then binary outputs."""
     available = (
         ["label", "probabilities"] if model.has_proba else ["label" if model.is_classifier else "predict"]
     )
-    wanted = wanted or available
+    default = inference.binary_output
+    asked = inference.outputs or [(name, None) for name in available]
+    wanted = [name for name, _ in asked]
+    binary = {name for name, choice in asked if (default if choice is None else choice)}
     unknown = [name for name in wanted if name not in available]
     if unknown:
         raise RequestError(
@@ -196,24 +302,36 @@ def infer_response(model, rows: np.ndarray, request_id: str | None, wanted: list
             f"This model has no output {unknown[0]!r}.",
             {"outputs": f"expected some of {', '.join(available)}"},
         )
-    count = len(rows)
-    if "probabilities" in wanted:
+    rows, count = inference.rows, len(inference.rows)
+    if "probabilities" in binary:
+        labels, probabilities = model.labels_and_probabilities(rows)
+    elif "probabilities" in wanted:
         labels, probabilities = model.both_for(rows)
     else:
         labels, probabilities = model.labels_for(rows), None
-    outputs = []
+    outputs, tensors = [], []
     for name in wanted:
         if name == "probabilities":
-            flat = [value for row in probabilities for value in row]
-            outputs.append(
-                {"name": name, "datatype": "FP64", "shape": [count, len(model.classes)], "data": flat}
-            )
+            output = {"name": name, "datatype": "FP64", "shape": [count, len(model.classes)]}
+            if name in binary:
+                tensors.append(probabilities.astype("<f8", copy=False).tobytes())
+            else:
+                output["data"] = [value for row in probabilities for value in row]
         else:
-            outputs.append({"name": name, "datatype": _datatype(labels), "shape": [count], "data": labels})
+            output = {"name": name, "datatype": _datatype(labels), "shape": [count]}
+            if name in binary:
+                tensors.append(binary_tensors.encode(labels, output["datatype"]))
+            else:
+                output["data"] = labels
+        if name in binary:
+            output["parameters"] = {"binary_data_size": len(tensors[-1])}
+        outputs.append(output)
     document = {"model_name": model.name, "model_version": str(model.version), "outputs": outputs}
-    if request_id is not None:
-        document["id"] = request_id
-    return document
+    if inference.request_id is not None:
+        document["id"] = inference.request_id
+    if tensors:
+        return binary_tensors.binary_response(orjson.dumps(document), tensors)
+    return json_response(200, document)
 
 
 def model_metadata(model) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from serving import openapi_inference
 from serving.validation import RETURN_MODES
 
 FEATURE_SCHEMAS = {
@@ -101,6 +102,8 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
     }
     if not model.is_classifier:  # a regressor refuses anything else (422)
         return_mode = {"type": "string", "enum": ["label"], "description": "A regressor returns values only."}
+    # In the body, null stands for "not chosen"; in the query string the value is always text.
+    body_return = {**return_mode, "nullable": True, "enum": [*return_mode["enum"], None]}
     rows = {"type": "array", "minItems": 1, "maxItems": max_rows}
     labels = model.labels if model.is_classifier else None
     label_schema = {"enum": labels} if labels else {"type": "number"}
@@ -141,39 +144,11 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
         "missing value where a feature is `nullable` (a named row may also leave it out). "
         f"Bodies are limited to {max_body_bytes} bytes and {max_rows} rows."
     )
-    inference = {}  # the Open Inference Protocol routes, also under /versions/<this version>
+    inference = openapi_inference.paths(model, checked, checked_errors, _errors)
     for base, which in (
         (f"/v2/models/{model.name}", ""),
         (f"/v2/models/{model.name}/versions/{model.version}", f" (version {model.version})"),
     ):
-        inference[f"{base}/infer"] = {
-            "post": {
-                "summary": f"Open Inference Protocol (KServe v2) inference{which}",
-                **checked,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}
-                    },
-                },
-                "responses": {
-                    "200": _response(
-                        "Output tensors: label (or predict) and probabilities.", {"type": "object"}
-                    ),
-                    **_errors(400, *checked_errors, 404, 413, 415, 422),
-                },
-            }
-        }
-        inference[base] = {
-            "get": {
-                "summary": f"Open Inference Protocol model metadata{which}",
-                **checked,
-                "responses": {
-                    "200": _response("Inputs and outputs.", {"type": "object"}),
-                    **_errors(*checked_errors),
-                },
-            }
-        }
         inference[f"{base}/ready"] = {"get": {"summary": f"Is the model ready{which}", "responses": _ok()}}
     document = {
         "openapi": "3.0.3",
@@ -188,7 +163,14 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                     "summary": "Predict for one named-feature row or a batch of rows",
                     **checked,
                     "parameters": [
-                        {"name": "return", "in": "query", "required": False, "schema": return_mode}
+                        {
+                            "name": "return",
+                            "in": "query",
+                            "required": False,
+                            "schema": return_mode,
+                            "description": "The same as `return` in the body, which wins when both are "
+                            "given. An invalid value is refused (422) wherever it is.",
+                        }
                     ],
                     "requestBody": {
                         "required": True,
@@ -258,7 +240,7 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
             "schemas": {
                 "NamedFeatures": {
                     "type": "object",
-                    "properties": {**features, "return": return_mode},
+                    "properties": {**features, "return": body_return},
                     **required,
                     "additionalProperties": False,
                     "example": example_row,
@@ -274,7 +256,7 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                 "InputsBatch": {
                     "type": "object",
                     "description": "Rows as lists (values in feature order) or as named-feature objects.",
-                    "properties": {"inputs": {**rows, "items": row}, "return": return_mode},
+                    "properties": {"inputs": {**rows, "items": row}, "return": body_return},
                     "required": ["inputs"],
                     "additionalProperties": False,
                 },
@@ -283,37 +265,12 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                     "description": "Vertex AI / KServe v1 style: rows as lists or as named-feature objects.",
                     "properties": {
                         "instances": {**rows, "items": row},
-                        "return": return_mode,
+                        "return": body_return,
                     },
                     "required": ["instances"],
                     "additionalProperties": False,
                 },
-                "InferenceRequest": {
-                    "type": "object",
-                    "description": f"One tensor of shape [rows, {width}], or one tensor per feature "
-                    "named after it with shape [rows].",
-                    "properties": {
-                        "id": {"type": "string"},
-                        "inputs": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "name": {"type": "string"},
-                                    "shape": {"type": "array", "items": {"type": "integer"}},
-                                    "datatype": {"type": "string", "example": "FP64"},
-                                    "data": {"type": "array", "items": {}},
-                                },
-                                "required": ["name", "shape", "datatype", "data"],
-                            },
-                        },
-                        "outputs": {
-                            "type": "array",
-                            "items": {"type": "object", "properties": {"name": {"type": "string"}}},
-                        },
-                    },
-                    "required": ["inputs"],
-                },
+                **openapi_inference.schemas(model, max_rows),
                 "Error": {
                     "type": "object",
                     "properties": {"error": {"type": "string"}},

@@ -47,11 +47,19 @@ STATUS_LINES = {
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 JSON = b"application/json"
-Response = tuple[int, bytes, bytes]  # the app's answer: status, body, content type
+# The app's answer: status, body, content type. The content type may be followed by further header
+# lines ("\r\nname: value"), written as they are: see `with_header`.
+Response = tuple[int, bytes, bytes]
 
 
 def json_response(status: int, document) -> Response:
     return status, orjson.dumps(document), JSON
+
+
+def with_header(response: Response, name: bytes, value: bytes) -> Response:
+    """The response with one more header line, written after its content type."""
+    status, body, head = response
+    return status, body, b"%s\r\n%s: %s" % (head, name, value)
 
 
 def error_response(status: int, message: str) -> Response:

@@ -12,6 +12,11 @@ several percent. So its target is judged in-process, where the cost is measured 
 microsecond: the real protocol and app, fed the bytes wrk sends, with and without the key header
 and the access file (`runner.access_cost`), over the server CPU per request measured with wrk.
 The wrk pairs and the A/A control are still printed, for what they are worth.
+
+The infer scenario sends the same 64-row iris batches to the Open Inference Protocol route as JSON
+tensors and as binary ones (the binary tensor data extension, outputs in binary too), each to its
+own container, in rotating order; the binary rows/s over the JSON rows/s of the same round is the
+figure, median over rounds.
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.serving.models import Workload, cancer_batches, census_workloads, hgb_workloads, iris_single_row
+from bench.serving.models import (
+    Workload,
+    cancer_batches,
+    census_workloads,
+    hgb_workloads,
+    iris_infer_batches,
+    iris_single_row,
+)
 from bench.serving.runner import (
     AccessCost,
     Result,
@@ -41,7 +53,8 @@ KINDS = ("container", "baseline", "floor")
 ACCESS = "container +access"
 TWIN = "container twin"  # a second, identical container: the A/A control for the access pairs
 ACCESS_CONNECTIONS = (16, 64)
-PARTS = ("iris", "cancer", "census", "hgb", "access")
+PARTS = ("iris", "cancer", "census", "hgb", "access", "infer")
+INFER_KINDS = ("JSON", "binary")
 #: Models fitted on tables and histogram gradient boosting: rows/s against the baseline, one row and batches.
 TABLE_GOAL = 20
 
@@ -123,6 +136,25 @@ def report(results: dict, scenarios: list, rows: dict) -> None:
             )
 
 
+def report_infer(results: dict, levels: tuple) -> None:
+    print(f"{'scenario':<24}{'tensors':<10}{'req/s':>9}{'rows/s':>10}{'p50 ms':>8}{'p99 ms':>8}", end="")
+    print(f"{'x JSON':>9}{'cpu us/row':>11}{'fails':>7}")
+    for connections in levels:
+        json_runs = results[("infer", connections, "JSON")]
+        for kind in INFER_KINDS:
+            runs = results[("infer", connections, kind)]
+            rps = median([run.requests_per_second for run in runs])
+            ratio = median(
+                [a.requests_per_second / b.requests_per_second for a, b in zip(runs, json_runs, strict=True)]
+            )
+            print(
+                f"{f'infer 64 rows c={connections}':<24}{kind:<10}{rps:>9.0f}{rps * 64:>10.0f}"
+                f"{median([run.p50_ms for run in runs]):>8.2f}{median([run.p99_ms for run in runs]):>8.2f}"
+                f"{times(ratio):>9}{median([run.cpu_us_per_request for run in runs]) / 64:>11.2f}"
+                f"{sum(run.failures for run in runs):>7}"
+            )
+
+
 def spread(values: list[float]) -> str:
     """The interquartile range of per-pair differences, in %: how far apart single pairs fall."""
     if len(values) < 2:
@@ -176,6 +208,14 @@ def checks(
                     None,
                 )
             )
+    for connections in (1, 16, 64):
+        runs = [results.get(("infer", connections, kind), []) for kind in INFER_KINDS]
+        if runs[0] and len(runs[0]) == len(runs[1]):
+            value = median(
+                [b.requests_per_second / j.requests_per_second for j, b in zip(*runs, strict=True)]
+            )
+            what = f"64-row infer batches, {connections} connections, binary rows/s vs JSON"
+            found.append((what, value, ">= 2x", value >= 2))
     for connections in ACCESS_CONNECTIONS:
         key = ("access", connections, ACCESS)
         if key not in results:
@@ -216,6 +256,10 @@ def main() -> None:
         loaded = [workload for workload in every if workload.name.split()[0] in args.only]
         access_file = write_access_file(directory) if "access" in args.only else None
         targets = build_targets(loaded, iris, args.workers, access_file)
+        if "infer" in args.only:
+            for kind, workload in zip(INFER_KINDS, iris_infer_batches(directory), strict=True):
+                targets["infer", kind] = container(workload, args.workers)
+                rows[workload.name] = workload.rows_per_request
         scenarios = [(workload.name, level) for workload in loaded for level in levels]
         print(f"Starting {len(targets)} servers with {args.workers} workers each...", flush=True)
         try:
@@ -229,6 +273,11 @@ def main() -> None:
                         target: Target = targets[workload_name, kind]
                         result = run_wrk(target, connections, seconds, directory)
                         results.setdefault((workload_name, connections, kind), []).append(result)
+                for connections in levels if "infer" in args.only else ():
+                    shift = round_index % len(INFER_KINDS)
+                    for kind in INFER_KINDS[shift:] + INFER_KINDS[:shift]:
+                        result = run_wrk(targets["infer", kind], connections, seconds, directory)
+                        results.setdefault(("infer", connections, kind), []).append(result)
                 print(
                     f"round {round_index + 1}/{rounds} done ({time.monotonic() - started:.0f} s)", flush=True
                 )
@@ -253,6 +302,9 @@ def main() -> None:
     )
     if scenarios:
         report(results, scenarios, rows)
+    if "infer" in args.only:
+        print("\nThe same 64-row iris batches to /v2/models/iris/infer, as JSON and as binary tensors.")
+        report_infer(results, levels)
     if cost is not None:
         print(f"\nAccess check: {pairs} rotations of {pair_seconds:g} s runs per connection count.")
         report(results, [("access", connections) for connections in ACCESS_CONNECTIONS], {"access": 1})

@@ -16,13 +16,15 @@ BATCH_ROWS = 64
 
 @dataclass(frozen=True)
 class Workload:
-    """A model file with its SERVING_MODEL_META, and the body each request posts."""
+    """A model file with its SERVING_MODEL_META, and the body each request posts (where, and how)."""
 
     name: str
     path: Path
     meta: dict
     body: bytes
     rows_per_request: int
+    route: str = "/predict"
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
 
     def env(self) -> dict:
         return {"SERVING_MODEL_URI": str(self.path), "SERVING_MODEL_META": orjson.dumps(self.meta).decode()}
@@ -47,8 +49,8 @@ def _write(directory: Path, name: str, estimator, features: list[str], label_map
     return path, meta
 
 
-def iris_single_row(directory: Path) -> Workload:
-    """LogisticRegression fitted on iris with named features; one named-feature row per request."""
+def _iris(directory: Path) -> tuple[Path, dict]:
+    """LogisticRegression fitted on iris with named features."""
     import pandas as pd
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -56,9 +58,42 @@ def iris_single_row(directory: Path) -> Workload:
     iris = load_iris()
     frame = pd.DataFrame(iris.data, columns=IRIS_FEATURES)
     model = LogisticRegression(max_iter=1000).fit(frame, iris.target)
-    path, meta = _write(directory, "iris", model, IRIS_FEATURES, IRIS_LABELS)
+    return _write(directory, "iris", model, IRIS_FEATURES, IRIS_LABELS)
+
+
+def iris_single_row(directory: Path) -> Workload:
+    """The iris LogisticRegression; one named-feature row per request."""
+    path, meta = _iris(directory)
     body = orjson.dumps(dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True)))
     return Workload("iris 1 row", path, meta, body, 1)
+
+
+def iris_infer_batches(directory: Path) -> tuple[Workload, Workload]:
+    """The iris LogisticRegression; the same 64 rows per request to the Open Inference Protocol
+    route, as one FP64 tensor: in JSON (outputs in JSON), and in the binary tensor data extension
+    with every output in binary, as tritonclient sends by default."""
+    from sklearn.datasets import load_iris
+
+    path, meta = _iris(directory)
+    rows = load_iris().data[np.random.default_rng(0).choice(150, BATCH_ROWS, replace=False)]
+    route = f"/v2/models/{meta['name']}/infer"
+    tensor = {"name": "input-0", "shape": list(rows.shape), "datatype": "FP64"}
+    json_body = orjson.dumps({"inputs": [{**tensor, "data": rows.ravel().tolist()}]})
+    data = rows.astype("<f8").tobytes()
+    header = orjson.dumps(
+        {
+            "inputs": [{**tensor, "parameters": {"binary_data_size": len(data)}}],
+            "parameters": {"binary_data_output": True},
+        }
+    )
+    binary_headers = (
+        ("Content-Type", "application/octet-stream"),
+        ("Inference-Header-Content-Length", str(len(header))),
+    )
+    return (
+        Workload("infer 64 rows JSON", path, meta, json_body, BATCH_ROWS, route),
+        Workload("infer 64 rows binary", path, meta, header + data, BATCH_ROWS, route, binary_headers),
+    )
 
 
 def cancer_batches(directory: Path) -> Workload:

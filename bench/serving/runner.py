@@ -29,9 +29,10 @@ API_KEY = "bench-key-0001-not-a-secret-at-all"
 
 LUA = """\
 wrk.method = "POST"
-wrk.body = [==[{body}]==]
-wrk.headers["Content-Type"] = "application/json"
-{extra_headers}
+local file = io.open("{body_path}", "rb")
+wrk.body = file:read("*a")
+file:close()
+{headers}
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -75,10 +76,7 @@ class Target:
         )
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        headers = {
-            "content-type": "application/json",
-            **({"x-api-key": self.api_key} if self.api_key else {}),
-        }
+        headers = {**dict(self.workload.headers), **({"x-api-key": self.api_key} if self.api_key else {})}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -133,7 +131,12 @@ def container(workload: Workload, workers: int, access_file: Path | None = None)
         env["SERVING_ACCESS_FILE"] = str(access_file)
         name += " +access"
     return Target(
-        name, [sys.executable, "-m", "serving"], env, "/predict", workload, API_KEY if access_file else None
+        name,
+        [sys.executable, "-m", "serving"],
+        env,
+        workload.route,
+        workload,
+        API_KEY if access_file else None,
     )
 
 
@@ -180,10 +183,13 @@ def start_all(targets, directory: Path) -> None:
 
 
 def run_wrk(target: Target, connections: int, seconds: int, script_dir: Path) -> Result:
-    extra = f'wrk.headers["x-api-key"] = "{target.api_key}"' if target.api_key else ""
-    script = script_dir / f"{hashlib.sha1(target.workload.body).hexdigest()[:8]}-{bool(extra)}.lua"
+    headers = [*target.workload.headers, *([("x-api-key", target.api_key)] if target.api_key else [])]
+    name = f"{hashlib.sha1(target.workload.body).hexdigest()[:8]}-{bool(target.api_key)}"
+    script, body = script_dir / f"{name}.lua", script_dir / f"{name}.body"
     if not script.exists():
-        script.write_text(LUA.format(body=target.workload.body.decode(), extra_headers=extra))
+        body.write_bytes(target.workload.body)
+        lines = "\n".join(f'wrk.headers["{header}"] = "{value}"' for header, value in headers)
+        script.write_text(LUA.format(body_path=body, headers=lines))
     command = [WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script)]
     cpu_before = target.cpu_seconds()
     output = subprocess.run(command + [target.url], capture_output=True, text=True, check=True).stdout
