@@ -46,7 +46,7 @@ def test_text_columns_their_values_and_missing_values_are_read_from_the_model(ad
     }
     assert schema["age"] == {"name": "age", "type": "number", "nullable": True}
     assert version.classes == ["<=50K", ">50K"] and version.label_map == {}
-    assert "fitted on a table" in version.onnx_note
+    assert version.onnx_note.startswith("ONNX Runtime serves it (float64), converted when the server starts")
 
 
 def test_an_encoder_that_refuses_unknown_values_gives_a_closed_set(admin, census_model):
