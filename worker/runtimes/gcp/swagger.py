@@ -236,4 +236,7 @@ class _ServingModel:
         )
         self.names = [feature.name for feature in self.features]
         self.is_classifier = bool(model.classes)
+        # Not recorded with a version: the gateway's copy lists probabilities for any classifier
+        # (the gateway validates no body; one without them answers 422 when asked).
+        self.has_proba = self.is_classifier
         self.labels = [model.label_map.get(str(value), value) for value in model.classes]
