@@ -1,6 +1,8 @@
 """The model zoo, end to end: each family uploaded through the REST API (its schema read from the
 model), deployed on the local runtime by a real worker, and called over HTTP in every request
-form; every answer is scikit-learn's, on held-out rows with missing values and unseen values."""
+form; every answer is scikit-learn's, on held-out rows with missing values and unseen values:
+labels exactly, scores within the precision the version's ONNX form is checked to (1e-5 where it
+scores in float32)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from tests.integration.test_whole_loop import wait_for_deployment
 from tests.zoo import CENSUS_FEATURES, census_pipeline, frame_of, held_out_rows
 
 pytestmark = pytest.mark.integration
+
+TOLERANCE = 1e-5
 
 
 def zoo() -> dict:
@@ -70,16 +74,18 @@ def test_a_zoo_model_uploaded_deployed_and_called_answers_as_scikit_learn(
     classifier = hasattr(estimator, "classes_")
     for row, answer in zip(rows, expected, strict=True):
         body = httpx.post(f"{url}/predict", json=row, timeout=10).json()
-        assert (
-            body["target"] == pytest.approx(answer, rel=1e-9) if not classifier else body["target"] == answer
+        assert body["target"] == (
+            answer if classifier else pytest.approx(answer, rel=TOLERANCE, abs=TOLERANCE)
         )
     lists = {"inputs": [[row[feature] for feature in CENSUS_FEATURES] for row in rows], "return": "label"}
     forms = [lists, {"instances": rows, "return": "label"}, {"inputs": rows, "return": "label"}]
     for form in forms:
         predictions = httpx.post(f"{url}/predict", json=form, timeout=10).json()["predictions"]
-        assert predictions == (expected if classifier else pytest.approx(expected, rel=1e-9))
+        assert predictions == (
+            expected if classifier else pytest.approx(expected, rel=TOLERANCE, abs=TOLERANCE)
+        )
     if classifier:
         proba = estimator.predict_proba(frame_of(rows))
         both = httpx.post(f"{url}/predict", json={"inputs": rows, "return": "probabilities"}, timeout=10)
         by_label = [row[label] for row in both.json()["predictions"] for label in estimator.classes_]
-        assert by_label == pytest.approx(proba.ravel().tolist(), abs=1e-12)
+        assert by_label == pytest.approx(proba.ravel().tolist(), abs=TOLERANCE)
