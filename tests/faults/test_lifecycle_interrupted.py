@@ -10,9 +10,7 @@ land past them: then it is tried again on another endpoint).
 
 from __future__ import annotations
 
-import fcntl
 import time
-from contextlib import contextmanager
 
 import pytest
 
@@ -20,6 +18,7 @@ from tests.faults.api import DELETE_STEPS, STOP_STEPS, status_of, wait_journal
 from tests.faults.checks import endpoint_dir, endpoint_port, serving
 from tests.faults.processes import port_is_free
 from tests.faults.stack import wait_for
+from worker.runtimes.local.state import file_lock
 
 pytestmark = pytest.mark.faults
 
@@ -34,16 +33,9 @@ CASES = [
 ]
 
 
-@contextmanager
 def endpoint_lock(stack, name: str):
     """Hold the local runtime's lock of the endpoint, as another of its operations would."""
-    path = endpoint_dir(stack, name) / "lock"
-    with open(path, "a") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(file, fcntl.LOCK_UN)
+    return file_lock(endpoint_dir(stack, name) / "lock")
 
 
 @pytest.mark.parametrize(("operation", "step", "state", "how"), CASES)
