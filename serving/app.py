@@ -84,6 +84,7 @@ class ServingApp:
         self.render_metrics = render_metrics
         self.state = state
         self.inference = open_inference.InferenceRequest(self.validator)
+        self.answers = open_inference.InferenceAnswers(model)
         self.label_keys = [str(label) for label in model.labels]
         self.probability_keys = [f"{label}_probability" for label in self.label_keys]
         index = metrics.ROUTE_INDEX
@@ -253,7 +254,7 @@ class ServingApp:
         inference = self.inference.parse(request.body, header_length)
         self.recorder.rows(len(inference.rows))
         try:
-            return open_inference.infer_response(self.model, inference)
+            return self.answers.response(inference)
         except NonFiniteAnswer as exc:
             raise self.too_large("rows", inference.rows, exc.rows) from None
 

@@ -4,7 +4,8 @@
   ~250 µs checking its input; a 100-tree forest on 64 rows ~40x faster. One single-threaded
   session per worker process (see OnnxBackend for why not more threads per request).
 - A plain-Python kernel for one row through a linear model (optionally after StandardScaler):
-  a few µs, where any NumPy or ONNX call costs 10-25 µs of fixed overhead.
+  a few µs, where any NumPy or ONNX call costs 10-25 µs of fixed overhead; and the same weights
+  in NumPy for small batches (64 iris rows: ~20 µs less per request than an ONNX Runtime run).
 - scikit-learn itself, always correct, the fallback.
 """
 
@@ -382,3 +383,55 @@ class LinearRowKernel:
         exps = [math.exp(score - top) for score in scores]
         total = sum(exps)
         return scores.index(top), [exp / total for exp in exps]
+
+
+class LinearBatchBackend:
+    """Batches of up to MAX_ROWS rows through a linear kernel's weights in NumPy; larger ones
+    through `large` (ONNX Runtime's kernels win there: 10,000 iris rows in half the time)."""
+
+    MAX_ROWS = 128
+
+    def __init__(self, kernel: LinearRowKernel, classes: list, large):
+        self.weights = np.ascontiguousarray(np.array(kernel.weights, dtype=np.float64).T)
+        self.intercepts = np.array(kernel.intercepts, dtype=np.float64)
+        self.link = kernel.link
+        self.classes = np.array(classes) if classes else None
+        self.large = large
+        self.name = f"{large.name}, NumPy for batches of up to {self.MAX_ROWS} rows"
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        scores = rows @ self.weights
+        scores += self.intercepts
+        return scores
+
+    def _labels(self, scores: np.ndarray) -> np.ndarray:
+        if self.link == "identity":
+            return scores[:, 0]
+        assert self.classes is not None
+        if self.link == "logistic":
+            return self.classes[(scores[:, 0] > 0).astype(np.intp)]
+        return self.classes[scores.argmax(axis=1)]
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        if len(rows) > self.MAX_ROWS:
+            return self.large.predict(rows)
+        return self._labels(self._scores(rows))
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        return self.predict_both(rows)[1]
+
+    def predict_both(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(rows) > self.MAX_ROWS:
+            return self.large.predict_both(rows)
+        scores = self._scores(rows)
+        labels = self._labels(scores)
+        if self.link == "logistic":
+            from scipy.special import expit
+
+            positive = expit(scores[:, 0])
+            return labels, np.column_stack((1.0 - positive, positive))
+        # The ufuncs themselves: their ndarray-method wrappers cost more than 64 rows' arithmetic.
+        scores -= np.maximum.reduce(scores, axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= np.add.reduce(scores, axis=1, keepdims=True)
+        return labels, scores

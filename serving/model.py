@@ -17,6 +17,7 @@ import numpy as np
 
 from serving import onnx_graph
 from serving.backends import (
+    LinearBatchBackend,
     LinearRowKernel,
     OnnxBackend,
     OnnxPlan,
@@ -175,7 +176,9 @@ class Model:
         self.estimator = None
         self.accelerate = False
         self.plans: list[OnnxPlan] = []
-        self.backend: SklearnBackend | OnnxBackend | FrameBackend | LabelsFromProbabilities | None = None
+        self.backend: (
+            SklearnBackend | OnnxBackend | FrameBackend | LabelsFromProbabilities | LinearBatchBackend | None
+        ) = None
         self.row_kernel: LinearRowKernel | None = None
         # Why each refused ONNX form was refused: the first rows it answered differently.
         self.refusals: list[str] = []
@@ -311,8 +314,19 @@ class Model:
         return backend
 
     def _adopt_kernel(self, kernel: LinearRowKernel | None, sample: np.ndarray, expected: tuple) -> None:
-        if kernel is not None and self._agree(expected, self._kernel_answers(kernel, sample), np.float64):
+        """Serve single rows, and small batches, through a linear kernel that gives the
+        reference's answers on the sample (each checked on its own)."""
+        if kernel is None:
+            return
+        if self._agree(expected, self._kernel_answers(kernel, sample), np.float64):
             self.row_kernel = kernel
+        batches = LinearBatchBackend(kernel, self.classes, self.backend)
+        size = batches.MAX_ROWS
+        parts = [self._answers(batches, sample[at : at + size]) for at in range(0, len(sample), size)]
+        labels = [label for part in parts for label in part[0]]
+        proba = np.vstack([part[1] for part in parts]) if self.has_proba else None
+        if self._agree(expected, (labels, proba), np.float64):
+            self.backend = batches
 
     def _start_table(self) -> None:
         """A table model: check scikit-learn answers on a sample of accepted rows, then serve the
@@ -414,16 +428,31 @@ class Model:
             return labels[0], proba[0]
         return self.labels_for(rows)[0], None
 
+    def answers(self, rows: np.ndarray, want_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The backend's answers, checked finite: class values (classifier) or values (regressor),
+        flat, and the probabilities as a float64 array when asked."""
+        # A label is only as good as its scores: huge inputs are checked through them.
+        if want_proba or (self.has_proba and self.plain and _huge(rows)):
+            raw, proba = self.backend.predict_both(rows)
+            proba = np.asarray(proba, dtype=np.float64)
+            if not math.isfinite(np.add.reduce(proba, axis=None)):
+                _check_finite(proba)
+            return np.asarray(raw).ravel(), proba if want_proba else None
+        raw = np.asarray(self.backend.predict(rows)).ravel()
+        if not self.is_classifier:
+            _check_finite(raw)
+        return raw, None
+
+    def labels_of(self, raw: np.ndarray) -> list:
+        """Class values as the labels clients see (a regressor's values as they are), JSON-ready."""
+        if not self.is_classifier:
+            return raw.tolist()
+        label_of = self.label_of
+        return [label_of[value] for value in raw.tolist()]
+
     def labels_for(self, rows: np.ndarray) -> list:
         """Predicted labels (classifier) or values (regressor), one per row, JSON-ready."""
-        if self.has_proba and self.plain and _huge(rows):  # a label is only as good as its scores
-            return self.both_for(rows)[0]
-        raw = np.asarray(self.backend.predict(rows))
-        if self.is_classifier:
-            label_of = self.label_of
-            return [label_of[value] for value in raw.ravel().tolist()]
-        _check_finite(raw)
-        return raw.ravel().tolist()
+        return self.labels_of(self.answers(rows, False)[0])
 
     def probabilities_for(self, rows: np.ndarray) -> list[list[float]]:
         proba = np.asarray(self.backend.predict_proba(rows), dtype=np.float64)
@@ -431,21 +460,9 @@ class Model:
         return proba.tolist()
 
     def both_for(self, rows: np.ndarray) -> tuple[list, list[list[float]]]:
-        raw, proba = self.backend.predict_both(rows)
-        proba = np.asarray(proba, dtype=np.float64)
-        _check_finite(proba)
-        label_of = self.label_of
-        labels = [label_of[value] for value in np.asarray(raw).ravel().tolist()]
-        return labels, proba.tolist()
-
-    def labels_and_probabilities(self, rows: np.ndarray) -> tuple[list, np.ndarray]:
-        """Like both_for, with the probabilities left as a float64 array (to be written as bytes)."""
-        raw, proba = self.backend.predict_both(rows)
-        proba = np.asarray(proba, dtype=np.float64)
-        if not math.isfinite(proba.sum()):
-            _check_finite(proba)
-        label_of = self.label_of
-        return [label_of[value] for value in np.asarray(raw).ravel().tolist()], proba
+        raw, proba = self.answers(rows, True)
+        assert proba is not None
+        return self.labels_of(raw), proba.tolist()
 
 
 class NonFiniteAnswer(Exception):

@@ -78,7 +78,8 @@ def _fits(matrix: np.ndarray, kinds: list[str]) -> bool:
     if matrix.dtype.kind in "iu" and "boolean" not in kinds:
         return True  # whole numbers, all finite
     values = matrix.astype(np.float64, copy=False)
-    if not math.isfinite(values.sum()):  # NaN or infinity (or a sum too large: checked one by one)
+    # NaN or infinity (or a sum too large: then checked one by one)
+    if not math.isfinite(np.add.reduce(values, axis=None)):
         return False
     for column, kind in enumerate(kinds):
         if kind == "integer" and not np.array_equal(values[:, column], np.floor(values[:, column])):
@@ -278,66 +279,83 @@ class InferenceRequest:
 
 
 def _datatype(values: list) -> str:
+    """The tensor datatype of a model's labels: numbers when all are, else text (BYTES)."""
     types = set(map(type, values))
-    if types <= {str}:
-        return "BYTES"
     if types <= {int}:
         return "INT64"
-    return "FP64"
+    if types <= {int, float}:
+        return "FP64"
+    return "BYTES"
 
 
-def infer_response(model, inference: Inference) -> Response:
-    """The infer response for a validated request: JSON, or JSON then binary outputs."""
-    available = (
-        ["label", "probabilities"] if model.has_proba else ["label" if model.is_classifier else "predict"]
-    )
-    default = inference.binary_output
-    asked = inference.outputs or [(name, None) for name in available]
-    wanted = [name for name, _ in asked]
-    binary = {name for name, choice in asked if (default if choice is None else choice)}
-    unknown = [name for name in wanted if name not in available]
-    if unknown:
-        raise RequestError(
-            422,
-            f"This model has no output {unknown[0]!r}.",
-            {"outputs": f"expected some of {', '.join(available)}"},
+class InferenceAnswers:
+    """Infer responses for one model, with what every response shares worked out once: the
+    outputs it has, its labels' datatype, and each class's label as binary BYTES."""
+
+    def __init__(self, model):
+        self.model = model
+        self.available = (
+            ["label", "probabilities"] if model.has_proba else ["label" if model.is_classifier else "predict"]
         )
-    rows, count = inference.rows, len(inference.rows)
-    if "probabilities" in binary:
-        labels, probabilities = model.labels_and_probabilities(rows)
-    elif "probabilities" in wanted:
-        labels, probabilities = model.both_for(rows)
-    else:
-        labels, probabilities = model.labels_for(rows), None
-    outputs, tensors = [], []
-    for name in wanted:
-        if name == "probabilities":
-            output = {"name": name, "datatype": "FP64", "shape": [count, len(model.classes)]}
-            if name in binary:
-                tensors.append(probabilities.astype("<f8", copy=False).tobytes())
+        self.label_datatype = _datatype(model.labels) if model.is_classifier else "FP64"
+        self.label_bytes = (
+            {value: binary_tensors.encode_bytes([str(label)]) for value, label in model.label_of.items()}
+            if self.label_datatype == "BYTES"
+            else None
+        )
+
+    def response(self, inference: Inference) -> Response:
+        """The infer response for a validated request: JSON, or JSON then binary outputs."""
+        model, default = self.model, inference.binary_output
+        asked = inference.outputs or [(name, None) for name in self.available]
+        wanted = [name for name, _ in asked]
+        binary = {name for name, choice in asked if (default if choice is None else choice)}
+        unknown = [name for name in wanted if name not in self.available]
+        if unknown:
+            raise RequestError(
+                422,
+                f"This model has no output {unknown[0]!r}.",
+                {"outputs": f"expected some of {', '.join(self.available)}"},
+            )
+        raw, probabilities = model.answers(inference.rows, "probabilities" in wanted)
+        count = len(raw)
+        outputs, tensors = [], []
+        for name in wanted:
+            if name == "probabilities":
+                output = {"name": name, "datatype": "FP64", "shape": [count, len(model.classes)]}
+                if name in binary:
+                    tensors.append(probabilities.astype("<f8", copy=False).tobytes())
+                else:
+                    output["data"] = probabilities.ravel().tolist()
             else:
-                output["data"] = [value for row in probabilities for value in row]
-        else:
-            output = {"name": name, "datatype": _datatype(labels), "shape": [count]}
+                output = {"name": name, "datatype": self.label_datatype, "shape": [count]}
+                if name in binary:
+                    tensors.append(self._label_tensor(raw))
+                else:
+                    output["data"] = model.labels_of(raw)
             if name in binary:
-                tensors.append(binary_tensors.encode(labels, output["datatype"]))
-            else:
-                output["data"] = labels
-        if name in binary:
-            output["parameters"] = {"binary_data_size": len(tensors[-1])}
-        outputs.append(output)
-    document = {"model_name": model.name, "model_version": str(model.version), "outputs": outputs}
-    if inference.request_id is not None:
-        document["id"] = inference.request_id
-    if tensors:
-        return binary_tensors.binary_response(orjson.dumps(document), tensors)
-    return json_response(200, document)
+                output["parameters"] = {"binary_data_size": len(tensors[-1])}
+            outputs.append(output)
+        document = {"model_name": model.name, "model_version": str(model.version), "outputs": outputs}
+        if inference.request_id is not None:
+            document["id"] = inference.request_id
+        if tensors:
+            return binary_tensors.binary_response(orjson.dumps(document), tensors)
+        return json_response(200, document)
+
+    def _label_tensor(self, raw: np.ndarray) -> bytes:
+        if self.label_bytes is not None:
+            return b"".join(map(self.label_bytes.__getitem__, raw.tolist()))
+        if not self.model.is_classifier:
+            return raw.astype("<f8").tobytes()
+        dtype = "<i8" if self.label_datatype == "INT64" else "<f8"
+        return np.array(self.model.labels_of(raw), dtype=dtype).tobytes()
 
 
 def model_metadata(model) -> dict:
     """GET /v2/models/{name}."""
     outputs = (
-        [{"name": "label", "datatype": "BYTES", "shape": [-1]}]
+        [{"name": "label", "datatype": _datatype(model.labels), "shape": [-1]}]
         if model.is_classifier
         else [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
     )

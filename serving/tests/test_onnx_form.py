@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from serving import onnx_graph
-from serving.backends import verification_rows
+from serving.backends import LinearBatchBackend, LinearRowKernel, verification_rows
 from serving.config import Feature, ModelMeta
 from serving.model import Model
 from serving.tests.support import IRIS_FEATURES, IRIS_LABELS, REPO, SETOSA, VIRGINICA, write_model
@@ -65,6 +65,38 @@ def test_a_linear_onnx_form_answers_one_row_with_the_kernel_and_scikit_learns_nu
                 proba, estimator.predict_proba(row.reshape(1, -1))[0], rtol=0, atol=1e-9
             )
     assert model.labels_for(rows) == pytest.approx(estimator.predict(rows).tolist(), abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", sorted(LINEAR_MODELS))
+@pytest.mark.parametrize("count", [1, 64, LinearBatchBackend.MAX_ROWS, LinearBatchBackend.MAX_ROWS + 1, 3000])
+def test_linear_batches_in_numpy_or_onnx_runtime_give_scikit_learns_numbers(kind, count):
+    estimator = LINEAR_MODELS[kind]()
+    model = Model.from_estimator(estimator, meta_for(estimator))
+    model.start()
+    assert isinstance(model.backend, LinearBatchBackend), model.backend_name
+    rows = np.random.default_rng(count).normal(3.0, 2.0, (count, 4))
+    raw, proba = model.answers(rows, model.has_proba)
+    if kind == "regressor":
+        np.testing.assert_allclose(raw, estimator.predict(rows), rtol=0, atol=1e-9)
+    else:
+        assert raw.tolist() == estimator.predict(rows).tolist()
+        np.testing.assert_allclose(proba, estimator.predict_proba(rows), rtol=0, atol=1e-9)
+
+
+def test_linear_batches_are_checked_not_trusted(monkeypatch):
+    """Weights that give other answers leave batches to ONNX Runtime (the row kernel too)."""
+    estimator = LINEAR_MODELS["multinomial"]()
+    made = LinearRowKernel.from_estimator
+
+    def skewed(fitted):
+        kernel = made(fitted)
+        kernel.intercepts[0] += 0.5
+        return kernel
+
+    monkeypatch.setattr(LinearRowKernel, "from_estimator", skewed)
+    model = Model.from_estimator(estimator, meta_for(estimator))
+    model.start()
+    assert model.row_kernel is None and model.backend_name == "onnxruntime (float64)"
 
 
 def test_trees_are_converted_in_float32_only_and_linear_models_in_both():
@@ -166,7 +198,9 @@ def test_the_server_answers_from_the_onnx_form_as_from_the_skops_file(tmp_path, 
         assert answers[0] == answers[1]
     described = httpx.get(f"{servers[1].url}/v1/model").json()
     assert described["format"] == "onnx" and described["classes"] == [0, 1, 2]
-    assert described["backend"] == "onnxruntime (float64) + Python linear kernel for one row"
+    assert described["backend"] == (
+        "onnxruntime (float64), NumPy for batches of up to 128 rows + Python linear kernel for one row"
+    )
 
 
 def test_serving_an_onnx_form_never_imports_scikit_learn(tmp_path):

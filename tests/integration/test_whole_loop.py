@@ -135,7 +135,9 @@ def test_deploy_key_revoke_swap_and_a_broken_version(
     # The endpoint serves the version's verified ONNX form, with the linear kernel read from it.
     served = httpx.get(f"{endpoint.url}/v1/model", headers={"x-api-key": secret}, timeout=5).json()
     assert (served["format"], served["sha256"]) == ("onnx", iris_version.onnx_sha256)
-    assert served["backend"] == "onnxruntime (float64) + Python linear kernel for one row"
+    assert served["backend"] == (
+        "onnxruntime (float64), NumPy for batches of up to 128 rows + Python linear kernel for one row"
+    )
 
     # Swapping in another version under load fails no request; the old process is gone after.
     old_pids = serving_pids(endpoint)
