@@ -207,12 +207,19 @@ def _resolve(name: str):
     return None
 
 
+#: Functions (not classes) that scikit-learn's own fitted estimators keep, which only check an
+#: array when called: histogram gradient boosting with native categories keeps check_array in a
+#: FunctionTransformer for its numeric columns. The admin still trusts them by name.
+SAFE_FUNCTIONS = frozenset({"sklearn.utils.validation.check_array"})
+
+
 def check_trust(untrusted: list[str], trusted: list[str]) -> None:
-    """A skops file loads only if every type it lists is a class the admin trusted by name."""
+    """A skops file loads only if every type it lists is a class (or one of SAFE_FUNCTIONS) the
+    admin trusted by name."""
     not_classes = []
     for name in untrusted:
         found = _resolve(name)
-        if not isinstance(found, type):
+        if not isinstance(found, type) and name not in SAFE_FUNCTIONS:
             kind = "cannot be found" if found is None else f"is a {type(found).__name__}, not a class"
             not_classes.append(f"{name} ({kind})")
     if not_classes:

@@ -372,3 +372,16 @@ def test_the_dashboard_lists_the_types_to_review_and_registers_once_they_are_acc
     )
     assert accepted.status_code == 302
     assert ModelVersion.objects.get().trusted_types == [TREE]
+
+
+def test_the_one_function_scikit_learn_keeps_loads_only_when_trusted_by_name():
+    """check_array, kept by histogram gradient boosting with native categories, passes the
+    function refusal but still needs the admin's trust; any other function is still refused."""
+    from endpoints.artifacts import ArtifactError, check_trust
+
+    check_array = "sklearn.utils.validation.check_array"
+    check_trust([check_array], [check_array])
+    with pytest.raises(ArtifactError, match="outside skops' default trust"):
+        check_trust([check_array], [])
+    with pytest.raises(ArtifactError, match="refused even when trusted"):
+        check_trust([check_array, "sklearn.utils.validation.column_or_1d"], [check_array])
