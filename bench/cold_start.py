@@ -1,8 +1,12 @@
-"""Cold start of the serving container: `python -m bench.cold_start [--rounds N]`.
+"""Cold start of the serving container: `python -m bench.cold_start [--rounds N] [--families]`.
 
 Times `python -m serving` from spawn to its first 200 on /readyz, as a container on a fresh node
 would start, for each model as uploaded (skops) and as the portal deploys it (the verified ONNX
 form). Rounds alternate between the two; the skops start is the baseline.
+
+`--families` also starts each family of the model zoo (tests/zoo.py: census-style pipelines) as
+the portal deploys it: from skops, its ONNX form converted and checked at start (the portal
+stores no ONNX form for models fitted on tables), against the iris ONNX form of the same rounds.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from bench.serving.models import Workload, cancer_batches, iris_single_row
+from bench.serving.models import Workload, cancer_batches, iris_single_row, table_model
 from bench.serving.runner import Target
 
 
@@ -70,29 +74,48 @@ def start_once(workload: Workload, directory: Path) -> tuple[float, str]:
         target.stop()
 
 
+def family_workloads(directory: Path) -> list[Workload]:
+    """Each zoo family as the portal deploys it (skops, with the schema read at upload)."""
+    from tests.zoo import FAMILIES, census_family
+
+    workloads = []
+    for name in FAMILIES:
+        path, meta = table_model(directory, name, census_family(name))
+        workloads.append(Workload(name, path, meta, b"", 1))
+    return workloads
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--families", action="store_true", help="also start each family of the model zoo")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
         directory = Path(tmp)
         pairs = []
         for workload in (iris_single_row(directory), cancer_batches(directory)):
             pairs.append((workload, onnx_form(workload, directory)))
+        families = family_workloads(directory) if args.families else []
         times: dict[str, list[float]] = {}
         backends: dict[str, str] = {}
         for round_index in range(args.rounds):
-            for pair in pairs:
-                for workload in pair if round_index % 2 == 0 else pair[::-1]:
+            for group in [*pairs, families]:
+                for workload in group if round_index % 2 == 0 else group[::-1]:
                     elapsed, backends[workload.name] = start_once(workload, directory)
                     times.setdefault(workload.name, []).append(elapsed)
     print(f"\n{args.rounds} starts each, alternating; medians.\n")
-    print(f"{'artifact':<30}{'ready after':>12}{'x skops':>9}  backend")
+    print(f"{'artifact':<36}{'ready after':>12}{'x skops':>9}  backend")
     for skops, onnx in pairs:
         baseline = statistics.median(times[skops.name])
         for workload in (skops, onnx):
             median = statistics.median(times[workload.name])
-            print(f"{workload.name:<30}{median:>11.2f}s{median / baseline:>8.2f}x  {backends[workload.name]}")
+            print(f"{workload.name:<36}{median:>11.2f}s{median / baseline:>8.2f}x  {backends[workload.name]}")
+    if families:
+        iris = statistics.median(times[pairs[0][1].name])
+        print(f"\n{'zoo family (census pipeline, skops)':<36}{'ready after':>12}{'x iris ONNX':>13}  backend")
+        for workload in families:
+            median = statistics.median(times[workload.name])
+            print(f"{workload.name:<36}{median:>11.2f}s{median / iris:>12.1f}x  {backends[workload.name]}")
 
 
 if __name__ == "__main__":

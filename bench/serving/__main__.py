@@ -13,10 +13,11 @@ microsecond: the real protocol and app, fed the bytes wrk sends, with and withou
 and the access file (`runner.access_cost`), over the server CPU per request measured with wrk.
 The wrk pairs and the A/A control are still printed, for what they are worth.
 
-The infer scenario sends the same 64-row iris batches to the Open Inference Protocol route as JSON
+The infer scenario sends the same 64-row batches to the Open Inference Protocol route as JSON
 tensors and as binary ones (the binary tensor data extension, outputs in binary too), each to its
 own container, in rotating order; the binary rows/s over the JSON rows/s of the same round is the
-figure, median over rounds.
+figure, median over rounds. Two models: iris (4 features: the fixed cost of a request weighs most)
+and a scaled logistic regression on breast_cancer (30 features).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from bench.serving.models import (
     cancer_batches,
     census_workloads,
     hgb_workloads,
-    iris_infer_batches,
+    infer_batches,
     iris_single_row,
 )
 from bench.serving.runner import (
@@ -55,6 +56,7 @@ TWIN = "container twin"  # a second, identical container: the A/A control for th
 ACCESS_CONNECTIONS = (16, 64)
 PARTS = ("iris", "cancer", "census", "hgb", "access", "infer")
 INFER_KINDS = ("JSON", "binary")
+INFER_MODELS = ("iris", "cancer")  # the keys of models.infer_batches
 #: Models fitted on tables and histogram gradient boosting: rows/s against the baseline, one row and batches.
 TABLE_GOAL = 20
 
@@ -136,23 +138,24 @@ def report(results: dict, scenarios: list, rows: dict) -> None:
             )
 
 
-def report_infer(results: dict, levels: tuple) -> None:
-    print(f"{'scenario':<24}{'tensors':<10}{'req/s':>9}{'rows/s':>10}{'p50 ms':>8}{'p99 ms':>8}", end="")
+def report_infer(results: dict, levels: tuple, models: list[str]) -> None:
+    print(f"{'scenario':<28}{'tensors':<10}{'req/s':>9}{'rows/s':>10}{'p50 ms':>8}{'p99 ms':>8}", end="")
     print(f"{'x JSON':>9}{'cpu us/row':>11}{'fails':>7}")
-    for connections in levels:
-        json_runs = results[("infer", connections, "JSON")]
-        for kind in INFER_KINDS:
-            runs = results[("infer", connections, kind)]
-            rps = median([run.requests_per_second for run in runs])
-            ratio = median(
-                [a.requests_per_second / b.requests_per_second for a, b in zip(runs, json_runs, strict=True)]
-            )
-            print(
-                f"{f'infer 64 rows c={connections}':<24}{kind:<10}{rps:>9.0f}{rps * 64:>10.0f}"
-                f"{median([run.p50_ms for run in runs]):>8.2f}{median([run.p99_ms for run in runs]):>8.2f}"
-                f"{times(ratio):>9}{median([run.cpu_us_per_request for run in runs]) / 64:>11.2f}"
-                f"{sum(run.failures for run in runs):>7}"
-            )
+    for model in models:
+        for connections in levels:
+            json_runs = results[("infer", model, connections, "JSON")]
+            for kind in INFER_KINDS:
+                runs = results[("infer", model, connections, kind)]
+                rps = median([run.requests_per_second for run in runs])
+                pairs = zip(runs, json_runs, strict=True)
+                ratio = median([a.requests_per_second / b.requests_per_second for a, b in pairs])
+                p50, p99 = median([run.p50_ms for run in runs]), median([run.p99_ms for run in runs])
+                print(
+                    f"{f'infer {model} 64 rows c={connections}':<28}{kind:<10}{rps:>9.0f}{rps * 64:>10.0f}"
+                    f"{p50:>8.2f}{p99:>8.2f}"
+                    f"{times(ratio):>9}{median([run.cpu_us_per_request for run in runs]) / 64:>11.2f}"
+                    f"{sum(run.failures for run in runs):>7}"
+                )
 
 
 def spread(values: list[float]) -> str:
@@ -208,14 +211,15 @@ def checks(
                     None,
                 )
             )
-    for connections in (1, 16, 64):
-        runs = [results.get(("infer", connections, kind), []) for kind in INFER_KINDS]
-        if runs[0] and len(runs[0]) == len(runs[1]):
-            value = median(
-                [b.requests_per_second / j.requests_per_second for j, b in zip(*runs, strict=True)]
-            )
-            what = f"64-row infer batches, {connections} connections, binary rows/s vs JSON"
-            found.append((what, value, ">= 2x", value >= 2))
+    for model in INFER_MODELS:
+        for connections in (1, 16, 64):
+            runs = [results.get(("infer", model, connections, kind), []) for kind in INFER_KINDS]
+            if runs[0] and len(runs[0]) == len(runs[1]):
+                value = median(
+                    [b.requests_per_second / j.requests_per_second for j, b in zip(*runs, strict=True)]
+                )
+                what = f"64-row infer batches ({model}), {connections} connections, binary rows/s vs JSON"
+                found.append((what, value, ">= 2x", value >= 2))
     for connections in ACCESS_CONNECTIONS:
         key = ("access", connections, ACCESS)
         if key not in results:
@@ -257,9 +261,9 @@ def main() -> None:
         access_file = write_access_file(directory) if "access" in args.only else None
         targets = build_targets(loaded, iris, args.workers, access_file)
         if "infer" in args.only:
-            for kind, workload in zip(INFER_KINDS, iris_infer_batches(directory), strict=True):
-                targets["infer", kind] = container(workload, args.workers)
-                rows[workload.name] = workload.rows_per_request
+            for model, pair in infer_batches(directory).items():
+                for kind, workload in zip(INFER_KINDS, pair, strict=True):
+                    targets["infer", model, kind] = container(workload, args.workers)
         scenarios = [(workload.name, level) for workload in loaded for level in levels]
         print(f"Starting {len(targets)} servers with {args.workers} workers each...", flush=True)
         try:
@@ -273,11 +277,12 @@ def main() -> None:
                         target: Target = targets[workload_name, kind]
                         result = run_wrk(target, connections, seconds, directory)
                         results.setdefault((workload_name, connections, kind), []).append(result)
-                for connections in levels if "infer" in args.only else ():
-                    shift = round_index % len(INFER_KINDS)
-                    for kind in INFER_KINDS[shift:] + INFER_KINDS[:shift]:
-                        result = run_wrk(targets["infer", kind], connections, seconds, directory)
-                        results.setdefault(("infer", connections, kind), []).append(result)
+                for model in INFER_MODELS if "infer" in args.only else ():
+                    for connections in levels:
+                        shift = round_index % len(INFER_KINDS)
+                        for kind in INFER_KINDS[shift:] + INFER_KINDS[:shift]:
+                            result = run_wrk(targets["infer", model, kind], connections, seconds, directory)
+                            results.setdefault(("infer", model, connections, kind), []).append(result)
                 print(
                     f"round {round_index + 1}/{rounds} done ({time.monotonic() - started:.0f} s)", flush=True
                 )
@@ -303,8 +308,8 @@ def main() -> None:
     if scenarios:
         report(results, scenarios, rows)
     if "infer" in args.only:
-        print("\nThe same 64-row iris batches to /v2/models/iris/infer, as JSON and as binary tensors.")
-        report_infer(results, levels)
+        print("\nThe same 64-row batches to /v2/models/<model>/infer, as JSON and as binary tensors.")
+        report_infer(results, levels, list(INFER_MODELS))
     if cost is not None:
         print(f"\nAccess check: {pairs} rotations of {pair_seconds:g} s runs per connection count.")
         report(results, [("access", connections) for connections in ACCESS_CONNECTIONS], {"access": 1})

@@ -42,7 +42,7 @@ def _write(directory: Path, name: str, estimator, features: list[str], label_map
         "sha256": hashlib.sha256(data).hexdigest(),
         "format": "skops",
         "schema": [{"name": feature, "type": "number"} for feature in features],
-        "classes": [value.item() for value in estimator.classes_],
+        "classes": np.asarray(getattr(estimator, "classes_", [])).tolist(),  # a regressor has none
         "label_map": label_map,
         "trusted_types": sio.get_untrusted_types(data=data),
     }
@@ -68,32 +68,46 @@ def iris_single_row(directory: Path) -> Workload:
     return Workload("iris 1 row", path, meta, body, 1)
 
 
-def iris_infer_batches(directory: Path) -> tuple[Workload, Workload]:
-    """The iris LogisticRegression; the same 64 rows per request to the Open Inference Protocol
-    route, as one FP64 tensor: in JSON (outputs in JSON), and in the binary tensor data extension
-    with every output in binary, as tritonclient sends by default."""
-    from sklearn.datasets import load_iris
+def infer_batches(directory: Path) -> dict[str, tuple[Workload, Workload]]:
+    """The same 64 rows per request to the Open Inference Protocol route, as one FP64 tensor: in
+    JSON (outputs in JSON), and in the binary tensor data extension with every output in binary,
+    as tritonclient sends by default. For the iris LogisticRegression (4 features) and a
+    StandardScaler + LogisticRegression on breast_cancer (30 features)."""
+    from sklearn.datasets import load_breast_cancer, load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    path, meta = _iris(directory)
-    rows = load_iris().data[np.random.default_rng(0).choice(150, BATCH_ROWS, replace=False)]
-    route = f"/v2/models/{meta['name']}/infer"
-    tensor = {"name": "input-0", "shape": list(rows.shape), "datatype": "FP64"}
-    json_body = orjson.dumps({"inputs": [{**tensor, "data": rows.ravel().tolist()}]})
-    data = rows.astype("<f8").tobytes()
-    header = orjson.dumps(
-        {
-            "inputs": [{**tensor, "parameters": {"binary_data_size": len(data)}}],
-            "parameters": {"binary_data_output": True},
-        }
-    )
-    binary_headers = (
-        ("Content-Type", "application/octet-stream"),
-        ("Inference-Header-Content-Length", str(len(header))),
-    )
-    return (
-        Workload("infer 64 rows JSON", path, meta, json_body, BATCH_ROWS, route),
-        Workload("infer 64 rows binary", path, meta, header + data, BATCH_ROWS, route, binary_headers),
-    )
+    cancer = load_breast_cancer()
+    features = [name.replace(" ", "_") for name in cancer.feature_names]
+    scaled = make_pipeline(StandardScaler(), LogisticRegression()).fit(cancer.data, cancer.target)
+    models = {
+        "iris": (*_iris(directory), load_iris().data),
+        "cancer": (*_write(directory, "cancer-linear", scaled, features, {}), cancer.data),
+    }
+    workloads = {}
+    for label, (path, meta, data) in models.items():
+        rows = data[np.random.default_rng(0).choice(len(data), BATCH_ROWS, replace=False)]
+        route = f"/v2/models/{meta['name']}/infer"
+        tensor = {"name": "input-0", "shape": list(rows.shape), "datatype": "FP64"}
+        json_body = orjson.dumps({"inputs": [{**tensor, "data": rows.ravel().tolist()}]})
+        raw = rows.astype("<f8").tobytes()
+        header = orjson.dumps(
+            {
+                "inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}],
+                "parameters": {"binary_data_output": True},
+            }
+        )
+        binary_headers = (
+            ("Content-Type", "application/octet-stream"),
+            ("Inference-Header-Content-Length", str(len(header))),
+        )
+        name = f"infer {label} 64 rows"
+        workloads[label] = (
+            Workload(f"{name} JSON", path, meta, json_body, BATCH_ROWS, route),
+            Workload(f"{name} binary", path, meta, header + raw, BATCH_ROWS, route, binary_headers),
+        )
+    return workloads
 
 
 def cancer_batches(directory: Path) -> Workload:
@@ -116,17 +130,23 @@ def _write_table(directory: Path, name: str, estimator, schema: list[dict]) -> t
     return path, meta
 
 
-def census_workloads(directory: Path) -> list[Workload]:
-    """The census-like pipeline (imputers, scaler, one-hot encoder, logistic regression) with its
-    text and nullable features: one named row per request, and 64 rows as {"inputs": [[...], ...]}."""
+def table_model(directory: Path, name: str, estimator) -> tuple[Path, dict]:
+    """A model fitted on a table, written as skops with the schema the portal reads from it."""
     from endpoints.artifacts import inspect_artifact
-    from tests.zoo import CENSUS_FEATURES, census, census_pipeline
 
-    model = census_pipeline()
-    path, meta = _write_table(directory, "census", model, [])
+    path, meta = _write_table(directory, name, estimator, [])
     meta["schema"] = inspect_artifact(
         path, "skops", trust_code=False, trusted_types=meta["trusted_types"]
     ).input_schema
+    return path, meta
+
+
+def census_workloads(directory: Path) -> list[Workload]:
+    """The census-like pipeline (imputers, scaler, one-hot encoder, logistic regression) with its
+    text and nullable features: one named row per request, and 64 rows as {"inputs": [[...], ...]}."""
+    from tests.zoo import CENSUS_FEATURES, census, census_pipeline
+
+    path, meta = table_model(directory, "census", census_pipeline())
     frame, _ = census(rows=BATCH_ROWS, seed=11)
     rows = [
         [None if value != value else value for value in record] for record in frame.itertuples(index=False)
