@@ -26,29 +26,8 @@ from pathlib import Path
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("NO_GCE_CHECK", "true")
 
-from tests.fakes.fixtures import BUCKET, GATEWAY_SA, PROJECT, Fakes  # noqa: E402
+from tests.fakes.fixtures import BUCKET, GATEWAY_SA, PROJECT, Fakes, start_fakes  # noqa: E402
 from worker.runtimes.base import AccessPolicy, DeploySpec, ModelSpec, Resources, TransientError  # noqa: E402
-
-
-def start_fakes() -> Fakes:
-    from tests.fakes.api_gateway import ApiGatewayFake
-    from tests.fakes.api_keys import ApiKeysFake
-    from tests.fakes.cloud_run import CloudRunFake
-    from tests.fakes.compute import ComputeFake
-    from tests.fakes.iam_admin import IamAdminFake
-    from tests.fakes.service_usage import ServiceUsageFake
-    from tests.fakes.storage import StorageFake
-
-    gateway = ApiGatewayFake().start()
-    return Fakes(
-        run=CloudRunFake().start(),
-        storage=StorageFake((BUCKET,)).start(),
-        keys=ApiKeysFake().start(),
-        gateway=gateway,
-        usage=ServiceUsageFake(known=gateway.managed_services).start(),
-        compute=ComputeFake().start(),
-        iam=IamAdminFake().start(),
-    )
 
 
 def runtime_for(fakes: Fakes, *, wait_seconds: float = 20.0):

@@ -12,6 +12,7 @@ hosts) and are reset before each test. Import the fixtures where they are used:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,8 @@ from tests.fakes.api_keys import ApiKeysFake
 from tests.fakes.cloud_run import CloudRunFake
 from tests.fakes.compute import ComputeFake
 from tests.fakes.iam_admin import IamAdminFake
-from tests.fakes.service_usage import ServiceUsageFake
+from tests.fakes.resource_manager import ResourceManagerFake
+from tests.fakes.service_usage import GOOGLE_SERVICES, ServiceUsageFake
 from tests.fakes.storage import StorageFake
 
 __all__ = ["artifact", "clock", "fake_servers", "fakes", "gcp", "gcp_settings"]
@@ -39,38 +41,39 @@ class Fakes:
     usage: ServiceUsageFake
     compute: ComputeFake
     iam: IamAdminFake
+    projects: ResourceManagerFake
+
+    def by_api(self) -> dict[str, Any]:
+        """Each fake by the GCP_API_ENDPOINT_OVERRIDES name of the API it fakes."""
+        return {
+            "run": self.run,
+            "storage": self.storage,
+            "apikeys": self.keys,
+            "apigateway": self.gateway,
+            "serviceusage": self.usage,
+            "compute": self.compute,
+            "iam": self.iam,
+            "resourcemanager": self.projects,
+        }
 
     def all(self):
-        return [self.run, self.storage, self.keys, self.gateway, self.usage, self.compute, self.iam]
+        return list(self.by_api().values())
 
     def overrides(self) -> str:
-        return ",".join(
-            [
-                f"run={self.run.endpoint}",
-                f"storage={self.storage.endpoint}",
-                f"apikeys={self.keys.endpoint}",
-                f"apigateway={self.gateway.endpoint}",
-                f"serviceusage={self.usage.endpoint}",
-                f"compute={self.compute.endpoint}",
-                f"iam={self.iam.endpoint}",
-            ]
-        )
+        return ",".join(f"{api}={fake.endpoint}" for api, fake in self.by_api().items())
 
     def methods(self) -> dict[str, list[str]]:
         """Every call each fake received, by API."""
-        return {
-            name: fake.methods()
-            for name, fake in (
-                ("run", self.run),
-                ("storage", self.storage),
-                ("apikeys", self.keys),
-                ("apigateway", self.gateway),
-                ("serviceusage", self.usage),
-                ("compute", self.compute),
-                ("iam", self.iam),
-            )
-            if fake.methods()
-        }
+        return {api: fake.methods() for api, fake in self.by_api().items() if fake.methods()}
+
+    def fresh(self) -> None:
+        """A project nobody set up: Google's APIs disabled, no artifact bucket, no gateway account,
+        and a caller that holds no permission."""
+        self.usage.disabled = set(GOOGLE_SERVICES)
+        self.storage.drop_bucket(BUCKET)
+        self.iam.remove(GATEWAY_SA)
+        for holder in (self.storage.permissions, self.iam.permissions, self.projects.permissions):
+            holder.revoke_all()
 
     def held(self) -> dict[str, list]:
         """Everything the fakes hold, by kind (kinds holding nothing left out)."""
@@ -110,18 +113,24 @@ class Fakes:
             fake.clear_calls()
 
 
-@pytest.fixture(scope="session")
-def fake_servers():
+def start_fakes() -> Fakes:
+    """Every fake, started, holding a project set up for the runtime (the bucket, the gateway account)."""
     gateway = ApiGatewayFake().start()
-    servers = Fakes(
+    return Fakes(
         run=CloudRunFake().start(),
         storage=StorageFake((BUCKET,)).start(),
         keys=ApiKeysFake().start(),
         gateway=gateway,
         usage=ServiceUsageFake(known=gateway.managed_services).start(),
         compute=ComputeFake().start(),
-        iam=IamAdminFake().start(),
+        iam=IamAdminFake(setup=(GATEWAY_SA,)).start(),
+        projects=ResourceManagerFake().start(),
     )
+
+
+@pytest.fixture(scope="session")
+def fake_servers():
+    servers = start_fakes()
     yield servers
     for fake in servers.all():
         fake.stop()

@@ -10,6 +10,11 @@ id twice in a project is ALREADY_EXISTS ("Service account ... already exists wit
 unknown account with NOT_FOUND ("Unknown service account"). `DeleteServiceAccount` answers an
 empty response (projects.serviceAccounts.delete: "If successful, the response body is empty"), or
 NOT_FOUND for an account that is not there. Create, get and delete are synchronous.
+
+Accounts named at construction (`setup`, e.g. the gateway's, made by an administrator) exist after
+every reset; `emails` leaves them out, so tests see only what the runtime made.
+`TestIamPermissions(resource="projects/-/serviceAccounts/{email}")` answers the asked permissions
+the caller holds (`self.permissions`), or NOT_FOUND for an unknown account.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import re
 
 import grpc
 from google.cloud import iam_admin_v1
+from google.iam.v1 import iam_policy_pb2
 from google.protobuf import empty_pb2
 
 from tests.fakes.grpc_server import FakeError, GrpcFake, already_exists, invalid, next_number, rpc
+from tests.fakes.permissions import Permissions
 
 SERVICE = "google.iam.admin.v1.IAM"
 PROJECT = re.compile(r"^projects/([^/]+)$")
@@ -31,13 +38,18 @@ DOMAIN = ".iam.gserviceaccount.com"
 
 
 class IamAdminFake(GrpcFake):
-    def __init__(self):
+    def __init__(self, setup: tuple[str, ...] = ()):
         super().__init__()
+        self.setup = setup
+        self.permissions = Permissions()
         self.reset_state()
 
     def reset_state(self) -> None:
+        self.permissions.reset()
         #: (project, email) -> account
         self.accounts: dict[tuple[str, str], iam_admin_v1.ServiceAccount] = {}
+        for email in self.setup:
+            self.add(email)
 
     # --- test helpers ------------------------------------------------------------------------
 
@@ -47,9 +59,15 @@ class IamAdminFake(GrpcFake):
         with self.lock:
             return self._store(project, email, display_name, "")
 
-    def emails(self, project: str) -> list[str]:
+    def remove(self, email: str) -> None:
+        """The account does not exist (test setup)."""
         with self.lock:
-            return sorted(email for (p, email) in self.accounts if p == project)
+            self.accounts = {key: account for key, account in self.accounts.items() if key[1] != email}
+
+    def emails(self, project: str) -> list[str]:
+        """The project's accounts, the setup accounts left out."""
+        with self.lock:
+            return sorted(email for (p, email) in self.accounts if p == project and email not in self.setup)
 
     # --- RPCs --------------------------------------------------------------------------------
 
@@ -96,6 +114,18 @@ class IamAdminFake(GrpcFake):
             if project in ("-", owner) and key in (email, account.unique_id):
                 return account
         raise FakeError(grpc.StatusCode.NOT_FOUND, "Unknown service account")
+
+    @rpc(
+        SERVICE,
+        "TestIamPermissions",
+        iam_policy_pb2.TestIamPermissionsRequest,
+        iam_policy_pb2.TestIamPermissionsResponse,
+    )
+    def test_iam_permissions(self, request, context):
+        self.get_service_account(iam_admin_v1.GetServiceAccountRequest(name=request.resource), context)
+        return iam_policy_pb2.TestIamPermissionsResponse(
+            permissions=self.permissions.held(request.permissions)
+        )
 
     @rpc(SERVICE, "DeleteServiceAccount", iam_admin_v1.DeleteServiceAccountRequest, empty_pb2.Empty)
     def delete_service_account(self, request, context):

@@ -57,10 +57,12 @@ class HttpError(Exception):
 class Request:
     method: str
     path: str
-    query: dict[str, str]
+    query: dict[str, str]  # the last value of each parameter
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    #: every value of each parameter, e.g. ?permissions=a&permissions=b
+    repeated: dict[str, list[str]] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body or b"{}")
@@ -195,12 +197,14 @@ class RestFake:
         parts = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
+        repeated = parse_qs(parts.query)
         request = Request(
             method=handler.command,
             path=unquote(parts.path),
-            query={key: values[-1] for key, values in parse_qs(parts.query).items()},
+            query={key: values[-1] for key, values in repeated.items()},
             headers={key.lower(): value for key, value in handler.headers.items()},
             body=body,
+            repeated=repeated,
         )
         dropped, failure = self._record(handler, f"{handler.command} {request.path}", request)
         if dropped:

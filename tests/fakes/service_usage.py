@@ -2,7 +2,10 @@
 
 It knows Google's own services plus whatever `known()` returns (the API Gateway fake's managed
 services), answers for an unknown one as Google does ("Not found or permission denied"), and
-enables a service with a long-running operation (`operations/acf...`).
+enables a service with a long-running operation (`operations/acf...`). Google's services are
+enabled in every project unless named in `disabled` (a fresh project); a managed service is
+enabled once `EnableService` enables it. `BatchGetServices` takes at most 30 names, each under
+the request's `parent`.
 """
 
 from __future__ import annotations
@@ -21,10 +24,15 @@ NAME = re.compile(r"^projects/([^/]+)/services/([^/]+)$")
 GOOGLE_SERVICES = {
     "run.googleapis.com",
     "apigateway.googleapis.com",
-    "apikeys.googleapis.com",
-    "compute.googleapis.com",
+    "servicemanagement.googleapis.com",
     "servicecontrol.googleapis.com",
+    "apikeys.googleapis.com",
+    "serviceusage.googleapis.com",
+    "compute.googleapis.com",
+    "iam.googleapis.com",
+    "storage.googleapis.com",
 }
+BATCH_LIMIT = 30
 
 
 class ServiceUsageFake(GrpcFake):
@@ -36,7 +44,8 @@ class ServiceUsageFake(GrpcFake):
         self.reset_state()
 
     def reset_state(self) -> None:
-        self.enabled: set[tuple[str, str]] = set()
+        self.enabled: set[tuple[str, str]] = set()  # (project, managed service)
+        self.disabled: set[str] = set()  # Google services off in every project
 
     def _parse(self, name: str) -> tuple[str, str]:
         match = NAME.match(name)
@@ -51,7 +60,9 @@ class ServiceUsageFake(GrpcFake):
         return project, service
 
     def _service(self, project: str, service: str) -> su.Service:
-        state = su.State.ENABLED if (project, service) in self.enabled else su.State.DISABLED
+        google = service in GOOGLE_SERVICES and service not in self.disabled
+        on = google or (project, service) in self.enabled
+        state = su.State.ENABLED if on else su.State.DISABLED
         return su.Service(
             name=f"projects/{project}/services/{service}", parent=f"projects/{project}", state=state
         )
@@ -60,10 +71,21 @@ class ServiceUsageFake(GrpcFake):
     def get_service(self, request, context):
         return self._service(*self._parse(request.name))
 
+    @rpc(SERVICE, "BatchGetServices", su.BatchGetServicesRequest, su.BatchGetServicesResponse)
+    def batch_get_services(self, request, context):
+        if len(request.names) > BATCH_LIMIT:
+            raise invalid(f"A single request can get a maximum of {BATCH_LIMIT} services.")
+        services = [self._service(*self._parse(name)) for name in request.names]
+        for service in services:
+            if request.parent and service.parent != request.parent:
+                raise invalid(f"Service {service.name} is not under parent {request.parent}.")
+        return su.BatchGetServicesResponse(services=services)
+
     @rpc(SERVICE, "EnableService", su.EnableServiceRequest, operations_pb2.Operation)
     def enable_service(self, request, context):
         project, service = self._parse(request.name)
         self.enabled.add((project, service))
+        self.disabled.discard(service)
         return self.operation(
             response=su.EnableServiceResponse(service=self._service(project, service)),
             metadata=su.OperationMetadata(resource_names=[request.name]),

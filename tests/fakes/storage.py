@@ -11,6 +11,10 @@ headers (`x-goog-hash: crc32c=...,md5=...`, `x-goog-generation`, `x-goog-stored-
 ...), honour `generation`, `ifGenerationMatch` and a `Range` header (206, or 416 past the end),
 and answer errors as GCS does for media: the status with a plain-text reason
 (`No such object: <bucket>/<object>`). They are recorded and `fail_next` applies to them like any call.
+
+`GET /storage/v1/b/<bucket>/iam/testPermissions?permissions=...` answers the asked permissions the
+caller holds (`self.permissions`); `storage.buckets.list` and `storage.buckets.create` are project
+permissions, refused with 400 as GCS does. `drop_bucket` makes the bucket not exist (a fresh project).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import google_crc32c
 
 from tests.fakes.grpc_server import next_number
+from tests.fakes.permissions import Permissions
 from tests.fakes.rest_server import HttpError, Request, RestFake, route
 
 BUCKET = r"/storage/v1/b/(?P<bucket>[^/]+)"
@@ -35,16 +40,28 @@ MEDIA = re.compile(r"^(?P<download>/download)?/storage/v1/b/(?P<bucket>[^/]+)/o/
 class StorageFake(RestFake):
     def __init__(self, buckets: tuple[str, ...] = ("portal-artifacts",)):
         self.bucket_names = buckets
+        self.permissions = Permissions()
         super().__init__()
         self.reset_state()
 
     def reset_state(self) -> None:
+        self.permissions.reset()
         self.objects: dict[tuple[str, str], dict] = {}
         self.data: dict[tuple[str, str], bytes] = {}
-        self.policies: dict[str, dict] = {
-            bucket: {"version": 1, "etag": "CAE=", "bindings": []} for bucket in self.bucket_names
-        }
+        self.policies: dict[str, dict] = {}  # the buckets that exist, with their IAM policy
+        for bucket in self.bucket_names:
+            self.add_bucket(bucket)
         self._sessions: dict[str, dict] = {}
+
+    def drop_bucket(self, bucket: str) -> None:
+        """The bucket does not exist (test setup)."""
+        with self.lock:
+            del self.policies[bucket]
+
+    def add_bucket(self, bucket: str) -> None:
+        """The bucket exists, empty, with no IAM bindings (test setup)."""
+        with self.lock:
+            self.policies[bucket] = {"version": 1, "etag": "CAE=", "bindings": []}
 
     def put(self, bucket: str, name: str, data: bytes) -> dict:
         """Store an object directly (test setup)."""
@@ -245,6 +262,18 @@ class StorageFake(RestFake):
             "resourceId": f"projects/_/buckets/{bucket}",
             **self.policies[bucket],
         }
+
+    @route("GET", BUCKET + r"/iam/testPermissions")
+    def test_permissions(self, request: Request):
+        bucket = self._bucket(request)
+        asked = request.repeated.get("permissions", [])
+        if not asked:
+            raise HttpError(400, "Required parameter: permissions", reason="required")
+        project_wide = {"storage.buckets.list", "storage.buckets.create"} & set(asked)
+        if project_wide:
+            raise HttpError(400, f"{sorted(project_wide)[0]} applies to projects, not to bucket {bucket}.")
+        held = self.permissions.held(asked)
+        return 200, {"kind": "storage#testIamPermissionsResponse", "permissions": held}
 
     @route("PUT", BUCKET + r"/iam")
     def set_iam(self, request: Request):

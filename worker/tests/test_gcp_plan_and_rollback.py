@@ -32,7 +32,7 @@ def test_planning_a_first_key_deploy_lists_every_creation_and_writes_nothing(gcp
     changes = gcp.plan(make_spec(artifact, deployment_id=4))
 
     assert writes(fakes) == []
-    assert fakes.run.services == {} and fakes.gateway.apis == {} and fakes.iam.accounts == {}
+    assert fakes.run.services == {} and fakes.gateway.apis == {} and fakes.iam.emails(PROJECT) == []
     assert [(c.step, c.action) for c in changes] == [
         ("service_account", "create"),
         ("artifact", "create"),
