@@ -24,10 +24,11 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.runtimes.base import TransientError
-from worker.runtimes.gcp.config import GcpConfig
+from worker.runtimes.gcp.config import APIS, GcpConfig
 from worker.runtimes.gcp.errors import RETRYABLE, translate
 
 INSECURE = "insecure://"
+PLAIN_HTTP = "http://"
 
 
 class Clients:
@@ -55,9 +56,16 @@ class Clients:
             return client_cls(transport=client_cls.get_transport_class("grpc")(channel=channel))
         return client_cls(client_options={"api_endpoint": endpoint} if endpoint else None)
 
+    @property
+    def anonymous(self) -> bool:
+        """Every API points at a plain-text endpoint (fake servers): no credentials are used."""
+        return all(
+            self.cfg.endpoint_overrides.get(api, "").startswith((INSECURE, PLAIN_HTTP)) for api in APIS
+        )
+
     def _rest(self, api: str, client_cls, **kwargs):
         endpoint = self.cfg.endpoint_overrides.get(api)
-        if endpoint and endpoint.startswith("http://"):
+        if endpoint and endpoint.startswith(PLAIN_HTTP):
             from google.auth.credentials import AnonymousCredentials
 
             kwargs["credentials"] = AnonymousCredentials()
@@ -104,6 +112,12 @@ class Clients:
         from google.cloud import compute_v1
 
         return self._get(f"compute.{name}", lambda: self._rest("compute", getattr(compute_v1, name)))
+
+    def projects(self):
+        """Cloud Resource Manager v3 (REST): testIamPermissions on the project."""
+        from worker.runtimes.gcp.projects import ProjectsClient
+
+        return self._get("resourcemanager", lambda: self._rest("resourcemanager", ProjectsClient))
 
     def storage(self):
         # The storage client otherwise fetches each bucket's metadata in a background thread,

@@ -1,0 +1,272 @@
+"""Is the Google Cloud project ready for the runtime? Read-only checks, each with the command that fixes it.
+
+    checks = run_checks(Context(GcpConfig.from_settings()))
+    for check in checks: print("PASS" if check.ok else "FAIL", check.name, check.detail, check.fix)
+
+In order: Application Default Credentials (and, for user credentials, their quota project); the
+Google APIs the runtime calls, enabled (Service Usage); the artifact bucket, there and usable
+(Cloud Storage testIamPermissions); the gateway's service account, there and usable by the worker
+(iam.serviceAccounts.actAs); and the project permissions a deploy needs (Resource Manager
+testIamPermissions), missing ones grouped by the predefined role that grants them. Nothing here
+changes anything; a check that cannot ask Google fails with what Google answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from worker.runtimes.base import RuntimeFailure
+from worker.runtimes.gcp.clients import Context
+
+#: The APIs the runtime calls, or that API Gateway needs to serve and check keys.
+REQUIRED_APIS = (
+    "run.googleapis.com",
+    "apigateway.googleapis.com",
+    "servicemanagement.googleapis.com",
+    "servicecontrol.googleapis.com",
+    "apikeys.googleapis.com",
+    "serviceusage.googleapis.com",
+    "compute.googleapis.com",
+    "iam.googleapis.com",
+    "storage.googleapis.com",
+)
+
+#: What the worker does with the artifact bucket: objects in, out and away, and reader grants.
+BUCKET_ROLE = "roles/storage.admin"
+BUCKET_PERMISSIONS = (
+    "storage.objects.create",
+    "storage.objects.get",
+    "storage.objects.delete",
+    "storage.buckets.getIamPolicy",
+    "storage.buckets.setIamPolicy",
+)
+
+#: Deploying as the gateway's service account (API Gateway calls Cloud Run as it).
+ACT_AS_ROLE = "roles/iam.serviceAccountUser"
+ACT_AS = "iam.serviceAccounts.actAs"
+
+#: The project permissions a deploy and a teardown use, by the predefined role that grants them.
+PROJECT_ROLES: dict[str, tuple[str, ...]] = {
+    "roles/run.admin": (
+        "run.services.create",
+        "run.services.update",
+        "run.services.delete",
+        "run.services.get",
+        "run.services.getIamPolicy",
+        "run.services.setIamPolicy",
+    ),
+    "roles/iam.serviceAccountAdmin": (
+        "iam.serviceAccounts.create",
+        "iam.serviceAccounts.delete",
+        "iam.serviceAccounts.get",
+    ),
+    # Each endpoint's Cloud Run service runs as its own account, made by the deploy.
+    ACT_AS_ROLE: (ACT_AS,),
+    "roles/apigateway.admin": (
+        "apigateway.apis.create",
+        "apigateway.apis.get",
+        "apigateway.apis.delete",
+        "apigateway.apiconfigs.create",
+        "apigateway.apiconfigs.get",
+        "apigateway.apiconfigs.list",
+        "apigateway.apiconfigs.delete",
+        "apigateway.gateways.create",
+        "apigateway.gateways.get",
+        "apigateway.gateways.update",
+        "apigateway.gateways.delete",
+    ),
+    # API Keys has no roles of its own: Google documents API Keys Admin under Service Usage.
+    "roles/serviceusage.apiKeysAdmin": (
+        "apikeys.keys.create",
+        "apikeys.keys.delete",
+        "apikeys.keys.get",
+        "apikeys.keys.getKeyString",
+        "apikeys.keys.list",
+        "apikeys.keys.undelete",
+        "apikeys.keys.update",
+    ),
+    "roles/compute.securityAdmin": (
+        "compute.securityPolicies.create",
+        "compute.securityPolicies.delete",
+        "compute.securityPolicies.get",
+        "compute.securityPolicies.update",
+    ),
+    "roles/compute.loadBalancerAdmin": (
+        "compute.globalAddresses.create",
+        "compute.sslCertificates.create",
+        "compute.backendServices.create",
+        "compute.urlMaps.create",
+        "compute.targetHttpsProxies.create",
+        "compute.globalForwardingRules.create",
+    ),
+    "roles/serviceusage.serviceUsageAdmin": ("serviceusage.services.enable",),
+    "roles/servicemanagement.admin": ("servicemanagement.services.bind",),
+}
+
+#: Stands for the worker's principal in a fix when the credentials do not name it.
+PRINCIPAL = "PRINCIPAL"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check's outcome; `fix` is the gcloud command that makes it pass ("" when it passes)."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def run_checks(ctx: Context, *, member: str = "") -> list[Check]:
+    """Every check, in order. `member` ("serviceAccount:...", "user:...") is whom the fixes grant
+    roles to; by default the service account of the credentials, or PRINCIPAL."""
+    credentials, principal = check_credentials(ctx)
+    member = member or principal
+    checks = [credentials]
+    for name, results in (
+        ("APIs", lambda: check_apis(ctx)),
+        ("Artifact bucket", lambda: check_bucket(ctx, member)),
+        ("Gateway service account", lambda: check_gateway_account(ctx, member)),
+        ("Project permissions", lambda: check_project_permissions(ctx, member)),
+    ):
+        try:
+            for check in results():
+                checks.append(check)
+        except RuntimeFailure as exc:  # Google could not be asked: say what it answered
+            checks.append(Check(name, False, str(exc)))
+    return checks
+
+
+def check_credentials(ctx: Context) -> tuple[Check, str]:
+    """Application Default Credentials, and the member they are; user credentials need a quota project."""
+    import google.auth
+    from google.auth import exceptions as auth_exc
+    from google.oauth2 import credentials as user_credentials
+
+    name = "Credentials"
+    if ctx.clients.anonymous:
+        return Check(name, True, "anonymous credentials (endpoint overrides)"), PRINCIPAL
+    try:
+        credentials, project = google.auth.default()
+    except auth_exc.DefaultCredentialsError as exc:
+        return Check(name, False, str(exc), "gcloud auth application-default login"), PRINCIPAL
+    email = getattr(credentials, "service_account_email", "")
+    principal = f"serviceAccount:{email}" if "@" in email else PRINCIPAL
+    if not isinstance(credentials, user_credentials.Credentials):
+        return Check(name, True, f"{type(credentials).__name__} {email}, project {project}"), principal
+    if not credentials.quota_project_id:
+        detail = "user credentials without a quota project: Google refuses some APIs' calls"
+        fix = f"gcloud auth application-default set-quota-project {ctx.cfg.project}"
+        return Check(name, False, detail, fix), principal
+    return Check(name, True, f"user credentials, quota project {credentials.quota_project_id}"), principal
+
+
+def check_apis(ctx: Context) -> Iterator[Check]:
+    """One result per required API: enabled in the project, or the command that enables it."""
+    project = ctx.cfg.project
+    answer = ctx.call(
+        ctx.clients.usage().batch_get_services,
+        request={
+            "parent": f"projects/{project}",
+            "names": [f"projects/{project}/services/{api}" for api in REQUIRED_APIS],
+        },
+        what="Read which APIs the project has enabled",
+    )
+    from google.cloud import service_usage_v1
+
+    enabled = {
+        service.name.rsplit("/", 1)[-1]
+        for service in answer.services
+        if service.state == service_usage_v1.State.ENABLED
+    }
+    for api in REQUIRED_APIS:
+        if api in enabled:
+            yield Check(f"API {api}", True, "enabled")
+        else:
+            fix = f"gcloud services enable {api} --project={project}"
+            yield Check(f"API {api}", False, f"{api} is not enabled", fix)
+
+
+def check_bucket(ctx: Context, member: str) -> Iterator[Check]:
+    """The artifact bucket exists, and the worker holds what it does with it."""
+    name, project = ctx.cfg.artifact_bucket, ctx.cfg.project
+    bucket = ctx.call(ctx.clients.storage().lookup_bucket, name, what=f"Read gs://{name}")
+    if bucket is None:
+        region = ctx.cfg.gateway_region
+        fix = f"gcloud storage buckets create gs://{name} --project={project} --location={region}"
+        yield Check("Artifact bucket", False, f"gs://{name} does not exist", fix)
+        return
+    yield Check("Artifact bucket", True, f"gs://{name} exists")
+    held = ctx.call(
+        bucket.test_iam_permissions, list(BUCKET_PERMISSIONS), what=f"Test permissions on gs://{name}"
+    )
+    missing = [permission for permission in BUCKET_PERMISSIONS if permission not in held]
+    if missing:
+        detail = f"missing {', '.join(missing)} on gs://{name} (granted by {BUCKET_ROLE})"
+        fix = (
+            f"gcloud storage buckets add-iam-policy-binding gs://{name} "
+            f"--member={member} --role={BUCKET_ROLE}"
+        )
+        yield Check("Artifact bucket permissions", False, detail, fix)
+    else:
+        yield Check("Artifact bucket permissions", True, f"the worker can use gs://{name}")
+
+
+def check_gateway_account(ctx: Context, member: str) -> Iterator[Check]:
+    """The gateway's service account exists, and the worker may act as it."""
+    from google.api_core import exceptions as gexc
+
+    email = ctx.cfg.gateway_service_account
+    account_id, _, domain = email.partition("@")
+    owner = domain.removesuffix(".iam.gserviceaccount.com")
+    resource = f"projects/-/serviceAccounts/{email}"
+    iam = ctx.clients.iam_admin()
+    account = ctx.call(iam.get_service_account, name=resource, what=f"Read {email}", accept=(gexc.NotFound,))
+    if account is None:
+        yield Check(
+            "Gateway service account",
+            False,
+            f"{email} does not exist",
+            f"gcloud iam service-accounts create {account_id} --project={owner}",
+        )
+        return
+    yield Check("Gateway service account", True, f"{email} exists")
+    answer = ctx.call(
+        iam.test_iam_permissions, resource=resource, permissions=[ACT_AS], what=f"Test permissions on {email}"
+    )
+    if ACT_AS in answer.permissions:
+        yield Check("Gateway service account use", True, f"the worker may act as {email}")
+    else:
+        yield Check(
+            "Gateway service account use",
+            False,
+            f"missing {ACT_AS} on {email} (granted by {ACT_AS_ROLE})",
+            f"gcloud iam service-accounts add-iam-policy-binding {email} --project={owner} "
+            f"--member={member} --role={ACT_AS_ROLE}",
+        )
+
+
+def check_project_permissions(ctx: Context, member: str) -> Iterator[Check]:
+    """One result per role: the worker holds its permissions on the project, or the grant to run."""
+    project = ctx.cfg.project
+    asked = [permission for permissions in PROJECT_ROLES.values() for permission in permissions]
+    held = set(
+        ctx.call(
+            ctx.clients.projects().test_iam_permissions,
+            f"projects/{project}",
+            asked,
+            what=f"Test permissions on project {project}",
+        )
+    )
+    for role, permissions in PROJECT_ROLES.items():
+        missing = [permission for permission in permissions if permission not in held]
+        if missing:
+            yield Check(
+                f"Role {role}",
+                False,
+                f"missing {', '.join(missing)}",
+                f"gcloud projects add-iam-policy-binding {project} --member={member} --role={role}",
+            )
+        else:
+            yield Check(f"Role {role}", True, "held")

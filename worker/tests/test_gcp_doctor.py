@@ -1,0 +1,246 @@
+"""The Google Cloud doctor, read-only, against the fake Google servers.
+
+A project the fakes hold as set up passes every check; a fresh one (`fakes.fresh()`: APIs
+disabled, no bucket, no gateway account, no permissions) fails each with the exact gcloud command
+that fixes it, and setting that part up in the fakes makes the check pass.
+"""
+
+import dataclasses
+import io
+
+import grpc
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from tests.fakes.fixtures import *  # noqa: F403
+from tests.fakes.fixtures import BUCKET, GATEWAY_SA, PROJECT
+from worker.runtimes.gcp.clients import Context
+from worker.runtimes.gcp.doctor import (
+    ACT_AS,
+    BUCKET_PERMISSIONS,
+    PRINCIPAL,
+    PROJECT_ROLES,
+    REQUIRED_APIS,
+    check_credentials,
+    run_checks,
+)
+
+WORKER = f"serviceAccount:portal-worker@{PROJECT}.iam.gserviceaccount.com"
+EVERY_PERMISSION = [permission for permissions in PROJECT_ROLES.values() for permission in permissions]
+NAMES = (
+    ["Credentials"]
+    + [f"API {api}" for api in REQUIRED_APIS]
+    + [
+        "Artifact bucket",
+        "Artifact bucket permissions",
+        "Gateway service account",
+        "Gateway service account use",
+    ]
+    + [f"Role {role}" for role in PROJECT_ROLES]
+)
+
+
+def failures(checks) -> dict[str, tuple[str, str]]:
+    return {check.name: (check.detail, check.fix) for check in checks if not check.ok}
+
+
+def test_a_set_up_project_passes_every_check_in_order_asking_google_only_to_read(gcp, fakes):
+    checks = run_checks(gcp.ctx, member=WORKER)
+
+    assert [check.name for check in checks] == NAMES
+    assert failures(checks) == {}
+    assert checks[0].detail == "anonymous credentials (endpoint overrides)"
+    assert all(check.fix == "" for check in checks)
+    assert fakes.methods() == {
+        "storage": [
+            f"GET /storage/v1/b/{BUCKET}",
+            f"GET /storage/v1/b/{BUCKET}/iam/testPermissions",
+        ],
+        "serviceusage": ["BatchGetServices"],
+        "iam": ["GetServiceAccount", "TestIamPermissions"],
+        "resourcemanager": [f"POST /v3/projects/{PROJECT}:testIamPermissions"],
+    }
+    (batch,) = fakes.usage.requests("BatchGetServices")
+    assert batch.parent == f"projects/{PROJECT}"
+    assert list(batch.names) == [f"projects/{PROJECT}/services/{api}" for api in REQUIRED_APIS]
+    (bucket,) = fakes.storage.requests("/testPermissions")
+    assert bucket.repeated["permissions"] == list(BUCKET_PERMISSIONS)
+    (account,) = fakes.iam.requests("TestIamPermissions")
+    assert account.resource == f"projects/-/serviceAccounts/{GATEWAY_SA}"
+    assert list(account.permissions) == [ACT_AS]
+    (project,) = fakes.projects.requests(":testIamPermissions")
+    assert project.json() == {"permissions": EVERY_PERMISSION}
+
+
+def test_a_fresh_project_fails_each_check_with_the_command_that_fixes_it(gcp, fakes):
+    fakes.fresh()
+
+    checks = run_checks(gcp.ctx, member=WORKER)
+
+    grants = {
+        f"Role {role}": (
+            f"missing {', '.join(permissions)}",
+            f"gcloud projects add-iam-policy-binding {PROJECT} --member={WORKER} --role={role}",
+        )
+        for role, permissions in PROJECT_ROLES.items()
+    }
+    assert failures(checks) == {
+        **{
+            f"API {api}": (f"{api} is not enabled", f"gcloud services enable {api} --project={PROJECT}")
+            for api in REQUIRED_APIS
+        },
+        "Artifact bucket": (
+            f"gs://{BUCKET} does not exist",
+            f"gcloud storage buckets create gs://{BUCKET} --project={PROJECT} --location=us-central1",
+        ),
+        "Gateway service account": (
+            f"{GATEWAY_SA} does not exist",
+            f"gcloud iam service-accounts create portal-gateway --project={PROJECT}",
+        ),
+        **grants,
+    }
+    assert "Role roles/serviceusage.apiKeysAdmin" in failures(checks)
+    assert [check.name for check in checks if check.ok] == ["Credentials"]
+    assert fakes.storage.methods() == [f"GET /storage/v1/b/{BUCKET}"]  # no permissions on a missing bucket
+    assert fakes.iam.methods() == ["GetServiceAccount"]
+
+
+def test_setting_each_part_up_makes_its_check_pass(gcp, fakes):
+    fakes.fresh()
+    fakes.usage.disabled -= {"run.googleapis.com", "iam.googleapis.com"}
+    fakes.storage.add_bucket(BUCKET)
+    fakes.iam.add(GATEWAY_SA)
+    fakes.projects.permissions.grant(*PROJECT_ROLES["roles/run.admin"], "apigateway.apis.create")
+
+    failed = failures(run_checks(gcp.ctx, member=WORKER))
+
+    assert "API run.googleapis.com" not in failed and "API iam.googleapis.com" not in failed
+    assert "API apikeys.googleapis.com" in failed
+    assert "Artifact bucket" not in failed and "Gateway service account" not in failed
+    assert failed["Artifact bucket permissions"] == (
+        f"missing {', '.join(BUCKET_PERMISSIONS)} on gs://{BUCKET} (granted by roles/storage.admin)",
+        f"gcloud storage buckets add-iam-policy-binding gs://{BUCKET} "
+        f"--member={WORKER} --role=roles/storage.admin",
+    )
+    assert failed["Gateway service account use"] == (
+        f"missing {ACT_AS} on {GATEWAY_SA} (granted by roles/iam.serviceAccountUser)",
+        f"gcloud iam service-accounts add-iam-policy-binding {GATEWAY_SA} --project={PROJECT} "
+        f"--member={WORKER} --role=roles/iam.serviceAccountUser",
+    )
+    assert "Role roles/run.admin" not in failed
+    assert failed["Role roles/apigateway.admin"][0] == "missing " + ", ".join(
+        PROJECT_ROLES["roles/apigateway.admin"][1:]
+    )
+
+    fakes.storage.permissions.grant(*BUCKET_PERMISSIONS)
+    fakes.iam.permissions.grant(ACT_AS)
+    fakes.projects.permissions.grant(*EVERY_PERMISSION)
+    fakes.usage.disabled.clear()
+
+    assert failures(run_checks(gcp.ctx, member=WORKER)) == {}
+
+
+def test_a_check_google_refuses_to_answer_fails_with_googles_words_and_the_others_still_run(gcp, fakes):
+    fakes.usage.fail_next(
+        1,
+        grpc.StatusCode.PERMISSION_DENIED,
+        "Service Usage API has not been used in project portal-test before or it is disabled.",
+    )
+
+    checks = run_checks(gcp.ctx, member=WORKER)
+
+    (detail, fix) = failures(checks)["APIs"]
+    assert "Service Usage API has not been used in project portal-test" in detail
+    assert "PERMISSION_DENIED" in detail and fix == ""
+    assert len(failures(checks)) == 1
+    assert [check.name for check in checks] == ["Credentials", "APIs", *NAMES[len(REQUIRED_APIS) + 1 :]]
+
+
+def test_fixes_name_a_placeholder_principal_when_the_credentials_name_none(gcp, fakes):
+    fakes.storage.permissions.revoke_all()
+
+    (_, fix) = failures(run_checks(gcp.ctx))["Artifact bucket permissions"]
+
+    assert f"--member={PRINCIPAL} " in fix
+
+
+@pytest.fixture
+def real_credentials(gcp):
+    """A context whose Cloud Run client would use Application Default Credentials."""
+    overrides = {api: url for api, url in gcp.ctx.cfg.endpoint_overrides.items() if api != "run"}
+    return Context(dataclasses.replace(gcp.ctx.cfg, endpoint_overrides=overrides))
+
+
+def test_user_credentials_need_a_quota_project(real_credentials, monkeypatch):
+    import google.auth
+    from google.oauth2 import credentials as user_credentials
+
+    without = user_credentials.Credentials(token="t")
+    monkeypatch.setattr(google.auth, "default", lambda: (without, None))
+    check, member = check_credentials(real_credentials)
+    assert (check.ok, check.fix) == (False, f"gcloud auth application-default set-quota-project {PROJECT}")
+    assert member == PRINCIPAL
+
+    monkeypatch.setattr(google.auth, "default", lambda: (without.with_quota_project(PROJECT), None))
+    check, _ = check_credentials(real_credentials)
+    assert (check.ok, check.detail) == (True, f"user credentials, quota project {PROJECT}")
+
+
+def test_service_account_credentials_are_the_member_the_fixes_grant_to(real_credentials, monkeypatch):
+    import google.auth
+    from google.auth import exceptions as auth_exc
+
+    class ServiceAccountCredentials:
+        service_account_email = f"portal-worker@{PROJECT}.iam.gserviceaccount.com"
+
+    monkeypatch.setattr(google.auth, "default", lambda: (ServiceAccountCredentials(), PROJECT))
+    check, member = check_credentials(real_credentials)
+    assert check.ok and member == WORKER
+
+    def missing():
+        raise auth_exc.DefaultCredentialsError("Your default credentials were not found.")
+
+    monkeypatch.setattr(google.auth, "default", missing)
+    check, _ = check_credentials(real_credentials)
+    assert (check.ok, check.fix) == (False, "gcloud auth application-default login")
+    assert "Your default credentials were not found." in check.detail
+
+
+def test_the_command_prints_every_check_and_succeeds_on_a_set_up_project(gcp_settings, fakes):
+    out = io.StringIO()
+
+    call_command("gcp_doctor", "--member", WORKER, stdout=out)
+
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"Google Cloud project {PROJECT}:"
+    assert lines[1] == "  PASS  Credentials: anonymous credentials (endpoint overrides)"
+    assert [line.split(":")[0].split("PASS  ")[1] for line in lines[1:-1]] == NAMES
+    assert lines[-1] == f"All {len(NAMES)} checks passed."
+
+
+def test_the_command_prints_each_failure_with_its_fix_and_fails(gcp_settings, fakes):
+    fakes.fresh()
+    fakes.usage.disabled = {"apikeys.googleapis.com"}
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match=rf"^12 of {len(NAMES) - 2} checks failed\.$"):
+        call_command("gcp_doctor", "--member", WORKER, stdout=out)
+
+    text = out.getvalue()
+    assert "  PASS  API run.googleapis.com: enabled\n" in text
+    assert (
+        "  FAIL  API apikeys.googleapis.com: apikeys.googleapis.com is not enabled\n"
+        f"        fix: gcloud services enable apikeys.googleapis.com --project={PROJECT}\n"
+    ) in text
+    assert (
+        f"  FAIL  Artifact bucket: gs://{BUCKET} does not exist\n"
+        f"        fix: gcloud storage buckets create gs://{BUCKET} "
+        f"--project={PROJECT} --location=us-central1\n"
+    ) in text
+    run_admin = ", ".join(PROJECT_ROLES["roles/run.admin"])
+    assert (
+        f"  FAIL  Role roles/run.admin: missing {run_admin}\n"
+        f"        fix: gcloud projects add-iam-policy-binding {PROJECT} "
+        f"--member={WORKER} --role=roles/run.admin\n"
+    ) in text
