@@ -49,8 +49,8 @@ def _write(directory: Path, name: str, estimator, features: list[str], label_map
     return path, meta
 
 
-def _iris(directory: Path) -> tuple[Path, dict]:
-    """LogisticRegression fitted on iris with named features."""
+def _iris(directory: Path, name: str = "iris") -> tuple[Path, dict]:
+    """LogisticRegression fitted on iris with named features, written as `name`.skops."""
     import pandas as pd
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -58,7 +58,7 @@ def _iris(directory: Path) -> tuple[Path, dict]:
     iris = load_iris()
     frame = pd.DataFrame(iris.data, columns=IRIS_FEATURES)
     model = LogisticRegression(max_iter=1000).fit(frame, iris.target)
-    return _write(directory, "iris", model, IRIS_FEATURES, IRIS_LABELS)
+    return _write(directory, name, model, IRIS_FEATURES, IRIS_LABELS)
 
 
 def iris_single_row(directory: Path) -> Workload:
@@ -82,7 +82,7 @@ def infer_batches(directory: Path) -> dict[str, tuple[Workload, Workload]]:
     features = [name.replace(" ", "_") for name in cancer.feature_names]
     scaled = make_pipeline(StandardScaler(), LogisticRegression()).fit(cancer.data, cancer.target)
     models = {
-        "iris": (*_iris(directory), load_iris().data),
+        "iris": (*_iris(directory, "iris-infer"), load_iris().data),
         "cancer": (*_write(directory, "cancer-linear", scaled, features, {}), cancer.data),
     }
     workloads = {}

@@ -62,6 +62,7 @@ class Target:
     api_key: str | None = None
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    log_path: Path | None = None
 
     @property
     def url(self) -> str:
@@ -70,7 +71,8 @@ class Target:
     def start(self, log_dir: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PORT": str(self.port), **self.env}
         command = [arg.replace("{port}", str(self.port)) for arg in self.command]
-        log = open(log_dir / f"{self.name.replace(' ', '-')}.log", "wb")
+        self.log_path = log_dir / f"{self.name.replace(' ', '-')}.log"
+        log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -80,7 +82,8 @@ class Target:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{tail}")
             try:
                 answer = httpx.post(self.url, content=self.workload.body, headers=headers, timeout=5)
                 if answer.status_code == 200:
