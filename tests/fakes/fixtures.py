@@ -78,7 +78,9 @@ class Fakes:
     def held(self) -> dict[str, list]:
         """Everything the fakes hold, by kind (kinds holding nothing left out)."""
         readers = [
-            member for binding in self.storage.policies[BUCKET]["bindings"] for member in binding["members"]
+            member
+            for binding in self.storage.policies.get(BUCKET, {"bindings": []})["bindings"]
+            for member in binding["members"]
         ]
         held = {
             "services": sorted(self.run.services),

@@ -245,6 +245,7 @@ def test_an_allowlist_deploy_builds_the_load_balancer_chain_once(gcp, fakes, art
     first = run_steps(gcp, spec)
 
     assert names == [
+        "preconditions",
         "service_account",
         "artifact",
         "allowlist",

@@ -7,9 +7,9 @@ from endpoints.models import Deployment, DeploymentStatus
 from endpoints.services.deployments import deployment_request
 from endpoints.services.operations import deployment_run
 from tests.fakes.fixtures import *  # noqa: F403
-from tests.fakes.fixtures import PROJECT
+from tests.fakes.fixtures import BUCKET, PROJECT, make_spec
 from worker.runtimes import get_runtime
-from worker.runtimes.base import TransientError
+from worker.runtimes.base import PermanentError, TransientError
 from worker.runtimes.gcp.runtime import GcpRuntime
 
 SERVICE = f"projects/{PROJECT}/locations/us-central1/services/iris-prod"
@@ -36,6 +36,7 @@ def test_a_deployment_goes_live_on_cloud_run_and_journals_each_step(
     deployment.refresh_from_db()
     endpoint.refresh_from_db()
     assert [(step["step"], step["state"]) for step in deployment.steps] == [
+        ("preconditions", "done"),
         ("service_account", "done"),
         ("artifact", "done"),
         ("revision", "done"),
@@ -153,3 +154,54 @@ def test_a_key_request_is_issued_as_a_google_key_and_revoked_by_deleting_it(
     api_key_revoke_at_runtime(key_id=key.pk)
 
     assert fakes.keys.live_keys() == []
+
+
+def test_a_deploy_to_a_fresh_project_fails_before_making_anything_naming_each_fix(
+    fast, fakes, admin, endpoint, iris_version
+):
+    fakes.fresh()
+    before = fakes.held()
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+
+    assert deployment_run(deployment_id=deployment.pk) == DeploymentStatus.FAILED
+
+    deployment.refresh_from_db()
+    assert [(step["step"], step["state"]) for step in deployment.steps] == [("preconditions", "failed")]
+    assert deployment.error.startswith(f"Check the Google Cloud project: project {PROJECT} is not ready")
+    for fix in (
+        f"gcloud services enable run.googleapis.com --project={PROJECT}",
+        f"gcloud storage buckets create gs://{BUCKET}",
+        f"gcloud iam service-accounts create portal-gateway --project={PROJECT}",
+        f"gcloud projects add-iam-policy-binding {PROJECT} --member=PRINCIPAL --role=roles/run.admin",
+    ):
+        assert fix in deployment.error
+    assert fakes.held() == before  # nothing made, nothing to clean up
+
+
+def test_planning_on_a_fresh_project_shows_each_failed_check_with_its_fix(gcp, fakes, artifact):
+    fakes.fresh()
+
+    changes = [change for change in gcp.plan(make_spec(artifact)) if change.step == "preconditions"]
+
+    assert changes and all(change.action == "error" for change in changes)
+    assert any(
+        change.detail == "API run.googleapis.com: run.googleapis.com is not enabled "
+        f"(fix: gcloud services enable run.googleapis.com --project={PROJECT})"
+        for change in changes
+    )
+
+
+def test_a_project_found_ready_is_trusted_for_the_setting_then_checked_again(gcp, fakes, artifact, clock):
+    (step,) = [step for step in gcp.deploy_steps(make_spec(artifact)) if step.name == "preconditions"]
+    assert step.run({}).message.startswith("The project is ready")
+    asked = sum(map(len, fakes.methods().values()))
+    assert asked >= 5
+    fakes.clear_calls()
+    fakes.fresh()
+
+    assert step.run({}).message == "The project was found ready a moment ago."
+    assert sum(map(len, fakes.methods().values())) == 0
+
+    clock.now += gcp.ctx.cfg.ready_check_seconds
+    with pytest.raises(PermanentError, match="not ready"):
+        step.run({})

@@ -36,7 +36,8 @@ def test_a_first_key_deploy_creates_the_api_a_config_and_the_gateway_and_enables
         "CreateGateway",
         "GetOperation",
     ]
-    assert fakes.usage.methods() == ["GetService", "EnableService", "GetOperation"]
+    # The first read is the project check's (are the APIs enabled?).
+    assert fakes.usage.methods() == ["BatchGetServices", "GetService", "EnableService", "GetOperation"]
     managed = resources["managed_service"]
     assert managed.endswith(f".apigateway.{PROJECT}.cloud.goog")
     assert fakes.usage.requests("EnableService")[0].name == f"projects/{PROJECT}/services/{managed}"

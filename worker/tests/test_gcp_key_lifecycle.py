@@ -93,7 +93,13 @@ def test_planning_a_deploy_through_the_portal_writes_no_row_and_calls_nothing_th
 
     changes = deployment_plan(user=admin, endpoint=endpoint, model_version=iris_version)
 
-    assert [c.step for c in changes][:4] == ["service_account", "artifact", "artifact", "revision"]
+    assert [c.step for c in changes][:5] == [
+        "preconditions",
+        "service_account",
+        "artifact",
+        "artifact",
+        "revision",
+    ]
     assert Deployment.objects.count() == 0 and AuditEvent.objects.count() == audit_before
     grpc_calls = (
         fakes.run.methods()

@@ -34,6 +34,7 @@ def test_planning_a_first_key_deploy_lists_every_creation_and_writes_nothing(gcp
     assert writes(fakes) == []
     assert fakes.run.services == {} and fakes.gateway.apis == {} and fakes.iam.emails(PROJECT) == []
     assert [(c.step, c.action) for c in changes] == [
+        ("preconditions", "none"),
         ("service_account", "create"),
         ("artifact", "create"),
         ("artifact", "update"),
@@ -46,9 +47,10 @@ def test_planning_a_first_key_deploy_lists_every_creation_and_writes_nothing(gcp
     ]
     assert (
         "deploy revision iris-prod-d4, traffic iris-prod-d4 100% (validated by Cloud Run)"
-        in changes[3].detail
+        in changes[4].detail
     )
-    assert [c.detail for c in changes[5:]] == [
+    assert changes[0].detail.startswith("The project is ready: all ")
+    assert [c.detail for c in changes[6:]] == [
         f"create API {API}",
         "create API config iris-prod-d4 (routes: POST /predict, GET /v1/model)",
         "enable the new API's managed service",
@@ -73,8 +75,10 @@ def test_planning_after_a_deploy_shows_only_the_new_revision_and_config(gcp, fak
 
     changes = gcp.plan(make_spec(artifact, deployment_id=2, previous=first))
 
-    assert writes(fakes) == [] and fakes.iam.methods() == []
+    # IAM is only read, by the project check (the gateway's account and acting as it).
+    assert writes(fakes) == [] and fakes.iam.methods() == ["GetServiceAccount", "TestIamPermissions"]
     assert [(c.step, c.action) for c in changes] == [
+        ("preconditions", "none"),
         ("service_account", "none"),
         ("artifact", "none"),
         ("revision", "update"),

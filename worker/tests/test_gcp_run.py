@@ -31,6 +31,8 @@ def test_a_first_deploy_uploads_the_artifact_deploys_a_revision_and_lets_the_gat
 
     sha = artifact[1]
     assert fakes.storage.methods() == [
+        "GET /storage/v1/b/portal-artifacts",  # the project check: the bucket, and what the worker may do
+        "GET /storage/v1/b/portal-artifacts/iam/testPermissions",
         f"GET /storage/v1/b/portal-artifacts/o/{sha}.skops",
         "POST /upload/storage/v1/b/portal-artifacts/o",
         "GET /storage/v1/b/portal-artifacts/iam",

@@ -22,9 +22,15 @@ def test_a_first_deploy_creates_the_endpoints_service_account_before_anything_ru
     names = [step.name for step in gcp.deploy_steps(spec)]
     resources = run_steps(gcp, spec)
 
-    assert names[:3] == ["service_account", "artifact", "revision"]
-    assert fakes.iam.methods() == ["GetServiceAccount", "CreateServiceAccount"]
-    (get,) = fakes.iam.requests("GetServiceAccount")
+    assert names[:4] == ["preconditions", "service_account", "artifact", "revision"]
+    # The project check reads the gateway's account first; then the endpoint's is looked for and made.
+    assert fakes.iam.methods() == [
+        "GetServiceAccount",
+        "TestIamPermissions",
+        "GetServiceAccount",
+        "CreateServiceAccount",
+    ]
+    get = fakes.iam.requests("GetServiceAccount")[-1]
     assert get.name == f"projects/{PROJECT}/serviceAccounts/{SERVING_SA}"
     (create,) = fakes.iam.requests("CreateServiceAccount")
     assert create.name == f"projects/{PROJECT}"
@@ -60,14 +66,16 @@ def test_a_second_deploy_of_the_same_endpoint_makes_no_iam_call(gcp, fakes, arti
 def test_every_access_mode_makes_the_account_first(gcp, fakes, artifact):
     for mode in ("api_key", "both", "ip_allowlist", "open"):
         names = [step.name for step in gcp.deploy_steps(make_spec(artifact, mode=mode))]
-        assert names[0] == "service_account" and names.index("service_account") < names.index("revision")
+        assert names[:2] == ["preconditions", "service_account"]
+        assert names.index("service_account") < names.index("revision")
 
 
 def test_a_retried_create_that_meets_already_exists_succeeds(gcp, fakes, artifact, clock):
     # The first create is done by IAM but its answer is lost; the retry finds the account there.
     fakes.iam.fail_next(1, grpc.StatusCode.UNAVAILABLE, method="CreateServiceAccount", after=True)
 
-    result = gcp.deploy_steps(make_spec(artifact))[0].run({})
+    (step,) = [step for step in gcp.deploy_steps(make_spec(artifact)) if step.name == "service_account"]
+    result = step.run({})
 
     assert fakes.iam.methods() == ["GetServiceAccount", "CreateServiceAccount", "CreateServiceAccount"]
     assert len(clock.sleeps) == 1

@@ -16,6 +16,7 @@ backoff and jitter only the errors that can pass, and raises the runtime's own e
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import threading
@@ -145,6 +146,7 @@ class Context:
         self.clock = clock
         self.wall = wall
         self.slept = 0.0  # seconds spent waiting on purpose (backoff, polling)
+        self.ready_until = -math.inf  # until when the project is known ready (see doctor.require_ready)
 
     def sleep(self, seconds: float) -> None:
         self.slept += seconds

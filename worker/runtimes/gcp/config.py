@@ -84,6 +84,8 @@ SETTINGS = (
     Setting("GCP_OPERATION_DEADLINE_SECONDS", "operation_deadline", 1800.0),
     Setting("GCP_ARMOR_PRIORITY_START", "armor_priority_start", 1000),
     Setting("GCP_ARMOR_PRIORITY_END", "armor_priority_end", 1999),
+    # A worker that found the project ready trusts that for this long before checking again.
+    Setting("GCP_READY_CHECK_SECONDS", "ready_check_seconds", 600.0),
 )
 
 
@@ -128,6 +130,7 @@ class GcpConfig:
     operation_deadline: float
     armor_priority_start: int
     armor_priority_end: int
+    ready_check_seconds: float
 
     @classmethod
     def from_settings(cls) -> GcpConfig:

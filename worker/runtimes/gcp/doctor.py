@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from worker.runtimes.base import RuntimeFailure
+from worker.runtimes.base import Change, PermanentError, RuntimeFailure
 from worker.runtimes.gcp.clients import Context
 
 #: The APIs the runtime calls, or that API Gateway needs to serve and check keys.
@@ -270,3 +270,38 @@ def check_project_permissions(ctx: Context, member: str) -> Iterator[Check]:
             )
         else:
             yield Check(f"Role {role}", True, "held")
+
+
+def unmet(checks: list[Check]) -> list[Check]:
+    """The failed checks that say what to do: a precondition a deploy cannot do without. A check
+    Google could not answer has no fix, and does not stop a deploy (its steps will meet it)."""
+    return [check for check in checks if not check.ok and check.fix]
+
+
+def described(check: Check) -> str:
+    return f"{check.name}: {check.detail}" + (f" (fix: {check.fix})" if check.fix else "")
+
+
+def require_ready(ctx: Context) -> str:
+    """Raise PermanentError naming every unmet precondition, before a deploy makes anything;
+    a project found ready is trusted for GCP_READY_CHECK_SECONDS."""
+    if ctx.clock() < ctx.ready_until:
+        return "The project was found ready a moment ago."
+    checks = run_checks(ctx)
+    missing = unmet(checks)
+    if missing:
+        raise PermanentError(
+            f"project {ctx.cfg.project} is not ready; the checks that fail "
+            "(python manage.py gcp_doctor lists the same): " + "; ".join(map(described, missing))
+        )
+    ctx.ready_until = ctx.clock() + ctx.cfg.ready_check_seconds
+    return f"The project is ready: {sum(check.ok for check in checks)} of {len(checks)} checks pass."
+
+
+def plan_changes(ctx: Context) -> list[Change]:
+    """The doctor's result as plan mode shows it: one line when all is well, else one per failure."""
+    checks = run_checks(ctx)
+    failed = [check for check in checks if not check.ok]
+    if not failed:
+        return [Change("preconditions", "none", f"The project is ready: all {len(checks)} checks pass.")]
+    return [Change("preconditions", "error", described(check)) for check in failed]

@@ -24,7 +24,17 @@ from google.cloud import apigateway_v1 as gw
 from google.cloud import service_usage_v1 as su
 
 from worker.runtimes.base import Change, DeploySpec, RuntimeFailure, Step, StepResult
-from worker.runtimes.gcp import armor, gateway, iam, keys, loadbalancer, run, service_accounts, storage
+from worker.runtimes.gcp import (
+    armor,
+    doctor,
+    gateway,
+    iam,
+    keys,
+    loadbalancer,
+    run,
+    service_accounts,
+    storage,
+)
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.resources import DeploymentResources
 
@@ -47,8 +57,15 @@ class DeploySteps:
 
     def all(self) -> list[Step]:
         mode = self.spec.access.mode
-        # The account comes first: the artifact step lets it read the bucket, the revision runs as it.
+        # The project is checked before anything is made. Then the account: the artifact step
+        # lets it read the bucket, the revision runs as it.
         steps = [
+            Step(
+                "preconditions",
+                "Check the Google Cloud project",
+                lambda resources: StepResult(doctor.require_ready(self.ctx)),
+                lambda: doctor.plan_changes(self.ctx),
+            ),
             Step(
                 "service_account",
                 "Make the endpoint's service account",
