@@ -64,6 +64,26 @@ def quota_error(limit: str, *, metric: str = "apikeys.googleapis.com/write_reque
     )
 
 
+def service_disabled(service: str, title: str, project_number: str = "123456789012") -> FakeError:
+    """PERMISSION_DENIED as Google answers a call to an API the project has not enabled."""
+    info = error_details_pb2.ErrorInfo(
+        reason="SERVICE_DISABLED",
+        domain="googleapis.com",
+        metadata={"service": service, "consumer": f"projects/{project_number}"},
+    )
+    message = disabled_message(service, title, project_number)
+    return FakeError(grpc.StatusCode.PERMISSION_DENIED, message, details=(info,))
+
+
+def disabled_message(service: str, title: str, project_number: str) -> str:
+    page = f"https://console.developers.google.com/apis/api/{service}/overview?project={project_number}"
+    return (
+        f"{title} has not been used in project {project_number} before or it is disabled. Enable it by "
+        f"visiting {page} then retry. If you enabled this API recently, wait a few minutes for the "
+        "action to propagate to our systems and retry."
+    )
+
+
 @dataclass
 class Call:
     method: str

@@ -36,21 +36,37 @@ REASONS = {
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, *, reason: str | None = None):
+    def __init__(self, status: int, message: str, *, reason: str | None = None, details: tuple = ()):
         super().__init__(message)
         self.status = status
         self.message = message
         self.reason = reason or REASONS.get(status, ("error", "UNKNOWN"))[0]
+        self.details = details  # google.rpc detail objects in their JSON form (ErrorInfo, ...)
 
     def body(self) -> dict:
-        return {
-            "error": {
-                "code": self.status,
-                "message": self.message,
-                "errors": [{"message": self.message, "domain": "global", "reason": self.reason}],
-                "status": REASONS.get(self.status, ("", "UNKNOWN"))[1],
-            }
+        error = {
+            "code": self.status,
+            "message": self.message,
+            "errors": [{"message": self.message, "domain": "global", "reason": self.reason}],
+            "status": REASONS.get(self.status, ("", "UNKNOWN"))[1],
         }
+        if self.details:
+            error["details"] = list(self.details)
+        return {"error": error}
+
+
+def service_disabled(service: str, title: str, project_number: str = "123456789012") -> HttpError:
+    """403 as Google's REST APIs answer a call to an API the project has not enabled."""
+    from tests.fakes.grpc_server import disabled_message
+
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "SERVICE_DISABLED",
+        "domain": "googleapis.com",
+        "metadata": {"service": service, "consumer": f"projects/{project_number}"},
+    }
+    message = disabled_message(service, title, project_number)
+    return HttpError(403, message, reason="accessNotConfigured", details=(info,))
 
 
 @dataclass
@@ -82,6 +98,7 @@ class _Failure:
     reason: str | None
     route: str | None
     after: bool
+    error: HttpError | None = None
 
 
 def route(method: str, pattern: str):
@@ -161,13 +178,15 @@ class RestFake:
         reason: str | None = None,
         route: str | None = None,
         after: bool = False,
+        error: HttpError | None = None,
     ) -> None:
-        """Answer the next `times` calls (whose "METHOD /path" contains `route`, or any) with an error.
+        """Answer the next `times` calls (whose "METHOD /path" contains `route`, or any) with an error
+        (`error` as given, or one of `status`, `message` and `reason`).
 
         `status=0` drops the connection without an answer. `after=True` lets the call take effect first.
         """
         with self.lock:
-            self._failures.append(_Failure(times, status, message, reason, route, after))
+            self._failures.append(_Failure(times, status, message, reason, route, after, error))
 
     def methods(self) -> list[str]:
         with self.lock:
@@ -211,10 +230,10 @@ class RestFake:
             return
         try:
             if failure is not None and not failure.after:
-                raise HttpError(failure.status, failure.message, reason=failure.reason)
+                raise failure.error or HttpError(failure.status, failure.message, reason=failure.reason)
             result = self._route(request, raw_path=parts.path)
             if failure is not None:
-                raise HttpError(failure.status, failure.message, reason=failure.reason)
+                raise failure.error or HttpError(failure.status, failure.message, reason=failure.reason)
         except HttpError as exc:
             result = (exc.status, exc.body())
         except Exception as exc:

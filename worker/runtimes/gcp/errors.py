@@ -1,11 +1,12 @@
 """Google's exceptions in the runtime's two words: PermanentError or TransientError.
 
 Only what can pass on a later try is transient: unavailable, deadline exceeded, internal, unknown,
-a rate limit (retried no sooner than GCP_RATE_LIMIT_WAIT_SECONDS), a dropped connection over REST,
+a rate limit (429, or Compute's 403 rateLimitExceeded; retried no sooner than
+GCP_RATE_LIMIT_WAIT_SECONDS), a dropped connection over REST,
 the optimistic-locking conflicts (aborted, 412) whose cure is to re-read, and a new service account
 that Google does not see everywhere yet. Everything else
-(invalid argument, permission denied, not found, a daily quota) is permanent and keeps Google's
-message, so the admin reads what Google said.
+(invalid argument, permission denied, not found, a daily quota, an API not enabled: named, with the
+command that enables it) is permanent and keeps Google's message, so the admin reads what Google said.
 """
 
 from __future__ import annotations
@@ -41,6 +42,42 @@ def is_daily_quota(exc: gexc.GoogleAPICallError) -> bool:
     return "perday" in text.replace(" ", "") or "per day" in text or "dailylimitexceeded" in reasons
 
 
+#: Compute (and other REST APIs of its age) answer a rate limit with 403 and one of these reasons.
+RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+
+
+def _reasons(exc: gexc.GoogleAPICallError) -> set[str]:
+    return {str(error.get("reason", "")) for error in exc.errors if isinstance(error, dict)}
+
+
+def is_rate_limit(exc: BaseException) -> bool:
+    """A 403 that only says "too fast": it passes once the rate drops."""
+    return isinstance(exc, gexc.Forbidden) and bool(_reasons(exc) & RATE_LIMIT_REASONS)
+
+
+def disabled_service(exc: gexc.GoogleAPICallError) -> str | None:
+    """The API a SERVICE_DISABLED refusal names ("" when it names none), or None for other errors."""
+    if exc.reason == "SERVICE_DISABLED":
+        return str((exc.metadata or {}).get("service", ""))
+    if "accessNotConfigured" in _reasons(exc):  # the older REST form of the same refusal
+        found = re.search(r"\b([a-z0-9-]+\.googleapis\.com)\b", exc.message or "")
+        return found.group(1) if found else ""
+    return None
+
+
+def service_disabled_message(exc: gexc.GoogleAPICallError, service: str) -> str:
+    """What to do about a disabled API: its name and the command that enables it."""
+    consumer = str((exc.metadata or {}).get("consumer", "")).removeprefix("projects/")
+    project = f" --project={consumer}" if consumer else ""
+    if not service:
+        return f"a Google API this call needs is not enabled in the project: {_message(exc)}"
+    return (
+        f"the {service} API is not enabled in the project (enable it: gcloud services enable {service}"
+        f"{project}; python manage.py gcp_doctor checks every API the runtime needs). Google said: "
+        f"{_message(exc)}"
+    )
+
+
 def retry_after(exc: gexc.GoogleAPICallError, floor: float) -> float:
     """The wait Google asked for (RetryInfo), never less than `floor`."""
     for detail in exc.details or ():
@@ -61,7 +98,9 @@ def translate(exc: BaseException, what: str, *, rate_limit_wait: float = 30.0) -
             f"{what}: no Google credentials (Application Default Credentials): {exc}. "
             "Run the worker with a service account, or `gcloud auth application-default login`."
         )
-    if isinstance(exc, gexc.TooManyRequests):
+    if isinstance(exc, gexc.GoogleAPICallError) and (service := disabled_service(exc)) is not None:
+        return PermanentError(f"{what}: {service_disabled_message(exc, service)}")
+    if isinstance(exc, gexc.TooManyRequests) or is_rate_limit(exc):
         if is_daily_quota(exc):
             return PermanentError(f"{what}: {_message(exc)} (a daily quota: try again tomorrow or raise it)")
         return TransientError(f"{what}: {_message(exc)}", retry_after=retry_after(exc, rate_limit_wait))
