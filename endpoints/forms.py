@@ -227,3 +227,15 @@ class DeleteEndpointForm(forms.Form):
         max_length=40,
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
+
+
+class CloudSetupForm(forms.Form):
+    """Whom the Cloud setup page's fix commands grant roles to (the worker's principal)."""
+
+    member = forms.RegexField(
+        regex=r"^(serviceAccount|user|group):[\w.+-]+@[\w.-]+$",
+        required=False,
+        label="Grant roles to",
+        error_messages={"invalid": "Give a principal as serviceAccount:, user: or group: and an e-mail."},
+        widget=forms.TextInput(attrs={"class": "mono"}),
+    )

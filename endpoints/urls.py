@@ -2,7 +2,17 @@
 
 from django.urls import path
 
-from endpoints.views import allowlist, audit, deployments, endpoints, keys, lifecycle, models, tokens
+from endpoints.views import (
+    allowlist,
+    audit,
+    cloud_setup,
+    deployments,
+    endpoints,
+    keys,
+    lifecycle,
+    models,
+    tokens,
+)
 
 app_name = "endpoints"
 
@@ -39,6 +49,7 @@ urlpatterns = [
     path("keys/<int:pk>/restore/", keys.key_restore, name="key-restore"),
     path("keys/<int:pk>/rotate/", keys.key_rotate, name="key-rotate"),
     path("audit/", audit.audit_list, name="audit-list"),
+    path("cloud-setup/", cloud_setup.cloud_setup, name="cloud-setup"),
     path("tokens/", tokens.token_list, name="token-list"),
     path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token-revoke"),
 ]

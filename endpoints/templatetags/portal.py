@@ -17,6 +17,7 @@ SECTIONS = (
     ("version-", "models"),
     ("audit-", "audit"),
     ("token-", "tokens"),
+    ("cloud-setup", "cloud-setup"),
 )
 LABELS = {
     **dict(DeploymentStatus.choices),
