@@ -34,6 +34,7 @@ class DeploymentResources(TypedDict, total=False):
     # gcp: Cloud Run.
     service_account: str  # the e-mail the revision runs as
     service_account_created: bool  # the portal made that account (so an endpoint's delete removes it)
+    service_account_made_at: float  # wall time this deployment made it (it takes minutes to propagate)
     model_uri: str  # gs:// address of the artifact
     reader: str  # the IAM member granted read access to the bucket
     service: str  # projects/.../services/...

@@ -9,7 +9,8 @@ import pytest
 
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import PROJECT, make_spec, run_steps
-from worker.runtimes.base import PermanentError
+from worker.runtimes.base import Pending, PermanentError
+from worker.runtimes.gcp.steps import PROPAGATION_POLL_SECONDS
 
 SERVING_SA = f"ep-iris-prod@{PROJECT}.iam.gserviceaccount.com"
 
@@ -80,7 +81,11 @@ def test_a_retried_create_that_meets_already_exists_succeeds(gcp, fakes, artifac
     assert fakes.iam.methods() == ["GetServiceAccount", "CreateServiceAccount", "CreateServiceAccount"]
     assert len(clock.sleeps) == 1
     assert fakes.iam.emails(PROJECT) == [SERVING_SA]
-    assert result.resources == {"service_account": SERVING_SA, "service_account_created": True}
+    assert result.resources == {
+        "service_account": SERVING_SA,
+        "service_account_created": True,
+        "service_account_made_at": clock.time(),
+    }
     assert "created" in result.message
 
 
@@ -151,3 +156,47 @@ def test_an_account_id_iam_would_refuse_fails_before_any_call(gcp, fakes, artifa
         run_steps(gcp, make_spec(artifact, endpoint="a"), only=("service_account",))
 
     assert fakes.iam.methods() == []
+
+
+ACT_AS_DENIED = (
+    f"Permission 'iam.serviceaccounts.actAs' denied on service account {SERVING_SA} (or it may not exist)."
+)
+
+
+def steps_and_resources(gcp, artifact):
+    spec = make_spec(artifact)
+    return {step.name: step for step in gcp.deploy_steps(spec)}, run_steps(
+        gcp, spec, only=("service_account", "artifact")
+    )
+
+
+def test_cloud_run_not_seeing_a_new_account_yet_is_waited_for(gcp, fakes, artifact, clock):
+    steps, resources = steps_and_resources(gcp, artifact)
+    assert resources["service_account_made_at"] == clock.time()
+    fakes.run.fail_next(2, grpc.StatusCode.PERMISSION_DENIED, ACT_AS_DENIED, method="UpdateService")
+
+    for _ in range(2):
+        with pytest.raises(Pending, match=f"Cloud Run does not see {SERVING_SA} yet") as waiting:
+            steps["revision"].run(resources)
+        assert waiting.value.retry_after == PROPAGATION_POLL_SECONDS
+        clock.now += 60
+
+    assert steps["revision"].run(resources).resources["revision"] == "iris-prod-d1"
+
+
+def test_past_the_wait_the_deploy_fails_naming_what_is_missing(gcp, fakes, artifact, clock):
+    steps, resources = steps_and_resources(gcp, artifact)
+    clock.now += gcp.ctx.cfg.propagation_wait
+    fakes.run.fail_next(1, grpc.StatusCode.PERMISSION_DENIED, ACT_AS_DENIED, method="UpdateService")
+
+    with pytest.raises(PermanentError, match="the worker needs roles/iam.serviceAccountUser on it"):
+        steps["revision"].run(resources)
+
+
+def test_an_account_the_deploy_did_not_make_is_not_waited_for(gcp, fakes, artifact):
+    steps, resources = steps_and_resources(gcp, artifact)
+    del resources["service_account_made_at"]
+    fakes.run.fail_next(1, grpc.StatusCode.PERMISSION_DENIED, ACT_AS_DENIED, method="UpdateService")
+
+    with pytest.raises(PermanentError, match="actAs"):
+        steps["revision"].run(resources)

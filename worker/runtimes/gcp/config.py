@@ -86,6 +86,8 @@ SETTINGS = (
     Setting("GCP_ARMOR_PRIORITY_END", "armor_priority_end", 1999),
     # A worker that found the project ready trusts that for this long before checking again.
     Setting("GCP_READY_CHECK_SECONDS", "ready_check_seconds", 600.0),
+    # How long a deploy waits for a service account it made to be usable everywhere.
+    Setting("GCP_PROPAGATION_WAIT_SECONDS", "propagation_wait", 420.0),
 )
 
 
@@ -131,6 +133,7 @@ class GcpConfig:
     armor_priority_start: int
     armor_priority_end: int
     ready_check_seconds: float
+    propagation_wait: float
 
     @classmethod
     def from_settings(cls) -> GcpConfig:

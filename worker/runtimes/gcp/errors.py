@@ -55,6 +55,14 @@ def is_rate_limit(exc: BaseException) -> bool:
     return isinstance(exc, gexc.Forbidden) and bool(_reasons(exc) & RATE_LIMIT_REASONS)
 
 
+def is_act_as_denied(exc: BaseException | None) -> bool:
+    """Cloud Run's refusal to run as an account the caller may not use, or that it does not see
+    yet: "Permission 'iam.serviceaccounts.actAs' denied on service account ... (or it may not exist)"."""
+    return (
+        isinstance(exc, gexc.PermissionDenied) and "iam.serviceaccounts.actas" in (exc.message or "").lower()
+    )
+
+
 def disabled_service(exc: gexc.GoogleAPICallError) -> str | None:
     """The API a SERVICE_DISABLED refusal names ("" when it names none), or None for other errors."""
     if exc.reason == "SERVICE_DISABLED":
@@ -100,7 +108,9 @@ def translate(exc: BaseException, what: str, *, rate_limit_wait: float = 30.0) -
         )
     if isinstance(exc, gexc.GoogleAPICallError) and (service := disabled_service(exc)) is not None:
         return PermanentError(f"{what}: {service_disabled_message(exc, service)}")
-    if isinstance(exc, gexc.TooManyRequests) or is_rate_limit(exc):
+    if isinstance(exc, gexc.GoogleAPICallError) and (
+        isinstance(exc, gexc.TooManyRequests) or is_rate_limit(exc)
+    ):
         if is_daily_quota(exc):
             return PermanentError(f"{what}: {_message(exc)} (a daily quota: try again tomorrow or raise it)")
         return TransientError(f"{what}: {_message(exc)}", retry_after=retry_after(exc, rate_limit_wait))

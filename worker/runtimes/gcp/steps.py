@@ -23,10 +23,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import apigateway_v1 as gw
 from google.cloud import service_usage_v1 as su
 
-from worker.runtimes.base import Change, DeploySpec, RuntimeFailure, Step, StepResult
+from worker.runtimes.base import Change, DeploySpec, Pending, PermanentError, RuntimeFailure, Step, StepResult
 from worker.runtimes.gcp import (
     armor,
     doctor,
+    errors,
     gateway,
     iam,
     keys,
@@ -45,6 +46,8 @@ RollbackKept = Literal[
     "service_account",
 ]  # fmt: skip
 ROLLBACK_KEPT: tuple[RollbackKept, ...] = get_args(RollbackKept)
+#: How often a deploy looks again while a new service account propagates.
+PROPAGATION_POLL_SECONDS = 15.0
 
 
 class DeploySteps:
@@ -142,6 +145,8 @@ class DeploySteps:
             return StepResult(f"{account} exists", found)
         created = service_accounts.ensure(self.ctx, account, self.spec.endpoint)
         found["service_account_created"] = created
+        if created:
+            found["service_account_made_at"] = self.ctx.wall()
         return StepResult(f"{account} {'created' if created else 'exists'}", found)
 
     def plan_service_account(self) -> list[Change]:
@@ -195,9 +200,33 @@ class DeploySteps:
 
     # revision ----------------------------------------------------------------------------------
     def revision(self, resources: DeploymentResources) -> StepResult:
-        found = run.deploy_revision(self.ctx, self.spec)
+        try:
+            found = run.deploy_revision(self.ctx, self.spec)
+        except PermanentError as exc:
+            raise self._while_the_account_propagates(exc, resources) from exc
         split = ", ".join(f"{t['revision']} {t['percent']}%" for t in found["traffic"])
         return StepResult(f"Deploying {found['revision']} (traffic: {split})", found)
+
+    def _while_the_account_propagates(
+        self, exc: PermanentError, resources: DeploymentResources
+    ) -> RuntimeFailure:
+        """Cloud Run refuses to run as an account made moments ago ("actAs denied ... or it may not
+        exist") until the account reaches it, which takes minutes: wait, up to GCP_PROPAGATION_WAIT_SECONDS
+        after the account was made, then say what is still missing."""
+        made_at = resources.get("service_account_made_at")
+        if made_at is None or not errors.is_act_as_denied(exc.__cause__):
+            return exc
+        waited = self.ctx.wall() - made_at
+        if waited < self.cfg.propagation_wait:
+            return Pending(
+                f"Cloud Run does not see {self.account} yet ({waited:.0f} s after it was made); "
+                "a new account takes a few minutes to reach every Google service.",
+                retry_after=PROPAGATION_POLL_SECONDS,
+            )
+        return PermanentError(
+            f"{exc} {waited:.0f} s after {self.account} was made, Cloud Run still may not act as it: "
+            f"the worker needs roles/iam.serviceAccountUser on it (python manage.py gcp_doctor checks this)."
+        )
 
     def plan_revision(self) -> list[Change]:
         service, validated = run.validate_revision(self.ctx, self.spec)
