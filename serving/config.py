@@ -132,7 +132,7 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-def _float(name: str, default: float) -> float:
+def _float(name: str, default: float, *, zero: bool = False) -> float:
     text = os.environ.get(name, "").strip()
     if not text:
         return default
@@ -140,8 +140,8 @@ def _float(name: str, default: float) -> float:
         value = float(text)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {text!r}.") from None
-    if not value > 0:
-        raise ConfigError(f"{name} must be positive.")
+    if not (value >= 0 if zero else value > 0):
+        raise ConfigError(f"{name} must be {'zero or more' if zero else 'positive'}.")
     return value
 
 
@@ -187,6 +187,7 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     model_cache_dir: str | None = None
+    download_wait: float = 180.0
     microbatch: bool = True
     microbatch_max_rows: int = 64
     microbatch_wait_us: int = 0
@@ -219,6 +220,7 @@ class Settings:
             header_timeout=_float("SERVING_HEADER_TIMEOUT", 10.0),
             body_timeout=_float("SERVING_BODY_TIMEOUT", 30.0),
             model_cache_dir=os.environ.get("SERVING_MODEL_CACHE_DIR") or None,
+            download_wait=_float("SERVING_DOWNLOAD_WAIT_SECONDS", 180.0, zero=True),
             microbatch=_switch("SERVING_MICROBATCH", True),
             microbatch_max_rows=_int("SERVING_MICROBATCH_MAX_ROWS", 64, minimum=1),
             microbatch_wait_us=_int("SERVING_MICROBATCH_WAIT_US", 0),

@@ -381,7 +381,9 @@ class Supervisor:
 
 def prepare(settings: Settings) -> tuple[Model, socket.socket]:
     """Everything before forking: verify, load, convert, and hold the listener."""
-    path = fetch_verified(settings.model_uri, settings.meta.sha256, settings.model_cache_dir)
+    path = fetch_verified(
+        settings.model_uri, settings.meta.sha256, settings.model_cache_dir, settings.download_wait
+    )
     log.info("Artifact %s verified (sha256 %s).", path, settings.meta.sha256)
     if settings.access_file:
         access.validate_file(settings.access_file)

@@ -70,12 +70,13 @@ def servers():
         server.terminate()
 
 
-def serve(servers: list, storage: StorageFake, tmp_path, uri: str, meta: str) -> Server:
+def serve(servers: list, storage: StorageFake, tmp_path, uri: str, meta: str, wait: float = 0) -> Server:
     env = {
         "SERVING_MODEL_URI": uri,
         "SERVING_MODEL_META": meta,
         "SERVING_MODEL_CACHE_DIR": str(tmp_path / "cache"),
         "STORAGE_EMULATOR_HOST": storage.endpoint,
+        "SERVING_DOWNLOAD_WAIT_SECONDS": str(wait),
     }
     server = Server(env, tmp_path / f"server-{len(servers)}.log")
     servers.append(server)
@@ -150,3 +151,40 @@ def test_a_missing_object_exits_2_naming_the_uri(storage, model, servers, tmp_pa
     assert f"Could not download {uri}: 404" in line
     assert reason in line
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_a_download_refused_while_the_reader_grant_propagates_is_tried_again(
+    storage, model, uploaded, servers, tmp_path
+):
+    name, _ = uploaded
+    storage.clear_calls()
+    # Cloud Storage refuses the new account until its grant arrives, then lets it read.
+    storage.fail_next(
+        2,
+        status=403,
+        message="ep-iris@p.iam.gserviceaccount.com does not have "
+        "storage.objects.get access to the Google Cloud Storage object.",
+        route="GET /download",
+    )
+    server = serve(servers, storage, tmp_path, f"gs://{BUCKET}/{name}", model["SERVING_MODEL_META"], wait=30)
+    server.wait_ready(timeout=60)
+
+    downloads = [call for call in storage.methods() if call.startswith("GET /download")]
+    assert len(downloads) == 3
+    assert server.output().count("a new reader's access can take minutes") == 2
+    assert httpx.post(f"{server.url}/predict", json=SETOSA, timeout=10).json()["target"] == "setosa"
+
+
+def test_a_download_still_refused_after_the_wait_exits_2_saying_so(
+    storage, model, uploaded, servers, tmp_path
+):
+    name, _ = uploaded
+    storage.fail_next(100, status=403, message="Forbidden", route="GET /download")
+    try:
+        server = serve(
+            servers, storage, tmp_path, f"gs://{BUCKET}/{name}", model["SERVING_MODEL_META"], wait=2
+        )
+        line = refusal(server)
+    finally:
+        storage.clear_failures()
+    assert f"Could not download gs://{BUCKET}/{name}: 403" in line and "(still, after 2 s of retries)" in line

@@ -167,6 +167,11 @@ class RestFake:
     def reset_state(self) -> None:
         """Subclasses clear their resources here."""
 
+    def clear_failures(self) -> None:
+        """Forget the errors `fail_next` still has to give."""
+        with self.lock:
+            self._failures.clear()
+
     # --- test controls -----------------------------------------------------------------------
 
     def fail_next(
