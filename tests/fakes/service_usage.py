@@ -2,9 +2,10 @@
 
 It knows Google's own services plus whatever `known()` returns (the API Gateway fake's managed
 services), answers for an unknown one as Google does ("Not found or permission denied"), and
-enables a service with a long-running operation (`operations/acf...`). Google's services are
-enabled in every project unless named in `disabled` (a fresh project); a managed service is
-enabled once `EnableService` enables it. `BatchGetServices` takes at most 30 names, each under
+enables a service with a long-running operation (`operations/acf...`): the service is enabled
+when the operation is done, and another EnableService of it meanwhile is refused (FAILED_PRECONDITION,
+"Another activation or deactivation is in progress"). Google's services are enabled in every
+project unless named in `disabled` (a fresh project). `BatchGetServices` takes at most 30 names, each under
 the request's `parent`.
 """
 
@@ -45,6 +46,7 @@ class ServiceUsageFake(GrpcFake):
 
     def reset_state(self) -> None:
         self.enabled: set[tuple[str, str]] = set()  # (project, managed service)
+        self.enabling: set[tuple[str, str]] = set()  # an enable operation still running
         self.disabled: set[str] = set()  # Google services off in every project
 
     def _parse(self, name: str) -> tuple[str, str]:
@@ -84,9 +86,23 @@ class ServiceUsageFake(GrpcFake):
     @rpc(SERVICE, "EnableService", su.EnableServiceRequest, operations_pb2.Operation)
     def enable_service(self, request, context):
         project, service = self._parse(request.name)
-        self.enabled.add((project, service))
-        self.disabled.discard(service)
+        key = (project, service)
+        if key in self.enabling:
+            raise FakeError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"Another activation or deactivation is in progress for service {service}. "
+                "Wait for it to finish and try again.",
+            )
+
+        def finish() -> None:
+            self.enabling.discard(key)
+            self.enabled.add(key)
+            self.disabled.discard(service)
+
+        self.enabling.add(key)
+        enabled = su.Service(name=request.name, parent=f"projects/{project}", state=su.State.ENABLED)
         return self.operation(
-            response=su.EnableServiceResponse(service=self._service(project, service)),
+            response=su.EnableServiceResponse(service=enabled),
             metadata=su.OperationMetadata(resource_names=[request.name]),
+            finish=finish,
         )

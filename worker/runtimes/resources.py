@@ -48,6 +48,8 @@ class DeploymentResources(TypedDict, total=False):
     api: str
     managed_service: str
     managed_service_enabled: str
+    enable_operation: str  # the managed service's enable, to poll
+    enable_operation_started: float
     api_config: str
     api_config_id: str
     config_operation: str

@@ -43,8 +43,9 @@ def test_a_deployment_goes_live_on_cloud_run_and_journals_each_step(
         ("revision_ready", "done"),
         ("invoker", "done"),
         ("gateway_config", "done"),
-        ("managed_service", "done"),
         ("gateway_config_ready", "done"),
+        ("managed_service", "done"),
+        ("managed_service_ready", "done"),
         ("gateway", "done"),
         ("gateway_ready", "done"),
     ]

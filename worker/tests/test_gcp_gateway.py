@@ -10,7 +10,7 @@ from google.cloud import apigateway_v1 as gw
 from tests.fakes.api_gateway import document_problems
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import GATEWAY_SA, PROJECT, make_spec, run_steps
-from worker.runtimes.base import KeySpec, PermanentError
+from worker.runtimes.base import KeySpec, PermanentError, TransientError
 from worker.runtimes.gcp import gateway
 
 API = f"projects/{PROJECT}/locations/global/apis/iris-prod"
@@ -183,3 +183,35 @@ def test_an_allowlist_or_open_endpoint_has_no_gateway(gcp, fakes, artifact):
     for mode in ("ip_allowlist", "open"):
         names = [step.name for step in gcp.deploy_steps(make_spec(artifact, mode=mode))]
         assert not any(name.startswith("gateway") for name in names)
+
+
+def test_the_managed_service_is_enabled_once_the_config_is_active_and_its_operation_polled(
+    gcp, fakes, artifact, clock
+):
+    spec = make_spec(artifact, deployment_id=1)
+    steps = {step.name: step for step in gcp.deploy_steps(spec)}
+    names = list(steps)
+    assert names.index("gateway_config_ready") < names.index("managed_service") < names.index("gateway")
+    resources = run_steps(gcp, spec, only=tuple(names[: names.index("managed_service")]))
+    fakes.usage.operation_polls = 2  # the enable takes a while
+    fakes.usage.clear_calls()
+
+    resources.update(steps["managed_service"].run(resources).resources)
+    assert resources["enable_operation"].startswith("operations/acf.")
+
+    # A worker that died before the journal saw the step done runs it again: the enable still
+    # runs, and Google refuses a second one, so the step waits instead of failing.
+    with pytest.raises(TransientError, match="another activation is still running") as busy:
+        steps["managed_service"].run(resources)
+    assert busy.value.retry_after == gateway.ACTIVATION_BUSY_SECONDS
+
+    steps["managed_service_ready"].run(resources)  # polls until done
+    assert fakes.usage.methods() == [
+        "GetService",
+        "EnableService",
+        "GetService",
+        "EnableService",
+        "GetOperation",
+        "GetOperation",
+    ]
+    assert steps["managed_service"].run(resources).message.endswith("is enabled")

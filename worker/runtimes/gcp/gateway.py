@@ -23,7 +23,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import apigateway_v1 as gw
 from google.cloud import service_usage_v1 as su
 
-from worker.runtimes.base import DeploySpec, PermanentError, revision_name
+from worker.runtimes.base import DeploySpec, PermanentError, TransientError, revision_name
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.operations import StillRunning, operation_result, wait_until
 from worker.runtimes.gcp.swagger import serving_openapi, to_swagger2
@@ -233,19 +233,44 @@ def wait_gateway(ctx: Context, resources: DeploymentResources) -> DeploymentReso
     return {"gateway_url": f"https://{gateway.default_hostname}"}
 
 
-def enable_managed_service(ctx: Context, managed_service: str) -> bool:
-    """Enable the API's managed service in the project, so keys made here are accepted; True if it changed.
+#: How soon to look again when another enable of the same service is still running.
+ACTIVATION_BUSY_SECONDS = 15.0
 
-    Read first: a step retried while the enable operation runs must wait for it, not start another."""
+
+def start_enable(ctx: Context, managed_service: str) -> DeploymentResources:
+    """Start enabling the API's managed service in the project (so keys made here are accepted);
+    the operation to poll, or nothing when the service is enabled already.
+
+    Read first, and wait out an activation still running (Google refuses a second one meanwhile):
+    a step retried while its enable runs polls it, it never starts another."""
     client = ctx.clients.usage()
     name = f"projects/{ctx.cfg.project}/services/{managed_service}"
     service = ctx.call(client.get_service, request={"name": name}, what=f"Read {managed_service}")
     if service.state == su.State.ENABLED:
-        return False
+        return {}
     started = ctx.wall()
-    operation = ctx.call(client.enable_service, request={"name": name}, what=f"Enable {managed_service}")
-    operation_result(ctx, client, operation.operation.name, what=f"Enable {managed_service}", started=started)
-    return True
+    try:
+        operation = ctx.call(client.enable_service, request={"name": name}, what=f"Enable {managed_service}")
+    except PermanentError as exc:
+        if "activation or deactivation is in progress" not in str(exc).lower():
+            raise
+        raise TransientError(
+            f"Enable {managed_service}: another activation is still running; waiting for it.",
+            retry_after=ACTIVATION_BUSY_SECONDS,
+        ) from exc
+    return {"enable_operation": operation.operation.name, "enable_operation_started": started}
+
+
+def wait_enabled(ctx: Context, managed_service: str, resources: DeploymentResources) -> None:
+    """Poll the enable operation `start_enable` recorded, if it started one."""
+    if resources.get("enable_operation"):
+        operation_result(
+            ctx,
+            ctx.clients.usage(),
+            resources["enable_operation"],
+            what=f"Enable {managed_service}",
+            started=resources["enable_operation_started"],
+        )
 
 
 def config_names(ctx: Context, api: str) -> list[str]:

@@ -103,13 +103,15 @@ class DeploySteps:
                     self.gateway_config,
                     self.plan_gateway_config,
                 ),
+                # The managed service is enabled once the first config is active.
+                Step("gateway_config_ready", "Wait for the API config", self.gateway_config_ready),
                 Step(
                     "managed_service",
                     "Enable the API's managed service",
                     self.managed_service,
                     self.plan_managed_service,
                 ),
-                Step("gateway_config_ready", "Wait for the API config", self.gateway_config_ready),
+                Step("managed_service_ready", "Wait for the managed service", self.managed_service_ready),
                 Step("gateway", "Point the gateway at the new config", self.gateway, self.plan_gateway),
                 Step("gateway_ready", "Wait for the gateway", self.gateway_ready),
             ]
@@ -315,10 +317,13 @@ class DeploySteps:
         service = resources["managed_service"]
         if self.spec.previous.get("managed_service_enabled") == service:
             return StepResult(f"{service} is enabled", {"managed_service_enabled": service})
-        changed = gateway.enable_managed_service(self.ctx, service)
-        return StepResult(
-            f"{service} {'enabled' if changed else 'is enabled'}", {"managed_service_enabled": service}
-        )
+        started = gateway.start_enable(self.ctx, service)
+        message = f"Enabling {service}" if started else f"{service} is enabled"
+        return StepResult(message, {**started, "managed_service_enabled": service})
+
+    def managed_service_ready(self, resources: DeploymentResources) -> StepResult:
+        gateway.wait_enabled(self.ctx, resources["managed_service"], resources)
+        return StepResult(f"{resources['managed_service']} is enabled")
 
     def plan_managed_service(self) -> list[Change]:
         api = self._read_api()
