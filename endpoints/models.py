@@ -164,6 +164,13 @@ class Endpoint(models.Model):
     access_mode = models.CharField(max_length=20, choices=AccessMode.choices, default=AccessMode.API_KEY)
     url = models.URLField(blank=True)
     gateway_url = models.URLField(blank=True)
+    # The HTTPS front the runtime put before the live deployment under a name the team owns (a
+    # load balancer on Google Cloud), as beat last read it: its address, which the name's DNS record
+    # must point at, and the managed certificate's status ("" when there is no such front).
+    https_address = models.CharField(max_length=64, blank=True)
+    certificate_status = models.CharField(max_length=40, blank=True)
+    certificate_detail = models.CharField(max_length=300, blank=True)
+    front_checked_at = models.DateTimeField(null=True, blank=True)
     live_deployment = models.ForeignKey(
         "Deployment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -224,6 +231,16 @@ class Endpoint(models.Model):
     def deletion_pending(self) -> bool:
         """A delete of the endpoint is queued or running."""
         return self.deployments.active().filter(action=DeploymentAction.DELETE).exists()
+
+    @property
+    def https_host(self) -> str:
+        """The name of the HTTPS front callers use, where there is one."""
+        return self.url.removeprefix("https://").split("/")[0] if self.https_address else ""
+
+    @property
+    def https_pending(self) -> bool:
+        """An HTTPS front whose certificate is not active yet: its address answers no HTTPS call."""
+        return bool(self.https_address) and self.certificate_status != "ACTIVE"
 
     @property
     def public_url(self) -> str:

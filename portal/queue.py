@@ -17,6 +17,7 @@ APPLY_ACCESS = "worker.apply_access"
 RECONCILE = "worker.reconcile"
 RELAY = "worker.relay"
 EXPIRE_KEYS = "worker.expire_keys"
+REFRESH_FRONTS = "worker.refresh_fronts"
 
 
 def send(task: str, *args: int, task_id: str | None = None) -> bool:

@@ -333,6 +333,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": queue.EXPIRE_KEYS,
         "schedule": env_float("KEY_EXPIRY_INTERVAL_SECONDS", 3600.0),
     },
+    "refresh-https-fronts": {
+        "task": queue.REFRESH_FRONTS,
+        "schedule": env_float("HTTPS_FRONT_REFRESH_SECONDS", 120.0),
+    },
 }
 
 # Deployments.

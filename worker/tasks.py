@@ -20,7 +20,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from endpoints.services import access, deployments, keys, operations, owed
+from endpoints.services import access, deployments, fronts, keys, operations, owed
 from portal import queue
 from worker.runtimes import get_runtime
 from worker.runtimes.base import Pending, PermanentError, TransientError
@@ -168,6 +168,12 @@ def relay() -> list[str]:
 def reconcile() -> list[str]:
     """Start again live deployments whose serving stopped (beat, every RECONCILE_INTERVAL_SECONDS)."""
     return deployments.endpoints_revive()
+
+
+@shared_task(name=queue.REFRESH_FRONTS, ignore_result=True)
+def refresh_fronts() -> list[str]:
+    """Read the HTTPS fronts' certificates (beat, every HTTPS_FRONT_REFRESH_SECONDS)."""
+    return fronts.https_fronts_refresh()
 
 
 @worker_ready.connect

@@ -312,8 +312,22 @@ def deployment_finish(*, deployment_id: int) -> None:
         endpoint.live_deployment_id = deployment_id
         endpoint.url = deployment.resources.get("url", endpoint.url)
         endpoint.gateway_url = deployment.resources.get("gateway_url", "")
+        made = deployment.resources
+        address = made.get("lb_address", "") if made.get("load_balancer") else ""
+        if address != endpoint.https_address:  # a new front: its certificate is read afresh
+            endpoint.https_address, endpoint.certificate_status, endpoint.certificate_detail = address, "", ""
         endpoint.stopped_at = None  # a deploy serves, whatever a stop said before
-        endpoint.save(update_fields=["live_deployment", "url", "gateway_url", "stopped_at"])
+        endpoint.save(
+            update_fields=[
+                "live_deployment",
+                "url",
+                "gateway_url",
+                "stopped_at",
+                "https_address",
+                "certificate_status",
+                "certificate_detail",
+            ]
+        )
         if endpoint.access_note:
             # The mode waited for this deploy's front (see access_for_live): push it again.
             access_sync_enqueue(endpoint)

@@ -211,12 +211,22 @@ class ComputeFake(RestFake):
             stored["address"] = f"34.120.0.{self._next_ip}"
             self._next_ip += 1
         if collection == "sslCertificates":
-            stored["managed"] = {**stored.get("managed", {}), "status": "PROVISIONING"}
+            managed = stored.get("managed", {})
+            domains = {domain: "PROVISIONING" for domain in managed.get("domains", [])}
+            stored["managed"] = {**managed, "status": "PROVISIONING", "domainStatus": domains}
 
         def effect():
             self.resources[key] = stored
 
         return self._operation(request, scope, "insert", key, effect)
+
+    def set_certificate(self, name: str, status: str, domain_status: dict[str, str] | None = None) -> None:
+        """Move the managed certificate `name` to `status` (ACTIVE once Google has issued it,
+        PROVISIONING_FAILED_PERMANENTLY when it never will), each domain to `domain_status`."""
+        managed = self.resources[f"global/sslCertificates/{name}"]["managed"]
+        managed["status"] = status
+        domains = managed.get("domains", [])
+        managed["domainStatus"] = domain_status or {domain: status for domain in domains}
 
     def _validate(self, collection: str, body: dict, request: Request) -> None:
         if collection == "networkEndpointGroups":

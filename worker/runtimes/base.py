@@ -186,6 +186,21 @@ class Step:
 
 
 @dataclass(frozen=True)
+class HttpsFront:
+    """An HTTPS address the runtime put in front of an endpoint under a name the team owns: the
+    DNS record that name needs, and the managed certificate, which is issued once it resolves."""
+
+    host: str  # the name callers use
+    address: str  # where its DNS A record must point
+    certificate: str  # PROVISIONING | ACTIVE | FAILED_NOT_VISIBLE | ... (the provider's own words)
+    detail: str = ""  # why, where the provider says (per-domain status)
+
+    @property
+    def active(self) -> bool:
+        return self.certificate == "ACTIVE"
+
+
+@dataclass(frozen=True)
 class IssuedKey:
     name: str  # the runtime's name for the key, used to revoke it
     secret: str  # shown once to the team, never stored in the clear
@@ -297,6 +312,11 @@ class Runtime(ABC):
         A resource already gone counts as removed, so a delete resumed half-way, or run twice,
         ends the same.
         """
+
+    def https_front(self, endpoint: str, live: DeploymentResources) -> HttpsFront | None:
+        """The HTTPS front of the live deployment (`live`: its resources) and its certificate, read
+        from the provider; None where the runtime puts none in front (beat refreshes it)."""
+        return None
 
     @abstractmethod
     def ensure_serving(self, spec: DeploySpec) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
 
-from worker.runtimes.base import DeploySpec
+from worker.runtimes.base import DeploySpec, HttpsFront
 from worker.runtimes.gcp import compute
 from worker.runtimes.gcp.armor import policy_link
 from worker.runtimes.gcp.clients import Context
@@ -198,3 +198,25 @@ def delete_chain(ctx: Context, endpoint: str, regions: list[str]) -> list[str]:
         if compute.delete(ctx, method, request, what=f"Delete {label(key)}", region=key.get("region")):
             deleted.append(label(key))
     return deleted
+
+
+def front(ctx: Context, endpoint: str, live: DeploymentResources) -> HttpsFront | None:
+    """The load balancer's address, the name to point at it and its managed certificate's status."""
+    if not live.get("load_balancer"):
+        return None
+    name = names(endpoint)["certificate"]
+    certificate = ctx.call(
+        ctx.clients.compute("SslCertificatesClient").get,
+        project=ctx.cfg.project,
+        ssl_certificate=name,
+        what=f"Read the certificate {name}",
+    )
+    host = hostname(ctx, endpoint)
+    managed = certificate.managed
+    domain = dict(managed.domain_status).get(host, "")
+    return HttpsFront(
+        host=host,
+        address=live.get("lb_address", ""),
+        certificate=managed.status or "PROVISIONING",
+        detail=f"{host}: {domain}" if domain and domain != managed.status else "",
+    )

@@ -17,13 +17,14 @@ from dataclasses import replace
 from worker.runtimes.base import (
     AccessPolicy,
     DeploySpec,
+    HttpsFront,
     IssuedKey,
     KeySpec,
     Runtime,
     Step,
     TeardownSpec,
 )
-from worker.runtimes.gcp import armor, gateway, keys, run
+from worker.runtimes.gcp import armor, gateway, keys, loadbalancer, run
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
 from worker.runtimes.gcp.lifecycle import TeardownSteps, scaling_steps
@@ -140,6 +141,9 @@ class GcpRuntime(Runtime):
 
     def delete_steps(self, spec: TeardownSpec) -> list[Step]:
         return TeardownSteps(self.ctx, spec).all()
+
+    def https_front(self, endpoint: str, live: DeploymentResources) -> HttpsFront | None:
+        return loadbalancer.front(self.ctx, endpoint, live)
 
     def ensure_serving(self, spec: DeploySpec) -> bool:
         """Cloud Run keeps ready revisions serving by itself: nothing to start, no call to make."""
