@@ -12,8 +12,10 @@ import logging
 from django.utils import timezone
 
 from endpoints.models import Endpoint
+from endpoints.services.deployments import resources_of
 from worker.runtimes import get_runtime
 from worker.runtimes.base import RuntimeFailure
+from worker.runtimes.resources import DeploymentResources
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ def https_fronts_refresh() -> list[str]:
     for endpoint in fronted.select_related("live_deployment"):
         live = endpoint.live_deployment
         try:
-            front = runtime.https_front(endpoint.name, dict(live.resources) if live else {})
+            front = runtime.https_front(endpoint.name, resources_of(live) if live else DeploymentResources())
         except RuntimeFailure as exc:
             log.warning("could not read the HTTPS front of %s: %s", endpoint.name, exc)
             continue

@@ -62,7 +62,7 @@ def test_until_the_certificate_is_active_the_page_shows_the_dns_record_not_a_liv
     deployed.refresh_from_db()
     assert not deployed.https_pending
     shown = page(admin, deployed)
-    assert f"End users call <code class=\"url\">https://{HOST}</code>" in shown
+    assert f'End users call <code class="url">https://{HOST}</code>' in shown
     assert "Not yet reachable" not in shown
 
 
