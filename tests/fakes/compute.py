@@ -329,6 +329,22 @@ class ComputeFake(RestFake):
 
         return self._operation(request, "global", "setSecurityPolicy", key, effect)
 
+    # Google's path for this one global method has no /global/ in it.
+    @route("POST", PROJECT + r"/targetHttpsProxies/(?P<name>[^/]+)/setSslCertificates")
+    def set_ssl_certificates(self, request: Request):
+        key = f"global/targetHttpsProxies/{request.params['name']}"
+        self._get(key)
+        links = request.json().get("sslCertificates", [])
+        if not links:
+            raise HttpError(400, "A target HTTPS proxy needs at least one SSL certificate.")
+        for link in links:
+            self._exists(_short(link), "sslCertificates")
+
+        def effect():
+            self.resources[key]["sslCertificates"] = links
+
+        return self._operation(request, "global", "setSslCertificates", key, effect)
+
     # --- security policies -------------------------------------------------------------------
 
     def _policy(self, name: str) -> dict:

@@ -318,6 +318,11 @@ class Runtime(ABC):
         from the provider; None where the runtime puts none in front (beat refreshes it)."""
         return None
 
+    def replace_certificate(self, endpoint: str) -> str:
+        """Give the endpoint's HTTPS front a new certificate in place of one the provider will never
+        issue; returns the new one's name."""
+        raise PermanentError(f"The {self.name} runtime puts no HTTPS front before endpoints.")
+
     @abstractmethod
     def ensure_serving(self, spec: DeploySpec) -> bool:
         """Make sure the live deployment `spec` is serving; start it again if it is not.

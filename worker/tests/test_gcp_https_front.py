@@ -5,10 +5,11 @@ Google has issued the certificate."""
 import pytest
 from django.test import Client
 
-from endpoints.models import DeploymentStatus
+from endpoints.models import AuditEvent, Deployment, DeploymentStatus
 from endpoints.services.deployments import deployment_request
 from endpoints.services.endpoints import endpoint_create
 from endpoints.services.fronts import https_fronts_refresh
+from endpoints.services.lifecycle import endpoint_delete
 from endpoints.services.operations import deployment_run
 from tests.fakes.fixtures import *  # noqa: F403
 
@@ -74,3 +75,39 @@ def test_an_endpoint_without_a_load_balancer_has_no_https_front(fast, fakes, adm
     assert endpoint.https_address == "" and not endpoint.https_pending
     assert https_fronts_refresh() == []
     assert "End users call" in page(admin, endpoint)
+
+
+def test_a_certificate_google_will_never_issue_is_replaced_and_the_delete_leaves_neither(
+    deployed, fakes, admin
+):
+    fakes.compute.set_certificate(
+        "iris-guarded-cert", "PROVISIONING_FAILED_PERMANENTLY", {HOST: "FAILED_NOT_VISIBLE"}
+    )
+
+    assert https_fronts_refresh() == ["iris-guarded"]
+
+    proxy = fakes.compute.resources["global/targetHttpsProxies/iris-guarded-proxy"]
+    assert [link.rsplit("/", 1)[-1] for link in proxy["sslCertificates"]] == ["iris-guarded-cert-2"]
+    assert "global/sslCertificates/iris-guarded-cert" not in fakes.compute.resources
+    replaced = fakes.compute.resources["global/sslCertificates/iris-guarded-cert-2"]["managed"]
+    assert replaced["domains"] == [HOST] and replaced["status"] == "PROVISIONING"
+    event = AuditEvent.objects.get(action="endpoint.certificate_replace")
+    assert event.details == {"certificate": "iris-guarded-cert-2", "failed": f"{HOST}: FAILED_NOT_VISIBLE"}
+    deployed.refresh_from_db()
+    assert (
+        deployed.certificate_status == "PROVISIONING"
+        and "replaced one that ended in" in deployed.certificate_detail
+    )
+
+    # The next time, the names take turns back.
+    fakes.compute.set_certificate("iris-guarded-cert-2", "PROVISIONING_FAILED_PERMANENTLY")
+    https_fronts_refresh()
+    proxy = fakes.compute.resources["global/targetHttpsProxies/iris-guarded-proxy"]
+    assert [link.rsplit("/", 1)[-1] for link in proxy["sslCertificates"]] == ["iris-guarded-cert"]
+    fakes.compute.set_certificate("iris-guarded-cert", "PROVISIONING_FAILED_PERMANENTLY")
+    https_fronts_refresh()
+
+    endpoint_delete(user=admin, endpoint=deployed, confirm=deployed.name)
+    operation = Deployment.objects.get(endpoint=deployed, action="delete")
+    assert deployment_run(deployment_id=operation.pk) == DeploymentStatus.DONE, operation.error
+    assert not [key for key in fakes.compute.resources if "sslCertificates" in key]

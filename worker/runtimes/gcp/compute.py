@@ -60,19 +60,25 @@ def insert(ctx: Context, method, request: dict, *, what: str, region: str | None
     """Create a resource with `method` (an `insert_unary`) unless it exists; True if it was made.
 
     `region` names the region whose operations to poll (regional resources only)."""
-    return _write(ctx, method, request, what=what, region=region, done=gexc.Conflict)  # 409: it exists
+    return _write(ctx, method, request, what=what, region=region, done=(gexc.Conflict,))  # 409: it exists
 
 
 def delete(ctx: Context, method, request: dict, *, what: str, region: str | None = None) -> bool:
     """Delete a resource with `method` (a `delete_unary`) unless it is gone; True if it was there.
 
     Compute refuses (400 resourceInUseByAnotherResource) while another resource refers to it."""
-    return _write(ctx, method, request, what=what, region=region, done=gexc.NotFound)
+    return _write(ctx, method, request, what=what, region=region, done=(gexc.NotFound,))
 
 
-def _write(ctx: Context, method, request: dict, *, what: str, region: str | None, done: type) -> bool:
-    """Send one write and wait for its operation; False when Google answered `done` (nothing to do)."""
-    operation = ctx.call(method, request={**request, "request_id": request_id()}, what=what, accept=(done,))
+def update(ctx: Context, method, request: dict, *, what: str, region: str | None = None) -> None:
+    """Change a resource with `method` (a `set*_unary` or `patch_unary`) and wait for it."""
+    _write(ctx, method, request, what=what, region=region, done=())
+
+
+def _write(ctx: Context, method, request: dict, *, what: str, region: str | None, done: tuple) -> bool:
+    """Send one write and wait for its operation; False when Google answered one of `done` (the
+    errors that mean there is nothing to do)."""
+    operation = ctx.call(method, request={**request, "request_id": request_id()}, what=what, accept=done)
     if operation is None:
         return False
     wait(ctx, operation, what=what, region=region)

@@ -28,6 +28,7 @@ def names(endpoint: str) -> dict[str, str]:
     return {
         "address": f"{endpoint}-ip",
         "certificate": f"{endpoint}-cert",
+        "certificate_spare": f"{endpoint}-cert-2",  # a replacement's name, the two taking turns
         "neg": f"{endpoint}-neg",
         "backend": f"{endpoint}-backend",
         "url_map": f"{endpoint}-urlmap",
@@ -184,15 +185,22 @@ def missing(ctx: Context, spec: DeploySpec) -> list[str]:
     ]
 
 
+def _made(endpoint: str, regions: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """The pieces as `pieces` lists them, with the certificate a replacement may have made."""
+    made = pieces(endpoint, regions)
+    spare = ("SslCertificatesClient", {"ssl_certificate": names(endpoint)["certificate_spare"]})
+    return [*made[:2], spare, *made[2:]]
+
+
 def present(ctx: Context, endpoint: str, regions: list[str]) -> list[str]:
     """The names of the chain's pieces that exist, in the order `delete_chain` deletes them."""
-    return [label(key) for client, key in reversed(pieces(endpoint, regions)) if exists(ctx, client, key)]
+    return [label(key) for client, key in reversed(_made(endpoint, regions)) if exists(ctx, client, key)]
 
 
 def delete_chain(ctx: Context, endpoint: str, regions: list[str]) -> list[str]:
     """Delete the chain, the forwarding rule first; returns the names of the pieces deleted."""
     deleted = []
-    for client_name, key in reversed(pieces(endpoint, regions)):
+    for client_name, key in reversed(_made(endpoint, regions)):
         method = ctx.clients.compute(client_name).delete_unary
         request = {"project": ctx.cfg.project, **key}
         if compute.delete(ctx, method, request, what=f"Delete {label(key)}", region=key.get("region")):
@@ -204,7 +212,7 @@ def front(ctx: Context, endpoint: str, live: DeploymentResources) -> HttpsFront 
     """The load balancer's address, the name to point at it and its managed certificate's status."""
     if not live.get("load_balancer"):
         return None
-    name = names(endpoint)["certificate"]
+    name = current_certificate(ctx, endpoint)
     certificate = ctx.call(
         ctx.clients.compute("SslCertificatesClient").get,
         project=ctx.cfg.project,
@@ -220,3 +228,64 @@ def front(ctx: Context, endpoint: str, live: DeploymentResources) -> HttpsFront 
         certificate=managed.status or "PROVISIONING",
         detail=f"{host}: {domain}" if domain and domain != managed.status else "",
     )
+
+
+def current_certificate(ctx: Context, endpoint: str) -> str:
+    """The name of the certificate the endpoint's HTTPS proxy presents."""
+    proxy = names(endpoint)["proxy"]
+    found = ctx.call(
+        ctx.clients.compute("TargetHttpsProxiesClient").get,
+        project=ctx.cfg.project,
+        target_https_proxy=proxy,
+        what=f"Read the HTTPS proxy {proxy}",
+    )
+    return (
+        found.ssl_certificates[0].rsplit("/", 1)[-1]
+        if found.ssl_certificates
+        else names(endpoint)["certificate"]
+    )
+
+
+def replace_certificate(ctx: Context, endpoint: str) -> str:
+    """Put a new managed certificate for the endpoint's name on its proxy, under the other of the
+    two certificate names, and delete the old one (Google never issues a certificate that ended in
+    PROVISIONING_FAILED_PERMANENTLY: only a new one can succeed). Returns the new one's name.
+
+    Each write is idempotent, so a replacement cut short is finished by the next one."""
+    n, project = names(endpoint), ctx.cfg.project
+    old = current_certificate(ctx, endpoint)
+    new = n["certificate_spare"] if old == n["certificate"] else n["certificate"]
+    certificates = ctx.clients.compute("SslCertificatesClient")
+    request = {"project": project, "ssl_certificate": new}
+    compute.delete(ctx, certificates.delete_unary, request, what=f"Delete the unused certificate {new}")
+    compute.insert(
+        ctx,
+        certificates.insert_unary,
+        {
+            "project": project,
+            "ssl_certificate_resource": compute_v1.SslCertificate(
+                name=new,
+                type_="MANAGED",
+                managed=compute_v1.SslCertificateManagedSslCertificate(domains=[hostname(ctx, endpoint)]),
+            ),
+        },
+        what=f"Create the certificate {new}",
+    )
+    compute.update(
+        ctx,
+        ctx.clients.compute("TargetHttpsProxiesClient").set_ssl_certificates_unary,
+        {
+            "project": project,
+            "target_https_proxy": n["proxy"],
+            "target_https_proxies_set_ssl_certificates_request_resource": (
+                compute_v1.TargetHttpsProxiesSetSslCertificatesRequest(
+                    ssl_certificates=[f"projects/{project}/global/sslCertificates/{new}"]
+                )
+            ),
+        },
+        what=f"Put the certificate {new} on {n['proxy']}",
+    )
+    compute.delete(
+        ctx, certificates.delete_unary, {"project": project, "ssl_certificate": old}, what=f"Delete {old}"
+    )
+    return new

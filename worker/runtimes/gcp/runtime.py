@@ -145,6 +145,9 @@ class GcpRuntime(Runtime):
     def https_front(self, endpoint: str, live: DeploymentResources) -> HttpsFront | None:
         return loadbalancer.front(self.ctx, endpoint, live)
 
+    def replace_certificate(self, endpoint: str) -> str:
+        return loadbalancer.replace_certificate(self.ctx, endpoint)
+
     def ensure_serving(self, spec: DeploySpec) -> bool:
         """Cloud Run keeps ready revisions serving by itself: nothing to start, no call to make."""
         return False
