@@ -2,7 +2,10 @@
 
 It holds to GOOGLE-APIS.md d.2: APIs (with a generated, immutable managed service), configs
 (immutable; ids of at most 63 lowercase letters, digits and dashes, not starting with a dash) and
-regional gateways that point at one config. Every write is a long-running operation whose
+regional gateways that point at one config. Gateway ids have at most 49 characters ("Gateway ID
+requirements", Deploying an API to a gateway); API ids and config ids at most 63. The quotas of
+"Quotas and limits" hold: 50 APIs in a project and 100 API configs per API; a create past them is
+refused with RESOURCE_EXHAUSTED (the status Google gives an exhausted quota), the limit named. Every write is a long-running operation whose
 metadata is `OperationMetadata` and whose response is the resource (Empty for deletes); a config
 whose OpenAPI document the gateway cannot take ends in error with the reasons in
 `metadata.diagnostics`, as Google reports them. The document checks are
@@ -36,6 +39,9 @@ SERVICE = "google.cloud.apigateway.v1.ApiGatewayService"
 RESOURCE_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com$")
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
+MAX_APIS = 50  # per project
+MAX_CONFIGS = 100  # per API
+MAX_GATEWAY_ID = 49
 
 
 def _now() -> timestamp_pb2.Timestamp:
@@ -44,14 +50,21 @@ def _now() -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def _check_id(kind: str, value: str) -> None:
-    if len(value) > 63:
-        raise invalid(f"{kind} {value!r} is too long: it must be at most 63 characters.")
+def _check_id(kind: str, value: str, longest: int = 63) -> None:
+    if len(value) > longest:
+        raise invalid(f"{kind} {value!r} is too long: it must be at most {longest} characters.")
     if not RESOURCE_ID.match(value):
         raise invalid(
             f"{kind} {value!r} is invalid: use lowercase letters, digits and dashes; it must not start "
             "or end with a dash."
         )
+
+
+def quota_exhausted(limit: str, where: str) -> FakeError:
+    return FakeError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"Quota exceeded: {where} already has the most allowed ({limit}); delete some or ask for more quota.",
+    )
 
 
 def document_problems(doc) -> list[str]:
@@ -200,6 +213,8 @@ class ApiGatewayFake(GrpcFake):
         name = f"{request.parent}/apis/{request.api_id}"
         if name in self.apis:
             raise already_exists(f"Resource '{name}' already exists")
+        if sum(api.startswith(request.parent + "/") for api in self.apis) >= MAX_APIS:
+            raise quota_exhausted(f"{MAX_APIS} APIs", f"project {match.group(1)}")
         digest = hashlib.sha1(name.encode()).hexdigest()[:13]
         api = gw.Api(
             name=name,
@@ -242,6 +257,8 @@ class ApiGatewayFake(GrpcFake):
         name = f"{request.parent}/configs/{request.api_config_id}"
         if name in self.configs:
             raise already_exists(f"Resource '{name}' already exists")
+        if sum(config.startswith(request.parent + "/configs/") for config in self.configs) >= MAX_CONFIGS:
+            raise quota_exhausted(f"{MAX_CONFIGS} API configs per API", f"API {request.parent}")
         config = request.api_config
         if config.gateway_service_account and not EMAIL.match(config.gateway_service_account):
             raise invalid(
@@ -326,7 +343,7 @@ class ApiGatewayFake(GrpcFake):
         match = re.match(r"^projects/([^/]+)/locations/([^/]+)$", request.parent)
         if not match or match.group(2) == "global":
             raise invalid(f"Invalid parent {request.parent!r}; gateways are regional.")
-        _check_id("gateway_id", request.gateway_id)
+        _check_id("gateway_id", request.gateway_id, MAX_GATEWAY_ID)
         name = f"{request.parent}/gateways/{request.gateway_id}"
         if name in self.gateways:
             raise already_exists(f"Resource '{name}' already exists")

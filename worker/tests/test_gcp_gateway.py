@@ -138,6 +138,51 @@ def test_a_64_character_config_id_is_refused_as_google_would(gcp, fakes, artifac
     client.create_api_config(parent=API, api_config_id="c" * 63, api_config=config)
 
 
+def test_the_101st_config_of_an_api_is_refused_as_the_quota_says(gcp, fakes, artifact):
+    run_steps(gcp, make_spec(artifact), only=("revision", "revision_ready", "gateway_config"))
+    client = gcp.ctx.clients.gateway()
+    config = gw.ApiConfig(
+        openapi_documents=[
+            gw.ApiConfig.OpenApiDocument(document=gw.ApiConfig.File(path="a.json", contents=b"{}"))
+        ]
+    )
+    for number in range(2, 101):  # the deploy made the first
+        client.create_api_config(parent=API, api_config_id=f"c{number}", api_config=config)
+
+    with pytest.raises(gexc.ResourceExhausted, match="100 API configs per API"):
+        client.create_api_config(parent=API, api_config_id="c101", api_config=config)
+    assert len(fakes.gateway.configs) == 100
+
+
+def test_the_51st_api_of_a_project_is_refused_as_the_quota_says(gcp, fakes):
+    client = gcp.ctx.clients.gateway()
+    parent = f"projects/{PROJECT}/locations/global"
+    for number in range(50):
+        client.create_api(parent=parent, api_id=f"api-{number}", api=gw.Api())
+
+    with pytest.raises(gexc.ResourceExhausted, match="50 APIs"):
+        client.create_api(parent=parent, api_id="api-50", api=gw.Api())
+
+
+def test_a_gateway_id_over_49_characters_is_refused_as_google_would(gcp, fakes, artifact):
+    made = run_steps(gcp, make_spec(artifact), only=("revision", "revision_ready", "gateway_config"))
+    client = gcp.ctx.clients.gateway()
+    parent = GATEWAY.rsplit("/gateways/", 1)[0]
+    gateway_of = gw.Gateway(api_config=made["api_config"])
+
+    with pytest.raises(gexc.InvalidArgument, match="at most 49 characters"):
+        client.create_gateway(parent=parent, gateway_id="g" * 50, gateway=gateway_of)
+    client.create_gateway(parent=parent, gateway_id="g" * 49, gateway=gateway_of)
+
+
+def test_an_endpoint_of_the_longest_name_deploys_its_api_config_and_gateway(gcp, fakes, artifact):
+    name = "e" * 40  # the portal's longest endpoint name
+    made = run_steps(gcp, make_spec(artifact, endpoint=name, deployment_id=10**9))
+
+    assert made["gateway"].endswith(f"/gateways/{name}")
+    assert made["api_config_id"] == f"{name}-d{10**9}"
+
+
 def test_a_config_id_over_63_characters_fails_before_any_call(gcp, fakes, artifact):
     spec = make_spec(artifact, endpoint="e" * 40, deployment_id=10**21)
 
