@@ -5,10 +5,10 @@ It holds to GOOGLE-APIS.md d.2: APIs (with a generated, immutable managed servic
 regional gateways that point at one config. Gateway ids have at most 49 characters ("Gateway ID
 requirements", Deploying an API to a gateway); API ids and config ids at most 63. The quotas of
 "Quotas and limits" hold: 50 APIs in a project and 100 API configs per API; a create past them is
-refused with RESOURCE_EXHAUSTED (the status Google gives an exhausted quota), the limit named. Every write is a long-running operation whose
-metadata is `OperationMetadata` and whose response is the resource (Empty for deletes); a config
-whose OpenAPI document the gateway cannot take ends in error with the reasons in
-`metadata.diagnostics`, as Google reports them. The document checks are
+refused with RESOURCE_EXHAUSTED (the status Google gives an exhausted quota), the limit named.
+Every write is a long-running operation whose metadata is `OperationMetadata` and whose response
+is the resource (Empty for deletes); a config whose OpenAPI document the gateway cannot take ends
+in error with the reasons in `metadata.diagnostics`, as Google reports them. The document checks are
 those the gateway enforces: Swagger 2.0 (or OpenAPI 3 with `x-google-api-management`), no port in
 `host`, an `operationId` on every operation (unique), only local `#/definitions` references, whole
 path segments in templates, `apiKey` security in a header or the query, no OR between an API key

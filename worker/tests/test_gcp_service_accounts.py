@@ -10,6 +10,8 @@ import pytest
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import PROJECT, make_spec, run_steps
 from worker.runtimes.base import Pending, PermanentError
+from worker.runtimes.gcp.config import GcpConfig
+from worker.runtimes.gcp.runtime import GcpRuntime
 from worker.runtimes.gcp.steps import PROPAGATION_POLL_SECONDS
 
 SERVING_SA = f"ep-iris-prod@{PROJECT}.iam.gserviceaccount.com"
@@ -151,9 +153,12 @@ def test_the_fake_refuses_account_ids_iam_refuses(gcp, fakes):
     assert missing.value.grpc_status_code == grpc.StatusCode.NOT_FOUND
 
 
-def test_an_account_id_iam_would_refuse_fails_before_any_call(gcp, fakes, artifact):
+def test_an_account_id_iam_would_refuse_fails_before_any_call(gcp_settings, fakes, artifact):
+    gcp_settings.GCP_SERVICE_ACCOUNT_TEMPLATE = "ep_{endpoint}@{project}.iam.gserviceaccount.com"
+    runtime = GcpRuntime(GcpConfig.from_settings())
+
     with pytest.raises(PermanentError, match="6 to 30 lowercase letters"):
-        run_steps(gcp, make_spec(artifact, endpoint="a"), only=("service_account",))
+        run_steps(runtime, make_spec(artifact, endpoint="iris"), only=("service_account",))
 
     assert fakes.iam.methods() == []
 
@@ -200,3 +205,31 @@ def test_an_account_the_deploy_did_not_make_is_not_waited_for(gcp, fakes, artifa
 
     with pytest.raises(PermanentError, match="actAs"):
         steps["revision"].run(resources)
+
+
+@pytest.mark.parametrize("endpoint", ["a", "ab", "abc"])
+def test_a_short_endpoint_name_deploys_with_an_account_iam_accepts(gcp, fakes, artifact, endpoint):
+    account = gcp.cfg.service_account_for(endpoint)
+    account_id = account.partition("@")[0]
+
+    run_steps(gcp, make_spec(artifact, endpoint=endpoint))
+
+    assert 6 <= len(account_id) <= 30 and account_id.startswith(f"ep-{endpoint}")
+    assert fakes.iam.emails(PROJECT) == [account]
+    assert account == gcp.cfg.service_account_for(endpoint)  # the same at every deploy
+    service = fakes.run.service(f"projects/{PROJECT}/locations/us-central1/services/{endpoint}")
+    assert service.template.service_account == account
+
+
+def test_two_long_endpoint_names_sharing_a_prefix_get_their_own_accounts(gcp, fakes, artifact):
+    first, second = "fraud-scoring-for-the-european-region-a", "fraud-scoring-for-the-european-region-b"
+
+    run_steps(gcp, make_spec(artifact, endpoint=first))
+    run_steps(gcp, make_spec(artifact, endpoint=second, deployment_id=2))
+
+    accounts = fakes.iam.emails(PROJECT)
+    assert sorted(accounts) == sorted(
+        [gcp.cfg.service_account_for(first), gcp.cfg.service_account_for(second)]
+    )
+    assert len(set(accounts)) == 2
+    assert all(len(account.partition("@")[0]) == 30 for account in accounts)

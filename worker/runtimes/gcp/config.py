@@ -155,10 +155,14 @@ class GcpConfig:
         )
 
     def service_account_for(self, endpoint: str) -> str:
-        """The endpoint's own service account; an account id over 30 characters is shortened with a hash."""
+        """The endpoint's own service account. IAM takes account ids of 6 to 30 characters: a shorter
+        one is padded, a longer one cut, each with a hash of the endpoint's name, so the id is the same
+        at every deploy of the endpoint and differs between endpoints."""
         email = self.service_account_template.format(endpoint=endpoint, project=self.project)
         account_id, _, domain = email.partition("@")
+        digest = hashlib.sha1(endpoint.encode()).hexdigest()[:6]
         if len(account_id) > 30:
-            digest = hashlib.sha1(endpoint.encode()).hexdigest()[:6]
             account_id = f"{account_id[:23].rstrip('-')}-{digest}"
+        elif len(account_id) < 6:
+            account_id = f"{account_id}-{digest}"
         return f"{account_id}@{domain}"

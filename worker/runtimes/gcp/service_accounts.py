@@ -1,7 +1,7 @@
 """IAM Admin: the endpoint's own service account, made when it is missing.
 
-Each endpoint's Cloud Run revisions run as `GCP_SERVICE_ACCOUNT_TEMPLATE` (shortened to a 30
-character account id by `GcpConfig.service_account_for`). A deploy reads the account and creates
+Each endpoint's Cloud Run revisions run as `GCP_SERVICE_ACCOUNT_TEMPLATE` (brought to an account
+id of 6 to 30 characters by `GcpConfig.service_account_for`). A deploy reads the account and creates
 it only when IAM answers NOT_FOUND, so a worker that may read but not create accounts keeps working
 where an administrator made them beforehand. A create that meets ALREADY_EXISTS is the answer to an
 earlier try (or a racing worker): success. PERMISSION_DENIED and an invalid id stay permanent with
