@@ -1,5 +1,7 @@
 """Create and change endpoints."""
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -21,6 +23,46 @@ SETTINGS_FIELDS = (
 )
 
 
+CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
+MEMORY = re.compile(r"^(\d+)(Mi|Gi|M|G)$")
+MEMORY_UNITS = {"Mi": 2**20, "Gi": 2**30, "M": 10**6, "G": 10**9}
+#: Cloud Run's memory range for a number of vCPUs (Configure CPU limits for services): from the
+#: largest row at or under the CPU asked.
+MEMORY_FOR_CPU = (
+    (8, 4 * 2**30, 32 * 2**30),
+    (6, 4 * 2**30, 24 * 2**30),
+    (4, 2 * 2**30, 16 * 2**30),
+    (2, 128 * 2**20, 8 * 2**30),
+    (1, 128 * 2**20, 4 * 2**30),
+    (0.5, 128 * 2**20, 2**30),
+    (0.08, 128 * 2**20, 512 * 2**20),
+)
+
+
+def _size(value: float) -> str:
+    return f"{value / 2**30:g} GiB" if value >= 2**30 else f"{value / 2**20:g} MiB"
+
+
+def resources_refusal(cpu: str, memory: str) -> tuple[str, str] | None:
+    """(field, why) when Cloud Run would refuse this CPU and memory, None when it takes them."""
+    if not CPU.match(cpu):
+        return "cpu", f"CPU {cpu!r} is not a number of vCPUs (1, 2, 4, 6, 8, or 0.08 to 1)."
+    vcpus = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    if not 0.08 <= vcpus <= 8 or (vcpus > 1 and vcpus != int(vcpus)):
+        return "cpu", f"CPU {cpu} is not allowed: use 0.08 to 1, or a whole number up to 8."
+    size = MEMORY.match(memory)
+    if size is None:
+        return "memory", f"Memory {memory!r} is not a size such as 512Mi or 4Gi."
+    amount = int(size.group(1)) * MEMORY_UNITS[size.group(2)]
+    _, least, most = next(row for row in MEMORY_FOR_CPU if vcpus >= row[0])
+    if not least <= amount <= most:
+        return "memory", (
+            f"With {cpu} vCPU, Cloud Run takes {_size(least)} to {_size(most)} of memory: change the "
+            "memory or the CPU."
+        )
+    return None
+
+
 def _validate(endpoint: Endpoint, exclude=()) -> None:
     try:
         endpoint.full_clean(exclude=["created_by", "live_deployment", *exclude])
@@ -29,6 +71,10 @@ def _validate(endpoint: Endpoint, exclude=()) -> None:
         raise ServiceError(" ".join(messages), field=None if field == "__all__" else field) from None
     if endpoint.min_instances > endpoint.max_instances:
         raise ServiceError("Minimum instances cannot exceed maximum instances.", field="min_instances")
+    refusal = resources_refusal(endpoint.cpu, endpoint.memory)
+    if refusal:
+        field, why = refusal
+        raise ServiceError(why, field=field)
 
 
 def endpoint_create(*, user, name: str, **fields) -> Endpoint:

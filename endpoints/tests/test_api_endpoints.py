@@ -132,6 +132,25 @@ def test_settings_the_service_refuses_come_back_naming_the_field(admin, endpoint
     assert (endpoint.min_instances, endpoint.max_instances) == (0, 3)
 
 
+def test_cpu_and_memory_cloud_run_would_refuse_are_refused_up_front(admin, endpoint):
+    for change, field, detail in (
+        ({"memory": "16Gi"}, "memory", "With 1 vCPU, Cloud Run takes 128 MiB to 4 GiB of memory"),
+        ({"cpu": "8", "memory": "2Gi"}, "memory", "With 8 vCPU, Cloud Run takes 4 GiB to 32 GiB"),
+        ({"cpu": "1.5"}, "cpu", "CPU 1.5 is not allowed: use 0.08 to 1, or a whole number up to 8."),
+        ({"memory": "lots"}, "memory", "Memory 'lots' is not a size such as 512Mi or 4Gi."),
+    ):
+        response = api(admin).patch(f"/api/v1/endpoints/{endpoint.name}/", change, format="json")
+        assert response.status_code == 400, change
+        assert response.json()["field"] == field
+        assert response.json()["detail"].startswith(detail)
+    endpoint.refresh_from_db()
+    assert (endpoint.cpu, endpoint.memory) == ("1", "512Mi")
+    response = api(admin).patch(
+        f"/api/v1/endpoints/{endpoint.name}/", {"cpu": "2", "memory": "8Gi"}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+
+
 def test_a_team_member_cannot_change_an_endpoint(member, endpoint):
     response = api(member).patch(f"/api/v1/endpoints/{endpoint.name}/", {"memory": "1Gi"}, format="json")
     assert response.status_code == 403

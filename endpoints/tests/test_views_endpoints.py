@@ -129,6 +129,16 @@ def test_a_name_that_is_not_dns_safe_is_refused_on_the_name_field(client, admin)
     assert not Endpoint.objects.exists()
 
 
+def test_more_memory_than_the_cpu_allows_is_refused_on_the_memory_field(client, admin):
+    client.force_login(admin)
+    response = client.post(CREATE, {**VALID, "cpu": "1", "memory": "8Gi"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["memory"] == [
+        "With 1 vCPU, Cloud Run takes 128 MiB to 4 GiB of memory: change the memory or the CPU."
+    ]
+    assert not Endpoint.objects.exists()
+
+
 def test_more_minimum_than_maximum_instances_is_refused_on_the_field(client, admin):
     client.force_login(admin)
     response = client.post(CREATE, {**VALID, "min_instances": "9", "max_instances": "2"})

@@ -4,7 +4,10 @@ It keeps services, revisions and IAM policies, and holds to the rules Google doc
 (GOOGLE-APIS.md d.1): service ids start with a letter, have fewer than 50 characters and do not
 end with a hyphen; a custom revision name starts with `<service>-`; one container port; reserved
 env names refused; traffic percents total 100 and point at revisions that exist (or the one being
-made); tags of at least 3 characters; CPU under 1 only with concurrency 1; timeout at most 3600 s.
+made); tags of at least 3 characters; CPU under 1 only with concurrency 1; memory within the range
+the CPU allows (more than 4 GiB needs 2 vCPUs, 8 GiB 4, 16 GiB 6, 24 GiB 8; under 1 vCPU at most
+1 GiB, under 0.5 at most 512 MiB), refused with Cloud Run's INVALID_ARGUMENT message; timeout at
+most 3600 s.
 Writes are long-running operations whose response (and metadata) is the Service. A revision the
 test marked as failing (`fail_revision`) never becomes ready: the operation ends with Cloud Run's
 message, `terminal_condition` says so, and the traffic stays where it was.
@@ -37,6 +40,17 @@ DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 RESERVED_ENV = {"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"}
 CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
 MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|M|G)$")
+MEMORY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "M": 10**6, "G": 10**9}
+#: (at least this many vCPUs, least memory, most memory): "Configure CPU limits for services".
+MEMORY_FOR_CPU = (
+    (8, "4Gi", "32Gi"),
+    (6, "4Gi", "24Gi"),
+    (4, "2Gi", "16Gi"),
+    (2, "128Mi", "8Gi"),
+    (1, "128Mi", "4Gi"),
+    (0.5, "128Mi", "1Gi"),
+    (0, "128Mi", "512Mi"),
+)
 FORBIDDEN_LABEL_PREFIXES = (
     "run.googleapis.com",
     "cloud.googleapis.com",
@@ -63,6 +77,11 @@ def _operations(name: str) -> str:
 
 def _cpu_value(cpu: str) -> float:
     return int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+
+
+def _bytes(memory: str) -> int:
+    number, unit = re.match(r"^(\d+)(\D*)$", memory).groups()
+    return int(number) * MEMORY_UNITS[unit]
 
 
 class CloudRunFake(GrpcFake):
@@ -253,6 +272,12 @@ class CloudRunFake(GrpcFake):
                 raise invalid(f"Invalid value for memory limit: {memory!r}.")
             if _cpu_value(cpu) < 1 and template.max_instance_request_concurrency > 1:
                 raise invalid("Total cpu < 1 is not supported with concurrency > 1.")
+            least, most = next(row[1:] for row in MEMORY_FOR_CPU if _cpu_value(cpu) >= row[0])
+            if not _bytes(least) <= _bytes(memory) <= _bytes(most):
+                raise invalid(
+                    "template.containers.resources.limits.memory: Invalid value specified for memory. "
+                    f"For {_cpu_value(cpu):.1f} CPU, memory must be between {least} and {most} inclusive."
+                )
         if template.timeout.seconds > 3600:
             raise invalid("template.timeout must be at most 3600 seconds.")
         scaling = template.scaling

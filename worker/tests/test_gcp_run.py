@@ -390,3 +390,37 @@ def test_a_step_retried_while_google_works_waits_for_its_operation_instead_of_st
     assert clock.sleeps == []
     assert resources["url"]
     assert fakes.run.revision_ids(SERVICE) == ["iris-prod-d1"]
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "allowed"),
+    [
+        ("1", "4Gi", "128Mi and 4Gi"),
+        ("2", "8Gi", "128Mi and 8Gi"),
+        ("4", "16Gi", "2Gi and 16Gi"),
+        ("6", "24Gi", "4Gi and 24Gi"),
+        ("8", "32Gi", "4Gi and 32Gi"),
+        ("0.5", "1Gi", "128Mi and 1Gi"),
+    ],
+)
+def test_memory_past_what_the_cpu_allows_is_refused_as_cloud_run_refuses_it(
+    gcp, fakes, artifact, cpu, memory, allowed
+):
+    larger = f"{int(memory[:-2]) * 2}Gi"
+    concurrency = 1 if float(cpu) < 1 else 80  # Cloud Run wants 1 under 1 vCPU
+    with pytest.raises(PermanentError, match=f"memory must be between {allowed} inclusive") as refused:
+        run_steps(
+            gcp, make_spec(artifact, cpu=cpu, memory=larger, concurrency=concurrency), only=("revision",)
+        )
+    assert "Invalid value specified for memory" in str(refused.value)
+    assert "INVALID_ARGUMENT" in str(refused.value)
+
+    spec = make_spec(artifact, cpu=cpu, memory=memory, concurrency=concurrency)
+    made = run_steps(gcp, spec, only=("revision", "revision_ready"))
+    limits = fakes.run.service(made["service"]).template.containers[0].resources.limits
+    assert (limits["cpu"], limits["memory"]) == (cpu, memory)
+
+
+def test_too_little_memory_for_many_cpus_is_refused(gcp, fakes, artifact):
+    with pytest.raises(PermanentError, match="For 4.0 CPU, memory must be between 2Gi and 16Gi"):
+        run_steps(gcp, make_spec(artifact, cpu="4", memory="1Gi"), only=("revision",))
