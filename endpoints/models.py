@@ -360,6 +360,12 @@ class Deployment(models.Model):
             return "This deployment is already live."
         if self.status not in ONCE_LIVE_STATUSES:
             return "Only a deployment that was once live can be rolled back to."
+        config = (self.resources or {}).get("api_config")
+        if config and self.endpoint.deployments.filter(resources__pruned_configs__contains=[config]).exists():
+            return (
+                "Its API config was deleted to stay within the gateway's quota (only the newest are "
+                "kept): deploy its version again instead."
+            )
         return ""
 
     @property

@@ -179,3 +179,30 @@ def test_a_step_longer_than_the_claim_keeps_it_and_a_second_worker_stays_out(
     worker.join()
     assert outcome["first"] == DeploymentStatus.READY
     assert memory_runtime.runs["revision"] == 1
+
+
+def test_a_rollback_to_a_deployment_whose_api_config_was_deleted_is_refused(
+    admin, endpoint, iris_version, memory_runtime
+):
+    from endpoints.services.deployments import deployment_rollback
+
+    runs = []
+    for _ in range(3):
+        deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+        deployment_run(deployment_id=deployment.pk)
+        runs.append(deployment)
+    old, recent, live = (Deployment.objects.get(pk=run.pk) for run in runs)
+    for deployment in (old, recent):
+        deployment.resources = {
+            **deployment.resources,
+            "api_config": f"apis/iris-prod/configs/d{deployment.pk}",
+        }
+        deployment.save(update_fields=["resources"])
+    live.resources = {**live.resources, "pruned_configs": [old.resources["api_config"]]}
+    live.save(update_fields=["resources"])
+
+    assert "API config was deleted" in old.roll_back_refusal
+    with pytest.raises(ServiceError, match="deploy its version again instead"):
+        deployment_rollback(user=admin, deployment=old)
+    assert recent.roll_back_refusal == ""
+    deployment_rollback(user=admin, deployment=recent)

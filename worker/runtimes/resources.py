@@ -27,6 +27,8 @@ class DeploymentResources(TypedDict, total=False):
     gateway_url: str  # the key-checking front's address, when the endpoint has one
     revision: str  # the runtime's name for what serves this deployment (see `revision_name`)
     previous_revision: str | None  # what served the endpoint before this deployment
+    api_config: str  # the front's config this deployment serves through, when it has one
+    pruned_configs: list[str]  # configs this deployment deleted: a rollback to one that used them is refused
 
     # local: the endpoint's stable port.
     port: int
@@ -50,7 +52,6 @@ class DeploymentResources(TypedDict, total=False):
     managed_service_enabled: str
     enable_operation: str  # the managed service's enable, to poll
     enable_operation_started: float
-    api_config: str
     api_config_id: str
     config_operation: str
     config_operation_started: float

@@ -48,6 +48,7 @@ def test_a_deployment_goes_live_on_cloud_run_and_journals_each_step(
         ("managed_service_ready", "done"),
         ("gateway", "done"),
         ("gateway_ready", "done"),
+        ("prune_configs", "done"),
     ]
     assert all("seconds" in step for step in deployment.steps)
     assert deployment.resources["api_config_id"] == f"iris-prod-d{deployment.pk}"

@@ -148,3 +148,47 @@ def test_a_rollback_to_a_revision_that_is_gone_fails_with_cloud_runs_message(gcp
 
     with pytest.raises(PermanentError, match="Revision 'iris-prod-d0' referenced in traffic not found"):
         run_steps(gcp, spec)
+
+
+def test_redeploys_keep_only_the_newest_configs_and_stay_under_the_gateways_quota(gcp, fakes, artifact):
+    made = run_steps(gcp, make_spec(artifact, deployment_id=1))
+    history = [made]
+    for number in range(2, 121):
+        made = run_steps(gcp, make_spec(artifact, deployment_id=number, previous=made))
+        history.append(made)
+        assert len(fakes.gateway.configs) <= gcp.cfg.keep_api_configs
+
+    assert sorted(fakes.gateway.configs) == sorted(f"{API}/configs/iris-prod-d{n}" for n in range(116, 121))
+    assert fakes.gateway.gateways[GATEWAY].api_config == f"{API}/configs/iris-prod-d120"
+    assert made["pruned_configs"] == [f"{API}/configs/iris-prod-d115"]
+    fakes.clear_calls()
+
+    recent = dataclasses.replace(
+        make_spec(artifact, deployment_id=121, previous=made), rollback_to=history[-3]
+    )
+    run_steps(gcp, recent)
+    assert fakes.gateway.gateways[GATEWAY].api_config == f"{API}/configs/iris-prod-d118"
+
+    pruned = dataclasses.replace(
+        make_spec(artifact, deployment_id=122, previous=made), rollback_to=history[0]
+    )
+    with pytest.raises(PermanentError, match="does not exist"):
+        run_steps(gcp, pruned)
+
+
+def test_pruning_never_deletes_the_config_the_gateway_serves_and_runs_again_as_success(gcp, fakes, artifact):
+    made = run_steps(gcp, make_spec(artifact, deployment_id=1))
+    for number in range(2, 8):
+        made = run_steps(gcp, make_spec(artifact, deployment_id=number, previous=made))
+    # Rolled back to d3: the gateway serves d3's config; the next deploy must not delete it first.
+    fakes.gateway.gateways[GATEWAY].api_config = f"{API}/configs/iris-prod-d3"
+    spec = make_spec(artifact, deployment_id=8, previous=made)
+    done = run_steps(gcp, spec, only=("revision", "revision_ready", "gateway_config", "gateway_config_ready"))
+    step = next(step for step in gcp.deploy_steps(spec) if step.name == "prune_configs")
+
+    first = step.run(done).resources
+    again = step.run({**done, **first}).resources
+
+    kept = sorted(name.rsplit("-", 1)[-1] for name in fakes.gateway.configs)
+    assert kept == ["d3", "d5", "d6", "d7", "d8"]
+    assert again["pruned_configs"] == first["pruned_configs"] == [f"{API}/configs/iris-prod-d4"]

@@ -88,6 +88,8 @@ SETTINGS = (
     Setting("GCP_READY_CHECK_SECONDS", "ready_check_seconds", 600.0),
     # How long a deploy waits for a service account it made to be usable everywhere.
     Setting("GCP_PROPAGATION_WAIT_SECONDS", "propagation_wait", 420.0),
+    # API configs a key endpoint keeps (the live one and the newest before it, to roll back to).
+    Setting("GCP_KEEP_API_CONFIGS", "keep_api_configs", 5),
 )
 
 
@@ -104,6 +106,8 @@ def check_settings(namespace: Mapping[str, Any]) -> None:
     template = namespace.get("GCP_SERVICE_ACCOUNT_TEMPLATE", "")
     if "{endpoint}" not in template:
         raise ImproperlyConfigured("GCP_SERVICE_ACCOUNT_TEMPLATE must contain {endpoint}.")
+    if int(namespace.get("GCP_KEEP_API_CONFIGS", 5)) < 1:
+        raise ImproperlyConfigured("GCP_KEEP_API_CONFIGS must be at least 1 (the live config).")
     if not SERVICE_ACCOUNT.match(namespace.get("GCP_GATEWAY_SERVICE_ACCOUNT", "")):
         raise ImproperlyConfigured(
             "GCP_GATEWAY_SERVICE_ACCOUNT must be a service account e-mail "
@@ -134,6 +138,7 @@ class GcpConfig:
     armor_priority_end: int
     ready_check_seconds: float
     propagation_wait: float
+    keep_api_configs: int
 
     @classmethod
     def from_settings(cls) -> GcpConfig:

@@ -6,7 +6,9 @@ and one immutable config per deployment, named like its revision (`revision_name
 `<endpoint>-d<deployment id>`), built from the serving OpenAPI document (see `swagger.py`). A
 deploy creates the config, then points the gateway at it; the API and the gateway are created the
 first time. The API's managed service is enabled in the project (Service Usage) so the gateway
-accepts keys made there.
+accepts keys made there. Then the endpoint's older configs are deleted, all but the newest
+GCP_KEEP_API_CONFIGS (API Gateway allows 100 configs per API); the live config and the one the
+gateway serves are never deleted.
 
 A create that meets AlreadyExists is checked, not trusted: a config is ours when its
 `portal-document` label is the digest of the document we would send (the client and our own retry
@@ -23,7 +25,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import apigateway_v1 as gw
 from google.cloud import service_usage_v1 as su
 
-from worker.runtimes.base import DeploySpec, PermanentError, TransientError, revision_name
+from worker.runtimes.base import DeploySpec, PermanentError, TransientError, deployment_number, revision_name
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.operations import StillRunning, operation_result, wait_until
 from worker.runtimes.gcp.swagger import serving_openapi, to_swagger2
@@ -273,10 +275,44 @@ def wait_enabled(ctx: Context, managed_service: str, resources: DeploymentResour
         )
 
 
+def prune_configs(ctx: Context, spec: DeploySpec, live: str) -> list[str]:
+    """Start deleting the endpoint's configs past the newest `GCP_KEEP_API_CONFIGS`; never `live` nor
+    the config the gateway serves. Returns the configs deleted; one already going or gone is skipped."""
+    client = ctx.clients.gateway()
+    name = gateway_name(ctx, spec.endpoint)
+    serving = ctx.call(client.get_gateway, name=name, what=f"Read {name}", accept=(gexc.NotFound,))
+    kept = {live} | ({serving.api_config} if serving is not None else set())
+    ours = [
+        config
+        for config in api_configs(ctx, api_name(ctx, spec.endpoint))
+        if config.labels.get("portal-endpoint") == spec.endpoint
+        and config.state != gw.ApiConfig.State.DELETING
+    ]
+    ours.sort(key=lambda config: deployment_number(config.name.rsplit("/", 1)[-1]), reverse=True)
+    for config in ours:
+        if len(kept) >= ctx.cfg.keep_api_configs:
+            break
+        kept.add(config.name)
+    doomed = [config.name for config in ours if config.name not in kept]
+    for config in doomed:
+        ctx.call(
+            client.delete_api_config,
+            name=config,
+            what=f"Delete API config {config.rsplit('/', 1)[-1]}",
+            accept=(gexc.NotFound,),  # deleted since the list
+        )
+    return doomed
+
+
 def config_names(ctx: Context, api: str) -> list[str]:
     """The names of the API's configs (none when the API is gone), every page read."""
+    return [config.name for config in api_configs(ctx, api)]
+
+
+def api_configs(ctx: Context, api: str) -> list[gw.ApiConfig]:
+    """The API's configs (none when the API is gone), every page read."""
     client = ctx.clients.gateway()
-    found: list[str] = []
+    found: list[gw.ApiConfig] = []
     token = ""
     while True:
         page = ctx.call(
@@ -287,7 +323,7 @@ def config_names(ctx: Context, api: str) -> list[str]:
         )
         if page is None:
             return found
-        found += [config.name for config in page.api_configs]
+        found += list(page.api_configs)
         token = page.next_page_token
         if not token:
             return found

@@ -114,6 +114,7 @@ class DeploySteps:
                 Step("managed_service_ready", "Wait for the managed service", self.managed_service_ready),
                 Step("gateway", "Point the gateway at the new config", self.gateway, self.plan_gateway),
                 Step("gateway_ready", "Wait for the gateway", self.gateway_ready),
+                Step("prune_configs", "Delete old API configs", self.prune_configs),
             ]
         if mode == "both":
             steps.append(Step("key_restrictions", "Restrict keys to the allowlist", self.key_restrictions))
@@ -362,6 +363,15 @@ class DeploySteps:
     def gateway_ready(self, resources: DeploymentResources) -> StepResult:
         found = gateway.wait_gateway(self.ctx, resources)
         return StepResult(f"Gateway serves {resources['api_config_id']} at {found['gateway_url']}", found)
+
+    # prune_configs -----------------------------------------------------------------------------
+    def prune_configs(self, resources: DeploymentResources) -> StepResult:
+        doomed = gateway.prune_configs(self.ctx, self.spec, resources["api_config"])
+        pruned = sorted({*resources.get("pruned_configs", ()), *doomed})  # a rerun keeps the first's
+        message = (
+            f"Deleting {', '.join(c.rsplit('/', 1)[-1] for c in doomed)}" if doomed else "None to delete"
+        )
+        return StepResult(message, {"pruned_configs": pruned})
 
     # key_restrictions --------------------------------------------------------------------------
     def key_restrictions(self, resources: DeploymentResources) -> StepResult:
