@@ -35,6 +35,8 @@ def test_a_first_key_deploy_creates_the_api_a_config_and_the_gateway_and_enables
         "GetOperation",
         "CreateGateway",
         "GetOperation",
+        "GetGateway",  # pruning: the config it serves stays
+        "ListApiConfigs",  # one config: none to delete
     ]
     # The first read is the project check's (are the APIs enabled?).
     assert fakes.usage.methods() == ["BatchGetServices", "GetService", "EnableService", "GetOperation"]
@@ -73,13 +75,20 @@ def test_a_first_key_deploy_creates_the_api_a_config_and_the_gateway_and_enables
     assert resources["api_config_id"] == "iris-prod-d7"
 
 
-def test_a_later_deploy_adds_a_config_and_repoints_the_gateway_with_no_other_call(gcp, fakes, artifact):
+def test_a_later_deploy_adds_a_config_and_repoints_the_gateway_and_reads_what_to_prune(gcp, fakes, artifact):
     first = run_steps(gcp, make_spec(artifact, deployment_id=1))
     fakes.clear_calls()
 
     second = run_steps(gcp, make_spec(artifact, deployment_id=2, previous=first))
 
-    assert fakes.gateway.methods() == ["CreateApiConfig", "GetOperation", "UpdateGateway", "GetOperation"]
+    assert fakes.gateway.methods() == [
+        "CreateApiConfig",
+        "GetOperation",
+        "UpdateGateway",
+        "GetOperation",
+        "GetGateway",
+        "ListApiConfigs",
+    ]
     assert fakes.usage.methods() == []
     (update,) = fakes.gateway.requests("UpdateGateway")
     assert update.gateway.name == GATEWAY

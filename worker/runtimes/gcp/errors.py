@@ -12,6 +12,7 @@ command that enables it) is permanent and keeps Google's message, so the admin r
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 import requests
 from google.api_core import exceptions as gexc
@@ -50,7 +51,7 @@ def _reasons(exc: gexc.GoogleAPICallError) -> set[str]:
     return {str(error.get("reason", "")) for error in exc.errors if isinstance(error, dict)}
 
 
-def is_rate_limit(exc: BaseException) -> bool:
+def is_rate_limit(exc: BaseException) -> TypeGuard[gexc.Forbidden]:
     """A 403 that only says "too fast": it passes once the rate drops."""
     return isinstance(exc, gexc.Forbidden) and bool(_reasons(exc) & RATE_LIMIT_REASONS)
 

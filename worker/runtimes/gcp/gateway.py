@@ -294,11 +294,11 @@ def prune_configs(ctx: Context, spec: DeploySpec, live: str) -> list[str]:
             break
         kept.add(config.name)
     doomed = [config.name for config in ours if config.name not in kept]
-    for config in doomed:
+    for doomed_name in doomed:
         ctx.call(
             client.delete_api_config,
-            name=config,
-            what=f"Delete API config {config.rsplit('/', 1)[-1]}",
+            name=doomed_name,
+            what=f"Delete API config {doomed_name.rsplit('/', 1)[-1]}",
             accept=(gexc.NotFound,),  # deleted since the list
         )
     return doomed
