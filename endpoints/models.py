@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.functional import cached_property
 from knox.models import AbstractAuthToken, AuthTokenManager
 from knox.settings import CONSTANTS
 
@@ -232,6 +233,15 @@ class Endpoint(models.Model):
         """A delete of the endpoint is queued or running."""
         return self.deployments.active().filter(action=DeploymentAction.DELETE).exists()
 
+    @cached_property
+    def pruned_configs(self) -> frozenset[str]:
+        """The API configs the endpoint's deployments deleted (read once per instance: a history
+        page asks for every row)."""
+        lists = self.deployments.filter(resources__has_key="pruned_configs").values_list(
+            "resources__pruned_configs", flat=True
+        )
+        return frozenset(config for configs in lists for config in configs)
+
     @property
     def https_host(self) -> str:
         """The name of the HTTPS front callers use, where there is one."""
@@ -361,7 +371,7 @@ class Deployment(models.Model):
         if self.status not in ONCE_LIVE_STATUSES:
             return "Only a deployment that was once live can be rolled back to."
         config = (self.resources or {}).get("api_config")
-        if config and self.endpoint.deployments.filter(resources__pruned_configs__contains=[config]).exists():
+        if config and config in self.endpoint.pruned_configs:
             return (
                 "Its API config was deleted to stay within the gateway's quota (only the newest are "
                 "kept): deploy its version again instead."

@@ -2,7 +2,7 @@
 
 import pytest
 
-from endpoints.models import Deployment, DeploymentStatus
+from endpoints.models import Deployment, DeploymentStatus, Endpoint
 from endpoints.services import ServiceError
 from endpoints.services.deployments import deployment_request
 from endpoints.services.operations import deployment_claim, deployment_run
@@ -182,7 +182,7 @@ def test_a_step_longer_than_the_claim_keeps_it_and_a_second_worker_stays_out(
 
 
 def test_a_rollback_to_a_deployment_whose_api_config_was_deleted_is_refused(
-    admin, endpoint, iris_version, memory_runtime
+    admin, endpoint, iris_version, memory_runtime, django_assert_num_queries
 ):
     from endpoints.services.deployments import deployment_rollback
 
@@ -202,6 +202,10 @@ def test_a_rollback_to_a_deployment_whose_api_config_was_deleted_is_refused(
     live.save(update_fields=["resources"])
 
     assert "API config was deleted" in old.roll_back_refusal
+    history = list(Endpoint.objects.get(pk=endpoint.pk).deployments.all())
+    with django_assert_num_queries(1):  # the history page asks every row: one read of what was pruned
+        refusals = [row.roll_back_refusal for row in history]
+    assert sum("API config was deleted" in refusal for refusal in refusals) == 1
     with pytest.raises(ServiceError, match="deploy its version again instead"):
         deployment_rollback(user=admin, deployment=old)
     assert recent.roll_back_refusal == ""
