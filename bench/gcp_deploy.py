@@ -5,8 +5,9 @@
 The real client libraries (gRPC for Cloud Run, API Gateway, API Keys, Service Usage; REST for
 Cloud Storage and Compute) talk to the fakes in tests/fakes on loopback. Waits the runtime asks
 for (backoff, polling) are recorded, not slept, so the wall time is the runtime's own work plus the
-wire; the count of API calls per step is what a real deploy would send. Scenarios: a first deploy
-and a second one for an API-key endpoint and for an allowlist endpoint, then a deploy where every
+wire; the count of API calls per step is what a real deploy would send. Scenarios: a first deploy,
+a second one and the endpoint's delete for an API-key endpoint and for an allowlist endpoint (the
+delete must leave the fakes holding nothing), then a deploy where every
 operation takes five polls to finish, once with the worker handing its slot back at every poll
 (GCP_OPERATION_WAIT_SECONDS=0) and once polling in the worker. The baseline, measured in the same
 run, is one GetService round trip: the least any step that talks to Google can cost.
@@ -27,7 +28,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("NO_GCE_CHECK", "true")
 
 from tests.fakes.fixtures import BUCKET, GATEWAY_SA, PROJECT, Fakes, start_fakes  # noqa: E402
-from worker.runtimes.base import AccessPolicy, DeploySpec, ModelSpec, Resources, TransientError  # noqa: E402
+from worker.runtimes.base import (  # noqa: E402
+    AccessPolicy,
+    DeploySpec,
+    ModelSpec,
+    Resources,
+    TeardownSpec,
+    TransientError,
+)
 
 
 def runtime_for(fakes: Fakes, *, wait_seconds: float = 20.0):
@@ -61,9 +69,19 @@ def counts(fakes: Fakes) -> Counter:
 
 
 def deploy(runtime, fakes: Fakes, spec: DeploySpec) -> tuple[dict, list[dict]]:
+    return run_all(runtime, fakes, runtime.deploy_steps(spec))
+
+
+def delete(runtime, fakes: Fakes, endpoint: str, made: list[dict], m: ModelSpec) -> list[dict]:
+    """Tear down everything the deployments `made` recorded, as an endpoint's delete does."""
+    teardown = TeardownSpec(endpoint=endpoint, region="us-central1", made=tuple(made), artifacts=(m,))
+    return run_all(runtime, fakes, runtime.delete_steps(teardown))[1]
+
+
+def run_all(runtime, fakes: Fakes, steps) -> tuple[dict, list[dict]]:
     """Run the steps like the portal does (a StillRunning step is run again, as the task retry would)."""
     resources, rows = {}, []
-    for step in runtime.deploy_steps(spec):
+    for step in steps:
         before, slept_before = counts(fakes), runtime.ctx.slept
         handbacks, started = 0, time.perf_counter()
         while True:
@@ -134,9 +152,14 @@ def main() -> None:
                 runtime = runtime_for(fakes)
                 first, rows1 = deploy(runtime, fakes, spec("bench", 1, mode, m))
                 fakes.clear_calls()
-                _, rows2 = deploy(runtime, fakes, spec("bench", 2, mode, m, previous=first))
+                second, rows2 = deploy(runtime, fakes, spec("bench", 2, mode, m, previous=first))
+                fakes.clear_calls()
+                rows3 = delete(runtime, fakes, "bench", [first, second], m)
+                if fakes.held():
+                    raise RuntimeError(f"the delete left {fakes.held()}")
                 scenarios.setdefault(f"{mode}: first deploy", []).append(rows1)
                 scenarios.setdefault(f"{mode}: next deploy", []).append(rows2)
+                scenarios.setdefault(f"{mode}: delete (after both deploys)", []).append(rows3)
             for wait_seconds, label in ((0.0, "slot handed back"), (20.0, "polling in the worker")):
                 fakes.reset()
                 for fake in fakes.all():
