@@ -297,6 +297,11 @@ class ApiGatewayFake(GrpcFake):
             return config
         return gw.ApiConfig(config, openapi_documents=[])
 
+    @rpc(SERVICE, "ListApis", gw.ListApisRequest, gw.ListApisResponse)
+    def list_apis(self, request, context):
+        found = [api for name, api in sorted(self.apis.items()) if name.startswith(request.parent + "/apis/")]
+        return gw.ListApisResponse(apis=found)
+
     @rpc(SERVICE, "ListApiConfigs", gw.ListApiConfigsRequest, gw.ListApiConfigsResponse)
     def list_api_configs(self, request, context):
         found = [

@@ -38,6 +38,7 @@ NAMES = (
         "Gateway service account use",
     ]
     + [f"Role {role}" for role in PROJECT_ROLES]
+    + ["API Gateway APIs", "API Gateway configs"]
 )
 
 
@@ -60,6 +61,7 @@ def test_a_set_up_project_passes_every_check_in_order_asking_google_only_to_read
         "serviceusage": ["BatchGetServices"],
         "iam": ["GetServiceAccount", "TestIamPermissions"],
         "resourcemanager": [f"POST /v3/projects/{PROJECT}:testIamPermissions"],
+        "apigateway": ["ListApis"],  # no API yet: no configs to count
     }
     (batch,) = fakes.usage.requests("BatchGetServices")
     assert batch.parent == f"projects/{PROJECT}"
@@ -101,7 +103,12 @@ def test_a_fresh_project_fails_each_check_with_the_command_that_fixes_it(gcp, fa
         **grants,
     }
     assert "Role roles/serviceusage.apiKeysAdmin" in failures(checks)
-    assert [check.name for check in checks if check.ok] == ["Credentials"]
+    # API Gateway's limits are far: nothing is made yet.
+    assert [check.name for check in checks if check.ok] == [
+        "Credentials",
+        "API Gateway APIs",
+        "API Gateway configs",
+    ]
     assert fakes.storage.methods() == [f"GET /storage/v1/b/{BUCKET}"]  # no permissions on a missing bucket
     assert fakes.iam.methods() == ["GetServiceAccount"]
 
@@ -244,3 +251,36 @@ def test_the_command_prints_each_failure_with_its_fix_and_fails(gcp_settings, fa
         f"        fix: gcloud projects add-iam-policy-binding {PROJECT} "
         f"--member={WORKER} --role=roles/run.admin\n"
     ) in text
+
+
+def test_api_gateways_limits_are_reported_with_room_left_and_fail_when_reached(gcp, fakes):
+    from google.cloud import apigateway_v1 as gw
+
+    from worker.runtimes.gcp.doctor import APIS_PER_PROJECT, CONFIGS_PER_API
+
+    parent = f"projects/{PROJECT}/locations/global"
+    for index in range(APIS_PER_PROJECT - 1):
+        fakes.gateway.apis[f"{parent}/apis/api-{index}"] = gw.Api(name=f"{parent}/apis/api-{index}")
+    busiest = f"{parent}/apis/api-7"
+    for index in range(CONFIGS_PER_API - 1):
+        fakes.gateway.configs[f"{busiest}/configs/c{index}"] = gw.ApiConfig(
+            name=f"{busiest}/configs/c{index}"
+        )
+
+    checks = {check.name: check for check in run_checks(gcp.ctx)}
+    assert checks["API Gateway APIs"].ok and checks["API Gateway APIs"].detail == "49 of 50 APIs"
+    assert checks["API Gateway configs"].detail == "at most 99 of 100 configs in an API"
+
+    fakes.gateway.apis[f"{parent}/apis/api-last"] = gw.Api(name=f"{parent}/apis/api-last")
+    fakes.gateway.configs[f"{busiest}/configs/c-last"] = gw.ApiConfig(name=f"{busiest}/configs/c-last")
+    checks = {check.name: check for check in run_checks(gcp.ctx)}
+    assert failures(checks.values()) == {
+        "API Gateway APIs": (
+            "50 of 50 APIs: no API-key endpoint can be added (delete one no longer used)",
+            f"gcloud api-gateway apis delete API_ID --project={PROJECT}",
+        ),
+        "API Gateway configs": (
+            f"{busiest} hold 100 configs: their next deploy cannot add one",
+            f"gcloud api-gateway api-configs delete CONFIG_ID --api=api-7 --project={PROJECT}",
+        ),
+    }

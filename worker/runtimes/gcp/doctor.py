@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from worker.runtimes.base import Change, PermanentError, RuntimeFailure
+from worker.runtimes.gcp import gateway
 from worker.runtimes.gcp.clients import Context
 
 #: The APIs the runtime calls, or that API Gateway needs to serve and check keys.
@@ -104,6 +105,10 @@ PROJECT_ROLES: dict[str, tuple[str, ...]] = {
     "roles/servicemanagement.admin": ("servicemanagement.services.bind",),
 }
 
+#: API Gateway's limits ("Quotas and limits"): an API-key endpoint has one API, each deploy a config.
+APIS_PER_PROJECT = 50
+CONFIGS_PER_API = 100
+
 #: Stands for the worker's principal in a fix when the credentials do not name it.
 PRINCIPAL = "PRINCIPAL"
 
@@ -118,9 +123,11 @@ class Check:
     fix: str = ""
 
 
-def run_checks(ctx: Context, *, member: str = "") -> list[Check]:
+def run_checks(ctx: Context, *, member: str = "", quotas: bool = True) -> list[Check]:
     """Every check, in order. `member` ("serviceAccount:...", "user:...") is whom the fixes grant
-    roles to; by default the service account of the credentials, or PRINCIPAL."""
+    roles to; by default the service account of the credentials, or PRINCIPAL. `quotas`: the
+    headroom under API Gateway's limits too (one read per API: the command and the page ask for
+    it, a deploy's project check does not)."""
     credentials, principal = check_credentials(ctx)
     member = member or principal
     checks = [credentials]
@@ -129,6 +136,7 @@ def run_checks(ctx: Context, *, member: str = "") -> list[Check]:
         ("Artifact bucket", lambda: check_bucket(ctx, member)),
         ("Gateway service account", lambda: check_gateway_account(ctx, member)),
         ("Project permissions", lambda: check_project_permissions(ctx, member)),
+        *([("API Gateway quotas", lambda: check_gateway_quotas(ctx))] if quotas else []),
     ):
         try:
             for check in results():
@@ -287,7 +295,7 @@ def require_ready(ctx: Context) -> str:
     a project found ready is trusted for GCP_READY_CHECK_SECONDS."""
     if ctx.clock() < ctx.ready_until:
         return "The project was found ready a moment ago."
-    checks = run_checks(ctx)
+    checks = run_checks(ctx, quotas=False)
     missing = unmet(checks)
     if missing:
         raise PermanentError(
@@ -300,8 +308,30 @@ def require_ready(ctx: Context) -> str:
 
 def plan_changes(ctx: Context) -> list[Change]:
     """The doctor's result as plan mode shows it: one line when all is well, else one per failure."""
-    checks = run_checks(ctx)
+    checks = run_checks(ctx, quotas=False)
     failed = [check for check in checks if not check.ok]
     if not failed:
         return [Change("preconditions", "none", f"The project is ready: all {len(checks)} checks pass.")]
     return [Change("preconditions", "error", described(check)) for check in failed]
+
+
+def check_gateway_quotas(ctx: Context) -> Iterator[Check]:
+    """Room for another API-key endpoint (an API each) and for the next deploy's config of every API."""
+    project = ctx.cfg.project
+    apis = gateway.apis(ctx)
+    if len(apis) >= APIS_PER_PROJECT:
+        detail = f"{len(apis)} of {APIS_PER_PROJECT} APIs: no API-key endpoint can be added"
+        fix = f"gcloud api-gateway apis delete API_ID --project={project}"
+        yield Check("API Gateway APIs", False, detail + " (delete one no longer used)", fix)
+    else:
+        yield Check("API Gateway APIs", True, f"{len(apis)} of {APIS_PER_PROJECT} APIs")
+    counts = {api.name: len(gateway.api_configs(ctx, api.name)) for api in apis}
+    full = sorted(name for name, count in counts.items() if count >= CONFIGS_PER_API)
+    if full:
+        api = full[0].rsplit("/", 1)[-1]
+        detail = f"{', '.join(full)} hold {CONFIGS_PER_API} configs: their next deploy cannot add one"
+        fix = f"gcloud api-gateway api-configs delete CONFIG_ID --api={api} --project={project}"
+        yield Check("API Gateway configs", False, detail, fix)
+    else:
+        most = max(counts.values(), default=0)
+        yield Check("API Gateway configs", True, f"at most {most} of {CONFIGS_PER_API} configs in an API")

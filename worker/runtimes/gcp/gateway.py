@@ -311,19 +311,29 @@ def config_names(ctx: Context, api: str) -> list[str]:
 
 def api_configs(ctx: Context, api: str) -> list[gw.ApiConfig]:
     """The API's configs (none when the API is gone), every page read."""
-    client = ctx.clients.gateway()
-    found: list[gw.ApiConfig] = []
+    return _every(ctx, ctx.clients.gateway().list_api_configs, api, "api_configs", f"the configs of {api}")
+
+
+def apis(ctx: Context) -> list[gw.Api]:
+    """The project's APIs, every page read."""
+    parent = f"projects/{ctx.cfg.project}/locations/global"
+    return _every(ctx, ctx.clients.gateway().list_apis, parent, "apis", "the project's APIs")
+
+
+def _every(ctx: Context, method, parent: str, field: str, what: str) -> list:
+    """Every item of a paged list (none when `parent` is gone)."""
+    found: list = []
     token = ""
     while True:
         page = ctx.call(
-            client.list_api_configs,
-            request={"parent": api, "page_size": 500, "page_token": token},
-            what=f"List the configs of {api}",
+            method,
+            request={"parent": parent, "page_size": 500, "page_token": token},
+            what=f"List {what}",
             accept=(gexc.NotFound,),
         )
         if page is None:
             return found
-        found += list(page.api_configs)
+        found += list(getattr(page, field))
         token = page.next_page_token
         if not token:
             return found
