@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# Two images from one file:
+# Three images from one file:
 #   docker build --target portal  -t model-portal .   (web, worker and beat)
 #   docker build --target serving -t model-serving .  (the container Cloud Run and the local runtime run)
+#   docker build --target serving-onnx -t model-serving-onnx .  (the same server with only what an
+#       ONNX form needs: no scikit-learn, SciPy, pandas, XGBoost or LightGBM; GCP_SERVING_IMAGE_ONNX)
 # Build for linux/amd64 when the image goes to Cloud Run.
 
 FROM python:3.11-slim AS base
@@ -12,19 +14,31 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --create-home app
 WORKDIR /app
 
-FROM base AS serving-deps
+FROM base AS serving-onnx-deps
+COPY serving/requirements-onnx.txt serving/requirements-onnx.txt
+RUN pip install -r serving/requirements-onnx.txt
+
+FROM serving-onnx-deps AS serving-deps
 # LightGBM's wheel links the GNU OpenMP runtime, which the slim image lacks.
 # hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 COPY serving/requirements.txt serving/requirements.txt
 RUN pip install -r serving/requirements.txt
 
-FROM serving-deps AS serving
+# The two serving images differ only in the stage they start from.
+FROM serving-onnx-deps AS serving-onnx
 COPY --chown=app:app serving/ serving/
 USER 10001:10001
 ENV PORT=8080
 EXPOSE 8080
 # Cloud Run sends SIGTERM and waits 10 s; serving drains in-flight requests within 9 s.
+CMD ["python", "-m", "serving"]
+
+FROM serving-deps AS serving
+COPY --chown=app:app serving/ serving/
+USER 10001:10001
+ENV PORT=8080
+EXPOSE 8080
 CMD ["python", "-m", "serving"]
 
 FROM serving-deps AS portal

@@ -45,25 +45,68 @@ def test_portal_services_wait_for_healthy_databases():
         assert depends["redis"]["condition"] == "service_healthy"
 
 
-def test_dockerfile_builds_a_portal_and_a_serving_target_as_a_non_root_user():
-    text = (ROOT / "Dockerfile").read_text()
-    targets = re.findall(r"^FROM \S+ AS (\S+)$", text, flags=re.MULTILINE)
-    assert {"portal", "serving"} <= set(targets)
-    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)
-    for stage in stages:
-        if stage.split("\n", 1)[0].endswith((" AS portal", " AS serving")):
-            assert re.search(r"^USER 10001", stage, flags=re.MULTILINE), stage[:40]
-    serving = next(s for s in stages if s.split("\n", 1)[0].endswith(" AS serving"))
-    assert 'CMD ["python", "-m", "serving"]' in serving
-    assert "ENV PORT=8080" in serving
+def dockerfile_stages() -> dict[str, tuple[str, list[str]]]:
+    """Each named stage of the Dockerfile: the image it starts from and its instruction lines."""
+    stages = {}
+    for stage in re.split(r"^FROM ", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE)[1:]:
+        head, *lines = stage.splitlines()
+        parent, _, name = head.partition(" AS ")
+        stages[name] = (parent, [line for line in lines if line and not line.startswith("#")])
+    return stages
+
+
+def installed_requirements(stages: dict, target: str) -> list[str]:
+    """The requirements files `pip install -r` reads in `target` and the stages it builds on."""
+    files = []
+    while target in stages:
+        target, lines = stages[target]
+        files[:0] = re.findall(r"^RUN pip install -r (\S+)", "\n".join(lines), flags=re.MULTILINE)
+    return files
+
+
+SERVING_TARGETS = ("serving", "serving-onnx")
+
+
+def test_dockerfile_builds_portal_and_serving_targets_as_a_non_root_user():
+    stages = dockerfile_stages()
+    assert {"portal", *SERVING_TARGETS} <= set(stages)
+    for name in ("portal", *SERVING_TARGETS):
+        assert any(line.startswith("USER 10001") for line in stages[name][1]), name
+    for name in SERVING_TARGETS:
+        lines = stages[name][1]
+        assert lines[0] == "COPY --chown=app:app serving/ serving/", name
+        assert lines[-1] == 'CMD ["python", "-m", "serving"]', name
+        assert "ENV PORT=8080" in lines and "EXPOSE 8080" in lines, name
+
+
+def test_the_serving_images_differ_only_in_the_requirements_they_install():
+    stages = dockerfile_stages()
+    assert stages["serving"][1] == stages["serving-onnx"][1]
+    assert installed_requirements(stages, "serving-onnx") == ["serving/requirements-onnx.txt"]
+    assert installed_requirements(stages, "serving") == [
+        "serving/requirements-onnx.txt",
+        "serving/requirements.txt",
+    ]
+
+
+def requirement_lines(name: str) -> list[str]:
+    lines = (line.strip() for line in (ROOT / name).read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def test_dockerfile_installs_the_pinned_requirements():
-    for name in ("requirements.txt", "serving/requirements.txt"):
-        for line in (ROOT / name).read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith(("#", "-r")):
+    for name in ("requirements.txt", "serving/requirements.txt", "serving/requirements-onnx.txt"):
+        for line in requirement_lines(name):
+            if not line.startswith("-r"):
                 assert "==" in line, f"{name}: {line} is not pinned"
+
+
+def test_the_full_serving_requirements_include_the_onnx_ones_and_pin_nothing_twice():
+    full = requirement_lines("serving/requirements.txt")
+    onnx = requirement_lines("serving/requirements-onnx.txt")
+    assert "-r requirements-onnx.txt" in full
+    names = [line.split("==")[0] for line in full + onnx if not line.startswith("-r")]
+    assert len(names) == len(set(names)), names
 
 
 def test_the_readme_documents_every_setting():
