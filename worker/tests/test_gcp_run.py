@@ -424,3 +424,37 @@ def test_memory_past_what_the_cpu_allows_is_refused_as_cloud_run_refuses_it(
 def test_too_little_memory_for_many_cpus_is_refused(gcp, fakes, artifact):
     with pytest.raises(PermanentError, match="For 4.0 CPU, memory must be between 2Gi and 16Gi"):
         run_steps(gcp, make_spec(artifact, cpu="4", memory="1Gi"), only=("revision",))
+
+
+SLIM_IMAGE = "us-docker.pkg.dev/portal-test/portal/serving-onnx:1.0"
+FULL_IMAGE = "us-docker.pkg.dev/portal-test/portal/serving:1.0"
+
+
+@pytest.mark.parametrize(
+    ("slim_image", "fmt", "image"),
+    [
+        (SLIM_IMAGE, "onnx", SLIM_IMAGE),
+        (SLIM_IMAGE, "skops", FULL_IMAGE),
+        ("", "onnx", FULL_IMAGE),
+        ("", "skops", FULL_IMAGE),
+    ],
+)
+def test_an_onnx_form_runs_in_the_onnx_serving_image_when_there_is_one(
+    gcp_settings, fakes, artifact, clock, slim_image, fmt, image
+):
+    from dataclasses import replace
+
+    from worker.runtimes.gcp.config import GcpConfig
+    from worker.runtimes.gcp.runtime import GcpRuntime
+
+    gcp_settings.GCP_SERVING_IMAGE_ONNX = slim_image
+    runtime = GcpRuntime(GcpConfig.from_settings(), sleep=clock.sleep, clock=clock.monotonic, wall=clock.time)
+    spec = make_spec(artifact)
+    spec = replace(spec, model=replace(spec.model, format=fmt))
+
+    run_steps(runtime, spec)
+
+    (container,) = fakes.run.requests("UpdateService")[0].service.template.containers
+    assert container.image == image
+    env = {item.name: item.value for item in container.env}
+    assert env["SERVING_MODEL_URI"] == f"gs://portal-artifacts/{artifact[1]}.{fmt}"

@@ -53,6 +53,8 @@ class Setting:
 SETTINGS = (
     Setting("GCP_PROJECT", "project", required="the Google Cloud project id endpoints are deployed to"),
     Setting("GCP_SERVING_IMAGE", "serving_image", required="the serving container image Cloud Run runs"),
+    # The Dockerfile's serving-onnx image, for versions served from their ONNX form; empty: the one above.
+    Setting("GCP_SERVING_IMAGE_ONNX", "serving_image_onnx"),
     Setting(
         "GCP_ARTIFACT_BUCKET",
         "artifact_bucket",
@@ -121,6 +123,7 @@ class GcpConfig:
 
     project: str
     serving_image: str
+    serving_image_onnx: str
     artifact_bucket: str
     gateway_service_account: str
     lb_domain: str
@@ -158,6 +161,12 @@ class GcpConfig:
                 for item in SETTINGS
             }
         )
+
+    def image_for(self, model_format: str) -> str:
+        """The serving image Cloud Run runs for an artifact of this format."""
+        if model_format == "onnx" and self.serving_image_onnx:
+            return self.serving_image_onnx
+        return self.serving_image
 
     def service_account_for(self, endpoint: str) -> str:
         """The endpoint's own service account. IAM takes account ids of 6 to 30 characters: a shorter

@@ -125,7 +125,7 @@ def build_service(ctx: Context, spec: DeploySpec) -> run_v2.Service:
             containers=[
                 run_v2.Container(
                     name="serving",
-                    image=ctx.cfg.serving_image,
+                    image=ctx.cfg.image_for(spec.model.format),
                     env=[
                         run_v2.EnvVar(name="SERVING_MODEL_URI", value=model_uri(ctx, spec.model)),
                         run_v2.EnvVar(name="SERVING_MODEL_META", value=meta),
