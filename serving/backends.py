@@ -365,6 +365,10 @@ class LinearRowKernel:
             return None
         return cls(weights.tolist(), intercepts.tolist(), link)
 
+    def as_json(self) -> dict:
+        """The form SERVING_MODEL_META.linear_kernel takes."""
+        return {"weights": self.weights, "intercepts": self.intercepts, "link": self.link}
+
     def row(self, values: list) -> tuple[float | int, list[float] | None]:
         """(class index or predicted value, probabilities or None) for one row."""
         pairs = zip(self.weights, self.intercepts, strict=True)

@@ -81,6 +81,9 @@ class ModelMeta:
     classes: tuple = ()
     label_map: dict = field(default_factory=dict)
     trusted_types: tuple[str, ...] = ()
+    # A linear model's weights, read from its ONNX form by the portal: {"weights": [[...]],
+    # "intercepts": [...], "link": softmax|logistic|identity}. A proposal, checked at start.
+    linear_kernel: dict | None = None
 
     @classmethod
     def from_json(cls, text: str) -> ModelMeta:
@@ -116,7 +119,33 @@ class ModelMeta:
             classes=tuple(raw.get("classes") or ()),
             label_map={str(key): value for key, value in label_map.items()},
             trusted_types=tuple(raw.get("trusted_types") or ()),
+            linear_kernel=_linear_kernel(raw.get("linear_kernel")),
         )
+
+
+LINKS = ("softmax", "logistic", "identity")
+
+
+def _linear_kernel(value) -> dict | None:
+    """SERVING_MODEL_META.linear_kernel, checked for shape (its numbers are checked at start)."""
+    if value is None:
+        return None
+    problem = "SERVING_MODEL_META.linear_kernel must be {weights: [[numbers]], intercepts: [numbers], link}"
+    if not isinstance(value, dict) or value.get("link") not in LINKS:
+        raise ConfigError(f"{problem}, link one of {', '.join(LINKS)}.")
+    weights, intercepts = value.get("weights"), value.get("intercepts")
+    rows = weights if isinstance(weights, list) and weights else None
+    numbers = (int, float)
+    if (
+        rows is None
+        or not all(isinstance(row, list) and row and all(isinstance(x, numbers) for x in row) for row in rows)
+        or len({len(row) for row in rows}) != 1
+        or not isinstance(intercepts, list)
+        or len(intercepts) != len(rows)
+        or not all(isinstance(x, numbers) for x in intercepts)
+    ):
+        raise ConfigError(f"{problem}, one intercept per row of weights.")
+    return {"weights": weights, "intercepts": intercepts, "link": value["link"]}
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:

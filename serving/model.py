@@ -221,27 +221,29 @@ class Model:
         """An ONNX artifact: one float input [rows, features]; outputs label (or value), then probabilities.
 
         Classes come from SERVING_MODEL_META (none: a regressor); the schema must name the features.
+        The graph's inputs and outputs are read from an ONNX Runtime session (the `onnx` package is
+        not needed to serve an ONNX form).
         """
-        import onnx
+        import onnxruntime
 
         try:
-            graph = onnx.load_model_from_string(data).graph
+            session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"The ONNX file could not be read: {exc}") from None
-        if len(graph.input) != 1:
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1:
             raise ModelError("The ONNX model must take exactly one input tensor, [rows, features].")
-        tensor = graph.input[0].type.tensor_type
-        dtypes = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
-        if tensor.elem_type not in dtypes:
+        dtypes = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+        if inputs[0].type not in dtypes:
             raise ModelError("The ONNX model's input must be float or double.")
-        dims = tensor.shape.dim
-        width = dims[1].dim_value if len(dims) == 2 and dims[1].dim_value else len(meta.schema)
+        shape = inputs[0].shape
+        fixed = len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0
+        width = shape[1] if fixed else len(meta.schema)
         classes = list(meta.classes) or None
-        model = cls(meta, width, None, classes, classes is not None and len(graph.output) > 1)
-        given = dtypes[tensor.elem_type]
+        model = cls(meta, width, None, classes, classes is not None and len(outputs) > 1)
+        given = dtypes[inputs[0].type]
         # Answers in float32 anywhere (a cast inside, before trees) are checked to float32's tolerance.
-        answers = {output.type.tensor_type.elem_type for output in graph.output}
-        precision = np.float32 if onnx.TensorProto.FLOAT in answers else given
+        precision = np.float32 if any(output.type == "tensor(float)" for output in outputs) else given
         model.plans = [OnnxPlan(data, precision, given)]
         model.accelerate = accelerate
         return model
@@ -312,6 +314,20 @@ class Model:
         if plan.dtype is np.float32 and self.has_proba and not plan.graph_labels:
             return LabelsFromProbabilities(backend, self.classes)
         return backend
+
+    def _proposed_kernel(self, plan: OnnxPlan) -> LinearRowKernel | None:
+        """A linear model's weights: as the portal read them from the graph (SERVING_MODEL_META), or
+        read here where the `onnx` package is installed. Checked by `_adopt_kernel` before use."""
+        given = self.meta.linear_kernel
+        if given is None:
+            try:
+                return onnx_graph.linear_kernel(plan.onnx_bytes)
+            except ImportError:  # the serving-onnx image: no kernel unless the portal gave one
+                return None
+        weights = given["weights"]
+        if len(weights[0]) != self.n_features or len(weights) * self.n_features > LinearRowKernel.MAX_WEIGHTS:
+            return None
+        return LinearRowKernel(weights, given["intercepts"], given["link"])
 
     def _adopt_kernel(self, kernel: LinearRowKernel | None, sample: np.ndarray, expected: tuple) -> None:
         """Serve single rows, and small batches, through a linear kernel that gives the
@@ -390,7 +406,7 @@ class Model:
                 f"The ONNX model answers classes {sorted(unknown)} missing from SERVING_MODEL_META."
             )
         if self.accelerate and plan.dtype is np.float64:
-            self._adopt_kernel(onnx_graph.linear_kernel(plan.onnx_bytes), sample, expected)
+            self._adopt_kernel(self._proposed_kernel(plan), sample, expected)
         self.plans = []
         log.info("Predicting with %s.", self.backend_name)
 

@@ -9,6 +9,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import cast
 
 from django.db import IntegrityError, transaction
@@ -210,17 +211,33 @@ def deployment_plan(
 def model_spec_for(version: ModelVersion) -> ModelSpec:
     """What serving loads: the verified ONNX form when the version has one, else the upload."""
     onnx = version.serves_onnx
+    path = (version.onnx_artifact if onnx else version.artifact).path
+    fmt = "onnx" if onnx else version.format
     return ModelSpec(
         name=version.model.name,
         version=version.number,
-        artifact_path=(version.onnx_artifact if onnx else version.artifact).path,
+        artifact_path=path,
         sha256=version.onnx_sha256 if onnx else version.sha256,
-        format="onnx" if onnx else version.format,
+        format=fmt,
         input_schema=tuple(version.input_schema),
         classes=tuple(version.classes),
         label_map=dict(version.label_map),
         trusted_types=() if onnx else tuple(version.trusted_types),
+        linear_kernel=_linear_kernel(path) if fmt == "onnx" else None,
     )
+
+
+def _linear_kernel(path: str) -> dict | None:
+    """A linear model's weights read from its ONNX form, for serving to check and use; None when
+    the file cannot be read as one (a damaged file fails the deploy on its checksum instead)."""
+    from serving import onnx_graph
+
+    try:
+        kernel = onnx_graph.linear_kernel(Path(path).read_bytes())
+    except Exception as exc:  # a proposal only: serving checks it, or serves without it
+        log.warning("no linear kernel read from %s: %s", path, exc)
+        return None
+    return kernel.as_json() if kernel is not None else None
 
 
 def resources_of(deployment: Deployment) -> DeploymentResources:

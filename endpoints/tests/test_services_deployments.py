@@ -1,5 +1,7 @@
 """The deployment services: queueing, claiming, journaling, finishing and failing."""
 
+from pathlib import Path
+
 import pytest
 
 from endpoints.models import Deployment, DeploymentStatus, Endpoint
@@ -210,3 +212,20 @@ def test_a_rollback_to_a_deployment_whose_api_config_was_deleted_is_refused(
         deployment_rollback(user=admin, deployment=old)
     assert recent.roll_back_refusal == ""
     deployment_rollback(user=admin, deployment=recent)
+
+
+def test_an_onnx_form_is_deployed_with_the_linear_weights_read_from_it(iris_version, tmp_path):
+    """So the serving-onnx image, which has no `onnx` package, still answers one row with the kernel."""
+    from endpoints.services.deployments import model_spec_for
+
+    meta = model_spec_for(iris_version).meta()
+    assert meta["format"] == "onnx" and meta["linear_kernel"]["link"] == "softmax"
+    assert len(meta["linear_kernel"]["weights"]) == 3 and len(meta["linear_kernel"]["weights"][0]) == 4
+
+    from endpoints.services.deployments import _linear_kernel
+
+    damaged = tmp_path / "damaged.onnx"
+    data = bytearray(Path(iris_version.onnx_artifact.path).read_bytes())
+    data[10:18] = b"damaged!"
+    damaged.write_bytes(bytes(data))
+    assert _linear_kernel(str(damaged)) is None  # no proposal: the deploy fails on the checksum

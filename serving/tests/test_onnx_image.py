@@ -15,6 +15,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from endpoints.artifacts import onnx_form
+from serving import onnx_graph
 from serving.tests.slim import (
     FULL,
     HEAVY,
@@ -68,6 +69,7 @@ def test_the_slim_set_serves_the_onnx_form_with_scikit_learns_answers(kind, stor
     assert data is not None, note
     digest = hashlib.sha256(data).hexdigest()
     storage.put(BUCKET, f"models/iris/{digest}.onnx", data)
+    kernel = onnx_graph.linear_kernel(data)  # as the portal reads it for SERVING_MODEL_META
     meta = {
         "name": "iris",
         "version": 1,
@@ -75,6 +77,7 @@ def test_the_slim_set_serves_the_onnx_form_with_scikit_learns_answers(kind, stor
         "format": "onnx",
         "schema": SCHEMA,
         "classes": [0, 1, 2],
+        **({"linear_kernel": kernel.as_json()} if kernel else {}),
     }
     record = tmp_path / "imports.txt"
     server = start_server(
@@ -87,6 +90,11 @@ def test_the_slim_set_serves_the_onnx_form_with_scikit_learns_answers(kind, stor
         }
     ).wait_ready(timeout=60)
 
+    # The linear model's one-row kernel comes from the portal's reading, with no `onnx` here.
+    backend = httpx.get(f"{server.url}/v1/model").json()["backend"]
+    assert backend.endswith("+ Python linear kernel for one row") == (kind == "linear"), backend
+    one = httpx.post(f"{server.url}/predict", json=dict(zip(IRIS_FEATURES, ROWS[3].tolist(), strict=True)))
+    assert one.json()["target"] == estimator.predict(ROWS[3:4]).tolist()[0]
     answer = httpx.post(f"{server.url}/predict", json={"inputs": ROWS.tolist(), "return": "both"}).json()
     assert answer["predictions"] == estimator.predict(ROWS).tolist()
     proba = [[row[str(label)] for label in CLASSES] for row in answer["probabilities"]]

@@ -96,10 +96,13 @@ class ModelSpec:
     classes: tuple = ()
     label_map: dict = field(default_factory=dict)
     trusted_types: tuple = ()
+    # An ONNX form's linear weights, read by the portal so the serving-onnx image needs no `onnx`.
+    linear_kernel: dict | None = None
 
     def meta(self) -> dict:
         """The SERVING_MODEL_META document the serving container reads."""
         return {
+            **({"linear_kernel": self.linear_kernel} if self.linear_kernel else {}),
             "name": self.name,
             "version": self.version,
             "sha256": self.sha256,
