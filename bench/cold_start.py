@@ -52,13 +52,14 @@ def onnx_form(workload: Workload, directory: Path) -> Workload:
     return Workload(f"{workload.name} (ONNX form)", path, meta, workload.body, workload.rows_per_request)
 
 
-def start_once(workload: Workload, directory: Path) -> tuple[float, str]:
-    """Seconds from spawn to ready, and the backend the server reports."""
+def start_once(workload: Workload, directory: Path, env: dict | None = None, *, ready: bool = True):
+    """Seconds from spawn to the first 200: on /readyz with the backend the server reports
+    (`ready`), or to the workload's own request (then the seconds alone)."""
     target = Target(
         workload.name,
         [sys.executable, "-m", "serving"],
-        {**workload.env(), "SERVING_WORKERS": "1", "SERVING_HOST": "127.0.0.1"},
-        "/readyz",
+        {**workload.env(), "SERVING_WORKERS": "1", "SERVING_HOST": "127.0.0.1", **(env or {})},
+        "/readyz" if ready else workload.route,
         workload,
     )
     started = time.perf_counter()
@@ -68,40 +69,21 @@ def start_once(workload: Workload, directory: Path) -> tuple[float, str]:
             if target.process.poll() is not None:
                 raise SystemExit(f"{workload.name} exited with {target.process.returncode}")
             try:
-                if httpx.get(target.url, timeout=1).status_code == 200:
+                if ready:
+                    answer = httpx.get(target.url, timeout=1)
+                else:
+                    body, headers = workload.body, workload.headers
+                    answer = httpx.post(target.url, content=body, headers=headers, timeout=1)
+                if answer.status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.005)
         elapsed = time.perf_counter() - started
+        if not ready:
+            return elapsed
         backend = orjson.loads(httpx.get(f"http://127.0.0.1:{target.port}/v1/model").content)["backend"]
         return elapsed, backend
-    finally:
-        target.stop()
-
-
-def first_answer(workload: Workload, directory: Path, env: dict) -> float:
-    """Seconds from spawn to the first 200 answer to the workload's request."""
-    target = Target(
-        workload.name,
-        [sys.executable, "-m", "serving"],
-        {**workload.env(), "SERVING_WORKERS": "1", "SERVING_HOST": "127.0.0.1", **env},
-        workload.route,
-        workload,
-    )
-    started = time.perf_counter()
-    target.start(directory)
-    try:
-        while True:
-            if target.process.poll() is not None:
-                raise SystemExit(f"{workload.name} exited with {target.process.returncode}")
-            try:
-                answer = httpx.post(target.url, content=workload.body, headers=workload.headers, timeout=1)
-                if answer.status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.005)
     finally:
         target.stop()
 
@@ -127,7 +109,7 @@ def images(rounds: int) -> None:
         times: dict[str, list[float]] = {name: [] for name in envs}
         for round_index in range(rounds):
             for name in list(envs) if round_index % 2 == 0 else list(envs)[::-1]:
-                times[name].append(first_answer(workload, directory, envs[name]))
+                times[name].append(start_once(workload, directory, envs[name], ready=False))
     full, slim = (statistics.median(times[name]) for name in envs)
     print(f"\n{workload.name}, spawn to first answer, median of {rounds} alternating:")
     print(f"with the serving image's packages {full:.2f}s, with serving-onnx's only {slim:.2f}s", end="")
