@@ -9,6 +9,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import cast
 
@@ -227,9 +228,13 @@ def model_spec_for(version: ModelVersion) -> ModelSpec:
     )
 
 
+@lru_cache(maxsize=256)
 def _linear_kernel(path: str) -> dict | None:
     """A linear model's weights read from its ONNX form, for serving to check and use; None when
-    the file cannot be read as one (a damaged file fails the deploy on its checksum instead)."""
+    the file cannot be read as one (a damaged file fails the deploy on its checksum instead).
+
+    Read once per process: reconcile builds every live endpoint's spec each minute, and a stored
+    artifact's name carries its digest, so a path always holds the same bytes."""
     from serving import onnx_graph
 
     try:
