@@ -10,6 +10,7 @@ from endpoints.views import (
     endpoints,
     keys,
     lifecycle,
+    logs,
     models,
     tokens,
 )
@@ -22,6 +23,7 @@ urlpatterns = [
     path("endpoints/<str:name>/", endpoints.endpoint_detail, name="endpoint-detail"),
     path("endpoints/<str:name>/settings/", endpoints.endpoint_edit, name="endpoint-edit"),
     path("endpoints/<str:name>/access-state/", endpoints.endpoint_access_state, name="endpoint-access-state"),
+    path("endpoints/<str:name>/logs/", logs.endpoint_logs, name="endpoint-logs"),
     path("endpoints/<str:name>/deploy/", deployments.deployment_create, name="deployment-create"),
     path("endpoints/<str:name>/stop/", lifecycle.endpoint_stop, name="endpoint-stop"),
     path("endpoints/<str:name>/start/", lifecycle.endpoint_start, name="endpoint-start"),

@@ -21,6 +21,7 @@ from serving.access import AccessControl
 from serving.batching import MicroBatch, MicroBatcher, Queued
 from serving.model import HUGE, Model, NonFiniteAnswer
 from serving.protocol import Request, Response, ServerState, error_response, json_response, with_header
+from serving.request_log import RequestLog, reason_of
 from serving.validation import RETURN_MODES, RequestError, Validator, invalid
 
 log = logging.getLogger("serving.app")
@@ -73,8 +74,12 @@ class ServingApp:
         render_metrics: Callable[[], bytes],
         state: ServerState,
         microbatch: MicroBatch | None = None,
+        request_log: RequestLog | None = None,
     ):
         self.model = model
+        self.request_log = request_log or RequestLog(
+            model=model.name, version=model.version, revision=None, sample=0.0, refused_per_second=1000
+        )
         # Micro-batching joins float64 rows; a table model takes each request as it comes.
         batching = microbatch is not None and microbatch.max_rows > 1 and model.plain
         self.batcher = MicroBatcher(microbatch, self) if batching else None
@@ -193,13 +198,47 @@ class ServingApp:
         if response is None:
             return None  # counted when answered
         metric = route.metric if route else metrics.OTHER_ROUTE
-        self.recorder.request(metric, response[0], time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        status = response[0]
+        self.recorder.request(metric, status, seconds)
+        request_log = self.request_log
+        if status >= 400:
+            request_log.refused(
+                request.method, request.path, status, reason_of(response[1]), seconds, request.client
+            )
+        else:
+            # A success is logged when the countdown runs out (see request_log.py): the fast path
+            # pays a decrement and a test.
+            request_log.countdown -= 1
+            if request_log.countdown <= 0:
+                request_log.success(request.method, request.path, status, seconds, request.client)
         return response
 
-    def count(self, path: bytes | None, status: int) -> None:
-        """Count a request the protocol answered by itself (400, 408, 413)."""
+    def log_answer(self, request: Request, status: int, body: bytes, seconds: float) -> None:
+        """Log an answer given later (a micro-batched prediction) as handle() logs its own."""
+        request_log = self.request_log
+        if status >= 400:
+            request_log.refused(
+                request.method, request.path, status, reason_of(body), seconds, request.client
+            )
+        else:
+            request_log.countdown -= 1
+            if request_log.countdown <= 0:
+                request_log.success(request.method, request.path, status, seconds, request.client)
+
+    def count(
+        self,
+        path: bytes | None,
+        status: int,
+        *,
+        method: bytes | None = None,
+        reason: str = "",
+        client: str | None = None,
+    ) -> None:
+        """Count (and log) a request the protocol refused by itself (400, 408, 413, 431)."""
         route = self.routes.get(path) if path else None
         self.recorder.status(route.metric if route else metrics.OTHER_ROUTE, status)
+        self.request_log.refused(method, path, status, reason, None, client)
 
     def welcome(self, request: Request) -> Response:
         return self.welcome_response

@@ -188,5 +188,7 @@ class MicroBatcher:
 
     def finish(self, item: Queued, response: Response) -> None:
         request = item.request
-        self.app.recorder.request(self.app.predict_metric, response[0], time.perf_counter() - request.started)
+        seconds = time.perf_counter() - request.started
+        self.app.recorder.request(self.app.predict_metric, response[0], seconds)
+        self.app.log_answer(request, response[0], response[1], seconds)
         request.connection.deliver(request, response)

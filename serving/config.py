@@ -174,6 +174,13 @@ def _float(name: str, default: float, *, zero: bool = False) -> float:
     return value
 
 
+def _fraction(name: str, default: float) -> float:
+    value = _float(name, default, zero=True)
+    if value > 1:
+        raise ConfigError(f"{name} must be a fraction between 0 and 1 (0.01 is one in a hundred).")
+    return value
+
+
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -220,6 +227,11 @@ class Settings:
     microbatch: bool = True
     microbatch_max_rows: int = 64
     microbatch_wait_us: int = 0
+    # The request log (see request_log.py): the share of successes logged, the most refusals
+    # logged per worker and second, and the revision named in each line.
+    log_success_sample: float = 0.01
+    log_refused_per_second: int = 1000
+    revision: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -253,4 +265,8 @@ class Settings:
             microbatch=_switch("SERVING_MICROBATCH", True),
             microbatch_max_rows=_int("SERVING_MICROBATCH_MAX_ROWS", 64, minimum=1),
             microbatch_wait_us=_int("SERVING_MICROBATCH_WAIT_US", 0),
+            log_success_sample=_fraction("SERVING_LOG_SUCCESS_SAMPLE", 0.01),
+            log_refused_per_second=_int("SERVING_LOG_REFUSED_PER_SECOND", 1000, minimum=1),
+            # Cloud Run names the revision in K_REVISION; the local runtime in SERVING_REVISION.
+            revision=os.environ.get("SERVING_REVISION") or os.environ.get("K_REVISION") or None,
         )

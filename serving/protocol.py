@@ -373,13 +373,13 @@ class HttpConnection(asyncio.Protocol):
             path = httptools.parse_url(self.url).path
         except httptools.HttpParserInvalidURLError:
             path = None
-        self.app.count(path, status)
+        self.app.count(path, status, method=self.parser.get_method(), reason=message, client=self.client)
 
     def fail(self, status: int, message: str) -> None:
         if not self.transport.is_closing() and not self.finished:
             if not self.refused:
                 self.send(_error_response(status, message), True)
-                self.app.count(None, status)
+                self.app.count(None, status, reason=message, client=self.client)
             else:
                 self.send(b"", True)
 

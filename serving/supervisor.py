@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from serving import access, control, metrics, worker
+from serving import access, control, metrics, request_log, worker
 from serving.artifacts import ArtifactError, fetch_verified
 from serving.config import ConfigError, Settings
 from serving.model import PICKLED, Model, ModelError, load_estimator
@@ -408,11 +408,13 @@ def prepare(settings: Settings) -> tuple[Model, socket.socket]:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("SERVING_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s serving[%(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    try:
+        handler.setFormatter(request_log.log_formatter())
+    except ValueError as exc:
+        print(f"Not starting: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(level=os.environ.get("SERVING_LOG_LEVEL", "INFO").upper(), handlers=[handler])
     try:
         settings = Settings.from_env()
         model, listener = prepare(settings)

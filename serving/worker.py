@@ -27,6 +27,7 @@ from serving.app import ServingApp
 from serving.config import Settings
 from serving.model import Model, ModelError
 from serving.protocol import HttpConnection, Limits, ServerState, sweep_connections
+from serving.request_log import RequestLog
 
 log = logging.getLogger("serving.worker")
 
@@ -148,6 +149,13 @@ def run(
         ),
         state=state,
         microbatch=micro_batching(settings, model),
+        request_log=RequestLog(
+            model=model.name,
+            version=model.version,
+            revision=settings.revision,
+            sample=settings.log_success_sample,
+            refused_per_second=settings.log_refused_per_second,
+        ),
     )
     limits = Limits(
         settings.max_body_bytes,

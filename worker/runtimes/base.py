@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from worker.runtimes.logs import LogPage, LogQuery
 from worker.runtimes.resources import DeploymentResources
 
 
@@ -325,6 +326,12 @@ class Runtime(ABC):
         """Give the endpoint's HTTPS front a new certificate in place of one the provider will never
         issue; returns the new one's name."""
         raise PermanentError(f"The {self.name} runtime puts no HTTPS front before endpoints.")
+
+    def read_log(self, endpoint: str, live: DeploymentResources | None, query: LogQuery) -> LogPage:
+        """The live revision's log, newest entry last, as `query` filters and bounds it (see
+        `worker.runtimes.logs`). `live` is the live deployment's resources (None when nothing is
+        live). A page for an endpoint with no revision has no entries and no revision."""
+        raise PermanentError(f"The {self.name} runtime keeps no log the portal can read.")
 
     @abstractmethod
     def ensure_serving(self, spec: DeploySpec) -> bool:

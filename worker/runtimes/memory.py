@@ -33,6 +33,7 @@ from worker.runtimes.base import (
     StepResult,
     TeardownSpec,
 )
+from worker.runtimes.logs import LogEntry, LogPage, LogQuery, LogQueryError
 from worker.runtimes.resources import DeploymentResources
 
 
@@ -57,6 +58,7 @@ class MemoryRuntime(Runtime):
         self.endpoints: dict[str, Served] = {}
         self.access: dict[str, AccessPolicy] = {}
         self.keys: dict[str, bool] = {}  # key name -> revoked
+        self.logs: defaultdict[str, list[LogEntry]] = defaultdict(list)  # by revision
         self.warmed = False
 
     def fail(self, name: str, *errors: Exception) -> None:
@@ -187,3 +189,36 @@ class MemoryRuntime(Runtime):
     def restore_key(self, endpoint: str, key_name: str) -> None:
         self._enter("restore_key", key_name)
         self.keys[key_name] = False
+
+    # --- logs --------------------------------------------------------------------------------
+
+    def write_log(self, revision: str, entry: LogEntry) -> None:
+        """Add an entry to a revision's log, as its serving process would write one."""
+        self.logs[revision].append(entry)
+
+    def read_log(self, endpoint: str, live: DeploymentResources | None, query: LogQuery) -> LogPage:
+        """The live revision's entries, paged as the local runtime pages its file (by index)."""
+        self._enter("read_log", endpoint)
+        revision = (live or {}).get("revision")
+        if not revision:
+            return LogPage(revision=None)
+        entries = self.logs[revision]
+        start = None
+        if query.after:
+            after_revision, _, number = query.after.rpartition(":")
+            if not after_revision or not number.isdigit():
+                raise LogQueryError("the cursor is not one this log gave")
+            if after_revision == revision and int(number) <= len(entries):
+                start = int(number)
+        if start is None:
+            matched = [entry for entry in entries if query.matches(entry)]
+            shown = matched[-query.limit :]
+            return LogPage(revision, tuple(shown), f"{revision}:{len(entries)}", len(matched) > len(shown))
+        shown, end = [], len(entries)
+        for index in range(start, len(entries)):
+            if query.matches(entries[index]):
+                if len(shown) == query.limit:
+                    end = index
+                    break
+                shown.append(entries[index])
+        return LogPage(revision, tuple(shown), f"{revision}:{end}", end < len(entries))

@@ -39,8 +39,10 @@ from worker.runtimes.base import (
     TransientError,
 )
 from worker.runtimes.local import launcher, processes
+from worker.runtimes.local.logs import read_log_file
 from worker.runtimes.local.state import EndpointDir, RuntimeDir
 from worker.runtimes.local.steps import SERVE_TIMEOUT, DeploySteps, stop_revision
+from worker.runtimes.logs import LogPage, LogQuery
 from worker.runtimes.resources import DeploymentResources
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,15 @@ class LocalRuntime(Runtime):
         if not answer.get("ok"):
             raise PermanentError(f"{revision} refused to give its metrics: {answer.get('error')}")
         return answer["metrics"]
+
+    def read_log(self, endpoint: str, live: DeploymentResources | None, query: LogQuery) -> LogPage:
+        """The serving revision's log file (or, when stopped, the live deployment's), read as
+        `worker.runtimes.local.logs` does."""
+        target = self.dir.endpoint(endpoint)
+        revision = target.current() or (live or {}).get("revision")
+        if not revision:
+            return LogPage(revision=None)
+        return read_log_file(target.log_file(revision), revision, query)
 
     def issue_key(self, spec: KeySpec) -> IssuedKey:
         # The secret lives nowhere but in the portal's sealed copy: the access file carries only

@@ -183,6 +183,7 @@ class DeploySteps:
                 "SERVING_WORKERS": str(settings.LOCAL_RUNTIME_SERVING_WORKERS),
                 "SERVING_ACCESS_FILE": str(target.access_file),
                 "SERVING_CONTROL_SOCKET": str(target.socket_path(revision)),
+                "SERVING_REVISION": revision,  # named in each request log line
             }
             if handoff:
                 env["SERVING_HANDOFF_FROM"] = str(handoff)
