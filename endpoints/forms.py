@@ -95,12 +95,15 @@ class DeployForm(forms.Form):
         help_text="Below 100 sends that share to the new version and the rest to the live one (a canary).",
     )
 
-    def __init__(self, *args, user, endpoint: Endpoint, **kwargs):
+    def __init__(self, *args, user, endpoint: Endpoint, chosen: str | None = None, **kwargs):
+        """`chosen`: the id of a version to offer first ("Deploy this version" on its page)."""
         super().__init__(*args, **kwargs)
         versions = ModelVersion.objects.for_user(user).select_related("model")
         self.fields["model_version"].queryset = versions
         live = endpoint.live_deployment
-        if live is not None:
+        if chosen and chosen.isdigit():
+            self.fields["model_version"].initial = int(chosen)
+        elif live is not None:
             newest = versions.filter(model_id=live.model_version.model_id).first()
             self.fields["model_version"].initial = newest
         if live is None or not get_runtime().supports_canary:
@@ -219,6 +222,8 @@ class AllowlistEntryForm(forms.Form):
     note = forms.CharField(
         required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "Office VPN"})
     )
+    # Sent by the confirmation the page shows before a range of every address is added.
+    allow_everyone = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
 
 class DeleteEndpointForm(forms.Form):

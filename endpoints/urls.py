@@ -39,6 +39,7 @@ urlpatterns = [
     path("models/<str:name>/", models.model_detail, name="model-detail"),
     path("models/<str:name>/upload/", models.version_create, name="version-create"),
     path("models/<str:name>/v<int:number>/", models.version_detail, name="version-detail"),
+    path("models/<str:name>/v<int:number>/deploy/", models.version_deploy, name="version-deploy"),
     path("key-requests/", keys.key_request_list, name="key-request-list"),
     path("key-requests/new/", keys.key_request_create, name="key-request-create"),
     path("key-requests/<int:pk>/", keys.key_request_detail, name="key-request-detail"),

@@ -491,6 +491,11 @@ class AllowlistAddSerializer(InputSerializer):
         required=False, default="", allow_blank=True, help_text="Required. 203.0.113.0/24 or 2001:db8::1"
     )
     note = serializers.CharField(allow_blank=True, required=False, default="")
+    allow_everyone = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Needed to add 0.0.0.0/0 or ::/0, which let every address of that family in.",
+    )
 
 
 class TokenRequestSerializer(serializers.Serializer):

@@ -29,10 +29,32 @@ def normalise_cidr(raw: str) -> str:
     return network.with_prefixlen
 
 
-def allowlist_add(*, user, endpoint: Endpoint, cidr: str, note: str = "") -> AllowlistEntry:
+#: What a refusal of a range that holds every address says: add it again with `allow_everyone`.
+CONFIRM_EVERYONE = "confirm_everyone"
+
+
+def lets_everyone_in(cidr: str) -> bool:
+    """0.0.0.0/0 or ::/0: every IPv4 (or IPv6) address there is."""
+    return ipaddress.ip_network(cidr).prefixlen == 0
+
+
+def allowlist_add(
+    *, user, endpoint: Endpoint, cidr: str, note: str = "", allow_everyone: bool = False
+) -> AllowlistEntry:
+    """Add a CIDR to the allowlist. A range of every address (0.0.0.0/0, ::/0) is added only with
+    `allow_everyone`: it turns the address check off for that family, which is rarely meant."""
     require_admin(user)
     refuse_while_deleting(endpoint)
     cidr = normalise_cidr(cidr)
+    if lets_everyone_in(cidr) and allow_everyone is not True:
+        family = "IPv4" if "." in cidr else "IPv6"
+        raise ServiceError(
+            f"{cidr} lets everyone in: every {family} address passes the address check, so the "
+            f"allowlist stops no {family} caller. Confirm that this is what you want "
+            "(allow_everyone) to add it.",
+            field="cidr",
+            code=CONFIRM_EVERYONE,
+        )
     if endpoint.allowlist.filter(cidr=cidr).exists():
         raise ServiceError(f"{cidr} is already on the allowlist.", field="cidr", code="conflict")
     if endpoint.allowlist.count() >= MAX_ENTRIES:
@@ -46,7 +68,11 @@ def allowlist_add(*, user, endpoint: Endpoint, cidr: str, note: str = "") -> All
                 actor=user,
                 action="allowlist.add",
                 target=endpoint,
-                details={"cidr": cidr, "note": entry.note},
+                details={
+                    "cidr": cidr,
+                    "note": entry.note,
+                    **({"everyone": True} if lets_everyone_in(cidr) else {}),
+                },
             )
             access_sync_enqueue(endpoint)
     except IntegrityError:

@@ -10,6 +10,8 @@ class ServiceError(Exception):
         self.field = field
         self.code = code
         self.extra: dict = extra or {}  # machine-readable details a client can act on
+        # Other refusals of the same request, for a form that shows every error at once.
+        self.also: list[ServiceError] = []
 
     def as_dict(self) -> dict:
         return {"detail": self.message, "field": self.field, "code": self.code, **self.extra}

@@ -39,26 +39,46 @@ DEFAULT_OVERLAP_HOURS = 24  # a rotation's overlap when none is given
 UNKNOWN_TEAM = "Choose one of your teams."
 
 
+def key_request_problems(
+    *, user, team: Team | None, endpoint: Endpoint | None, reason: str, valid_days: int | None = None
+) -> list[ServiceError]:
+    """Everything wrong with a key request, each naming its field, so a form can show them all at
+    once; `None` for a team or endpoint the form could not read leaves its checks out."""
+    problems = []
+    if team is None:
+        problems.append(ServiceError("Choose the team the key is for.", field="team"))
+    elif not user.is_staff and not team.members.filter(pk=user.pk).exists():
+        problems.append(ServiceError(UNKNOWN_TEAM, field="team", code="does_not_exist"))
+    if len((reason or "").strip()) < 10:
+        problems.append(
+            ServiceError("Say in a sentence what the key is for (at least 10 characters).", field="reason")
+        )
+    valid_days = settings.API_KEY_DEFAULT_DAYS if valid_days in (None, "") else valid_days
+    if not isinstance(valid_days, int) or not 1 <= valid_days <= settings.API_KEY_MAX_DAYS:
+        problems.append(
+            ServiceError(f"A key can be valid for 1 to {settings.API_KEY_MAX_DAYS} days.", field="valid_days")
+        )
+    if endpoint is not None and endpoint.access_mode not in ("api_key", "both"):
+        problems.append(ServiceError(f"Endpoint {endpoint.name!r} does not use API keys.", field="endpoint"))
+    return problems
+
+
 def key_request_create(
     *, user, team: Team | None, endpoint: Endpoint, reason: str, valid_days: int | None = None
 ) -> ApiKeyRequest:
     """A team member asks for a key to call `endpoint`."""
     if not user.is_authenticated:
         raise NotAllowed()
-    if team is None:
-        raise ServiceError("Choose the team the key is for.", field="team")
-    if not user.is_staff and not team.members.filter(pk=user.pk).exists():
-        raise ServiceError(UNKNOWN_TEAM, field="team", code="does_not_exist")
-    reason = (reason or "").strip()
-    if len(reason) < 10:
-        raise ServiceError("Say in a sentence what the key is for (at least 10 characters).", field="reason")
+    problems = key_request_problems(
+        user=user, team=team, endpoint=endpoint, reason=reason, valid_days=valid_days
+    )
+    if problems:
+        first, *others = problems
+        first.also = others
+        raise first
+    assert team is not None
+    reason = reason.strip()
     valid_days = settings.API_KEY_DEFAULT_DAYS if valid_days in (None, "") else valid_days
-    if not isinstance(valid_days, int) or not 1 <= valid_days <= settings.API_KEY_MAX_DAYS:
-        raise ServiceError(
-            f"A key can be valid for 1 to {settings.API_KEY_MAX_DAYS} days.", field="valid_days"
-        )
-    if endpoint.access_mode not in ("api_key", "both"):
-        raise ServiceError(f"Endpoint {endpoint.name!r} does not use API keys.", field="endpoint")
     refuse_while_deleting(endpoint)
     with transaction.atomic():
         request = ApiKeyRequest.objects.create(

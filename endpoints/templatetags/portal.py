@@ -1,10 +1,13 @@
-"""Small template helpers for the dashboard: status badges, byte sizes, the nav's pending count."""
+"""Small template helpers for the dashboard: status badges, times, byte sizes, the nav's pending count."""
+
+from datetime import datetime
 
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from endpoints.health import endpoint_health
 from endpoints.models import ApiKeyRequest, DeploymentStatus, KeyRequestStatus
 from endpoints.services.keys import DEFAULT_OVERLAP_HOURS, MAX_OVERLAP_HOURS
 
@@ -48,6 +51,52 @@ def badge(status: str | None):
 
 
 @register.simple_tag
+def health(endpoint):
+    """The endpoint's health as a pill (serving, degraded, stopped, not deployed); why it is
+    degraded in a line under it."""
+    state = endpoint_health(endpoint)
+    pill = format_html('<span class="badge health-{}">{}</span>', state.state, state.label)
+    if state.state == "degraded":
+        return format_html('{}<div class="muted small">{}</div>', pill, state.reason)
+    return pill
+
+
+@register.simple_tag
+def deploy_confirmation(endpoint, live) -> str:
+    """What the Deploy button asks before it sends: `{version}` is filled in with the version
+    chosen, and the canary form's `{share}` with the share asked for."""
+    ask = f"Deploy {{version}} to {endpoint.name}?"
+    if live is None:
+        return f"{ask} It becomes the version that answers every call, on a URL the deploy makes."
+    return (
+        f"{ask} Once it is ready it answers every call to {endpoint.public_url or endpoint.name}, and "
+        f"{live.model_version} (deployment #{live.pk}, live now) stops serving; you can roll back to it."
+    )
+
+
+@register.simple_tag
+def canary_confirmation(endpoint, live) -> str:
+    if live is None:
+        return ""
+    return (
+        f"Deploy {{version}} to {endpoint.name} with {{share}}% of the traffic? {live.model_version} "
+        f"(deployment #{live.pk}, live now) keeps the rest."
+    )
+
+
+@register.simple_tag
+def rollback_confirmation(deployment) -> str:
+    """What a Roll back button asks: which version comes back and which one stops serving."""
+    endpoint = deployment.endpoint
+    live = endpoint.live_deployment
+    now = f" {live.model_version} (deployment #{live.pk}, live now) stops serving." if live else ""
+    return (
+        f"Roll {endpoint.name} back to {deployment.model_version} (deployment #{deployment.pk})? "
+        f"It is deployed again and takes all the traffic once ready.{now}"
+    )
+
+
+@register.simple_tag
 def overlap_hours(bound: str = "default") -> int:
     """A rotation's overlap, as the service defines it: its default, or its maximum ("max")."""
     return MAX_OVERLAP_HOURS if bound == "max" else DEFAULT_OVERLAP_HOURS
@@ -82,6 +131,46 @@ def elapsed(deployment) -> str:
         return f"{seconds:.1f} s"
     minutes, seconds = divmod(int(seconds), 60)
     return f"{minutes} min {seconds} s"
+
+
+#: The one way the dashboard writes a time: to the minute, with its time zone.
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+@register.filter
+def when(value: datetime | None, empty: str = "—"):
+    """A time as every page writes it, `2026-12-06 03:47 UTC`, in a <time> element whose title
+    has the seconds; `empty` (a dash by default) when there is none."""
+    if value is None or value == "":
+        return empty
+    if not isinstance(value, datetime):
+        return value
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    zone = local.tzname() or ""
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        local.isoformat(timespec="seconds"),
+        f"{local:%Y-%m-%d %H:%M:%S} {zone}".strip(),
+        f"{local:{TIME_FORMAT}} {zone}".strip(),
+    )
+
+
+@register.filter
+def shown_resources(resources: dict | None) -> list[tuple[str, str]]:
+    """What a deployment's runtime made, as (name, text) pairs for people: names with no value
+    (`previous_revision` of a first deploy) are left out, lists are joined."""
+    shown = []
+    for name, value in (resources or {}).items():
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        if isinstance(value, list | tuple):
+            value = ", ".join(str(item) for item in value)
+        elif isinstance(value, dict):
+            value = ", ".join(f"{key}: {item}" for key, item in value.items())
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        shown.append((name, str(value)))
+    return shown
 
 
 RESOURCE_LABELS = {"url": "URL", "gateway_url": "Gateway URL", "api_config": "API config"}

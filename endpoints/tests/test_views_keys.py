@@ -147,7 +147,8 @@ def test_the_key_is_shown_exactly_once(client, member, issued):
     assert "Reveal key" in before and secret not in before
 
     reveal = reverse("endpoints:key-request-reveal", args=[key_request.pk])
-    assert client.get(reveal).status_code == 405  # a prefetch or a crawler cannot use it up
+    # A prefetch or a crawler cannot use it up: a GET is sent to the request's page.
+    assert client.get(reveal)["Location"] == detail(key_request)
     response = client.post(reveal)
     assert response.status_code == 200
     assert secret in response.content.decode()

@@ -3,17 +3,16 @@
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
 
 from endpoints.forms import AllowlistEntryForm
 from endpoints.models import Endpoint
 from endpoints.services import allowlist as services
 from endpoints.services.errors import NotAllowed, ServiceError
-from endpoints.views.common import admin_required, form_error, is_htmx
+from endpoints.views.common import admin_required, form_error, is_htmx, post_only
 from endpoints.views.endpoints import detail_context
 
 
-def _answer(request, endpoint, form, status=200, error=None, confirm_remove=None):
+def _answer(request, endpoint, form, status=200, error=None, confirm_remove=None, confirm_everyone=None):
     """The allowlist section for htmx (with the access policy state, out of band); the whole
     endpoint page otherwise."""
     endpoint.refresh_from_db()  # the service bumped its access revision
@@ -24,17 +23,19 @@ def _answer(request, endpoint, form, status=200, error=None, confirm_remove=None
             "allowlist_form": form,
             "allowlist_error": error,
             "confirm_remove": confirm_remove,
+            "confirm_everyone": confirm_everyone,
             "oob": True,
         }
         return render(request, "endpoints/_allowlist.html", context, status=status)
-    if status == 200 and confirm_remove is None:
+    if status == 200 and confirm_remove is None and confirm_everyone is None:
         return redirect("endpoints:endpoint-detail", name=endpoint.name)
     context = detail_context(request, endpoint, allowlist_form=form)
     context["confirm_remove"] = confirm_remove
+    context["confirm_everyone"] = confirm_everyone
     return render(request, "endpoints/endpoint_detail.html", context, status=status)
 
 
-@require_POST
+@post_only("endpoints:endpoint-detail", "name")
 @admin_required
 def allowlist_add(request, name):
     endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
@@ -43,6 +44,11 @@ def allowlist_add(request, name):
         try:
             entry = services.allowlist_add(user=request.user, endpoint=endpoint, **form.cleaned_data)
         except ServiceError as exc:
+            if exc.code == services.CONFIRM_EVERYONE:
+                # Ask in the page, saying what it means; add it only when the answer comes back.
+                confirm = {"cidr": services.normalise_cidr(form.cleaned_data["cidr"]), "message": exc.message}
+                confirm["note"] = form.cleaned_data["note"]
+                return _answer(request, endpoint, form, confirm_everyone=confirm)
             form_error(form, exc)
         else:
             if not is_htmx(request):
@@ -53,7 +59,7 @@ def allowlist_add(request, name):
     return _answer(request, endpoint, form, status=200 if is_htmx(request) else 400)
 
 
-@require_POST
+@post_only("endpoints:endpoint-detail", "name")
 @admin_required
 def allowlist_remove(request, name, pk):
     endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)

@@ -6,6 +6,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import redirect
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -41,7 +43,10 @@ def form_error(form, exc: ServiceError) -> None:
     """Put a service's refusal on the field it names (or on the form as a whole)."""
     if isinstance(exc, NotAllowed):
         raise PermissionDenied(exc.message)
-    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+    for each in (exc, *exc.also):
+        field = each.field if each.field in form.fields else None
+        if field is None or field not in form.errors:
+            form.add_error(field, each.message)
 
 
 def flash_error(request, exc: ServiceError) -> None:
@@ -68,3 +73,22 @@ def posted(request, files: bool = False):
 
 def paginate(request, queryset, per_page: int = PAGE_SIZE):
     return Paginator(queryset, per_page).get_page(request.GET.get("page"))
+
+
+def post_only(page: str, *kwargs_used: str):
+    """An action only a POST carries out; a GET (a reload after it, a bookmark, a link opened in a
+    new tab) is sent to the action's page, the URL named `page` with the view's `kwargs_used`,
+    instead of the browser's bare "405" page."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method == "POST":
+                return view(request, *args, **kwargs)
+            if request.method in ("GET", "HEAD"):
+                return redirect(page, **{name: kwargs[name] for name in kwargs_used})
+            return HttpResponseNotAllowed(["POST"])
+
+        return wrapper
+
+    return decorate

@@ -3,17 +3,16 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
 
 from endpoints.forms import DeployForm
 from endpoints.models import Deployment, Endpoint
 from endpoints.services import deployments as services
 from endpoints.services.errors import ServiceError
-from endpoints.views.common import flash_error, form_error, is_htmx, vary_on_htmx
+from endpoints.views.common import flash_error, form_error, is_htmx, post_only, vary_on_htmx
 from endpoints.views.endpoints import detail_context
 
 
-@require_POST
+@post_only("endpoints:endpoint-detail", "name")
 @login_required
 def deployment_create(request, name):
     endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
@@ -47,7 +46,7 @@ def deployment_detail(request, pk):
     return vary_on_htmx(render(request, template, {"deployment": deployment}))
 
 
-@require_POST
+@post_only("endpoints:deployment-detail", "pk")
 @login_required
 def deployment_rollback(request, pk):
     deployment = get_object_or_404(

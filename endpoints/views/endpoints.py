@@ -21,10 +21,11 @@ EXAMPLE_VALUES = {"number": 1.0, "integer": 1, "boolean": False, "string": "text
 
 
 def with_latest_deployment(endpoints):
-    """Annotate each endpoint with its newest deployment's id and status, in the same query."""
+    """Annotate each endpoint with its newest operation's id, action and status, in the same query."""
     latest = Deployment.objects.filter(endpoint=OuterRef("pk")).order_by("-created_at", "-id")
     return endpoints.annotate(
         latest_deployment_id=Subquery(latest.values("pk")[:1]),
+        latest_action=Subquery(latest.values("action")[:1]),
         latest_status=Subquery(latest.values("status")[:1]),
     )
 
@@ -127,7 +128,7 @@ def detail_context(request, endpoint: Endpoint, *, deploy_form=None, allowlist_f
     active = next((d for d in history if not d.is_finished), None)
     live = endpoint.live_deployment
     if deploy_form is None and user.is_staff:
-        deploy_form = DeployForm(user=user, endpoint=endpoint)
+        deploy_form = DeployForm(user=user, endpoint=endpoint, chosen=request.GET.get("version"))
     return {
         "endpoint": endpoint,
         "live": live,

@@ -6,14 +6,22 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
-from django.views.decorators.http import require_POST
 
 from endpoints.api.errors import STATUS_FOR_CODE
 from endpoints.forms import DecisionForm, KeyRequestForm, KeyRotateForm
 from endpoints.models import ApiKey, ApiKeyRequest, KeyRequestStatus
 from endpoints.services import keys as services
 from endpoints.services.errors import NotAllowed, ServiceError
-from endpoints.views.common import flash_error, form_error, is_htmx, next_url, paginate, posted, vary_on_htmx
+from endpoints.views.common import (
+    flash_error,
+    form_error,
+    is_htmx,
+    next_url,
+    paginate,
+    post_only,
+    posted,
+    vary_on_htmx,
+)
 
 
 @login_required
@@ -44,6 +52,18 @@ def key_request_create(request):
         else:
             messages.success(request, "Request sent. An admin will decide on it; this page shows its status.")
             return redirect("endpoints:key-request-detail", pk=key_request.pk)
+    elif request.method == "POST":
+        # The form refused some fields: say what the service thinks of the others too, all at once.
+        data = form.cleaned_data
+        for problem in services.key_request_problems(
+            user=request.user,
+            team=data.get("team"),
+            endpoint=data.get("endpoint"),
+            reason=data.get("reason", ""),
+            valid_days=data.get("valid_days"),
+        ):
+            if problem.field not in form.errors:
+                form.add_error(problem.field, problem.message)
     has_team = form.fields["team"].queryset.exists()
     return render(
         request,
@@ -82,7 +102,7 @@ def key_request_detail(request, pk):
     return vary_on_htmx(render(request, template, _request_context(request, key_request)))
 
 
-@require_POST
+@post_only("endpoints:key-request-detail", "pk")
 @login_required
 def key_request_reveal(request, pk):
     """Show the issued key, once. A POST, so a link prefetch or a crawler cannot use up the reveal."""
@@ -123,7 +143,7 @@ def _decide(request, pk, decide, done: str):
     return redirect(next_url(request, reverse("endpoints:key-request-list")))
 
 
-@require_POST
+@post_only("endpoints:key-request-detail", "pk")
 @login_required
 def key_request_reissue(request, pk):
     """Issue a new key for a request whose key expired unseen (admins); go to the new request."""
@@ -139,13 +159,13 @@ def key_request_reissue(request, pk):
     return redirect("endpoints:key-request-detail", pk=new.pk)
 
 
-@require_POST
+@post_only("endpoints:key-request-detail", "pk")
 @login_required
 def key_request_approve(request, pk):
     return _decide(request, pk, services.key_request_approve, "approved: the key is being issued")
 
 
-@require_POST
+@post_only("endpoints:key-request-detail", "pk")
 @login_required
 def key_request_reject(request, pk):
     return _decide(request, pk, services.key_request_reject, "rejected")
@@ -178,7 +198,7 @@ def _key_action(request, pk, act, done: str):
     return redirect(next_url(request, reverse("endpoints:key-list")))
 
 
-@require_POST
+@post_only("endpoints:key-list")
 @login_required
 def key_revoke(request, pk):
     """Revoke a key."""
@@ -190,7 +210,7 @@ def key_revoke(request, pk):
     )
 
 
-@require_POST
+@post_only("endpoints:key-list")
 @login_required
 def key_restore(request, pk):
     """Undo a revoke (within 30 days of it)."""
@@ -202,7 +222,7 @@ def key_restore(request, pk):
     )
 
 
-@require_POST
+@post_only("endpoints:key-list")
 @login_required
 def key_rotate(request, pk):
     """Issue the key's team a new key; the old one is revoked after the overlap."""

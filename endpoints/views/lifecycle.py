@@ -3,26 +3,25 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
 
 from endpoints.forms import DeleteEndpointForm
 from endpoints.models import Endpoint
 from endpoints.services import lifecycle as services
 from endpoints.services.errors import ServiceError
-from endpoints.views.common import admin_required, flash_error, form_error, posted
+from endpoints.views.common import admin_required, flash_error, form_error, post_only, posted
 
 
 def _endpoint(request, name: str) -> Endpoint:
     return get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
 
 
-@require_POST
+@post_only("endpoints:endpoint-detail", "name")
 @login_required
 def endpoint_stop(request, name):
     return _run(request, _endpoint(request, name), services.endpoint_stop, "Stopping")
 
 
-@require_POST
+@post_only("endpoints:endpoint-detail", "name")
 @login_required
 def endpoint_start(request, name):
     return _run(request, _endpoint(request, name), services.endpoint_start, "Starting")

@@ -4,9 +4,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 
 from endpoints.forms import MLModelCreateForm, VersionUploadForm
-from endpoints.models import MLModel, ModelVersion
+from endpoints.models import Endpoint, MLModel, ModelVersion
 from endpoints.services import versions as services
 from endpoints.services.errors import ServiceError
 from endpoints.uploads import require_within_limit
@@ -100,8 +101,22 @@ def version_detail(request, name, number):
     )
     deployments = version.deployments.select_related("endpoint").order_by("-created_at", "-id")[:20]
     classes = [{"value": cls, "label": version.label_map.get(str(cls), "")} for cls in version.classes]
+    targets = Endpoint.objects.for_user(request.user).order_by("name") if request.user.is_staff else None
     return render(
         request,
         "endpoints/version_detail.html",
-        {"version": version, "classes": classes, "deployments": deployments},
+        {"version": version, "classes": classes, "deployments": deployments, "targets": targets},
     )
+
+
+@admin_required
+def version_deploy(request, name, number):
+    """ "Deploy this version" from the version page: the endpoint's page, with this version chosen
+    in its Deploy form (the deploy itself is asked for and confirmed there)."""
+    version = get_object_or_404(ModelVersion.objects.for_user(request.user), model__name=name, number=number)
+    endpoint = Endpoint.objects.for_user(request.user).filter(name=request.GET.get("endpoint", "")).first()
+    if endpoint is None:
+        messages.error(request, "Choose the endpoint to deploy it to.")
+        return redirect("endpoints:version-detail", name=name, number=number)
+    url = reverse("endpoints:endpoint-detail", args=[endpoint.name])
+    return redirect(f"{url}?version={version.pk}#deploy")

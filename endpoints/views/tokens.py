@@ -3,12 +3,11 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
 
 from endpoints.models import ApiToken
 from endpoints.services.errors import ServiceError
 from endpoints.services.tokens import api_token_revoke
-from endpoints.views.common import flash_error, paginate
+from endpoints.views.common import flash_error, paginate, post_only
 
 
 @login_required
@@ -17,7 +16,7 @@ def token_list(request):
     return render(request, "endpoints/token_list.html", {"page": paginate(request, tokens)})
 
 
-@require_POST
+@post_only("endpoints:token-list")
 @login_required
 def token_revoke(request, pk):
     token = get_object_or_404(ApiToken.objects.for_user(request.user).select_related("user"), pk=pk)

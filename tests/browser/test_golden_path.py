@@ -100,8 +100,14 @@ def golden_path(page: Page, base: str, tmp_path) -> None:
     expect(page.get_by_role("heading", name=re.compile("iris-prod"))).to_be_visible()
     choice = page.get_by_label("Model version").locator("option", has_text="iris v1").inner_text()
     page.get_by_label("Model version").select_option(label=choice)
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.get_by_role("button", name="Deploy", exact=True).click()
     expect(page.get_by_role("heading", name=re.compile(r"Deployment #\d+"))).to_be_visible()
+    assert asked == [
+        "Deploy iris v1 to iris-prod? It becomes the version that answers every call, "
+        "on a URL the deploy makes."
+    ]
     page.evaluate("window.notReloaded = true")
     expect(page.locator(".step").first).to_be_visible(timeout=SLOW)
     expect(page.locator(".steps-panel")).to_have_attribute("data-status", "ready", timeout=SLOW)

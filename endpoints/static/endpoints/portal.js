@@ -23,3 +23,21 @@ document.addEventListener("htmx:afterSettle", () => {
   const finished = document.querySelector("[data-reload-when-finished] .steps-panel:not([hx-trigger])");
   if (finished) setTimeout(() => window.location.reload(), 1500);
 });
+
+// A form that changes what serves asks first, saying what changes: <form data-confirm="...">.
+// "{version}" in the question is the version chosen in the form; with a traffic share below 100,
+// data-confirm-canary is asked instead, its "{share}" the share. (htmx forms use hx-confirm.)
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-confirm]");
+  if (!form) return;
+  const version = form.querySelector("select[name=model_version]");
+  const share = form.querySelector("[name=traffic_percent]");
+  let question = form.dataset.confirm;
+  if (share && share.value && Number(share.value) < 100 && form.dataset.confirmCanary) {
+    question = form.dataset.confirmCanary.replaceAll("{share}", share.value);
+  }
+  if (version && version.selectedOptions.length) {
+    question = question.replaceAll("{version}", version.selectedOptions[0].textContent.split(" · ")[0]);
+  }
+  if (!window.confirm(question)) event.preventDefault();
+});
