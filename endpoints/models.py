@@ -626,3 +626,56 @@ class OwedTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task}({self.object_id})"
+
+
+class TrafficRollup(models.Model):
+    """What one revision of an endpoint answered in one minute (`span` 1) or one hour (`span` 60),
+    as the local runtime's scraper counted it: requests by status class and a latency histogram.
+
+    Hours are kept beside minutes so a week's chart sums 168 rows, not 10,080. Times are whole
+    minutes since the Unix epoch, so a chart's steps are integer arithmetic in SQL on any database.
+    """
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="+", db_index=False)
+    revision = models.CharField(max_length=64)
+    span = models.PositiveSmallIntegerField()  # minutes: 1 or 60
+    minute = models.IntegerField()  # the first minute, in minutes since 1970-01-01 UTC
+    ok = models.PositiveIntegerField(default=0)  # 1xx-3xx
+    client_errors = models.PositiveIntegerField(default=0)  # 4xx
+    server_errors = models.PositiveIntegerField(default=0)  # 5xx
+    latency_sum = models.FloatField(default=0.0)  # seconds, over all requests counted
+    # latency_0 ... latency_14: requests per latency bucket (worker.runtimes.traffic.LATENCY_BOUNDS,
+    # then +Inf), added below.
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "span", "minute", "revision"], name="traffic_rollup_once"
+            )
+        ]
+        indexes = [models.Index(fields=["minute"], name="traffic_rollup_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.revision} at minute {self.minute} (+{self.span})"
+
+
+LATENCY_BUCKETS = 15  # len(worker.runtimes.traffic.LATENCY_BOUNDS) + 1
+for _index in range(LATENCY_BUCKETS):
+    TrafficRollup.add_to_class(f"latency_{_index}", models.PositiveIntegerField(default=0))
+
+
+class TrafficCursor(models.Model):
+    """The counters a serving process showed at the last scrape: the next scrape adds only what
+    came after. A process that started again (`started` differs) counts from zero."""
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="+", db_index=False)
+    revision = models.CharField(max_length=64)
+    started = models.FloatField()  # the process's start, seconds since the epoch
+    scraped_at = models.DateTimeField()
+    counters = models.JSONField()  # ok, client_errors, server_errors, buckets, latency_sum
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "revision"], name="traffic_cursor_once")]
+
+    def __str__(self) -> str:
+        return f"{self.revision} scraped at {self.scraped_at}"

@@ -18,6 +18,8 @@ RECONCILE = "worker.reconcile"
 RELAY = "worker.relay"
 EXPIRE_KEYS = "worker.expire_keys"
 REFRESH_FRONTS = "worker.refresh_fronts"
+SCRAPE_TRAFFIC = "worker.scrape_traffic"
+PRUNE_TRAFFIC = "worker.prune_traffic"
 
 
 def send(task: str, *args: int, task_id: str | None = None) -> bool:

@@ -333,6 +333,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": queue.EXPIRE_KEYS,
         "schedule": env_float("KEY_EXPIRY_INTERVAL_SECONDS", 3600.0),
     },
+    "scrape-traffic": {
+        "task": queue.SCRAPE_TRAFFIC,
+        "schedule": env_float("TRAFFIC_SCRAPE_SECONDS", 15.0),
+        # A scrape that waited past the next one is dropped: the next counts what it would have.
+        "options": {"expires": env_float("TRAFFIC_SCRAPE_SECONDS", 15.0)},
+    },
+    "prune-traffic": {
+        "task": queue.PRUNE_TRAFFIC,
+        "schedule": 3600.0,
+    },
     "refresh-https-fronts": {
         "task": queue.REFRESH_FRONTS,
         "schedule": env_float("HTTPS_FRONT_REFRESH_SECONDS", 120.0),
@@ -347,6 +357,13 @@ DEPLOY_CLAIM_SECONDS = env_int("DEPLOY_CLAIM_SECONDS", 30)
 # An owed task nobody has settled is sent again this long after it was sent, then at doubling
 # intervals (at most 5 minutes): a lost message costs seconds, not a claim's lifetime.
 TASK_RESEND_SECONDS = env_float("TASK_RESEND_SECONDS", 10.0)
+
+# Endpoint traffic (the charts): the local runtime's scraper reads every serving process's counters
+# this often into per-minute rollups kept this many days; with PROMETHEUS_URL the portal reads that
+# Prometheus server instead (its HTTP API), and does not scrape.
+TRAFFIC_SCRAPE_SECONDS = env_float("TRAFFIC_SCRAPE_SECONDS", 15.0)
+TRAFFIC_RETENTION_DAYS = env_int("TRAFFIC_RETENTION_DAYS", 8)
+PROMETHEUS_URL = env_str("PROMETHEUS_URL", "").rstrip("/")
 
 # Local runtime: serving processes on this machine.
 LOCAL_RUNTIME_DIR = Path(env_str("LOCAL_RUNTIME_DIR", str(VAR_DIR / "runtime")))

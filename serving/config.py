@@ -232,6 +232,10 @@ class Settings:
     log_success_sample: float = 0.01
     log_refused_per_second: int = 1000
     revision: str | None = None
+    # Labels added to every metric: which endpoint and revision this process serves (the local
+    # runtime sets SERVING_ENDPOINT and SERVING_REVISION; Cloud Run sets K_SERVICE and K_REVISION).
+    # `endpoint_name`, not `endpoint`: Prometheus's Kubernetes discovery gives targets an `endpoint`.
+    metric_labels: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -269,4 +273,13 @@ class Settings:
             log_refused_per_second=_int("SERVING_LOG_REFUSED_PER_SECOND", 1000, minimum=1),
             # Cloud Run names the revision in K_REVISION; the local runtime in SERVING_REVISION.
             revision=os.environ.get("SERVING_REVISION") or os.environ.get("K_REVISION") or None,
+            metric_labels=_metric_labels(),
         )
+
+
+def _metric_labels() -> dict[str, str]:
+    labels = {
+        "endpoint_name": os.environ.get("SERVING_ENDPOINT") or os.environ.get("K_SERVICE") or "",
+        "revision": os.environ.get("SERVING_REVISION") or os.environ.get("K_REVISION") or "",
+    }
+    return {name: value.strip() for name, value in labels.items() if value.strip()}

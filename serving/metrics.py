@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import math
 import mmap
+import time
 
 import numpy as np
 
@@ -49,7 +50,11 @@ class SharedMetrics:
     """The shared block: `slots` rows of float64 counters, then each worker's open connections, then
     the access policy's generation (bumped by the supervisor when the access file is to be re-read)."""
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, *, labels: dict[str, str] | None = None):
+        # Read by `render` only: when the process started (a scraper tells a restart from a counter
+        # that went back) and labels naming what it serves (a Prometheus server's series per revision).
+        self.started = time.time()
+        self.labels = "".join(f',{name}="{_escape(value)}"' for name, value in (labels or {}).items())
         self.block = mmap.mmap(-1, (slots * (_WIDTH + 1) + 1) * 8)
         values = np.frombuffer(self.block, dtype=np.float64)
         self.table = values[: slots * _WIDTH].reshape(slots, _WIDTH)
@@ -106,8 +111,11 @@ def _histogram(lines: list[str], name: str, labels: str, bounds, counts: np.ndar
 def render(shared: SharedMetrics, model_name: str, model_version, sha256: str, backend: str) -> bytes:
     """The Prometheus text exposition of the summed rows."""
     totals = shared.table.sum(axis=0)
-    model = f'model="{_escape(model_name)}",model_version="{_escape(str(model_version))}"'
+    model = f'model="{_escape(model_name)}",model_version="{_escape(str(model_version))}"{shared.labels}'
     lines = [
+        "# HELP serving_process_start_time_seconds When this serving process started (Unix time).",
+        "# TYPE serving_process_start_time_seconds gauge",
+        f"serving_process_start_time_seconds{{{model}}} {_number(shared.started)}",
         "# HELP serving_model_info The model this server answers with.",
         "# TYPE serving_model_info gauge",
         f'serving_model_info{{{model},sha256="{sha256}",backend="{_escape(backend)}"}} 1',

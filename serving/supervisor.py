@@ -81,7 +81,7 @@ class Supervisor:
     crashes: list[float] = field(default_factory=list)
 
     def __post_init__(self):
-        self.shared = metrics.SharedMetrics(self.settings.workers)
+        self.shared = metrics.SharedMetrics(self.settings.workers, labels=self.settings.metric_labels)
         self.selector = selectors.DefaultSelector()
         self.pending_serves: list[PendingServe] = []
         self.control_server = None

@@ -20,7 +20,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from endpoints.services import access, deployments, fronts, keys, operations, owed
+from endpoints.services import access, deployments, fronts, keys, operations, owed, traffic
 from portal import queue
 from worker.runtimes import get_runtime
 from worker.runtimes.base import Pending, PermanentError, TransientError
@@ -174,6 +174,18 @@ def reconcile() -> list[str]:
 def refresh_fronts() -> list[str]:
     """Read the HTTPS fronts' certificates (beat, every HTTPS_FRONT_REFRESH_SECONDS)."""
     return fronts.https_fronts_refresh()
+
+
+@shared_task(name=queue.SCRAPE_TRAFFIC, ignore_result=True, time_limit=60, soft_time_limit=50)
+def scrape_traffic() -> int:
+    """Add the serving processes' new requests to the traffic rollups (beat, every TRAFFIC_SCRAPE_SECONDS)."""
+    return traffic.traffic_scrape()
+
+
+@shared_task(name=queue.PRUNE_TRAFFIC, ignore_result=True)
+def prune_traffic() -> int:
+    """Forget traffic rollups past TRAFFIC_RETENTION_DAYS (beat, hourly)."""
+    return traffic.traffic_prune()
 
 
 @worker_ready.connect

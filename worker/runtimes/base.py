@@ -10,9 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from worker.runtimes.logs import LogPage, LogQuery
 from worker.runtimes.resources import DeploymentResources
+from worker.runtimes.traffic import Traffic, TrafficSample
 
 
 class RuntimeFailure(Exception):
@@ -342,3 +344,21 @@ class Runtime(ABC):
         it had to start something. A cloud runtime whose platform keeps revisions running by
         itself returns False.
         """
+
+    def traffic(
+        self, endpoint: str, live: DeploymentResources | None, *, start: datetime, end: datetime, step: int
+    ) -> Traffic:
+        """The endpoint's requests by status class and latency percentiles, per revision, in steps
+        of `step` seconds (a whole number of minutes) from `start` to `end` (aware datetimes).
+
+        `live` is the live deployment's resources (None when nothing is live). A step as long as
+        the window gives each revision's whole window in one point: what a rollout guard compares
+        with its thresholds (`worker.runtimes.traffic.TrafficWindow`). ValueError for a window
+        that cannot be asked; PermanentError where the runtime keeps no metrics.
+        """
+        raise PermanentError(f"The {self.name} runtime reports no traffic.")
+
+    def scrape_traffic(self) -> list[TrafficSample]:
+        """Read the request counters of every serving process this runtime runs here (beat, every
+        TRAFFIC_SCRAPE_SECONDS); empty where the platform keeps the metrics itself."""
+        return []

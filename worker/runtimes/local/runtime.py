@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -44,6 +45,7 @@ from worker.runtimes.local.state import EndpointDir, RuntimeDir
 from worker.runtimes.local.steps import SERVE_TIMEOUT, DeploySteps, stop_revision
 from worker.runtimes.logs import LogPage, LogQuery
 from worker.runtimes.resources import DeploymentResources
+from worker.runtimes.traffic import Traffic, TrafficSample, check_window, parse_exposition
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,44 @@ class LocalRuntime(Runtime):
         if not revision:
             return LogPage(revision=None)
         return read_log_file(target.log_file(revision), revision, query)
+
+    def scrape_traffic(self) -> list[TrafficSample]:
+        """The counters of every running serving process, read over their control sockets (a
+        process that does not answer within a second is skipped: the next scrape counts for it).
+        Nothing when PROMETHEUS_URL is set: that Prometheus scrapes them instead."""
+        if settings.PROMETHEUS_URL:
+            return []
+        samples = []
+        for target in self.dir.endpoints():
+            for revision in target.revisions():
+                try:
+                    answer = send_command(target.socket_path(revision), {"cmd": "metrics"}, timeout=1)
+                except ControlError as exc:
+                    log.debug("no metrics from %s: %s", revision, exc)
+                    continue
+                if answer.get("ok"):
+                    samples.append(
+                        parse_exposition(answer["metrics"], endpoint=target.name, revision=revision)
+                    )
+        return samples
+
+    def traffic(
+        self, endpoint: str, live: DeploymentResources | None, *, start: datetime, end: datetime, step: int
+    ) -> Traffic:
+        """From the Prometheus server at PROMETHEUS_URL when set, else from the rollups the
+        portal's scraper keeps in its database."""
+        check_window(start, end, step)
+        if settings.PROMETHEUS_URL:
+            from worker.runtimes.prometheus import PrometheusReader
+
+            return PrometheusReader(settings.PROMETHEUS_URL).traffic(
+                endpoint, start=start, end=end, step=step
+            )
+        # The scraper's rollups are portal rows: the one place this runtime reads the database.
+        from endpoints.services.traffic import rollup_series
+
+        revisions = rollup_series(endpoint=endpoint, start=start, end=end, step=step)
+        return Traffic(start, end, step, revisions, source="the portal's scraper")
 
     def issue_key(self, spec: KeySpec) -> IssuedKey:
         # The secret lives nowhere but in the portal's sealed copy: the access file carries only

@@ -184,6 +184,7 @@ class DeploySteps:
                 "SERVING_ACCESS_FILE": str(target.access_file),
                 "SERVING_CONTROL_SOCKET": str(target.socket_path(revision)),
                 "SERVING_REVISION": revision,  # named in each request log line
+                "SERVING_ENDPOINT": self.spec.endpoint,  # labels its metrics, with the revision
             }
             if handoff:
                 env["SERVING_HANDOFF_FROM"] = str(handoff)
