@@ -12,7 +12,7 @@ from worker.runtimes.gcp.doctor import PRINCIPAL, PROJECT_ROLES, REQUIRED_APIS
 
 SETUP = reverse("endpoints:cloud-setup")
 WORKER = f"serviceAccount:portal-worker@{PROJECT}.iam.gserviceaccount.com"
-CHECKS = 1 + len(REQUIRED_APIS) + 4 + len(PROJECT_ROLES) + 2  # ... and API Gateway's two limits
+CHECKS = 1 + len(REQUIRED_APIS) + 4 + len(PROJECT_ROLES) + 5  # ... and API Gateway's and Armor's limits
 
 
 def rows(page: str) -> list[tuple[str, str, str]]:
@@ -52,6 +52,7 @@ def test_an_admin_sees_every_check_pass_on_a_set_up_project(client, admin, gcp_s
 
 def test_on_a_fresh_project_each_failing_check_shows_its_fix_to_copy(client, admin, gcp_settings, fakes):
     fakes.fresh()
+    fakes.project.disabled.clear()  # with its APIs on, every other check runs
     client.force_login(admin)
 
     page = client.get(SETUP, {"member": WORKER}).content.decode()
@@ -60,31 +61,45 @@ def test_on_a_fresh_project_each_failing_check_shows_its_fix_to_copy(client, adm
     failed = [(name, detail) for result, name, detail in checks if result == "FAIL"]
     assert [name for result, name, _ in checks if result == "PASS"] == [
         "Credentials",
+        *[f"API {api}" for api in REQUIRED_APIS],
+        "API Gateway gateways",
         "API Gateway APIs",
         "API Gateway configs",
+        "Cloud Armor SECURITY_POLICIES",
+        "Cloud Armor SECURITY_POLICY_RULES",
     ]
     assert f"{len(failed)} checks fail</strong> of {len(checks)}" in page
     assert "Ready to deploy" not in page
-    expected = (
-        [f"gcloud services enable {api} --project={PROJECT}" for api in REQUIRED_APIS]
-        + [
-            f"gcloud storage buckets create gs://{BUCKET} --project={PROJECT} --location=us-central1",
-            f"gcloud iam service-accounts create portal-gateway --project={PROJECT}",
-        ]
-        + [
-            f"gcloud projects add-iam-policy-binding {PROJECT} --member={WORKER} --role={role}"
-            for role in PROJECT_ROLES
-        ]
-    )
+    expected = [
+        f"gcloud storage buckets create gs://{BUCKET} --project={PROJECT} --location=us-central1",
+        f"gcloud iam service-accounts create portal-gateway --project={PROJECT}",
+    ] + [
+        f"gcloud projects add-iam-policy-binding {PROJECT} --member={WORKER} --role={role}"
+        for role in PROJECT_ROLES
+    ]
     assert fixes(page) == expected
     assert len(failed) == len(expected)
     for (_, detail), fix in zip(failed, expected, strict=True):
         assert detail.endswith(f"Fix Copy {fix}")
-    assert (
-        "Artifact bucket",
-        f"gs://{BUCKET} does not exist Fix Copy {expected[len(REQUIRED_APIS)]}",
-    ) in failed
+    assert ("Artifact bucket", f"gs://{BUCKET} does not exist Fix Copy {expected[0]}") in failed
     assert page.count("data-copy=") == len(expected)
+
+
+def test_on_a_fresh_project_the_apis_come_first(client, admin, gcp_settings, fakes):
+    fakes.fresh()
+    client.force_login(admin)
+
+    page = client.get(SETUP, {"member": WORKER}).content.decode()
+
+    off = [api for api in REQUIRED_APIS if api in fakes.project.disabled]
+    assert off and fixes(page)[: len(off)] == [
+        f"gcloud services enable {api} --project={PROJECT}" for api in off
+    ]
+    assert (
+        "FAIL",
+        "API iam.googleapis.com",
+    ) == rows(page)[1 + REQUIRED_APIS.index("iam.googleapis.com")][:2]
+    assert "the Gateway service account checks run once it is" in page
 
 
 def test_fixes_name_a_placeholder_without_a_principal_and_a_malformed_one_is_refused(

@@ -4,8 +4,9 @@ It holds to GOOGLE-APIS.md d.2: APIs (with a generated, immutable managed servic
 (immutable; ids of at most 63 lowercase letters, digits and dashes, not starting with a dash) and
 regional gateways that point at one config. Gateway ids have at most 49 characters ("Gateway ID
 requirements", Deploying an API to a gateway); API ids and config ids at most 63. The quotas of
-"Quotas and limits" hold: 50 APIs in a project and 100 API configs per API; a create past them is
-refused with RESOURCE_EXHAUSTED (the status Google gives an exhausted quota), the limit named.
+"Quotas and limits" hold: 50 APIs in a project, 100 API configs per API and 50 gateways per
+region; a create past them is refused with RESOURCE_EXHAUSTED (the status Google gives an exhausted
+quota), the limit named.
 Every write is a long-running operation whose metadata is `OperationMetadata` and whose response
 is the resource (Empty for deletes); a config whose OpenAPI document the gateway cannot take ends
 in error with the reasons in `metadata.diagnostics`, as Google reports them. The document checks are
@@ -41,6 +42,7 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com$")
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
 MAX_APIS = 50  # per project
 MAX_CONFIGS = 100  # per API
+MAX_GATEWAYS = 50  # per region
 MAX_GATEWAY_ID = 49
 
 
@@ -168,6 +170,8 @@ def _reference_problems(node, definitions: dict) -> list[str]:
 
 
 class ApiGatewayFake(GrpcFake):
+    api = "apigateway.googleapis.com"
+
     def __init__(self):
         super().__init__()
         self.reset_state()
@@ -353,6 +357,8 @@ class ApiGatewayFake(GrpcFake):
         if name in self.gateways:
             raise already_exists(f"Resource '{name}' already exists")
         self._check_config(request.gateway.api_config)
+        if sum(gateway.startswith(request.parent + "/") for gateway in self.gateways) >= MAX_GATEWAYS:
+            raise quota_exhausted(f"{MAX_GATEWAYS} gateways", f"region {match.group(2)}")
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         gateway = gw.Gateway(
             request.gateway,
@@ -364,6 +370,17 @@ class ApiGatewayFake(GrpcFake):
         )
         self.gateways[name] = gateway
         return self._op(name, "create", gateway)
+
+    @rpc(SERVICE, "ListGateways", gw.ListGatewaysRequest, gw.ListGatewaysResponse)
+    def list_gateways(self, request, context):
+        if not re.match(r"^projects/[^/]+/locations/[^/]+$", request.parent):
+            raise invalid(f"Invalid parent {request.parent!r}.")
+        found = [
+            gateway
+            for name, gateway in sorted(self.gateways.items())
+            if name.startswith(request.parent + "/gateways/")
+        ]
+        return gw.ListGatewaysResponse(gateways=found)
 
     @rpc(SERVICE, "GetGateway", gw.GetGatewayRequest, gw.Gateway)
     def get_gateway(self, request, context):

@@ -46,6 +46,8 @@ def _now() -> timestamp_pb2.Timestamp:
 
 
 class ApiKeysFake(GrpcFake):
+    api = "apikeys.googleapis.com"
+
     operation_prefix = "operations/akmf.p7-1234567890"
 
     def __init__(self):

@@ -30,6 +30,7 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2
 from google.protobuf import timestamp_pb2
 
+from serving.config import Settings as ServingSettings
 from tests.fakes.grpc_server import FakeError, GrpcFake, already_exists, invalid, next_number, not_found, rpc
 
 SERVICES = "google.cloud.run.v2.Services"
@@ -59,6 +60,8 @@ FORBIDDEN_LABEL_PREFIXES = (
 )
 State = run_v2.Condition.State
 Allocation = run_v2.TrafficTargetAllocationType
+#: How long the serving container retries its model download (serving's SERVING_DOWNLOAD_WAIT_SECONDS).
+DOWNLOAD_WAIT_SECONDS = ServingSettings.download_wait
 DEFAULT_FAILURE = (
     "The user-provided container failed to start and listen on the port defined provided by the "
     "PORT=8080 environment variable within the allocated timeout."
@@ -85,6 +88,8 @@ def _bytes(memory: str) -> int:
 
 
 class CloudRunFake(GrpcFake):
+    api = "run.googleapis.com"
+
     def reset_state(self) -> None:
         self.services: dict[str, run_v2.Service] = {}
         self.revisions: dict[str, run_v2.Revision] = {}
@@ -313,6 +318,7 @@ class CloudRunFake(GrpcFake):
         project, location, service_id = SERVICE_NAME.match(name).groups()
         template = requested.template
         self._check_template(service_id, template)
+        self._check_account(template.service_account)
         self._check_labels(requested.labels, "labels")
         self._check_labels(requested.annotations, "annotations")
         self._check_labels(template.labels, "template.labels")
@@ -351,7 +357,8 @@ class CloudRunFake(GrpcFake):
             service.traffic = [
                 run_v2.TrafficTarget(type_=Allocation.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100)
             ]
-        failure = self.failing_revisions.get(revision_id)
+        starts_in, failure = self._start(template)
+        failure = self.failing_revisions.get(revision_id, failure)
         service.latest_created_revision = revision_name
         if failure is None:
             service.latest_ready_revision = revision_name
@@ -409,8 +416,43 @@ class CloudRunFake(GrpcFake):
                 metadata=service,
                 prefix=_operations(name),
                 error=FakeError(grpc.StatusCode.FAILED_PRECONDITION, service.terminal_condition.message),
+                takes=starts_in,
             )
-        return self.operation(response=service, metadata=service, prefix=_operations(service.name))
+        return self.operation(
+            response=service, metadata=service, prefix=_operations(service.name), takes=starts_in
+        )
+
+    def _check_account(self, account: str) -> None:
+        """Cloud Run refuses to run as an account IAM made moments ago, as it would one that is
+        not there or that the caller may not act as."""
+        if account and not self.project.seen_by_every_service(account):
+            raise FakeError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Permission 'iam.serviceaccounts.actAs' denied on service account {account} "
+                "(or it may not exist).",
+            )
+
+    def _start(self, template: run_v2.RevisionTemplate) -> tuple[float, str | None]:
+        """How long the container takes to start, and why it never does (None: it does). The serving
+        container downloads its model from the gs:// URI as the revision's account; while that
+        account's bucket grant propagates the download is refused, and the container retries for
+        SERVING_DOWNLOAD_WAIT_SECONDS before it gives up."""
+        env = {var.name: var.value for container in template.containers for var in container.env}
+        uri = env.get("SERVING_MODEL_URI", "")
+        if not (uri.startswith("gs://") and template.service_account):
+            return 0.0, None
+        bucket = uri.removeprefix("gs://").split("/", 1)[0]
+        member = f"serviceAccount:{template.service_account}"
+        holds_in = self.project.grant_holds_in(bucket, member)
+        patience = float(env.get("SERVING_DOWNLOAD_WAIT_SECONDS", DOWNLOAD_WAIT_SECONDS))
+        if holds_in <= patience:
+            return holds_in, None
+        refused = (
+            f"The model download from {uri} was refused for {patience:.0f} s (403: "
+            f"{template.service_account} does not have storage.objects.get access to the Google Cloud "
+            f"Storage object). {DEFAULT_FAILURE}"
+        )
+        return patience, refused
 
     @staticmethod
     def _template_key(template: run_v2.RevisionTemplate) -> bytes:

@@ -15,6 +15,10 @@ forwarding rules and security policies, and holds to GOOGLE-APIS.md d.4:
   `operation_polls` polls have passed, then DONE); `fail_operation_next()` makes the next write's
   operation end DONE with an error (and no effect), as quota errors do; `requestId` makes a
   retried write return its first operation;
+- the project (`GET projects/{project}`) reports Cloud Armor's global quotas, SECURITY_POLICIES and
+  SECURITY_POLICY_RULES (every rule of every policy, default rules included), with the limits in
+  `quota_limits`; a policy or rule past them is refused with 403 `quotaExceeded` ("Quota
+  'SECURITY_POLICIES' exceeded.  Limit: 10.0 globally.");
 - a delete of a resource another one still refers to (a forwarding rule's target proxy and
   address, a proxy's URL map and certificates, a URL map's backend service, a backend service's
   NEGs and security policy) is refused with 400 `resourceInUseByAnotherResource`, in Google's words
@@ -57,6 +61,8 @@ KINDS = {
     "forwardingRules": "forwarding_rule",
     "securityPolicies": "security_policy",
 }
+#: Cloud Armor's global quotas as a new project has them (raised on request, per project).
+QUOTA_LIMITS = {"SECURITY_POLICIES": 10.0, "SECURITY_POLICY_RULES": 200.0}
 ACTIONS = {"allow", "deny(403)", "deny(404)", "deny(502)", "throttle", "rate_based_ban", "redirect"}
 
 
@@ -75,6 +81,8 @@ class _Op:
 
 
 class ComputeFake(RestFake):
+    api = "compute.googleapis.com"
+
     def __init__(self):
         super().__init__()
         self.reset_state()
@@ -87,6 +95,7 @@ class ComputeFake(RestFake):
         self.request_ids: dict[str, dict] = {}
         self._operation_failures: list[tuple[str, str]] = []
         self._next_ip = 10
+        self.quota_limits = dict(QUOTA_LIMITS)
 
     # --- test controls -----------------------------------------------------------------------
 
@@ -387,6 +396,37 @@ class ComputeFake(RestFake):
             raise HttpError(400, "A rule needs match.versionedExpr with config, or match.expr.")
         return {**rule, "priority": priority, "kind": "compute#securityPolicyRule"}
 
+    # --- the project's quotas ----------------------------------------------------------------
+
+    def _usage(self) -> dict[str, float]:
+        return {
+            "SECURITY_POLICIES": float(len(self.policies)),
+            "SECURITY_POLICY_RULES": float(sum(len(policy["rules"]) for policy in self.policies.values())),
+        }
+
+    def _within_quota(self, metric: str, more: int) -> None:
+        limit = self.quota_limits[metric]
+        if self._usage()[metric] + more > limit:
+            raise HttpError(
+                403, f"Quota '{metric}' exceeded.  Limit: {limit} globally.", reason="quotaExceeded"
+            )
+
+    @route("GET", PROJECT)
+    def get_project(self, request: Request):
+        project = request.params["project"]
+        usage = self._usage()
+        return 200, {
+            "kind": "compute#project",
+            "name": project,
+            "selfLink": f"{BASE}/projects/{project}",
+            "quotas": [
+                {"metric": metric, "limit": limit, "usage": usage[metric]}
+                for metric, limit in self.quota_limits.items()
+            ],
+        }
+
+    # --- security policies -------------------------------------------------------------------
+
     @route("POST", PROJECT + r"/global/securityPolicies")
     def insert_policy(self, request: Request):
         body = request.json()
@@ -402,6 +442,8 @@ class ComputeFake(RestFake):
             raise HttpError(400, "Two rules have the same priority.")
         if DEFAULT_PRIORITY not in priorities:
             rules.append(_rule(DEFAULT_PRIORITY, ["*"], "allow", "default rule"))
+        self._within_quota("SECURITY_POLICIES", 1)
+        self._within_quota("SECURITY_POLICY_RULES", len(rules))
         policy = {
             **body,
             "kind": "compute#securityPolicy",
@@ -469,6 +511,7 @@ class ComputeFake(RestFake):
                 "A rule with this priority already exists in the policy.",
                 reason="invalid",
             )
+        self._within_quota("SECURITY_POLICY_RULES", 1)
         if request.query.get("validateOnly") == "true":
             return self._operation(
                 request, "global", "addRule", f"global/securityPolicies/{policy['name']}", None

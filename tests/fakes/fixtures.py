@@ -11,6 +11,7 @@ hosts) and are reset before each test. Import the fixtures where they are used:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,13 @@ from tests.fakes.api_keys import ApiKeysFake
 from tests.fakes.cloud_run import CloudRunFake
 from tests.fakes.compute import ComputeFake
 from tests.fakes.iam_admin import IamAdminFake
+from tests.fakes.project import FakeProject
 from tests.fakes.resource_manager import ResourceManagerFake
-from tests.fakes.service_usage import GOOGLE_SERVICES, ServiceUsageFake
+from tests.fakes.service_usage import ServiceUsageFake
 from tests.fakes.storage import StorageFake
+from worker.runtimes.gcp.runtime import GcpRuntime
 
-__all__ = ["artifact", "clock", "fake_servers", "fakes", "gcp", "gcp_settings"]
+__all__ = ["artifact", "clock", "fake_servers", "fakes", "gcp", "gcp_settings", "on_the_clock"]
 
 PROJECT = "portal-test"
 BUCKET = "portal-artifacts"
@@ -42,6 +45,7 @@ class Fakes:
     compute: ComputeFake
     iam: IamAdminFake
     projects: ResourceManagerFake
+    project: FakeProject
 
     def by_api(self) -> dict[str, Any]:
         """Each fake by the GCP_API_ENDPOINT_OVERRIDES name of the API it fakes."""
@@ -67,9 +71,9 @@ class Fakes:
         return {api: fake.methods() for api, fake in self.by_api().items() if fake.methods()}
 
     def fresh(self) -> None:
-        """A project nobody set up: Google's APIs disabled, no artifact bucket, no gateway account,
-        and a caller that holds no permission."""
-        self.usage.disabled = set(GOOGLE_SERVICES)
+        """A project nobody set up: only the APIs a new project has on, Google's propagation
+        delays, no artifact bucket, no gateway account, and a caller that holds no permission."""
+        self.project.fresh()
         self.storage.drop_bucket(BUCKET)
         self.iam.remove(GATEWAY_SA)
         for holder in (self.storage.permissions, self.iam.permissions, self.projects.permissions):
@@ -107,6 +111,8 @@ class Fakes:
             fake.gate.set()
 
     def reset(self) -> None:
+        self.project.reset()
+        self.project.clock = time.time
         for fake in self.all():
             fake.reset()
 
@@ -118,7 +124,7 @@ class Fakes:
 def start_fakes() -> Fakes:
     """Every fake, started, holding a project set up for the runtime (the bucket, the gateway account)."""
     gateway = ApiGatewayFake().start()
-    return Fakes(
+    fakes = Fakes(
         run=CloudRunFake().start(),
         storage=StorageFake((BUCKET,)).start(),
         keys=ApiKeysFake().start(),
@@ -127,7 +133,11 @@ def start_fakes() -> Fakes:
         compute=ComputeFake().start(),
         iam=IamAdminFake(setup=(GATEWAY_SA,)).start(),
         projects=ResourceManagerFake().start(),
+        project=FakeProject(),
     )
+    for fake in fakes.all():
+        fake.project = fakes.project
+    return fakes
 
 
 @pytest.fixture(scope="session")
@@ -188,6 +198,29 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+class ClockedGcpRuntime(GcpRuntime):
+    """The gcp runtime on `clock` (set by the `on_the_clock` fixture): it waits by moving the
+    clock the fakes read, so Google's minutes of propagation pass at once."""
+
+    clock: FakeClock
+
+    def __init__(self):
+        clock = type(self).clock
+        super().__init__(sleep=clock.sleep, clock=clock.monotonic, wall=clock.time)
+
+
+@pytest.fixture
+def on_the_clock(gcp_settings, fakes, clock, monkeypatch) -> FakeClock:
+    """`get_runtime()` and the fakes share `clock`; nothing sleeps. Returns the clock."""
+    from worker.runtimes import get_runtime
+
+    monkeypatch.setattr(ClockedGcpRuntime, "clock", clock, raising=False)
+    fakes.project.clock = clock.time
+    gcp_settings.RUNTIME = "tests.fakes.fixtures.ClockedGcpRuntime"
+    get_runtime.cache_clear()
+    return clock
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ def apply(fakes, command: str) -> None:
     match args:
         case ["gcloud", "services", "enable", *services]:
             for service in services:
-                fakes.usage.disabled.discard(service)
+                fakes.project.disabled.discard(service)
         case ["gcloud", "storage", "buckets", "create", bucket]:
             fakes.storage.add_bucket(bucket.removeprefix("gs://"))
         case ["gcloud", "storage", "buckets", "add-iam-policy-binding", _bucket]:

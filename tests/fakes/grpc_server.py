@@ -64,7 +64,7 @@ def quota_error(limit: str, *, metric: str = "apikeys.googleapis.com/write_reque
     )
 
 
-def service_disabled(service: str, title: str, project_number: str = "123456789012") -> FakeError:
+def service_disabled(service: str, title: str = "", project_number: str = "123456789012") -> FakeError:
     """PERMISSION_DENIED as Google answers a call to an API the project has not enabled."""
     info = error_details_pb2.ErrorInfo(
         reason="SERVICE_DISABLED",
@@ -76,6 +76,9 @@ def service_disabled(service: str, title: str, project_number: str = "1234567890
 
 
 def disabled_message(service: str, title: str, project_number: str) -> str:
+    from tests.fakes.project import TITLES
+
+    title = title or TITLES[service]
     page = f"https://console.developers.google.com/apis/api/{service}/overview?project={project_number}"
     return (
         f"{title} has not been used in project {project_number} before or it is disabled. Enable it by "
@@ -103,6 +106,7 @@ class _PendingOperation:
     operation: operations_pb2.Operation
     polls_left: int
     finish: Callable[[], None] | None = None
+    done_at: float = 0.0  # not done before the project's clock reads this
 
 
 def rpc(service: str, method: str, request_cls, response_cls):
@@ -135,8 +139,13 @@ class GrpcFake:
 
     #: prefix of operation names; API Keys and Service Usage use top-level names.
     operation_prefix = "operations"
+    #: the API this fake is, as Service Usage names it: refused while the project has it disabled.
+    api = ""
 
     def __init__(self):
+        from tests.fakes.project import FakeProject
+
+        self.project = FakeProject()  # start_fakes gives every fake the same one
         self.lock = threading.RLock()
         self.calls: list[Call] = []
         self.operation_polls = 0
@@ -251,8 +260,10 @@ class GrpcFake:
         error: FakeError | None = None,
         finish: Callable[[], None] | None = None,
         prefix: str | None = None,
+        takes: float = 0.0,
     ) -> operations_pb2.Operation:
-        """Start a long-running operation; it is done at once unless `operation_polls` says otherwise.
+        """Start a long-running operation; it is done at once unless `operation_polls` says otherwise,
+        or the work `takes` that many seconds of the project's clock.
 
         `finish` runs when the operation completes (at once, or on the poll that reports done).
         """
@@ -265,12 +276,17 @@ class GrpcFake:
             op.response.CopyFrom(pack(response))
         else:
             op.response.CopyFrom(pack(_empty()))
-        pending = _PendingOperation(operation=op, polls_left=self.operation_polls, finish=finish)
+        pending = _PendingOperation(
+            operation=op, polls_left=self.operation_polls, finish=finish, done_at=self.project.now() + takes
+        )
         with self.lock:
             self._operations[op.name] = pending
-        if pending.polls_left <= 0:
+        if self._due(pending):
             self._complete(pending)
         return self._view(pending)
+
+    def _due(self, pending: _PendingOperation) -> bool:
+        return pending.polls_left <= 0 and self.project.now() >= pending.done_at
 
     def _complete(self, pending: _PendingOperation) -> None:
         if pending.finish is not None:
@@ -292,7 +308,7 @@ class GrpcFake:
                 raise FakeError(grpc.StatusCode.NOT_FOUND, f"Operation {request.name} not found.")
             if not pending.operation.done:
                 pending.polls_left -= 1
-                if pending.polls_left <= 0:
+                if self._due(pending):
                     self._complete(pending)
             return self._view(pending)
 
@@ -312,6 +328,8 @@ class GrpcFake:
                 self.calls.append(Call(method, request))
                 failure = self._take_failure(method)
             try:
+                if self.api and self.project.is_disabled(self.api):
+                    raise service_disabled(self.api)
                 if failure is not None and not failure.after:
                     raise failure.error
                 with self.lock:

@@ -14,7 +14,8 @@ NOT_FOUND for an account that is not there. Create, get and delete are synchrono
 Accounts named at construction (`setup`, e.g. the gateway's, made by an administrator) exist after
 every reset; `emails` leaves them out, so tests see only what the runtime made.
 `TestIamPermissions(resource="projects/-/serviceAccounts/{email}")` answers the asked permissions
-the caller holds (`self.permissions`), or NOT_FOUND for an unknown account.
+the caller holds (`self.permissions`), or NOT_FOUND for an unknown account. A made account is
+told to the project (tests.fakes.project), which keeps Cloud Run from seeing it for a while.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ DOMAIN = ".iam.gserviceaccount.com"
 
 
 class IamAdminFake(GrpcFake):
+    api = "iam.googleapis.com"
+
     def __init__(self, setup: tuple[str, ...] = ()):
         super().__init__()
         self.setup = setup
@@ -99,7 +102,9 @@ class IamAdminFake(GrpcFake):
             raise already_exists(
                 f"Service account {account_id} already exists within project projects/{project}."
             )
-        return self._store(project, email, given.display_name, given.description)
+        account = self._store(project, email, given.display_name, given.description)
+        self.project.account_made(email)
+        return account
 
     @rpc(SERVICE, "GetServiceAccount", iam_admin_v1.GetServiceAccountRequest, iam_admin_v1.ServiceAccount)
     def get_service_account(self, request, context):
@@ -131,6 +136,7 @@ class IamAdminFake(GrpcFake):
     def delete_service_account(self, request, context):
         account = self.get_service_account(request, context)
         del self.accounts[(account.project_id, account.email)]
+        self.project.account_gone(account.email)
         return empty_pb2.Empty()
 
     def _store(self, project: str, email: str, display_name: str, description: str):

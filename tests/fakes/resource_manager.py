@@ -13,6 +13,8 @@ from tests.fakes.rest_server import HttpError, Request, RestFake, route
 
 
 class ResourceManagerFake(RestFake):
+    api = "cloudresourcemanager.googleapis.com"
+
     def __init__(self):
         self.permissions = Permissions()
         super().__init__()

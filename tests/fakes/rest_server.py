@@ -55,7 +55,7 @@ class HttpError(Exception):
         return {"error": error}
 
 
-def service_disabled(service: str, title: str, project_number: str = "123456789012") -> HttpError:
+def service_disabled(service: str, title: str = "", project_number: str = "123456789012") -> HttpError:
     """403 as Google's REST APIs answer a call to an API the project has not enabled."""
     from tests.fakes.grpc_server import disabled_message
 
@@ -110,7 +110,13 @@ def route(method: str, pattern: str):
 
 
 class RestFake:
+    #: the API this fake is, as Service Usage names it: refused while the project has it disabled.
+    api = ""
+
     def __init__(self):
+        from tests.fakes.project import FakeProject
+
+        self.project = FakeProject()  # start_fakes gives every fake the same one
         self.lock = threading.RLock()
         self.calls: list[Call] = []
         self._failures: list[_Failure] = []
@@ -234,6 +240,8 @@ class RestFake:
         if dropped:
             return
         try:
+            if self.api and self.project.is_disabled(self.api):
+                raise service_disabled(self.api)
             if failure is not None and not failure.after:
                 raise failure.error or HttpError(failure.status, failure.message, reason=failure.reason)
             result = self._route(request, raw_path=parts.path)

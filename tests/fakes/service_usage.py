@@ -4,9 +4,9 @@ It knows Google's own services plus whatever `known()` returns (the API Gateway 
 services), answers for an unknown one as Google does ("Not found or permission denied"), and
 enables a service with a long-running operation (`operations/acf...`): the service is enabled
 when the operation is done, and another EnableService of it meanwhile is refused (FAILED_PRECONDITION,
-"Another activation or deactivation is in progress"). Google's services are enabled in every
-project unless named in `disabled` (a fresh project). `BatchGetServices` takes at most 30 names, each under
-the request's `parent`.
+"Another activation or deactivation is in progress"). Google's services are enabled unless the
+project (tests.fakes.project) has them disabled, as a fresh one does. `BatchGetServices` takes at
+most 30 names, each under the request's `parent`.
 """
 
 from __future__ import annotations
@@ -19,24 +19,17 @@ from google.cloud import service_usage_v1 as su
 from google.longrunning import operations_pb2
 
 from tests.fakes.grpc_server import FakeError, GrpcFake, invalid, rpc
+from tests.fakes.project import TITLES
 
 SERVICE = "google.api.serviceusage.v1.ServiceUsage"
 NAME = re.compile(r"^projects/([^/]+)/services/([^/]+)$")
-GOOGLE_SERVICES = {
-    "run.googleapis.com",
-    "apigateway.googleapis.com",
-    "servicemanagement.googleapis.com",
-    "servicecontrol.googleapis.com",
-    "apikeys.googleapis.com",
-    "serviceusage.googleapis.com",
-    "compute.googleapis.com",
-    "iam.googleapis.com",
-    "storage.googleapis.com",
-}
+GOOGLE_SERVICES = set(TITLES)
 BATCH_LIMIT = 30
 
 
 class ServiceUsageFake(GrpcFake):
+    api = "serviceusage.googleapis.com"
+
     operation_prefix = "operations/acf.p2-1234567890"
 
     def __init__(self, known: Callable[[], set[str]] = set):
@@ -47,7 +40,6 @@ class ServiceUsageFake(GrpcFake):
     def reset_state(self) -> None:
         self.enabled: set[tuple[str, str]] = set()  # (project, managed service)
         self.enabling: set[tuple[str, str]] = set()  # an enable operation still running
-        self.disabled: set[str] = set()  # Google services off in every project
 
     def _parse(self, name: str) -> tuple[str, str]:
         match = NAME.match(name)
@@ -62,7 +54,7 @@ class ServiceUsageFake(GrpcFake):
         return project, service
 
     def _service(self, project: str, service: str) -> su.Service:
-        google = service in GOOGLE_SERVICES and service not in self.disabled
+        google = service in GOOGLE_SERVICES and not self.project.is_disabled(service)
         on = google or (project, service) in self.enabled
         state = su.State.ENABLED if on else su.State.DISABLED
         return su.Service(
@@ -97,7 +89,7 @@ class ServiceUsageFake(GrpcFake):
         def finish() -> None:
             self.enabling.discard(key)
             self.enabled.add(key)
-            self.disabled.discard(service)
+            self.project.disabled.discard(service)
 
         self.enabling.add(key)
         enabled = su.Service(name=request.name, parent=f"projects/{project}", state=su.State.ENABLED)

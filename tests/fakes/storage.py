@@ -15,6 +15,7 @@ and answer errors as GCS does for media: the status with a plain-text reason
 `GET /storage/v1/b/<bucket>/iam/testPermissions?permissions=...` answers the asked permissions the
 caller holds (`self.permissions`); `storage.buckets.list` and `storage.buckets.create` are project
 permissions, refused with 400 as GCS does. `drop_bucket` makes the bucket not exist (a fresh project).
+Grants are told to the project (tests.fakes.project), which holds them back for a while.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ MEDIA = re.compile(r"^(?P<download>/download)?/storage/v1/b/(?P<bucket>[^/]+)/o/
 
 
 class StorageFake(RestFake):
+    api = "storage.googleapis.com"
+
     def __init__(self, buckets: tuple[str, ...] = ("portal-artifacts",)):
         self.bucket_names = buckets
         self.permissions = Permissions()
@@ -294,8 +297,13 @@ class StorageFake(RestFake):
                 if binding.get("members")
             ],
         }
+        self.project.grants_changed(bucket, _members(current), _members(policy))
         self.policies[bucket] = policy
         return 200, {"kind": "storage#policy", "resourceId": f"projects/_/buckets/{bucket}", **policy}
+
+
+def _members(policy: dict) -> set[str]:
+    return {member for binding in policy["bindings"] for member in binding["members"]}
 
 
 def _parse_multipart(request: Request) -> tuple[dict, bytes]:

@@ -15,6 +15,8 @@ from django.core.management.base import CommandError
 
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import BUCKET, GATEWAY_SA, PROJECT
+from tests.fakes.project import ENABLED_BY_DEFAULT
+from worker.runtimes.base import PermanentError
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.doctor import (
     ACT_AS,
@@ -38,8 +40,15 @@ NAMES = (
         "Gateway service account use",
     ]
     + [f"Role {role}" for role in PROJECT_ROLES]
-    + ["API Gateway APIs", "API Gateway configs"]
 )
+QUOTA_NAMES = [
+    "API Gateway gateways",
+    "API Gateway APIs",
+    "API Gateway configs",
+    "Cloud Armor SECURITY_POLICIES",
+    "Cloud Armor SECURITY_POLICY_RULES",
+]
+NAMES += QUOTA_NAMES
 
 
 def failures(checks) -> dict[str, tuple[str, str]]:
@@ -61,7 +70,8 @@ def test_a_set_up_project_passes_every_check_in_order_asking_google_only_to_read
         "serviceusage": ["BatchGetServices"],
         "iam": ["GetServiceAccount", "TestIamPermissions"],
         "resourcemanager": [f"POST /v3/projects/{PROJECT}:testIamPermissions"],
-        "apigateway": ["ListApis"],  # no API yet: no configs to count
+        "apigateway": ["ListGateways", "ListApis"],  # no API yet: no configs to count
+        "compute": [f"GET /compute/v1/projects/{PROJECT}"],
     }
     (batch,) = fakes.usage.requests("BatchGetServices")
     assert batch.parent == f"projects/{PROJECT}"
@@ -80,6 +90,41 @@ def test_a_fresh_project_fails_each_check_with_the_command_that_fixes_it(gcp, fa
 
     checks = run_checks(gcp.ctx, member=WORKER)
 
+    off = sorted(set(REQUIRED_APIS) - ENABLED_BY_DEFAULT)
+    waits = {
+        "iam.googleapis.com": "Gateway service account",
+        "cloudresourcemanager.googleapis.com": "Project permissions",
+        "apigateway.googleapis.com": "API Gateway quotas",
+        "compute.googleapis.com": "Cloud Armor quotas",
+    }
+    assert failures(checks) == {
+        **{
+            f"API {api}": (
+                f"{api} is not enabled"
+                + (f"; the {waits[api]} checks run once it is" if api in waits else ""),
+                f"gcloud services enable {api} --project={PROJECT}",
+            )
+            for api in off
+        },
+        "Artifact bucket": (
+            f"gs://{BUCKET} does not exist",
+            f"gcloud storage buckets create gs://{BUCKET} --project={PROJECT} --location=us-central1",
+        ),
+    }
+    # The checks that need an API still off wait for it: no call to it is made.
+    assert [check.name for check in checks if check.ok] == ["Credentials"] + [
+        f"API {api}" for api in REQUIRED_APIS if api in ENABLED_BY_DEFAULT
+    ]
+    assert fakes.storage.methods() == [f"GET /storage/v1/b/{BUCKET}"]  # no permissions on a missing bucket
+    assert fakes.methods().keys() == {"serviceusage", "storage"}
+
+
+def test_with_its_apis_on_a_fresh_project_names_each_grant_and_account_it_lacks(gcp, fakes):
+    fakes.fresh()
+    fakes.project.disabled.clear()
+
+    checks = run_checks(gcp.ctx, member=WORKER)
+
     grants = {
         f"Role {role}": (
             f"missing {', '.join(permissions)}",
@@ -88,10 +133,6 @@ def test_a_fresh_project_fails_each_check_with_the_command_that_fixes_it(gcp, fa
         for role, permissions in PROJECT_ROLES.items()
     }
     assert failures(checks) == {
-        **{
-            f"API {api}": (f"{api} is not enabled", f"gcloud services enable {api} --project={PROJECT}")
-            for api in REQUIRED_APIS
-        },
         "Artifact bucket": (
             f"gs://{BUCKET} does not exist",
             f"gcloud storage buckets create gs://{BUCKET} --project={PROJECT} --location=us-central1",
@@ -103,19 +144,22 @@ def test_a_fresh_project_fails_each_check_with_the_command_that_fixes_it(gcp, fa
         **grants,
     }
     assert "Role roles/serviceusage.apiKeysAdmin" in failures(checks)
-    # API Gateway's limits are far: nothing is made yet.
+    # API Gateway's and Cloud Armor's limits are far: nothing is made yet.
     assert [check.name for check in checks if check.ok] == [
         "Credentials",
-        "API Gateway APIs",
-        "API Gateway configs",
+        *[f"API {api}" for api in REQUIRED_APIS],
+        *QUOTA_NAMES,
     ]
-    assert fakes.storage.methods() == [f"GET /storage/v1/b/{BUCKET}"]  # no permissions on a missing bucket
     assert fakes.iam.methods() == ["GetServiceAccount"]
 
 
 def test_setting_each_part_up_makes_its_check_pass(gcp, fakes):
     fakes.fresh()
-    fakes.usage.disabled -= {"run.googleapis.com", "iam.googleapis.com"}
+    fakes.project.disabled -= {
+        "run.googleapis.com",
+        "iam.googleapis.com",
+        "cloudresourcemanager.googleapis.com",
+    }
     fakes.storage.add_bucket(BUCKET)
     fakes.iam.add(GATEWAY_SA)
     fakes.projects.permissions.grant(*PROJECT_ROLES["roles/run.admin"], "apigateway.apis.create")
@@ -143,7 +187,7 @@ def test_setting_each_part_up_makes_its_check_pass(gcp, fakes):
     fakes.storage.permissions.grant(*BUCKET_PERMISSIONS)
     fakes.iam.permissions.grant(ACT_AS)
     fakes.projects.permissions.grant(*EVERY_PERMISSION)
-    fakes.usage.disabled.clear()
+    fakes.project.disabled.clear()
 
     assert failures(run_checks(gcp.ctx, member=WORKER)) == {}
 
@@ -228,7 +272,7 @@ def test_the_command_prints_every_check_and_succeeds_on_a_set_up_project(gcp_set
 
 def test_the_command_prints_each_failure_with_its_fix_and_fails(gcp_settings, fakes):
     fakes.fresh()
-    fakes.usage.disabled = {"apikeys.googleapis.com"}
+    fakes.project.disabled = {"apikeys.googleapis.com"}
     out = io.StringIO()
 
     with pytest.raises(CommandError, match=rf"^12 of {len(NAMES) - 2} checks failed\.$"):
@@ -284,3 +328,50 @@ def test_api_gateways_limits_are_reported_with_room_left_and_fail_when_reached(g
             f"gcloud api-gateway api-configs delete CONFIG_ID --api=api-7 --project={PROJECT}",
         ),
     }
+
+
+def test_gateways_per_region_are_counted_in_the_gateway_region_only(gcp, fakes):
+    from google.cloud import apigateway_v1 as gw
+
+    from worker.runtimes.gcp.doctor import GATEWAYS_PER_REGION
+
+    for region, count in (("us-central1", GATEWAYS_PER_REGION - 1), ("europe-west1", 3)):
+        parent = f"projects/{PROJECT}/locations/{region}"
+        for index in range(count):
+            fakes.gateway.gateways[f"{parent}/gateways/gw-{index}"] = gw.Gateway(
+                name=f"{parent}/gateways/gw-{index}"
+            )
+    check = {check.name: check for check in run_checks(gcp.ctx)}["API Gateway gateways"]
+    assert (check.ok, check.detail) == (True, "49 of 50 gateways in us-central1")
+
+    parent = f"projects/{PROJECT}/locations/us-central1"
+    fakes.gateway.gateways[f"{parent}/gateways/gw-last"] = gw.Gateway(name=f"{parent}/gateways/gw-last")
+    assert failures(run_checks(gcp.ctx))["API Gateway gateways"] == (
+        "50 of 50 gateways in us-central1: no API-key endpoint can be added (delete one no longer used)",
+        f"gcloud api-gateway gateways delete GATEWAY_ID --location=us-central1 --project={PROJECT}",
+    )
+
+
+def test_cloud_armor_quotas_are_read_from_the_project_and_fail_without_room_for_an_allowlist(gcp, fakes):
+    from worker.runtimes.gcp import armor
+
+    fakes.compute.quota_limits = {"SECURITY_POLICIES": 2.0, "SECURITY_POLICY_RULES": 3.0}
+    armor.apply_allowlist(
+        gcp.ctx, "first", ("10.0.0.0/8", "192.168.0.0/16")
+    )  # one allow rule, the default deny
+    checks = {check.name: check for check in run_checks(gcp.ctx)}
+    assert checks["Cloud Armor SECURITY_POLICIES"].detail == "1 of 2 used"
+    rules = checks["Cloud Armor SECURITY_POLICY_RULES"]
+    assert (rules.ok, rules.detail) == (
+        False,
+        "2 of 3 used: "
+        "an allowlist endpoint needs 2 more (delete one no longer used, or ask for more on the console's "
+        "Quotas page)",
+    )
+    assert rules.fix == (
+        f"gcloud compute security-policies rules delete PRIORITY --security-policy=POLICY --project={PROJECT}"
+    )
+
+    # The doctor said so: the next allowlist is refused by Compute, in its words.
+    with pytest.raises(PermanentError, match="Quota 'SECURITY_POLICY_RULES' exceeded.  Limit: 3.0 globally"):
+        armor.apply_allowlist(gcp.ctx, "second", ("10.0.0.0/8",))

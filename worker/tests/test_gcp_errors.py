@@ -5,8 +5,6 @@ from google.api_core import exceptions as gexc
 
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import PROJECT
-from tests.fakes.grpc_server import service_disabled as grpc_service_disabled
-from tests.fakes.rest_server import service_disabled as rest_service_disabled
 from worker.runtimes.base import PermanentError, TransientError
 from worker.runtimes.gcp.errors import ACCOUNT_PROPAGATION_SECONDS, translate
 
@@ -31,7 +29,7 @@ def test_other_invalid_arguments_stay_permanent_with_googles_message():
 
 
 def test_a_call_to_an_api_not_enabled_fails_for_good_naming_it_and_the_command(gcp, fakes):
-    fakes.run.fail_next(error=grpc_service_disabled("run.googleapis.com", "Cloud Run Admin API"))
+    fakes.project.disabled.add("run.googleapis.com")
 
     with pytest.raises(PermanentError) as refused:
         gcp.ctx.call(gcp.ctx.clients.run().get_service, name=SERVICE, what="Read the Cloud Run service")
@@ -44,7 +42,7 @@ def test_a_call_to_an_api_not_enabled_fails_for_good_naming_it_and_the_command(g
 
 
 def test_the_rest_form_of_an_api_not_enabled_is_named_too(gcp, fakes):
-    fakes.compute.fail_next(error=rest_service_disabled("compute.googleapis.com", "Compute Engine API"))
+    fakes.project.disabled.add("compute.googleapis.com")
 
     with pytest.raises(PermanentError, match="gcloud services enable compute.googleapis.com"):
         gcp.ctx.call(

@@ -168,6 +168,16 @@ ACT_AS_DENIED = (
 )
 
 
+@pytest.fixture
+def google_time(fakes, clock):
+    """The fakes keep Google's time on the runtime's clock: a new account is unseen by Cloud Run
+    for a minute, and a bucket grant takes two to hold."""
+    fakes.project.clock = clock.time
+    fakes.project.act_as_delay = 60.0
+    fakes.project.grant_delay = 120.0
+    return fakes.project
+
+
 def steps_and_resources(gcp, artifact):
     spec = make_spec(artifact)
     return {step.name: step for step in gcp.deploy_steps(spec)}, run_steps(
@@ -175,24 +185,24 @@ def steps_and_resources(gcp, artifact):
     )
 
 
-def test_cloud_run_not_seeing_a_new_account_yet_is_waited_for(gcp, fakes, artifact, clock):
+def test_cloud_run_not_seeing_a_new_account_yet_is_waited_for(gcp, fakes, artifact, clock, google_time):
     steps, resources = steps_and_resources(gcp, artifact)
     assert resources["service_account_made_at"] == clock.time()
-    fakes.run.fail_next(2, grpc.StatusCode.PERMISSION_DENIED, ACT_AS_DENIED, method="UpdateService")
 
-    for _ in range(2):
+    for _ in range(4):  # 0, 15, 30 and 45 s after the account was made
         with pytest.raises(Pending, match=f"Cloud Run does not see {SERVING_SA} yet") as waiting:
             steps["revision"].run(resources)
         assert waiting.value.retry_after == PROPAGATION_POLL_SECONDS
-        clock.now += 60
+        clock.now += waiting.value.retry_after
 
     assert steps["revision"].run(resources).resources["revision"] == "iris-prod-d1"
+    assert fakes.run.methods().count("UpdateService") == 5
 
 
-def test_past_the_wait_the_deploy_fails_naming_what_is_missing(gcp, fakes, artifact, clock):
+def test_past_the_wait_the_deploy_fails_naming_what_is_missing(gcp, fakes, artifact, clock, google_time):
+    google_time.act_as_delay = 3600.0  # never, as far as the deploy can tell
     steps, resources = steps_and_resources(gcp, artifact)
     clock.now += gcp.ctx.cfg.propagation_wait
-    fakes.run.fail_next(1, grpc.StatusCode.PERMISSION_DENIED, ACT_AS_DENIED, method="UpdateService")
 
     with pytest.raises(PermanentError, match="the worker needs roles/iam.serviceAccountUser on it"):
         steps["revision"].run(resources)
@@ -205,6 +215,33 @@ def test_an_account_the_deploy_did_not_make_is_not_waited_for(gcp, fakes, artifa
 
     with pytest.raises(PermanentError, match="actAs"):
         steps["revision"].run(resources)
+
+
+def test_the_revision_starts_once_its_bucket_grant_holds(gcp, fakes, artifact, clock, google_time):
+    google_time.act_as_delay = 0.0
+    steps, resources = steps_and_resources(gcp, artifact)
+    resources.update(steps["revision"].run(resources).resources)
+
+    # The container retries its model download until the grant holds, two minutes on.
+    with pytest.raises(Pending, match="Cloud Run revision iris-prod-d1: still in progress"):
+        steps["revision_ready"].run(resources)
+    clock.now += 120
+    assert steps["revision_ready"].run(resources).message
+
+
+def test_a_grant_slower_than_the_containers_download_wait_fails_the_revision_with_its_reason(
+    gcp, fakes, artifact, clock, google_time
+):
+    google_time.act_as_delay = 0.0
+    google_time.grant_delay = 7 * 60.0  # "can take 7 minutes or more"
+    steps, resources = steps_and_resources(gcp, artifact)
+    resources.update(steps["revision"].run(resources).resources)
+    clock.now += 180
+
+    with pytest.raises(
+        PermanentError, match="The model download from gs://portal-artifacts/.* was refused for 180 s"
+    ):
+        steps["revision_ready"].run(resources)
 
 
 @pytest.mark.parametrize("endpoint", ["a", "ab", "abc"])

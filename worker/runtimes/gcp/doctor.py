@@ -31,6 +31,7 @@ REQUIRED_APIS = (
     "compute.googleapis.com",
     "iam.googleapis.com",
     "storage.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
 )
 
 #: What the worker does with the artifact bucket: objects in, out and away, and reader grants.
@@ -105,9 +106,15 @@ PROJECT_ROLES: dict[str, tuple[str, ...]] = {
     "roles/servicemanagement.admin": ("servicemanagement.services.bind",),
 }
 
-#: API Gateway's limits ("Quotas and limits"): an API-key endpoint has one API, each deploy a config.
+#: API Gateway's limits ("Quotas and limits"): an API-key endpoint has one API and one gateway, each
+#: deploy a config.
 APIS_PER_PROJECT = 50
 CONFIGS_PER_API = 100
+GATEWAYS_PER_REGION = 50
+
+#: Cloud Armor's global quotas (Compute's project quotas) an allowlist endpoint takes from: one
+#: policy, and at least two rules (an allow and the default deny).
+ARMOR_NEEDS = {"SECURITY_POLICIES": 1, "SECURITY_POLICY_RULES": 2}
 
 #: Stands for the worker's principal in a fix when the credentials do not name it.
 PRINCIPAL = "PRINCIPAL"
@@ -137,13 +144,34 @@ def run_checks(ctx: Context, *, member: str = "", quotas: bool = True) -> list[C
         ("Gateway service account", lambda: check_gateway_account(ctx, member)),
         ("Project permissions", lambda: check_project_permissions(ctx, member)),
         *([("API Gateway quotas", lambda: check_gateway_quotas(ctx))] if quotas else []),
+        *([("Cloud Armor quotas", lambda: check_armor_quotas(ctx))] if quotas else []),
     ):
+        if ASKS[name] in disabled(checks):  # its API check says what to do first
+            continue
         try:
             for check in results():
                 checks.append(check)
         except RuntimeFailure as exc:  # Google could not be asked: say what it answered
             checks.append(Check(name, False, str(exc)))
     return checks
+
+
+#: The API each group of checks asks; while it is off, the group waits (its API check fails).
+ASKS = {
+    "APIs": "serviceusage.googleapis.com",
+    "Artifact bucket": "storage.googleapis.com",
+    "Gateway service account": "iam.googleapis.com",
+    "Project permissions": "cloudresourcemanager.googleapis.com",
+    "API Gateway quotas": "apigateway.googleapis.com",
+    "Cloud Armor quotas": "compute.googleapis.com",
+}
+
+
+def disabled(checks: list[Check]) -> set[str]:
+    """The APIs the checks so far found not enabled."""
+    return {
+        check.name.removeprefix("API ") for check in checks if check.name.startswith("API ") and not check.ok
+    }
 
 
 def check_credentials(ctx: Context) -> tuple[Check, str]:
@@ -193,7 +221,9 @@ def check_apis(ctx: Context) -> Iterator[Check]:
             yield Check(f"API {api}", True, "enabled")
         else:
             fix = f"gcloud services enable {api} --project={project}"
-            yield Check(f"API {api}", False, f"{api} is not enabled", fix)
+            waiting = [name for name, asks in ASKS.items() if asks == api]
+            then = f"; the {waiting[0]} checks run once it is" if waiting else ""
+            yield Check(f"API {api}", False, f"{api} is not enabled{then}", fix)
 
 
 def check_bucket(ctx: Context, member: str) -> Iterator[Check]:
@@ -316,8 +346,20 @@ def plan_changes(ctx: Context) -> list[Change]:
 
 
 def check_gateway_quotas(ctx: Context) -> Iterator[Check]:
-    """Room for another API-key endpoint (an API each) and for the next deploy's config of every API."""
-    project = ctx.cfg.project
+    """Room for another API-key endpoint (an API and a gateway each) and for the next deploy's config
+    of every API."""
+    project, region = ctx.cfg.project, ctx.cfg.gateway_region
+    gateways = gateway.gateways(ctx)
+    if len(gateways) >= GATEWAYS_PER_REGION:
+        detail = (
+            f"{len(gateways)} of {GATEWAYS_PER_REGION} gateways in {region}: no API-key endpoint can be added"
+        )
+        fix = f"gcloud api-gateway gateways delete GATEWAY_ID --location={region} --project={project}"
+        yield Check("API Gateway gateways", False, detail + " (delete one no longer used)", fix)
+    else:
+        yield Check(
+            "API Gateway gateways", True, f"{len(gateways)} of {GATEWAYS_PER_REGION} gateways in {region}"
+        )
     apis = gateway.apis(ctx)
     if len(apis) >= APIS_PER_PROJECT:
         detail = f"{len(apis)} of {APIS_PER_PROJECT} APIs: no API-key endpoint can be added"
@@ -335,3 +377,36 @@ def check_gateway_quotas(ctx: Context) -> Iterator[Check]:
     else:
         most = max(counts.values(), default=0)
         yield Check("API Gateway configs", True, f"at most {most} of {CONFIGS_PER_API} configs in an API")
+
+
+def check_armor_quotas(ctx: Context) -> Iterator[Check]:
+    """Room under Cloud Armor's quotas (Compute's project quotas) for another allowlist endpoint."""
+    project = ctx.cfg.project
+    found = ctx.call(
+        ctx.clients.compute("ProjectsClient").get,
+        project=project,
+        what=f"Read the quotas of project {project}",
+    )
+    quotas = {quota.metric: quota for quota in found.quotas}
+    fixes = {
+        "SECURITY_POLICIES": f"gcloud compute security-policies delete POLICY --project={project}",
+        "SECURITY_POLICY_RULES": (
+            "gcloud compute security-policies rules delete PRIORITY --security-policy=POLICY "
+            f"--project={project}"
+        ),
+    }
+    for metric, needed in ARMOR_NEEDS.items():
+        name = f"Cloud Armor {metric}"
+        quota = quotas.get(metric)
+        if quota is None:
+            yield Check(name, True, "no such quota reported for the project")
+            continue
+        used = f"{quota.usage:g} of {quota.limit:g} used"
+        if quota.usage + needed > quota.limit:
+            detail = (
+                f"{used}: an allowlist endpoint needs {needed} more (delete one no longer used, or ask for "
+                "more on the console's Quotas page)"
+            )
+            yield Check(name, False, detail, fixes[metric])
+        else:
+            yield Check(name, True, used)

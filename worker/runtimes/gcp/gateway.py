@@ -320,6 +320,12 @@ def apis(ctx: Context) -> list[gw.Api]:
     return _every(ctx, ctx.clients.gateway().list_apis, parent, "apis", "the project's APIs")
 
 
+def gateways(ctx: Context) -> list[gw.Gateway]:
+    """The gateways in the runtime's gateway region, every page read."""
+    parent = f"projects/{ctx.cfg.project}/locations/{ctx.cfg.gateway_region}"
+    return _every(ctx, ctx.clients.gateway().list_gateways, parent, "gateways", f"the gateways in {parent}")
+
+
 def _every(ctx: Context, method, parent: str, field: str, what: str) -> list:
     """Every item of a paged list (none when `parent` is gone)."""
     found: list = []
