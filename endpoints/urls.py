@@ -13,6 +13,7 @@ from endpoints.views import (
     logs,
     models,
     tokens,
+    traffic,
 )
 
 app_name = "endpoints"
@@ -25,6 +26,7 @@ urlpatterns = [
     path("endpoints/<str:name>/access-state/", endpoints.endpoint_access_state, name="endpoint-access-state"),
     path("endpoints/<str:name>/logs/", logs.endpoint_logs, name="endpoint-logs"),
     path("endpoints/<str:name>/deploy/", deployments.deployment_create, name="deployment-create"),
+    path("endpoints/<str:name>/traffic/", traffic.endpoint_traffic_view, name="endpoint-traffic"),
     path("endpoints/<str:name>/stop/", lifecycle.endpoint_stop, name="endpoint-stop"),
     path("endpoints/<str:name>/start/", lifecycle.endpoint_start, name="endpoint-start"),
     path("endpoints/<str:name>/delete/", lifecycle.endpoint_delete, name="endpoint-delete"),
