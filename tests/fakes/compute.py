@@ -18,7 +18,8 @@ forwarding rules and security policies, and holds to GOOGLE-APIS.md d.4:
 - the project (`GET projects/{project}`) reports Cloud Armor's global quotas, SECURITY_POLICIES and
   SECURITY_POLICY_RULES (every rule of every policy, default rules included), with the limits in
   `quota_limits`; a policy or rule past them is refused with 403 `quotaExceeded` ("Quota
-  'SECURITY_POLICIES' exceeded.  Limit: 10.0 globally.");
+  'SECURITY_POLICIES' exceeded.  Limit: 10.0 globally."); with `writes_per_minute` set, writes past
+  it in a minute (on the project's clock) get 403 `rateLimitExceeded`, as Compute's rate quotas do;
 - a delete of a resource another one still refers to (a forwarding rule's target proxy and
   address, a proxy's URL map and certificates, a URL map's backend service, a backend service's
   NEGs and security policy) is refused with 400 `resourceInUseByAnotherResource`, in Google's words
@@ -96,6 +97,8 @@ class ComputeFake(RestFake):
         self._operation_failures: list[tuple[str, str]] = []
         self._next_ip = 10
         self.quota_limits = dict(QUOTA_LIMITS)
+        self.writes_per_minute: int | None = None
+        self._writes: list[float] = []
 
     # --- test controls -----------------------------------------------------------------------
 
@@ -121,6 +124,7 @@ class ComputeFake(RestFake):
         request_id = request.query.get("requestId")
         if request_id and request_id in self.request_ids:
             return 200, self.request_ids[request_id]
+        self._within_write_rate()
         project = request.params["project"]
         name = f"operation-{uuid.uuid4().hex[:20]}"
         scope_path = scope if scope == "global" else f"regions/{scope}"
@@ -397,6 +401,22 @@ class ComputeFake(RestFake):
         return {**rule, "priority": priority, "kind": "compute#securityPolicyRule"}
 
     # --- the project's quotas ----------------------------------------------------------------
+
+    def _within_write_rate(self) -> None:
+        """Compute's per-minute write quota, when `writes_per_minute` sets one: past it, 403
+        rateLimitExceeded until the minute has passed on the project's clock."""
+        if self.writes_per_minute is None:
+            return
+        now = self.project.now()
+        self._writes = [at for at in self._writes if at > now - 60]
+        if len(self._writes) >= self.writes_per_minute:
+            raise HttpError(
+                403,
+                "Quota exceeded for quota metric 'Write requests' and limit 'Write requests per minute' of "
+                "service 'compute.googleapis.com' for consumer 'project_number:123456789012'.",
+                reason="rateLimitExceeded",
+            )
+        self._writes.append(now)
 
     def _usage(self) -> dict[str, float]:
         return {

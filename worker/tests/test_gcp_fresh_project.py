@@ -1,7 +1,8 @@
 """A fresh Google Cloud project, walked end to end on the fake Google servers through the portal's
 own services: the doctor names each fix, the fixes (applied as `gcloud` would) make it pass; an
 API-key and an allowlist endpoint deploy through Google's propagation delays (the fakes' own: a new
-account unseen by Cloud Run, a bucket grant that does not hold yet, an enable that takes a while);
+account unseen by Cloud Run, a bucket grant that does not hold yet, an enable that takes a while)
+and Compute's per-minute write limit;
 120 redeploys stay under API Gateway's config quota; both endpoints are deleted, and the project is
 left with nothing the portal made.
 
@@ -66,6 +67,7 @@ def test_a_fresh_project_is_set_up_from_the_doctors_fixes_served_and_left_clean(
     keyed = endpoint_create(user=admin, name="iris-keys", access_mode="api_key")
     guarded = endpoint_create(user=admin, name="iris-guarded", access_mode="ip_allowlist")
     fakes.usage.operation_polls = 2  # the managed service's enable takes a while
+    fakes.compute.writes_per_minute = 4  # a load balancer chain takes more writes than that
     for endpoint in (keyed, guarded):
         started, waits = clock.time(), []
         deployed = run_to_the_end(
@@ -77,6 +79,8 @@ def test_a_fresh_project_is_set_up_from_the_doctors_fixes_served_and_left_clean(
         assert any("Cloud Run does not see ep-iris" in wait for wait in waits), waits
         assert any(f"Cloud Run revision {endpoint.name}-" in wait for wait in waits), waits
         assert clock.time() - started >= fakes.project.act_as_delay
+        if endpoint is guarded:
+            assert any("Write requests per minute" in wait for wait in waits), waits
 
     assert fakes.usage.methods().count("GetOperation") == 2  # and polled the enable until done
     guarded.refresh_from_db()
