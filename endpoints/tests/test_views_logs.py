@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from endpoints.models import Deployment, DeploymentStatus, Endpoint
+from tests.fakes.fixtures import *  # noqa: F403
 from worker.runtimes.base import TransientError
 from worker.runtimes.logs import LogEntry
 
@@ -60,6 +61,7 @@ def test_an_admin_reads_the_live_revisions_log_newest_last(client, admin, live):
         "path": "/predict",
     }
     assert body["cursor"] == "iris-prod-d1:3" and body["more"] is False
+    assert body["poll_seconds"] == 3.0
 
 
 def test_the_feed_filters_by_level_and_text(client, admin, live):
@@ -89,9 +91,7 @@ def test_a_bad_filter_or_cursor_is_a_400_that_says_why(client, admin, live):
     assert "level: Select a valid choice" in response.json()["error"]
     response = feed(client, after="nonsense")
     assert response.status_code == 400
-    assert response.json() == {
-        "error": "The log cannot be read that way: the cursor is not one this log gave."
-    }
+    assert response.json()["error"] == "The log cannot be read that way: the cursor is not one this log gave."
     assert feed(client, q="x" * 201).status_code == 400
     assert feed(client, limit=501).status_code == 400
 
@@ -101,7 +101,7 @@ def test_a_runtime_that_cannot_read_the_log_now_is_a_503(client, admin, live, me
     memory_runtime.fail("read_log", TransientError("Cloud Logging is busy"))
     response = feed(client)
     assert response.status_code == 503
-    assert response.json() == {"error": "The log could not be read just now: Cloud Logging is busy"}
+    assert response.json()["error"] == "The log could not be read just now: Cloud Logging is busy"
 
 
 def test_a_team_member_and_a_visitor_cannot_read_the_log(client, member, live):
@@ -124,7 +124,13 @@ def test_the_endpoint_page_shows_the_panel_to_admins(client, admin, live):
 
 def test_an_endpoint_with_nothing_live_has_no_log_to_read(client, admin, endpoint, memory_runtime):
     client.force_login(admin)
-    assert feed(client).json() == {"revision": None, "entries": [], "cursor": "", "more": False}
+    assert feed(client).json() == {
+        "revision": None,
+        "entries": [],
+        "cursor": "",
+        "more": False,
+        "poll_seconds": 3.0,
+    }
     assert "Nothing is live" in client.get(LOGS).content.decode()
     assert "data-log-panel" not in client.get(DETAIL).content.decode()
 
@@ -138,3 +144,32 @@ def test_the_logs_own_page_filters_without_javascript(client, admin, live):
     assert "401 POST" not in page and "Serving iris" not in page
     assert '<option value="ERROR" selected>' in page
     assert client.get(LOGS, {"level": "LOUD"}).status_code == 400
+
+
+def test_on_google_cloud_pages_are_kept_briefly_to_spare_the_read_quota(
+    client, admin, endpoint, iris_version, gcp_settings, fakes
+):
+    deployment = Deployment.objects.create(
+        endpoint=endpoint,
+        model_version=iris_version,
+        requested_by=admin,
+        status=DeploymentStatus.READY,
+        resources={"revision": "iris-prod-d1"},
+    )
+    Endpoint.objects.filter(pk=endpoint.pk).update(live_deployment=deployment)
+    fakes.logging.write(
+        service="iris-prod",
+        revision="iris-prod-d1",
+        timestamp="2099-01-01T00:00:00Z",  # ahead of the clock: inside any tail's window
+        insert_id="a1",
+        severity="WARNING",
+        json={"message": "401 POST /predict: Send an API key", "status": 401},
+    )
+    client.force_login(admin)
+    first, second = feed(client, q="api key").json(), feed(client, q="api key").json()
+    assert first == second
+    assert [entry["status"] for entry in first["entries"]] == [401]
+    assert first["poll_seconds"] == 15.0
+    assert fakes.logging.methods() == ["ListLogEntries"]
+    feed(client, q="other")
+    assert fakes.logging.methods() == ["ListLogEntries", "ListLogEntries"]

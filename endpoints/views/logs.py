@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, render
 
 from endpoints.models import Endpoint
 from endpoints.services.errors import ServiceError
-from endpoints.services.logs import endpoint_log_read
+from endpoints.services.logs import endpoint_log_read, log_poll_seconds
 from endpoints.views.common import admin_required
 from worker.runtimes.logs import LEVELS, MAX_CURSOR, MAX_LIMIT, MAX_TEXT, LogQuery
 
@@ -54,6 +54,7 @@ def endpoint_logs(request, name):
     else:
         error, status = f"The log cannot be read that way: {_errors(form)}", 400
     if wants_json:
-        return JsonResponse({"error": error} if page is None else page.as_json(), status=status)
+        body = {"error": error} if page is None else page.as_json()
+        return JsonResponse({**body, "poll_seconds": log_poll_seconds()}, status=status)
     context = {"endpoint": endpoint, "form": form, "page": page, "error": error}
     return render(request, "endpoints/endpoint_logs.html", context, status=status)

@@ -19,6 +19,7 @@ import pytest
 
 from tests.fakes.api_gateway import ApiGatewayFake
 from tests.fakes.api_keys import ApiKeysFake
+from tests.fakes.cloud_logging import CloudLoggingFake
 from tests.fakes.cloud_run import CloudRunFake
 from tests.fakes.compute import ComputeFake
 from tests.fakes.iam_admin import IamAdminFake
@@ -45,6 +46,7 @@ class Fakes:
     compute: ComputeFake
     iam: IamAdminFake
     projects: ResourceManagerFake
+    logging: CloudLoggingFake
     project: FakeProject
 
     def by_api(self) -> dict[str, Any]:
@@ -58,6 +60,7 @@ class Fakes:
             "compute": self.compute,
             "iam": self.iam,
             "resourcemanager": self.projects,
+            "logging": self.logging,
         }
 
     def all(self):
@@ -133,6 +136,7 @@ def start_fakes() -> Fakes:
         compute=ComputeFake().start(),
         iam=IamAdminFake(setup=(GATEWAY_SA,)).start(),
         projects=ResourceManagerFake().start(),
+        logging=CloudLoggingFake(PROJECT).start(),
         project=FakeProject(),
     )
     for fake in fakes.all():

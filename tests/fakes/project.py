@@ -35,9 +35,11 @@ TITLES = {
     "iam.googleapis.com": "Identity and Access Management (IAM) API",
     "storage.googleapis.com": "Cloud Storage API",
     "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
+    "logging.googleapis.com": "Cloud Logging API",
 }
 #: On in a project made with the console or gcloud ("Enabled services", services enabled by default).
 ENABLED_BY_DEFAULT = {
+    "logging.googleapis.com",
     "storage.googleapis.com",
     "servicemanagement.googleapis.com",
     "serviceusage.googleapis.com",

@@ -254,6 +254,10 @@ class Runtime(ABC):
     supports_canary: bool = False
     # Who checks each kind of access ("keys", "addresses"), as the endpoint page says it.
     enforcers: dict[str, str] = {}
+    # How often the log panel asks for new entries, and how long the portal keeps a page it read
+    # (a cloud's log API has a per-project read quota; a local file has none).
+    log_poll_seconds: float = 3.0
+    log_cache_seconds: float = 0.0
 
     @abstractmethod
     def deploy_steps(self, spec: DeploySpec) -> list[Step]:

@@ -9,7 +9,7 @@
   const status = document.querySelector("[data-log-status]");
   const follow = form.querySelector("[data-log-follow]");
   const url = form.dataset.logUrl;
-  const INTERVAL_MS = Number(form.dataset.logInterval) || 3000;
+  let interval = 3000; // the feed says how often its runtime may be asked (poll_seconds)
   const ANNOUNCE_MS = 30000;
   const MAX_LINES = 1000;
   let cursor = "";
@@ -67,9 +67,10 @@
       data = { error: "The log could not be read; trying again." };
     }
     if (mine !== generation) return;
+    if (data.poll_seconds) interval = data.poll_seconds * 1000;
     if (!ok) {
       say(data.error || "The log could not be read; trying again.");
-      schedule(INTERVAL_MS * 2);
+      schedule(interval * 2);
       return;
     }
     const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 24;
@@ -97,7 +98,7 @@
         lastAnnounced = Date.now();
       }
     }
-    schedule(data.more && !fresh ? 0 : INTERVAL_MS);
+    schedule(data.more && !fresh ? 0 : interval);
   }
 
   form.addEventListener("submit", (event) => {

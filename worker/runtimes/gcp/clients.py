@@ -108,6 +108,11 @@ class Clients:
 
         return self._get("iam", lambda: self._grpc("iam", iam_admin_v1.IAMClient))
 
+    def logging(self):
+        from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
+
+        return self._get("logging", lambda: self._grpc("logging", LoggingServiceV2Client))
+
     def compute(self, name: str):
         """A compute_v1 client by class name, e.g. `compute("SecurityPoliciesClient")` (REST only)."""
         from google.cloud import compute_v1

@@ -18,7 +18,17 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 #: APIs whose endpoint can be overridden: GCP_API_ENDPOINT_OVERRIDES="run=insecure://127.0.0.1:9001,..."
-APIS = ("run", "apigateway", "apikeys", "serviceusage", "compute", "storage", "iam", "resourcemanager")
+APIS = (
+    "run",
+    "apigateway",
+    "apikeys",
+    "serviceusage",
+    "compute",
+    "storage",
+    "iam",
+    "resourcemanager",
+    "logging",
+)
 SERVICE_ACCOUNT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[-a-z0-9.]+\.iam\.gserviceaccount\.com$")
 
 

@@ -24,11 +24,12 @@ from worker.runtimes.base import (
     Step,
     TeardownSpec,
 )
-from worker.runtimes.gcp import armor, gateway, keys, loadbalancer, run
+from worker.runtimes.gcp import armor, gateway, keys, loadbalancer, logs, run
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
 from worker.runtimes.gcp.lifecycle import TeardownSteps, scaling_steps
 from worker.runtimes.gcp.steps import DeploySteps
+from worker.runtimes.logs import LogPage, LogQuery
 from worker.runtimes.resources import DeploymentResources
 
 #: What each access mode needs in front of the Cloud Run service, and how the page names it.
@@ -57,6 +58,10 @@ class GcpRuntime(Runtime):
         "addresses": "Cloud Armor on the HTTPS load balancer (with keys too, each key's allowed IPs)",
     }
 
+    # Cloud Logging allows 60 entries.list calls a minute per project: one viewer polls 4 a minute.
+    log_poll_seconds = 15.0
+    log_cache_seconds = 5.0
+
     def __init__(
         self,
         config: GcpConfig | None = None,
@@ -74,6 +79,13 @@ class GcpRuntime(Runtime):
     def deploy_steps(self, spec: DeploySpec) -> list[Step]:
         steps = DeploySteps(self.ctx, spec)
         return steps.rollback() if spec.rollback_to.get("revision") else steps.all()
+
+    def read_log(self, endpoint: str, live: DeploymentResources | None, query: LogQuery) -> LogPage:
+        """The live revision's entries in Cloud Logging (see `worker.runtimes.gcp.logs`)."""
+        revision = (live or {}).get("revision")
+        if not revision:
+            return LogPage(revision=None)
+        return logs.read_log(self.ctx, endpoint, revision, query)
 
     # --- access and keys --------------------------------------------------------------------
 
