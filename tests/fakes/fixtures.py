@@ -20,6 +20,7 @@ import pytest
 from tests.fakes.api_gateway import ApiGatewayFake
 from tests.fakes.api_keys import ApiKeysFake
 from tests.fakes.cloud_logging import CloudLoggingFake
+from tests.fakes.cloud_monitoring import CloudMonitoringFake
 from tests.fakes.cloud_run import CloudRunFake
 from tests.fakes.compute import ComputeFake
 from tests.fakes.iam_admin import IamAdminFake
@@ -47,6 +48,7 @@ class Fakes:
     iam: IamAdminFake
     projects: ResourceManagerFake
     logging: CloudLoggingFake
+    monitoring: CloudMonitoringFake
     project: FakeProject
 
     def by_api(self) -> dict[str, Any]:
@@ -61,6 +63,7 @@ class Fakes:
             "iam": self.iam,
             "resourcemanager": self.projects,
             "logging": self.logging,
+            "monitoring": self.monitoring,
         }
 
     def all(self):
@@ -137,6 +140,7 @@ def start_fakes() -> Fakes:
         iam=IamAdminFake(setup=(GATEWAY_SA,)).start(),
         projects=ResourceManagerFake().start(),
         logging=CloudLoggingFake(PROJECT).start(),
+        monitoring=CloudMonitoringFake(PROJECT).start(),
         project=FakeProject(),
     )
     for fake in fakes.all():

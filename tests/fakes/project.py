@@ -36,10 +36,12 @@ TITLES = {
     "storage.googleapis.com": "Cloud Storage API",
     "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
     "logging.googleapis.com": "Cloud Logging API",
+    "monitoring.googleapis.com": "Cloud Monitoring API",
 }
 #: On in a project made with the console or gcloud ("Enabled services", services enabled by default).
 ENABLED_BY_DEFAULT = {
     "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "storage.googleapis.com",
     "servicemanagement.googleapis.com",
     "serviceusage.googleapis.com",

@@ -113,6 +113,11 @@ class Clients:
 
         return self._get("logging", lambda: self._grpc("logging", LoggingServiceV2Client))
 
+    def monitoring(self):
+        from google.cloud import monitoring_v3
+
+        return self._get("monitoring", lambda: self._grpc("monitoring", monitoring_v3.MetricServiceClient))
+
     def compute(self, name: str):
         """A compute_v1 client by class name, e.g. `compute("SecurityPoliciesClient")` (REST only)."""
         from google.cloud import compute_v1

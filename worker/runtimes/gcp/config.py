@@ -28,6 +28,7 @@ APIS = (
     "iam",
     "resourcemanager",
     "logging",
+    "monitoring",
 )
 SERVICE_ACCOUNT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[-a-z0-9.]+\.iam\.gserviceaccount\.com$")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 
 from worker.runtimes.base import (
     AccessPolicy,
@@ -24,13 +25,14 @@ from worker.runtimes.base import (
     Step,
     TeardownSpec,
 )
-from worker.runtimes.gcp import armor, gateway, keys, loadbalancer, logs, run
+from worker.runtimes.gcp import armor, gateway, keys, loadbalancer, logs, monitoring, run
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
 from worker.runtimes.gcp.lifecycle import TeardownSteps, scaling_steps
 from worker.runtimes.gcp.steps import DeploySteps
 from worker.runtimes.logs import LogPage, LogQuery
 from worker.runtimes.resources import DeploymentResources
+from worker.runtimes.traffic import Traffic, check_window
 
 #: What each access mode needs in front of the Cloud Run service, and how the page names it.
 FRONTS = {"api_key": "gateway", "both": "gateway", "ip_allowlist": "load_balancer", "open": "none"}
@@ -86,6 +88,13 @@ class GcpRuntime(Runtime):
         if not revision:
             return LogPage(revision=None)
         return logs.read_log(self.ctx, endpoint, revision, query)
+
+    def traffic(
+        self, endpoint: str, live: DeploymentResources | None, *, start: datetime, end: datetime, step: int
+    ) -> Traffic:
+        """Cloud Run's own request metrics from Cloud Monitoring (see `worker.runtimes.gcp.monitoring`)."""
+        check_window(start, end, step)
+        return monitoring.traffic(self.ctx, endpoint, live, start=start, end=end, step=step)
 
     # --- access and keys --------------------------------------------------------------------
 
