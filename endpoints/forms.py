@@ -10,7 +10,7 @@ from django.conf import settings
 
 from endpoints.models import AccessMode, Endpoint, ModelVersion, Team
 from endpoints.services.deployments import FULL_TRAFFIC
-from endpoints.services.keys import UNKNOWN_TEAM
+from endpoints.services.keys import UNKNOWN_TEAM, default_team
 from worker.runtimes import get_runtime
 
 CPU_CHOICES = [("1", "1 vCPU"), ("2", "2 vCPU"), ("4", "4 vCPU"), ("8", "8 vCPU")]
@@ -194,8 +194,7 @@ class KeyRequestForm(forms.Form):
         )
         teams = Team.objects.all() if user.is_staff else Team.objects.filter(members=user)
         self.fields["team"].queryset = teams
-        if len(teams) == 1:
-            self.fields["team"].initial = teams[0]
+        self.fields["team"].initial = teams[0] if len(teams) == 1 else default_team(user)
         self.fields["valid_days"].initial = settings.API_KEY_DEFAULT_DAYS
 
 

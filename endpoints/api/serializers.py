@@ -525,7 +525,11 @@ class KeyRequestCreateSerializer(InputSerializer):
     endpoint = serializers.SlugRelatedField(
         slug_field="name", queryset=Endpoint.objects.filter(deleted_at=None)
     )
-    team = OwnTeamField(required=False, allow_null=True)
+    team = OwnTeamField(
+        required=False,
+        allow_null=True,
+        help_text="The team the key is for; may be left out by a member of exactly one team.",
+    )
     reason = serializers.CharField(
         required=False,
         default="",

@@ -63,12 +63,19 @@ def key_request_problems(
     return problems
 
 
+def default_team(user) -> Team | None:
+    """The team a key request is for when it names none: the user's team, if they are in exactly one."""
+    teams = list(Team.objects.filter(members=user)[:2]) if user.is_authenticated else []
+    return teams[0] if len(teams) == 1 else None
+
+
 def key_request_create(
     *, user, team: Team | None, endpoint: Endpoint, reason: str, valid_days: int | None = None
 ) -> ApiKeyRequest:
-    """A team member asks for a key to call `endpoint`."""
+    """A team member asks for a key to call `endpoint` (for their one team when `team` is None)."""
     if not user.is_authenticated:
         raise NotAllowed()
+    team = team or default_team(user)
     problems = key_request_problems(
         user=user, team=team, endpoint=endpoint, reason=reason, valid_days=valid_days
     )

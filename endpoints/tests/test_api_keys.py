@@ -74,7 +74,19 @@ def test_a_key_request_for_another_team_is_refused(member, endpoint):
     assert not ApiKeyRequest.objects.exists()
 
 
-def test_a_key_request_without_a_team_names_the_field(member, endpoint):
+def test_a_member_of_one_team_may_leave_the_team_out(member, team, endpoint):
+    response = api(member).post(
+        "/api/v1/key-requests/",
+        {"endpoint": "iris-prod", "reason": "Scoring the catalogue nightly"},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["team_name"] == team.name
+    assert ApiKeyRequest.objects.get().team == team
+
+
+def test_a_member_of_two_teams_without_a_team_is_asked_to_choose(member, endpoint):
+    Team.objects.create(name="Finance").members.add(member)
     response = api(member).post(
         "/api/v1/key-requests/",
         {"endpoint": "iris-prod", "reason": "Scoring the catalogue nightly"},
@@ -86,6 +98,7 @@ def test_a_key_request_without_a_team_names_the_field(member, endpoint):
         "field": "team",
         "code": "invalid",
     }
+    assert not ApiKeyRequest.objects.exists()
 
 
 def test_a_short_reason_names_the_field(member, team, endpoint):

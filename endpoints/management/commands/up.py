@@ -1,10 +1,17 @@
-"""Start the whole product on this machine: migrate, demo data, web server, worker and beat."""
+"""Start the whole product on this machine: migrate, demo data, web server, worker and beat.
+
+The portal's processes run until Ctrl-C (or `manage.py down`); the serving processes that deploys
+start are the data plane and outlive them, so endpoints keep answering while the portal is down.
+"""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
@@ -37,7 +44,8 @@ class Command(BaseCommand):
         for name, argv in commands.items():
             argv[0] = os.path.join(bin_dir, argv[0])
             running[name] = subprocess.Popen(argv)
-        self.stdout.write(self.style.SUCCESS(f"Portal on http://{host}:{port}/  (Ctrl-C stops everything)"))
+        pid_file = up_pid_file()
+        pid_file.write_text(f"{os.getpid()}\n")
         stopping = False
 
         def stop(*_):
@@ -46,7 +54,14 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
         try:
+            if self.wait_until_answering(url, running, lambda: stopping):
+                self.stdout.write(
+                    self.style.SUCCESS(f"Portal on http://{host}:{port}/")
+                    + "\nCtrl-C (or `scripts/down`) stops the portal. Endpoints keep answering: their "
+                    "serving processes outlive it; `scripts/down` stops them too."
+                )
             while not stopping:
                 for name, process in running.items():
                     if process.poll() is not None:
@@ -63,3 +78,25 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     process.kill()
             sandbox.stop()  # the upload sandbox's server, which the web server started
+            pid_file.unlink(missing_ok=True)
+
+    def wait_until_answering(self, url: str, running: dict, stopping) -> bool:
+        """Wait until the web server answers `url` (its sign-in page); False if a process exits
+        first or `stopping()` turns true."""
+        login = url + "accounts/login/"
+        while not stopping():
+            if any(process.poll() is not None for process in running.values()):
+                return False
+            try:
+                with urllib.request.urlopen(login, timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.25)
+        return False
+
+
+def up_pid_file() -> Path:
+    """Where a running `manage.py up` writes its pid, for `manage.py down`."""
+    return settings.VAR_DIR / "up.pid"

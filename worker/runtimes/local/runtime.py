@@ -251,11 +251,12 @@ class LocalRuntime(Runtime):
         self.dir.root.mkdir(parents=True, exist_ok=True)
         launcher.warm(self.dir.root, cwd=Path(settings.BASE_DIR))
 
-    def stop_all(self) -> None:
-        """Stop every serving process this runtime directory knows of, and its launcher."""
-        for target in self.dir.endpoints():
-            stop_processes(target)
+    def stop_all(self) -> dict[str, list[str]]:
+        """Stop every serving process this runtime directory knows of, and its launcher; the
+        revisions stopped, by endpoint. The records say what should run: reconcile starts it again."""
+        stopped = {target.name: stop_processes(target) for target in self.dir.endpoints()}
         launcher.stop(self.dir.root)
+        return {endpoint: revisions for endpoint, revisions in stopped.items() if revisions}
 
 
 def stop_processes(target: EndpointDir) -> list[str]:
