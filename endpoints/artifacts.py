@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from endpoints.examples import ExampleError, given_examples, model_examples, row_table, schema_examples
 from serving.artifacts import file_digest
 from serving.config import Feature
 from serving.tabular import (
@@ -59,6 +60,8 @@ class ArtifactInfo:
     sklearn_version: str = ""
     onnx: bytes | None = None  # the verified ONNX form of a scikit-learn model
     onnx_note: str = ""
+    # Example rows for the playground: given at upload or read from the model (endpoints.examples).
+    examples: dict = field(default_factory=dict)
 
 
 def format_for(filename: str) -> str:
@@ -247,11 +250,16 @@ def inspect_artifact(
     trusted_types: list[str] | None = None,
     schema=None,
     max_expanded_bytes: int = 1 << 31,
+    example=None,
 ) -> ArtifactInfo:
-    """Check the file is a fitted model that answers a prediction, and describe it (in the sandbox)."""
+    """Check the file is a fitted model that answers a prediction, and describe it (in the sandbox).
+
+    `example` is the example row (or rows) the admin gave, if any: checked against the schema and
+    on the model; without it, example rows are read from the model (`endpoints.examples`).
+    """
     sha256, size = file_digest(path)
     if fmt == "onnx":
-        return _inspect_onnx(path, sha256, size, schema)
+        return _inspect_onnx(path, sha256, size, schema, example)
     from serving.model import PICKLED, ModelError, load_estimator
 
     trusted: list[str] = []
@@ -280,6 +288,7 @@ def inspect_artifact(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         features = _checked_features(estimator, features, names_in, given)
+        examples = _examples(estimator, features, names_in, example)
     input_schema = [feature.as_json() for feature in features]
     classes = [_json_scalar(cls) for cls in getattr(estimator, "classes_", [])]
     described = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
@@ -296,7 +305,39 @@ def inspect_artifact(
         sklearn_version=sklearn_version,
         onnx=onnx,
         onnx_note=onnx_note,
+        examples=examples,
     )
+
+
+def _given_examples(example, features: list[Feature]) -> dict | None:
+    """The admin's example rows, checked against the schema (None when none were given)."""
+    if example in (None, "", [], {}):
+        return None
+    try:
+        return given_examples(example, features)
+    except ExampleError as exc:
+        raise ArtifactError(str(exc), field="example") from None
+
+
+def _examples(estimator, features: list[Feature], names: list[str] | None, example) -> dict:
+    """The example rows to keep: the admin's, which the model must answer, else the model's own
+    (or, should the model fail on those, the schema's)."""
+    given = _given_examples(example, features)
+    found = given or model_examples(estimator, features, [feature.name for feature in features])
+    plain = all(feature.plain for feature in features) and not needs_table(estimator)
+    try:
+        if plain:
+            rows = [[float(row[feature.name]) for feature in features] for row in found["rows"]]
+            estimator.predict(np.asarray(rows, dtype=np.float64))
+        else:
+            FrameBackend(estimator, features, names).predict(row_table(found["rows"], features))
+    except MemoryError:
+        raise
+    except Exception as exc:
+        if given is not None:
+            raise ArtifactError(f"The model fails on the example: {exc}", field="example") from None
+        return schema_examples([feature.as_json() for feature in features])
+    return found
 
 
 def _checked_features(estimator, features: list[Feature], names: list[str] | None, given: list[dict]):
@@ -362,6 +403,7 @@ def run_job(folder: Path, job: dict) -> dict:
             trusted_types=job.get("trusted_types") or [],
             schema=job.get("schema"),
             max_expanded_bytes=int(job["max_expanded_bytes"]),
+            example=job.get("example"),
         )
     except ArtifactError as exc:
         return {"ok": False, "error": str(exc), "field": exc.field, "untrusted_types": exc.untrusted_types}
@@ -450,7 +492,7 @@ def _note(text: str, ending: str, limit: int = 300) -> str:
     return (text if len(text) <= room else text[: room - 1] + "…") + ending
 
 
-def _inspect_onnx(path: Path, sha256: str, size: int, schema) -> ArtifactInfo:
+def _inspect_onnx(path: Path, sha256: str, size: int, schema, example=None) -> ArtifactInfo:
     """An ONNX file: one float input of rows; classes read from the graph; features from the schema."""
     from serving import onnx_graph
     from serving.model import Model, ModelError
@@ -467,7 +509,9 @@ def _inspect_onnx(path: Path, sha256: str, size: int, schema) -> ArtifactInfo:
             field="input_schema",
         )
     given = parse_schema(schema, width or (len(schema) if isinstance(schema, list) else 0), None)
-    input_schema = [feature.as_json() for feature in merged_features(given)]
+    features = merged_features(given)
+    input_schema = [feature.as_json() for feature in features]
+    examples = _given_examples(example, features) or schema_examples(input_schema)
     try:
         model = Model.from_onnx(data, _serving_meta(input_schema, "onnx", tuple(classes)))
         model.start()
@@ -480,6 +524,7 @@ def _inspect_onnx(path: Path, sha256: str, size: int, schema) -> ArtifactInfo:
         input_schema=input_schema,
         classes=classes,
         estimator=_onnx_producer(data),
+        examples=examples,
     )
 
 

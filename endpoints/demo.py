@@ -4,6 +4,12 @@ import io
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 IRIS_LABELS = {"0": "setosa", "1": "versicolor", "2": "virginica"}
+# One flower of each species from the dataset (rows 0, 50 and 100): the demo version's examples.
+IRIS_EXAMPLES = [
+    {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+    {"sepal_length": 7.0, "sepal_width": 3.2, "petal_length": 4.7, "petal_width": 1.4},
+    {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5},
+]
 
 
 def iris_skops_bytes() -> bytes:

@@ -156,6 +156,19 @@ class VersionUploadForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2, "class": "mono", "placeholder": '{"accuracy": 0.97}'}),
         help_text="A JSON object, shown with the version.",
     )
+    example = forms.CharField(
+        required=False,
+        label="Example row",
+        widget=forms.Textarea(
+            attrs={"rows": 2, "class": "mono", "placeholder": '{"age": 39, "workclass": "Private"}'}
+        ),
+        help_text=(
+            "A typical input as a JSON object of named features (or a list of up to 5): the "
+            "playground and the call examples start from it. It is checked against the schema and "
+            "on the model. Leave empty to read typical values from the model (its imputers, "
+            "scalers, encoders or tree splits)."
+        ),
+    )
     trusted_types = forms.CharField(
         required=False,
         label="Trusted types",

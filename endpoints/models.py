@@ -92,6 +92,10 @@ class ModelVersion(models.Model):
     onnx_sha256 = models.CharField(max_length=64, blank=True)
     onnx_note = models.CharField(max_length=300, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    # Example rows the playground starts from (endpoints.examples): {"origin": "given" | "model" |
+    # "schema", "rows": [{feature: value, ...}, ...], "note": ..., "by_feature": {feature: source}}.
+    # Empty for versions registered before examples were kept: `example_rows` then reads the schema.
+    examples = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -109,6 +113,16 @@ class ModelVersion(models.Model):
     @property
     def feature_names(self) -> list[str]:
         return [feature["name"] for feature in self.input_schema]
+
+    @cached_property
+    def example_set(self) -> dict:
+        """The examples kept with the version, or, for one registered before they were, the
+        schema's (see `endpoints.examples.schema_examples`)."""
+        if self.examples.get("rows"):
+            return self.examples
+        from endpoints.examples import schema_examples
+
+        return schema_examples(self.input_schema)
 
     @property
     def serves_onnx(self) -> bool:

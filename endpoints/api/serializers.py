@@ -75,6 +75,24 @@ class FeatureSerializer(serializers.Serializer):
     )
 
 
+class ExamplesSerializer(serializers.Serializer):
+    """Example rows for the version's input: what the dashboard's playground starts from."""
+
+    origin = serializers.ChoiceField(
+        choices=["given", "model", "schema"],
+        help_text="given at upload, read from the model, or (a version registered before examples "
+        "were kept, or an ONNX file) made from the schema alone",
+    )
+    rows = serializers.ListField(
+        child=serializers.DictField(child=serializers.JSONField(allow_null=True)),
+        help_text="Rows of named features, as /predict takes them",
+    )
+    note = serializers.CharField(help_text="Where the values come from")
+    by_feature = serializers.DictField(
+        child=serializers.CharField(), help_text="Per feature, what in the model gave its value"
+    )
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:version-detail")
     model_name = serializers.CharField(source="model.name", read_only=True)
@@ -83,6 +101,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     label_map = serializers.DictField(child=serializers.CharField(), read_only=True)
     metrics = serializers.DictField(child=serializers.JSONField(), read_only=True)
     trusted_types = serializers.ListField(child=serializers.CharField(), read_only=True)
+    examples = ExamplesSerializer(source="example_set", read_only=True)
     runs_code_when_loaded = serializers.BooleanField(read_only=True)
     created_by = UsernameField()
 
@@ -106,6 +125,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "label_map",
             "metrics",
             "trusted_types",
+            "examples",
             "runs_code_when_loaded",
             "created_by",
             "created_at",
@@ -430,6 +450,13 @@ class ModelVersionUploadSerializer(InputSerializer):
     )
     label_map = JSONTextField(required=False, help_text='JSON: {"0": "setosa", ...}')
     metrics = JSONTextField(required=False, help_text='JSON object: {"accuracy": 0.97}')
+    example = JSONTextField(
+        required=False,
+        help_text='JSON: an example row of named features, {"sepal_length": 5.1, ...}, or a list of up '
+        "to 5; checked against the schema (each wrong field named) and on the model. Without it, "
+        "example rows are read from the model (imputer statistics, scaler means, encoder values, the "
+        "middle of tree splits).",
+    )
     trust_code = serializers.BooleanField(
         required=False,
         default=False,

@@ -205,7 +205,7 @@ class MLModelViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         methods=["POST"],
         summary="Upload an artifact as the model's next version (admins)",
         description="multipart/form-data. The file is loaded and checked before anything is recorded; "
-        "errors name the field at fault (`artifact`, `input_schema`, `label_map`, `metrics`).",
+        "errors name the field at fault (`artifact`, `input_schema`, `label_map`, `metrics`, `example`).",
         request={"multipart/form-data": s.ModelVersionUploadSerializer},
         responses={201: s.ModelVersionSerializer, **errors(400, 403, 404, 413)},
     )
@@ -230,6 +230,7 @@ class MLModelViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModel
             input_schema=data.get("input_schema"),
             label_map=data.get("label_map"),
             metrics=data.get("metrics"),
+            example=data.get("example"),
             trust_code=data["trust_code"],
             trusted_types=data.get("trusted_types"),
         )

@@ -76,12 +76,15 @@ def model_version_register(
     trust_code: bool = False,
     trusted_types=None,
     metrics=None,
+    example=None,
 ) -> ModelVersion:
     """Inspect an uploaded artifact in the sandbox and record it as the model's next version.
 
     `upload` is any file object with a `name` (a Django UploadedFile in the views). Nothing is
     written unless the file loads, predicts, and matches the schema and label map given.
     `trusted_types` are the skops type names the admin accepts, exactly as the file lists them.
+    `example` is an example row (a JSON object of named features, or a list of a few), checked
+    against the schema and on the model; without it, example rows are read from the model.
     """
     require_admin(user)
     if upload is None:
@@ -98,6 +101,7 @@ def model_version_register(
         )
     schema = _json_field(input_schema, "input_schema")
     labels = _json_field(label_map, "label_map")
+    example = _json_field(example, "example")
     metrics = _json_field(metrics, "metrics") or {}
     if not isinstance(metrics, dict):
         raise ServiceError("Metrics must be a JSON object.", field="metrics")
@@ -117,6 +121,7 @@ def model_version_register(
             "trusted_types": trusted,
             "schema": schema,
             "max_expanded_bytes": settings.MODEL_EXPANDED_MAX_BYTES,
+            "example": example,
         }
         try:
             info = info_from_job(folder, sandbox.run(folder, job))
@@ -147,6 +152,7 @@ def model_version_register(
                         sklearn_version=info.sklearn_version,
                         onnx_note=info.onnx_note,
                         metrics=metrics,
+                        examples=info.examples,
                         created_by=user,
                     )
                     stem = f"{ml_model.name}-v{number}-{info.sha256[:12]}"

@@ -72,6 +72,7 @@ def version_create(request, name):
                 input_schema=data["input_schema"],
                 label_map=data["label_map"],
                 metrics=data["metrics"],
+                example=data["example"],
                 trust_code=data["trust_code"],
                 trusted_types=data["trusted_types"],
             )

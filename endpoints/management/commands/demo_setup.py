@@ -8,7 +8,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from endpoints.demo import IRIS_LABELS, NamedBytes, iris_skops_bytes
+from endpoints.demo import IRIS_EXAMPLES, IRIS_LABELS, NamedBytes, iris_skops_bytes
 from endpoints.models import Endpoint, MLModel, Team
 from endpoints.services.endpoints import endpoint_create
 from endpoints.services.versions import ml_model_create, model_version_register
@@ -48,6 +48,7 @@ class Command(BaseCommand):
                 ml_model=ml_model,
                 upload=NamedBytes(iris_skops_bytes(), "iris.skops"),
                 label_map=IRIS_LABELS,
+                example=IRIS_EXAMPLES,
             )
             self.stdout.write(f"Registered {version} ({version.sha256[:12]}).")
         if not Endpoint.objects.filter(name="iris").exists():
