@@ -41,3 +41,15 @@ document.addEventListener("submit", (event) => {
   }
   if (!window.confirm(question)) event.preventDefault();
 });
+
+// A table too wide for the window scrolls sideways (see portal.css); it then takes the keyboard's
+// focus too, so it can be scrolled with the arrow keys.
+function focusableScrollingTables() {
+  for (const table of document.querySelectorAll("table.table")) {
+    if (table.scrollWidth > table.clientWidth + 1) table.tabIndex = 0;
+    else table.removeAttribute("tabindex");
+  }
+}
+document.addEventListener("DOMContentLoaded", focusableScrollingTables);
+document.addEventListener("htmx:afterSettle", focusableScrollingTables);
+window.addEventListener("resize", focusableScrollingTables);
