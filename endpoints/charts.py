@@ -217,6 +217,40 @@ class RevisionRow:
         ]
 
 
+@dataclass(frozen=True)
+class StepRow:
+    start: datetime
+    revision: str
+    point: TrafficPoint
+    step: int  # seconds
+
+    @property
+    def per_second(self) -> float:
+        return self.point.requests / self.step
+
+    @property
+    def error_percent(self) -> str:
+        rate = self.point.error_rate
+        return "—" if rate is None else f"{100 * rate:.3g} %"
+
+    @property
+    def latencies(self) -> list[str]:
+        values = (self.point.p50, self.point.p95, self.point.p99)
+        return ["—" if value is None else f"{1000 * value:.3g} ms" for value in values]
+
+
+def step_rows(traffic: EndpointTraffic) -> list[StepRow]:
+    """Every step with requests, newest first: the charts' figures as a table."""
+    if traffic.series is None:
+        return []
+    rows = [
+        StepRow(point.start, revision.revision, point, traffic.series.step)
+        for revision in traffic.series.revisions
+        for point in revision.points
+    ]
+    return sorted(rows, key=lambda row: (row.start, row.revision), reverse=True)
+
+
 def revision_rows(traffic: EndpointTraffic) -> list[RevisionRow]:
     """Each revision over the whole window: the table beside the charts (and their text form)."""
     if traffic.totals is None:

@@ -4,7 +4,7 @@ of its own without JavaScript."""
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
 
-from endpoints.charts import revision_rows, traffic_charts
+from endpoints.charts import revision_rows, step_rows, traffic_charts
 from endpoints.models import Endpoint
 from endpoints.services.traffic import WINDOWS, endpoint_traffic
 from endpoints.views.common import is_htmx, vary_on_htmx
@@ -25,6 +25,7 @@ def endpoint_traffic_view(request, name):
         "windows": WINDOWS.values(),
         "charts": traffic_charts(traffic),
         "rows": revision_rows(traffic),
+        "steps": step_rows(traffic),
         "problem": problem,
     }
     template = "endpoints/_charts.html" if is_htmx(request) else "endpoints/endpoint_traffic.html"

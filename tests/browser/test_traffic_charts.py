@@ -63,3 +63,12 @@ def test_the_endpoint_page_charts_its_traffic_per_revision(live_server, member, 
     box = traffic.get_by_role("img", name="Latency percentiles").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     assert serious_violations(page, "#traffic") == []
+
+    # Without JavaScript's partial: the charts' own page, its step table opened.
+    page.goto(f"{live_server.url}/endpoints/{endpoint}/traffic/?window=day")
+    page.get_by_text("The charts' figures, last day, step by step").click()
+    expect(
+        page.get_by_role("region", name="The charts' figures step by step (scrolls sideways)")
+    ).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert serious_violations(page, "main") == []
