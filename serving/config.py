@@ -229,7 +229,7 @@ class Settings:
     microbatch_wait_us: int = 0
     # The request log (see request_log.py): the share of successes logged, the most refusals
     # logged per worker and second, and the revision named in each line.
-    log_success_sample: float = 0.01
+    log_success_sample: float = 0.001
     log_refused_per_second: int = 1000
     revision: str | None = None
     # Labels added to every metric: which endpoint and revision this process serves (the local
@@ -269,7 +269,7 @@ class Settings:
             microbatch=_switch("SERVING_MICROBATCH", True),
             microbatch_max_rows=_int("SERVING_MICROBATCH_MAX_ROWS", 64, minimum=1),
             microbatch_wait_us=_int("SERVING_MICROBATCH_WAIT_US", 0),
-            log_success_sample=_fraction("SERVING_LOG_SUCCESS_SAMPLE", 0.01),
+            log_success_sample=_fraction("SERVING_LOG_SUCCESS_SAMPLE", 0.001),
             log_refused_per_second=_int("SERVING_LOG_REFUSED_PER_SECOND", 1000, minimum=1),
             # Cloud Run names the revision in K_REVISION; the local runtime in SERVING_REVISION.
             revision=os.environ.get("SERVING_REVISION") or os.environ.get("K_REVISION") or None,

@@ -10,7 +10,7 @@ fields and keeps the rest in `jsonPayload`; the portal's log panel reads the sam
      "status": 403, "method": "POST", "path": "/predict", "reason": "address not allowed",
      "latency_ms": 0.2, "client": "10.0.0.7", "model": "iris", "version": 3, "revision": "iris-d7"}
 
-Successes are sampled (SERVING_LOG_SUCCESS_SAMPLE, a fraction, 0.01 by default): the app counts
+Successes are sampled (SERVING_LOG_SUCCESS_SAMPLE, a fraction, 0.001 by default): the app counts
 down to the next logged success, so an answer that is not logged costs a decrement and a test.
 Refusals are all logged, up to SERVING_LOG_REFUSED_PER_SECOND lines per worker and second (a flood
 of bad requests must not turn into a flood of disk writes); past it one line says how many were
@@ -33,9 +33,19 @@ MAX_PATH = 200
 NEVER = 1 << 62  # a countdown that never reaches zero
 
 
+_second: list = [-1, ""]  # the last whole second formatted, and its text
+
+
 def utc_now() -> str:
-    """The time now as RFC 3339 in UTC with microseconds, as Cloud Logging reads it."""
-    return datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The time now as RFC 3339 in UTC with microseconds, as Cloud Logging reads it.
+
+    strftime costs microseconds; a second's text is made once and the fraction added to it.
+    """
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int((now - second) * 1e6):06d}Z"
 
 
 def severity_of(status: int) -> str:
@@ -127,16 +137,16 @@ class RequestLog:
         shown_path = path.decode("latin-1")[:MAX_PATH] if path is not None else None
         shown_method = method.decode("latin-1")[:16] if method else None
         latency_ms = round(seconds * 1000, 3) if seconds is not None else None
-        target = " ".join(part for part in (shown_method, shown_path) if part) or "(unparsed request)"
-        extra = ", ".join(
-            part
-            for part in (
-                f"{latency_ms} ms" if latency_ms is not None else "",
-                f"client {client}" if client else "",
-            )
-            if part
-        )
-        message = f"{status} {target}" + (f": {reason}" if reason else "") + (f" ({extra})" if extra else "")
+        if shown_method and shown_path:
+            message = f"{status} {shown_method} {shown_path}"
+        else:
+            message = f"{status} {shown_method or shown_path or '(unparsed request)'}"
+        if reason:
+            message += f": {reason}"
+        if latency_ms is not None:
+            message += f" ({latency_ms} ms, client {client})" if client else f" ({latency_ms} ms)"
+        elif client:
+            message += f" (client {client})"
         self.emit(
             {
                 "severity": severity_of(status),

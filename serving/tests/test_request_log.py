@@ -257,3 +257,14 @@ def test_a_real_serving_process_logs_each_refusal_as_one_json_line(start_server,
     # The process's other lines start with the time in UTC.
     others = [line for line in text.splitlines() if line and not line.startswith("{")]
     assert others and all(line[:4].isdigit() and line[10] == "T" for line in others[:3]), others[:3]
+
+
+def test_the_time_is_rfc3339_in_utc_to_the_microsecond():
+    from datetime import UTC, datetime
+
+    from serving.request_log import utc_now
+
+    text = utc_now()
+    assert len(text) == len("2026-12-06T03:47:37.123456Z") and text.endswith("Z")
+    written = datetime.fromisoformat(text.removesuffix("Z") + "+00:00")
+    assert abs((datetime.now(UTC) - written).total_seconds()) < 5

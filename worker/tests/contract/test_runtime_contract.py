@@ -164,3 +164,22 @@ def test_a_delete_leaves_nothing_and_can_be_repeated_or_resumed(harness):
     assert harness.leftovers() == {}
     assert harness.live_revision() is None and not harness.serves()
     assert all(change.action == "none" for change in plan_of(harness.runtime.delete_steps(teardown)))
+
+
+def test_the_live_revisions_log_is_read_newest_last_and_followed_from_its_cursor(harness):
+    from worker.runtimes.logs import LEVELS, LogQuery, LogQueryError
+
+    assert harness.runtime.read_log(harness.endpoint, None, LogQuery()).revision is None
+    spec = harness.spec(1)
+    resources = harness.deploy(spec)
+
+    page = harness.runtime.read_log(harness.endpoint, resources, LogQuery())
+    assert page.revision == spec.revision
+    assert all(entry.level in LEVELS for entry in page.entries)
+    times = [entry.time for entry in page.entries if entry.time]
+    assert times == sorted(times)
+    later = harness.runtime.read_log(harness.endpoint, resources, LogQuery(after=page.cursor))
+    assert later.revision == spec.revision
+    assert all(entry.time >= (times[-1] if times else "") for entry in later.entries)
+    with pytest.raises(LogQueryError):
+        harness.runtime.read_log(harness.endpoint, resources, LogQuery(after="not a cursor"))
