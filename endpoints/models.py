@@ -118,11 +118,14 @@ class ModelVersion(models.Model):
     def example_set(self) -> dict:
         """The examples kept with the version, or, for one registered before they were, the
         schema's (see `endpoints.examples.schema_examples`)."""
-        if self.examples.get("rows"):
-            return self.examples
         from endpoints.examples import schema_examples
 
-        return schema_examples(self.input_schema)
+        if not self.examples.get("rows"):
+            return schema_examples(self.input_schema)
+        # jsonb keeps an object's keys in its own order: put each row back in the schema's.
+        names = self.feature_names
+        rows = [{name: row[name] for name in names if name in row} for row in self.examples["rows"]]
+        return {**self.examples, "rows": rows}
 
     @property
     def serves_onnx(self) -> bool:

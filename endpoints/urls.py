@@ -12,6 +12,7 @@ from endpoints.views import (
     lifecycle,
     logs,
     models,
+    playground,
     tokens,
     traffic,
 )
@@ -34,6 +35,7 @@ urlpatterns = [
     path(
         "endpoints/<str:name>/allowlist/<int:pk>/remove/", allowlist.allowlist_remove, name="allowlist-remove"
     ),
+    path("playground/", playground.playground_send, name="playground"),
     path("deployments/<int:pk>/", deployments.deployment_detail, name="deployment-detail"),
     path("deployments/<int:pk>/rollback/", deployments.deployment_rollback, name="deployment-rollback"),
     path("models/", models.model_list, name="model-list"),

@@ -9,6 +9,13 @@ caller: an allowlist is a list of who may call, and nobody is on it. A key is ve
 stands, so the usual per-request cost is a clock read, a shared-memory read and two dict lookups.
 A file that turns unreadable or invalid after start keeps the last good policy in force (and
 says so in the log).
+
+The portal's key: a serving process with a control socket makes a random key when it starts and
+gives it to whoever asks over that socket (only the portal's own user can). A request carrying it
+in x-api-key passes the checks: it is how the dashboard's playground calls the endpoint for an
+admin or a key holder, without a team key and from the portal's own address. It lives in memory
+only, never in a file or the portal's database, and ends with the process. It is compared only
+for requests the policy would refuse, so the usual request pays nothing for it.
 """
 
 from __future__ import annotations
@@ -123,8 +130,9 @@ def describe(policy: Policy) -> dict:
 class AccessControl:
     """The policy in force in this process, refreshed from the file when it changes."""
 
-    def __init__(self, path: str, generation: memoryview | None = None):
+    def __init__(self, path: str, generation: memoryview | None = None, portal_key: bytes | None = None):
         self.path = path
+        self.portal_key = portal_key
         # Bumped by the supervisor when told the file changed; one slot, shared by every worker.
         self.generation = generation if generation is not None else memoryview(bytearray(8)).cast("d")
         self.seen_generation = self.generation[0]
@@ -161,6 +169,13 @@ class AccessControl:
 
     def check(self, client: str | None, secret: bytes | None, query: bytes) -> Denial | None:
         """None if the request may pass, else why not; `secret` is the x-api-key header."""
+        denial = self.judge(client, secret, query)
+        if denial is not None and secret and self.portal_key and hmac.compare_digest(secret, self.portal_key):
+            return None
+        return denial
+
+    def judge(self, client: str | None, secret: bytes | None, query: bytes) -> Denial | None:
+        """What the policy says of the request (the portal's key aside)."""
         now = _monotonic()
         if now >= self.next_check or self.generation[0] != self.seen_generation:
             self.seen_generation = self.generation[0]

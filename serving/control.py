@@ -4,8 +4,9 @@ local runtime and the worker's fork servers (worker/forkserver.py).
 
 The serving process answers {"cmd": "status"}, {"cmd": "listener"} (the reply carries the listening
 socket's fd via SCM_RIGHTS), {"cmd": "serve"}, {"cmd": "reload_access"} (check the access file and
-have every worker read it before its next checked request) and {"cmd": "metrics"} (the Prometheus
-text, which over HTTP is behind the access check). A successor process takes the listener with
+have every worker read it before its next checked request), {"cmd": "metrics"} (the Prometheus
+text, which over HTTP is behind the access check) and {"cmd": "portal_key"} (the key the portal's
+playground calls with, see serving.access). A successor process takes the listener with
 `request_listener`; anyone else asks with `send_command`.
 """
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import selectors
 import signal
 import socket
@@ -88,6 +89,11 @@ class Supervisor:
         self.serving = self.settings.control_socket is None
         self.port = self.listener.getsockname()[1]
         self.wake_fds: tuple[int, int] = ()
+        # The portal's key (see serving.access): made before the workers fork, so they all know
+        # it; given only over the control socket.
+        self.portal_key = (
+            ("mepp_" + secrets.token_urlsafe(32)).encode() if self.settings.control_socket else None
+        )
 
     # Workers.
 
@@ -108,7 +114,16 @@ class Supervisor:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             for fd in self.wake_fds:
                 os.close(fd)
-            worker.main(index, self.settings, self.model, self.listener, self.shared, status_write, go_read)
+            worker.main(
+                index,
+                self.settings,
+                self.model,
+                self.listener,
+                self.shared,
+                status_write,
+                go_read,
+                self.portal_key,
+            )
         os.close(status_write)
         os.close(go_read)
         os.set_blocking(status_read, False)
@@ -225,6 +240,12 @@ class Supervisor:
             connection.reply({"ok": True}, (self.listener.fileno(),))
         elif name == "reload_access":
             connection.reply(self.reload_access())
+        elif name == "portal_key":
+            # The portal's way to call the endpoint itself (the playground): see serving.access.
+            if self.portal_key is None:
+                connection.reply({"ok": False, "error": "this server has no portal key"})
+            else:
+                connection.reply({"ok": True, "key": self.portal_key.decode()})
         elif name == "metrics":
             # The portal's way to read metrics: /metrics is behind the access check when there is
             # an access file, and this socket is reachable only by the portal's own user.
@@ -247,7 +268,7 @@ class Supervisor:
                 {
                     "ok": False,
                     "error": 'unknown command; use "status", "listener", "serve", '
-                    '"reload_access" or "metrics"',
+                    '"reload_access", "metrics" or "portal_key"',
                 }
             )
 

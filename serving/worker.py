@@ -125,6 +125,7 @@ def run(
     shared: metrics.SharedMetrics,
     status_fd: int,
     go_fd: int,
+    portal_key: bytes | None = None,
 ) -> int:
     """The worker's whole life; returns its exit code."""
     # Until the event loop takes the signals over, stopping means leaving at once.
@@ -140,7 +141,7 @@ def run(
         model,
         max_rows=settings.max_rows,
         max_body_bytes=settings.max_body_bytes,
-        access=AccessControl(settings.access_file, shared.access_generation)
+        access=AccessControl(settings.access_file, shared.access_generation, portal_key)
         if settings.access_file
         else None,
         recorder=shared.recorder(index),

@@ -202,7 +202,8 @@ def test_the_detail_page_says_what_checks_calls_and_shows_a_curl_command(client,
     assert "Only listed addresses" in page
     assert "10.1.0.0/16" in page
     assert "curl -X POST http://127.0.0.1:18100/predict" in response.context["example"]["curl"]
-    assert '"petal_width": 1.0' in response.context["example"]["curl"]
+    # The version's example row (from its schema here: it kept none), in the schema's order.
+    assert '{"sepal_length": 0.0, "sepal_width": 0.0,' in response.context["example"]["curl"]
     # A team member sees no deploy form and no allowlist editing.
     assert response.context["deploy_form"] is None
     assert 'name="cidr"' not in page

@@ -17,7 +17,6 @@ from worker.runtimes import get_runtime
 
 HISTORY_SIZE = 25
 DELETED_SHOWN = 10  # the latest deleted endpoints listed under the others, with their delete
-EXAMPLE_VALUES = {"number": 1.0, "integer": 1, "boolean": False, "string": "text"}
 
 
 def with_latest_deployment(endpoints):
@@ -148,10 +147,7 @@ def predict_example(endpoint: Endpoint, version: ModelVersion | None) -> dict | 
     """A curl command for one prediction, built from the live version's input schema."""
     if version is None or not endpoint.public_url:
         return None
-    row = {
-        feature["name"]: (feature.get("categories") or [EXAMPLE_VALUES.get(feature["type"], 1.0)])[0]
-        for feature in version.input_schema
-    }
+    row = version.example_set["rows"][0]  # given at upload, or read from the model (endpoints.examples)
     url = endpoint.public_url.rstrip("/") + "/predict"
     lines = [f"curl -X POST {shlex.quote(url)}", "-H 'content-type: application/json'"]
     if endpoint.checks_keys:

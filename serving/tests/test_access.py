@@ -360,6 +360,22 @@ def control(tmp_path, mode, keys=KEYS, cidrs=()) -> AccessControl:
     return AccessControl(str(path))
 
 
+def test_the_portals_key_passes_every_check_and_nothing_else_does(tmp_path):
+    portal = b"mepp_" + b"p" * 43
+    path = tmp_path / "access.json"
+    write_policy(path, "both", KEYS, ["10.0.0.0/8"])
+    checked = AccessControl(str(path), portal_key=portal)
+
+    assert checked.check("127.0.0.1", portal, b"") is None  # neither a team key nor a listed address
+    assert checked.check(None, portal, b"") is None
+    assert checked.check("127.0.0.1", portal[:-1] + b"q", b"") is ADDRESS_NOT_ALLOWED
+    assert checked.check("10.1.2.3", portal[:-1], b"") is UNKNOWN_KEY
+    assert checked.check("10.1.2.3", VALID.encode(), b"") is None
+    # A process without a portal key (no control socket) lets nobody past that way.
+    assert AccessControl(str(path)).check("10.1.2.3", portal, b"") is UNKNOWN_KEY
+    assert AccessControl(str(path), portal_key=b"").check("10.1.2.3", b"", b"") is MISSING_KEY
+
+
 def test_check_gives_every_verdict(tmp_path):
     both = control(tmp_path, "both", cidrs=["127.0.0.0/8", "::1/128"])
     assert both.check("127.0.0.1", VALID.encode(), b"") is None

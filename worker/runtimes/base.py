@@ -207,6 +207,16 @@ class HttpsFront:
 
 
 @dataclass(frozen=True)
+class PortalAccess:
+    """How the portal itself may call an endpoint's live revision: where, and with which headers
+    (a credential that passes its access check; never shown to anyone)."""
+
+    url: str  # the base URL, without a trailing slash
+    headers: dict[str, str] = field(default_factory=dict)
+    via: str = ""  # how, in words: "the serving process's portal key"
+
+
+@dataclass(frozen=True)
 class IssuedKey:
     name: str  # the runtime's name for the key, used to revoke it
     secret: str  # shown once to the team, never stored in the clear
@@ -258,6 +268,8 @@ class Runtime(ABC):
     # (a cloud's log API has a per-project read quota; a local file has none).
     log_poll_seconds: float = 3.0
     log_cache_seconds: float = 0.0
+    # Whether `portal_access` gives the portal a way of its own to call a live endpoint.
+    portal_path: bool = False
 
     @abstractmethod
     def deploy_steps(self, spec: DeploySpec) -> list[Step]:
@@ -332,6 +344,12 @@ class Runtime(ABC):
         """Give the endpoint's HTTPS front a new certificate in place of one the provider will never
         issue; returns the new one's name."""
         raise PermanentError(f"The {self.name} runtime puts no HTTPS front before endpoints.")
+
+    def portal_access(self, endpoint: str, live: DeploymentResources | None) -> PortalAccess:
+        """How the portal may call the endpoint's live revision itself (the playground), past its
+        access check. PermanentError where the runtime offers no such path: the playground then
+        calls the public URL with the caller's own key."""
+        raise PermanentError(f"The {self.name} runtime gives the portal no credential of its own.")
 
     def read_log(self, endpoint: str, live: DeploymentResources | None, query: LogQuery) -> LogPage:
         """The live revision's log, newest entry last, as `query` filters and bounds it (see

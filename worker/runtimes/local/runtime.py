@@ -33,6 +33,7 @@ from worker.runtimes.base import (
     IssuedKey,
     KeySpec,
     PermanentError,
+    PortalAccess,
     Runtime,
     Step,
     StepResult,
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 class LocalRuntime(Runtime):
     name = "local"
     supports_canary = False  # one serving process per endpoint: one version at a time
+    portal_path = True  # every serving process gives the portal a key of its own (serving.access)
     enforcers = {"keys": "the serving process itself", "addresses": "the serving process itself"}
 
     def __init__(self, root: Path | str | None = None):
@@ -101,6 +103,28 @@ class LocalRuntime(Runtime):
         if not answer.get("ok"):
             raise PermanentError(f"{revision} refused to give its metrics: {answer.get('error')}")
         return answer["metrics"]
+
+    def portal_access(self, endpoint: str, live: DeploymentResources | None) -> PortalAccess:
+        """The serving process's own URL and its portal key, asked over its control socket (which
+        only this user can use): the key passes the process's access check, and exists only in
+        its memory (see serving.access)."""
+        target = self.dir.endpoint(endpoint)
+        revision = target.current()
+        url = (live or {}).get("url") or (f"http://127.0.0.1:{target.port()}" if target.port() else "")
+        if revision is None or not url:
+            raise PermanentError(f"{endpoint} has no serving process running.")
+        try:
+            answer = send_command(target.socket_path(revision), {"cmd": "portal_key"}, timeout=5)
+        except ControlError as exc:
+            raise TransientError(f"{revision} did not answer: {exc}") from None
+        if not answer.get("ok"):
+            raise PermanentError(
+                f"{revision} gives no portal key ({answer.get('error')}): it was started before the "
+                "playground existed. Redeploy the current version to call it from here."
+            )
+        return PortalAccess(
+            url=url.rstrip("/"), headers={"x-api-key": answer["key"]}, via="the serving process's portal key"
+        )
 
     def read_log(self, endpoint: str, live: DeploymentResources | None, query: LogQuery) -> LogPage:
         """The serving revision's log file (or, when stopped, the live deployment's), read as
