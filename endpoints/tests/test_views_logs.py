@@ -55,6 +55,7 @@ def test_an_admin_reads_the_live_revisions_log_newest_last(client, admin, live):
     assert [entry["message"][:10] for entry in body["entries"]] == ["Serving ir", "401 POST /", "500 POST /"]
     assert body["entries"][1] == {
         "time": "2026-12-06T03:47:40.000001Z",
+        "shown_time": "2026-12-06 03:47:40.000 UTC",
         "level": "WARNING",
         "message": "401 POST /predict: Send an API key in the x-api-key header. (0.1 ms, client 127.0.0.1)",
         "status": 401,
@@ -141,6 +142,7 @@ def test_the_logs_own_page_filters_without_javascript(client, admin, live):
     assert response.status_code == 200
     page = response.content.decode()
     assert "500 POST /predict: boom" in page
+    assert '<time datetime="2026-12-06T03:47:41Z">2026-12-06 03:47:41.000 UTC</time>' in page
     assert "401 POST" not in page and "Serving iris" not in page
     assert '<option value="ERROR" selected>' in page
     assert client.get(LOGS, {"level": "LOUD"}).status_code == 400

@@ -7,6 +7,8 @@ The page (without `format=json`) shows the same entries server-rendered: the pan
 submits to it, so filtering works without JavaScript too.
 """
 
+import re
+
 from django import forms
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -15,7 +17,7 @@ from endpoints.models import Endpoint
 from endpoints.services.errors import ServiceError
 from endpoints.services.logs import endpoint_log_read, log_poll_seconds
 from endpoints.views.common import admin_required
-from worker.runtimes.logs import LEVELS, MAX_CURSOR, MAX_LIMIT, MAX_TEXT, LogQuery
+from worker.runtimes.logs import LEVELS, MAX_CURSOR, MAX_LIMIT, MAX_TEXT, LogPage, LogQuery
 
 LEVEL_CHOICES = [("", "All levels"), *((level, f"{level.title()} and above") for level in LEVELS)]
 
@@ -36,6 +38,25 @@ class LogFilterForm(forms.Form):
         )
 
 
+RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
+
+
+def shown_time(text: str) -> str:
+    """An entry's RFC 3339 UTC time as the pages write times, to the millisecond:
+    `2026-12-06 03:47:40.123 UTC` (as it came when it is not in that form; a dash when none)."""
+    match = RFC3339.match(text)
+    if not match:
+        return text or "—"
+    return f"{match[1]} {match[2]}.{(match[3] or '').ljust(3, '0')[:3]} UTC"
+
+
+def page_json(page: LogPage) -> dict:
+    body = page.as_json()
+    for entry in body["entries"]:
+        entry["shown_time"] = shown_time(entry["time"])
+    return body
+
+
 def _errors(form: LogFilterForm) -> str:
     return " ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
 
@@ -54,7 +75,8 @@ def endpoint_logs(request, name):
     else:
         error, status = f"The log cannot be read that way: {_errors(form)}", 400
     if wants_json:
-        body = {"error": error} if page is None else page.as_json()
+        body = {"error": error} if page is None else page_json(page)
         return JsonResponse({**body, "poll_seconds": log_poll_seconds()}, status=status)
-    context = {"endpoint": endpoint, "form": form, "page": page, "error": error}
+    entries = page_json(page)["entries"] if page else []
+    context = {"endpoint": endpoint, "form": form, "page": page, "entries": entries, "error": error}
     return render(request, "endpoints/endpoint_logs.html", context, status=status)

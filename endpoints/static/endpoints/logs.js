@@ -28,7 +28,7 @@
     item.className = `log-entry log-${String(entry.level).toLowerCase()}`;
     const time = document.createElement("time");
     time.dateTime = entry.time;
-    time.textContent = entry.time;
+    time.textContent = entry.shown_time;
     const level = document.createElement("span");
     level.className = "log-level";
     level.textContent = entry.level;
