@@ -147,3 +147,28 @@ def test_a_guard_reads_a_revisions_window_in_one_step(endpoint):
 def test_a_window_that_cannot_be_asked_is_refused(endpoint, start, end, step, problem):
     with pytest.raises(ValueError, match=problem):
         rollup_series(endpoint="iris-prod", start=start, end=end, step=step)
+
+
+def test_beat_scrapes_every_traffic_scrape_seconds_and_prunes_hourly():
+    from django.conf import settings
+
+    from portal.celery import app
+
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    scrape, prune = schedule["scrape-traffic"], schedule["prune-traffic"]
+    assert (scrape["task"], scrape["schedule"]) == ("worker.scrape_traffic", settings.TRAFFIC_SCRAPE_SECONDS)
+    assert scrape["options"]["expires"] == settings.TRAFFIC_SCRAPE_SECONDS  # a late scrape is dropped
+    assert (prune["task"], prune["schedule"]) == ("worker.prune_traffic", 3600.0)
+    app.loader.import_default_modules()
+    assert {"worker.scrape_traffic", "worker.prune_traffic"} <= set(app.tasks)
+
+
+def test_the_prune_task_forgets_old_rollups(endpoint, settings):
+    from worker import tasks
+
+    settings.TRAFFIC_RETENTION_DAYS = 1
+    traffic_record(samples=[sample(ok=1, fast=1, started=0)], at=T0)  # found long after its start
+    traffic_record(samples=[sample(ok=3, fast=3, started=0)], at=T0 + timedelta(seconds=15))
+    assert TrafficRollup.objects.count() == 2
+    assert tasks.prune_traffic() == 2  # T0 is long before today
+    assert not TrafficRollup.objects.exists()
