@@ -13,6 +13,7 @@
   const ANNOUNCE_MS = 30000;
   const MAX_LINES = 1000;
   let cursor = "";
+  let revision = null; // whose log is shown: a deploy while the page is open starts the new one's
   let following = true;
   let timer = null;
   let generation = 0; // a reload (new filter) makes answers to earlier requests stale
@@ -81,6 +82,14 @@
     } else if (data.entries.length) {
       list.querySelector(".log-empty")?.remove();
     }
+    if (!fresh && revision && data.revision && data.revision !== revision) {
+      const divider = document.createElement("li");
+      divider.className = "log-entry log-divider";
+      divider.textContent = `${data.revision} serves now: its log follows.`;
+      list.append(divider);
+      say(`${data.revision} serves now; following its log.`);
+    }
+    revision = data.revision;
     list.append(...data.entries.map(entryItem));
     while (list.children.length > MAX_LINES) list.firstElementChild.remove();
     if (fresh || atEnd) list.scrollTop = list.scrollHeight;
