@@ -64,6 +64,12 @@ class EndpointSettingsForm(forms.Form):
         if endpoint is not None:
             self.fields["cpu"].choices = _with_current(CPU_CHOICES, endpoint.cpu)
             self.fields["memory"].choices = _with_current(MEMORY_CHOICES, endpoint.memory)
+        runtime = get_runtime()
+        for name in runtime.ignored_settings & set(self.fields):
+            # Kept (a later move to another runtime uses it), but said plainly to do nothing here.
+            field = self.fields[name]
+            field.help_text = f"{field.help_text} Not used by the {runtime.name} runtime.".strip()
+            field.widget.attrs["data-ignored"] = "true"
 
 
 class EndpointCreateForm(EndpointSettingsForm):

@@ -338,6 +338,9 @@ class Deployment(models.Model):
     steps = models.JSONField(default=list, blank=True)
     # Names of what the runtime made: {"revision": ..., "url": ..., "api_config": ...}.
     resources = models.JSONField(default=dict, blank=True)
+    # The endpoint's runtime settings the deploy was made with ({"region": ..., "cpu": ...}), so the
+    # page can tell settings saved since then as pending; empty for deploys made before this was kept.
+    settings = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     rollback_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

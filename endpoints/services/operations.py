@@ -7,6 +7,7 @@ operation never repeats work; each step's entry is written as it starts and as i
 
 import logging
 import time
+from dataclasses import asdict
 
 from django.db import transaction
 from django.db.models import F, Q
@@ -60,7 +61,10 @@ def _journal(deployment_id: int, entry: dict, resources: DeploymentResources | N
 def steps_for(deployment: Deployment) -> list[Step]:
     """The runtime's steps for the operation: a deploy's, or a stop's, start's or delete's."""
     if deployment.is_deploy:
-        return get_runtime().deploy_steps(deploy_spec_for(deployment))
+        spec = deploy_spec_for(deployment)
+        # What this run deploys with: the endpoint's page compares it with the settings saved since.
+        Deployment.objects.filter(pk=deployment.pk).update(settings=asdict(spec.resources))
+        return get_runtime().deploy_steps(spec)
     return lifecycle.steps_for(deployment)
 
 

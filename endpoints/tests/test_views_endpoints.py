@@ -1,6 +1,7 @@
 """The endpoint pages: the list (fast at any size), create, settings, and the detail page."""
 
 import pytest
+from django.db.models import F
 from django.urls import reverse
 
 from endpoints.models import AuditEvent, Deployment, DeploymentStatus, Endpoint
@@ -193,12 +194,14 @@ def test_the_detail_page_says_what_checks_calls_and_shows_a_curl_command(client,
     deployment = Deployment.objects.create(
         endpoint=endpoint, model_version=iris_version, requested_by=admin, status=DeploymentStatus.READY
     )
-    Endpoint.objects.filter(pk=endpoint.pk).update(live_deployment=deployment, url="http://127.0.0.1:18100")
+    Endpoint.objects.filter(pk=endpoint.pk).update(
+        live_deployment=deployment, url="http://127.0.0.1:18100", access_applied_revision=F("access_revision")
+    )
     client.force_login(member)
     response = client.get(reverse("endpoints:endpoint-detail", args=["iris-prod"]))
     page = response.content.decode()
     assert "http://127.0.0.1:18100" in page
-    assert "x-api-key</code> header" in page
+    assert "Calls need an <code>x-api-key</code> header" in page
     assert "Only listed addresses" in page
     assert "10.1.0.0/16" in page
     assert "curl -X POST http://127.0.0.1:18100/predict" in response.context["example"]["curl"]
@@ -213,7 +216,7 @@ def test_an_open_endpoint_says_it_has_no_checks(client, admin):
     endpoint_create(user=admin, name="open-one", access_mode="open")
     client.force_login(admin)
     page = client.get(reverse("endpoints:endpoint-detail", args=["open-one"])).content.decode()
-    assert "No checks" in page
+    assert "Once deployed, no checks: anyone who can reach the URL can call it." in page
     assert "Not deployed yet" in page
 
 
@@ -243,7 +246,9 @@ def test_the_detail_page_says_who_checks_addresses_and_warns_of_an_empty_allowli
     client.force_login(admin)
     page = client.get(reverse("endpoints:endpoint-detail", args=["guarded"])).content.decode()
     assert checker in page
-    assert "The allowlist is empty, so every caller is refused until an address is added." in page
+    # Nothing is deployed: the page says what will hold once something is.
+    assert "Once deployed, only listed addresses may call it" in page
+    assert "The allowlist is empty, so every caller will be refused until an address is added." in page
     allowlist_add(user=admin, endpoint=Endpoint.objects.get(name="guarded"), cidr="10.0.0.0/8")
     page = client.get(reverse("endpoints:endpoint-detail", args=["guarded"])).content.decode()
     assert "The allowlist is empty" not in page

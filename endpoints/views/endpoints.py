@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from endpoints.forms import AllowlistEntryForm, DeployForm, EndpointCreateForm, EndpointSettingsForm
 from endpoints.models import ApiKey, Deployment, Endpoint, ModelVersion
+from endpoints.pending import SETTING_LABELS
 from endpoints.services import endpoints as services
 from endpoints.services.errors import ServiceError
 from endpoints.views.common import admin_required, form_error, paginate, posted
@@ -68,16 +69,15 @@ def endpoint_edit(request, name):
     endpoint = get_object_or_404(Endpoint.objects.for_user(request.user), name=name)
     form = EndpointSettingsForm(posted(request), endpoint=endpoint)
     if request.method == "POST" and form.is_valid():
-        mode = endpoint.access_mode
+        before = {name: getattr(endpoint, name) for name in form.cleaned_data}
         try:
             services.endpoint_update(user=request.user, endpoint=endpoint, **form.cleaned_data)
         except ServiceError as exc:
             endpoint.refresh_from_db()
             form_error(form, exc)
         else:
-            messages.success(
-                request, settings_saved_message(endpoint, mode_changed=endpoint.access_mode != mode)
-            )
+            changed = {name for name, value in before.items() if getattr(endpoint, name) != value}
+            messages.success(request, settings_saved_message(endpoint, changed=changed))
             return redirect("endpoints:endpoint-detail", name=endpoint.name)
     return render(
         request,
@@ -87,19 +87,33 @@ def endpoint_edit(request, name):
     )
 
 
-def settings_saved_message(endpoint: Endpoint, *, mode_changed: bool) -> str:
-    if not mode_changed:
-        return "Settings saved. They take effect with the next deployment."
-    parts = [
-        f"Settings saved. The access mode “{endpoint.get_access_mode_display()}” is being applied now; "
-        "the other settings take effect with the next deployment."
-    ]
-    if endpoint.checks_addresses and not endpoint.allowlist.exists():
-        parts.append(
-            "The allowlist is empty, so the endpoint refuses every caller until an address is added."
+def settings_saved_message(endpoint: Endpoint, *, changed: set[str]) -> str:
+    """What saving the settings did, as the runtime will have it: what applies at once, what waits
+    for a deploy, what the runtime does not use at all."""
+    if not changed:
+        return "Settings saved: nothing changed."
+    runtime = get_runtime()
+    sizing = [name for name in SETTING_LABELS if name in changed]
+    ignored = [SETTING_LABELS[name] for name in sizing if name in runtime.ignored_settings]
+    waiting = [SETTING_LABELS[name] for name in sizing if name not in runtime.ignored_settings]
+    parts = ["Settings saved."]
+    if "access_mode" in changed:
+        parts.append(f"The access mode “{endpoint.get_access_mode_display()}” is being applied now.")
+        if endpoint.checks_addresses and not endpoint.allowlist.exists():
+            parts.append(
+                "The allowlist is empty, so the endpoint refuses every caller until an address is added."
+            )
+        if endpoint.access_note:
+            parts.append(endpoint.access_note)
+    if waiting:
+        when = (
+            "pending until a version is deployed again (Redeploy current version below)"
+            if endpoint.live_deployment_id
+            else "applied by the first deployment"
         )
-    if endpoint.access_note:
-        parts.append(endpoint.access_note)
+        parts.append(f"{', '.join(waiting)}: {when}.")
+    if ignored:
+        parts.append(f"The {runtime.name} runtime does not use {', '.join(ignored)}.")
     return " ".join(parts)
 
 

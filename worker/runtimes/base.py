@@ -264,6 +264,10 @@ class Runtime(ABC):
     supports_canary: bool = False
     # Who checks each kind of access ("keys", "addresses"), as the endpoint page says it.
     enforcers: dict[str, str] = {}
+    # The endpoint settings (names of `Resources` fields) this runtime does not use, and why: the
+    # dashboard marks them so rather than let them look as if they applied.
+    ignored_settings: frozenset[str] = frozenset()
+    ignored_settings_reason: str = ""
     # How often the log panel asks for new entries, and how long the portal keeps a page it read
     # (a cloud's log API has a per-project read quota; a local file has none).
     log_poll_seconds: float = 3.0

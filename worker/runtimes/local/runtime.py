@@ -56,6 +56,14 @@ class LocalRuntime(Runtime):
     supports_canary = False  # one serving process per endpoint: one version at a time
     portal_path = True  # every serving process gives the portal a key of its own (serving.access)
     enforcers = {"keys": "the serving process itself", "addresses": "the serving process itself"}
+    # One serving process per endpoint on this machine, its workers set by
+    # LOCAL_RUNTIME_SERVING_WORKERS: none of the Cloud Run sizing applies.
+    ignored_settings = frozenset(
+        {"region", "cpu", "memory", "min_instances", "max_instances", "concurrency", "timeout_seconds"}
+    )
+    ignored_settings_reason = (
+        "The local runtime runs one serving process per endpoint on this machine and does not use it."
+    )
 
     def __init__(self, root: Path | str | None = None):
         self._root = root
