@@ -213,6 +213,8 @@ class Settings:
     access_file: str | None = None
     control_socket: str | None = None
     handoff_from: str | None = None
+    # A canary's socket for the requests a stable revision forwards to it (see canary.py).
+    forward_socket: str | None = None
     # With a control socket: exit unless told to serve this long after start (the deploy that
     # started this process is gone, or a later revision serves the endpoint).
     serve_within: float = 300.0
@@ -257,6 +259,7 @@ class Settings:
             access_file=os.environ.get("SERVING_ACCESS_FILE") or None,
             control_socket=os.environ.get("SERVING_CONTROL_SOCKET") or None,
             handoff_from=os.environ.get("SERVING_HANDOFF_FROM") or None,
+            forward_socket=os.environ.get("SERVING_FORWARD_SOCKET") or None,
             serve_within=_float("SERVING_SERVE_WITHIN_SECONDS", 300.0),
             max_body_bytes=_int("SERVING_MAX_BODY_BYTES", 1_572_864, minimum=1),
             max_header_bytes=_int("SERVING_MAX_HEADER_BYTES", 16_384, minimum=1024),

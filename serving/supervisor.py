@@ -9,6 +9,7 @@ tells them to drain and waits for them, killing stragglers before the 9 s budget
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ log = logging.getLogger("serving")
 
 STOP_DEADLINE = 8.7  # seconds from SIGTERM to exit, whatever the workers do
 SERVE_REPLY_TIMEOUT = 30.0
+FORWARD_BACKLOG = 1024
 MAX_CRASHES = 5  # within CRASH_WINDOW seconds, after which the server gives up
 CRASH_WINDOW = 60.0
 
@@ -62,13 +64,20 @@ class Worker:
     go_fd: int
     loaded: bool = False
     accepting: bool = False
-    released: bool = False
+    forwarding: bool = False  # accepting on the forward socket
+    mode: bytes = b""  # what it was released to do: b"F" forwarded requests only, b"G" everything
+    split_version: int = 0  # the canary split it was given (at its fork, or on its go pipe)
+    splits_sent: int = 0
+    splits_acked: int = 0
 
 
 @dataclass
 class PendingServe:
+    """A control command answered once the workers have done it (or its deadline passed)."""
+
     connection: control.ControlConnection
     deadline: float
+    kind: str = "serve"  # serve | forward | canary
 
 
 @dataclass
@@ -80,6 +89,12 @@ class Supervisor:
     serving: bool = False
     stopping: bool = False
     crashes: list[float] = field(default_factory=list)
+    # A canary: told to take the requests a stable revision forwards (not the public listener's).
+    forwarded: bool = False
+    forward_listener: socket.socket | None = None
+    # A stable revision with a canary: {"to": its forward socket, "percent": its share}.
+    split: dict | None = None
+    split_version: int = 0
 
     def __post_init__(self):
         self.shared = metrics.SharedMetrics(self.settings.workers, labels=self.settings.metric_labels)
@@ -123,19 +138,32 @@ class Supervisor:
                 status_write,
                 go_read,
                 self.portal_key,
+                self.forward_listener,
+                self.split,
             )
         os.close(status_write)
         os.close(go_read)
         os.set_blocking(status_read, False)
-        self.workers[pid] = Worker(index, pid, status_read, go_write)
+        self.workers[pid] = Worker(index, pid, status_read, go_write, split_version=self.split_version)
         self.selector.register(status_read, selectors.EVENT_READ, ("worker", pid))
 
     def release(self, child: Worker) -> None:
-        """Let a loaded worker start accepting."""
-        if not child.released:
-            child.released = True
-            with contextlib.suppress(OSError):
-                os.write(child.go_fd, b"G")
+        """Let a loaded worker start accepting: everything once told to serve, else (a canary) only
+        the forwarded requests."""
+        mode = b"G" if self.serving else b"F" if self.forwarded else b""
+        if not mode or child.mode in (mode, b"G"):
+            return
+        child.mode = mode
+        with contextlib.suppress(OSError):
+            os.write(child.go_fd, mode)
+        if child.split_version != self.split_version:
+            self.send_split(child)
+
+    def send_split(self, child: Worker) -> None:
+        child.split_version = self.split_version
+        child.splits_sent += 1
+        with contextlib.suppress(OSError):
+            os.write(child.go_fd, b"C" + json.dumps(self.split).encode() + b"\n")
 
     def on_worker_status(self, pid: int) -> None:
         child = self.workers.get(pid)
@@ -150,13 +178,15 @@ class Supervisor:
             return
         if b"L" in data:
             child.loaded = True
-            if self.serving:
-                self.release(child)
+            self.release(child)
             if self.ready:
                 log.info("Model loaded in all %d workers.", len(self.workers))
         if b"S" in data:
             child.accepting = True
-            self.answer_serves()
+        if b"F" in data:
+            child.forwarding = True
+        child.splits_acked += data.count(b"C")
+        self.answer_serves()
 
     def reap(self) -> None:
         while True:
@@ -226,7 +256,42 @@ class Supervisor:
         ]
 
     def status(self) -> dict:
-        return {"pid": os.getpid(), "ready": self.ready, "serving": self.accepting, "port": self.port}
+        status = {"pid": os.getpid(), "ready": self.ready, "serving": self.accepting, "port": self.port}
+        if self.forward_listener is not None:
+            status["forwarded"] = self.forwarding  # taking the requests a stable revision forwards
+        if self.split:
+            status["canary"] = self.split
+        return status
+
+    @property
+    def forwarding(self) -> bool:
+        return bool(self.workers) and all(child.forwarding for child in self.workers.values())
+
+    def set_split(self, command: dict) -> dict | None:
+        """Start, change or end the canary split; an error answer, or None once the workers have it."""
+        percent, to = command.get("percent"), command.get("to")
+        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+            return {"ok": False, "error": "percent must be a whole number from 0 (no canary) to 100"}
+        if percent and (not isinstance(to, str) or not to):
+            return {"ok": False, "error": "to must name the canary's forward socket"}
+        if percent and to == self.settings.forward_socket:
+            return {"ok": False, "error": "a revision cannot be its own canary"}
+        if percent:
+            problem = _check_forward_socket(to)
+            if problem:
+                return {"ok": False, "error": f"the canary's forward socket {to}: {problem}"}
+        split = {"to": to, "percent": percent} if percent else None
+        if split != self.split:
+            self.split = split
+            self.split_version += 1
+            log.info(
+                "Canary: %s.",
+                f"{percent}% of requests go to {to}" if split else "none, every request is answered here",
+            )
+            for child in self.workers.values():
+                if child.mode:
+                    self.send_split(child)
+        return None
 
     def on_command(self, connection: control.ControlConnection, line: bytes) -> None:
         try:
@@ -263,12 +328,37 @@ class Supervisor:
                     self.release(child)
             self.pending_serves.append(PendingServe(connection, time.monotonic() + SERVE_REPLY_TIMEOUT))
             self.answer_serves()
+        elif name == "serve_forwarded":
+            if self.forward_listener is None:
+                connection.reply(
+                    {"ok": False, "error": "this server has no forward socket (SERVING_FORWARD_SOCKET)"}
+                )
+                return
+            if not self.forwarded:
+                log.info("Told to serve as a canary: workers take the requests forwarded to them.")
+                self.forwarded = True
+            for child in self.workers.values():
+                if child.loaded:
+                    self.release(child)
+            self.pending_serves.append(
+                PendingServe(connection, time.monotonic() + SERVE_REPLY_TIMEOUT, kind="forward")
+            )
+            self.answer_serves()
+        elif name == "canary":
+            refusal = self.set_split(command)
+            if refusal:
+                connection.reply(refusal)
+                return
+            self.pending_serves.append(
+                PendingServe(connection, time.monotonic() + SERVE_REPLY_TIMEOUT, kind="canary")
+            )
+            self.answer_serves()
         else:
             connection.reply(
                 {
                     "ok": False,
-                    "error": 'unknown command; use "status", "listener", "serve", '
-                    '"reload_access", "metrics" or "portal_key"',
+                    "error": 'unknown command; use "status", "listener", "serve", "serve_forwarded", '
+                    '"canary", "reload_access", "metrics" or "portal_key"',
                 }
             )
 
@@ -293,8 +383,25 @@ class Supervisor:
             return
         now = time.monotonic()
         waiting = []
+        complete = len(self.workers) == self.settings.workers
         for pending in self.pending_serves:
-            if self.accepting and len(self.workers) == self.settings.workers:
+            if pending.kind == "canary":
+                if all(child.splits_acked >= child.splits_sent for child in self.workers.values()):
+                    pending.connection.reply({"ok": True, "canary": self.split})
+                elif now > pending.deadline:
+                    pending.connection.reply({"ok": False, "error": "workers did not take the canary split"})
+                else:
+                    waiting.append(pending)
+            elif pending.kind == "forward":
+                if self.forwarding and complete:
+                    pending.connection.reply({"ok": True, "forwarded": True})
+                elif now > pending.deadline:
+                    pending.connection.reply(
+                        {"ok": False, "forwarded": False, "error": "workers are not accepting"}
+                    )
+                else:
+                    waiting.append(pending)
+            elif self.accepting and complete:
                 pending.connection.reply({"ok": True, "serving": True})
             elif now > pending.deadline:
                 pending.connection.reply(
@@ -320,6 +427,13 @@ class Supervisor:
             self.control_server, control_identity = control.bind_control_socket(self.settings.control_socket)
             self.control_server.setblocking(False)
             self.selector.register(self.control_server, selectors.EVENT_READ, ("accept", None))
+        forward_identity = None
+        if self.settings.forward_socket:
+            # Owner-only, like the control socket: a forwarded request's caller address is believed.
+            self.forward_listener, forward_identity = control.bind_control_socket(
+                self.settings.forward_socket
+            )
+            self.forward_listener.listen(FORWARD_BACKLOG)
         for index in range(self.settings.workers):
             self.spawn(index)
         log.info(
@@ -351,7 +465,7 @@ class Supervisor:
                 if (signal.SIGTERM in received or signal.SIGINT in received) and not self.stopping:
                     stop_deadline = time.monotonic() + STOP_DEADLINE
                     self.stop()
-                elif not (self.serving or self.stopping) and time.monotonic() >= give_up_at:
+                elif not (self.serving or self.forwarded or self.stopping) and time.monotonic() >= give_up_at:
                     log.warning(
                         "Not told to serve within %gs of starting; exiting.", self.settings.serve_within
                     )
@@ -376,6 +490,8 @@ class Supervisor:
         finally:
             if control_identity is not None:
                 control.remove_control_socket(self.settings.control_socket, control_identity)
+            if forward_identity is not None:
+                control.remove_control_socket(self.settings.forward_socket, forward_identity)
 
     def kill_all(self) -> None:
         for pid in self.workers:
@@ -398,6 +514,19 @@ class Supervisor:
                 os.kill(pid, signal.SIGTERM)
         # The master's copy of the listener goes too; a successor holding its own copy is unaffected.
         self.listener.close()
+        if self.forward_listener is not None:
+            self.forward_listener.close()
+
+
+def _check_forward_socket(path: str) -> str:
+    """Why requests cannot be forwarded to `path` ("" when a server accepts there)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
 
 
 def prepare(settings: Settings) -> tuple[Model, socket.socket]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from serving import batching, metrics
 from serving.accept import BalancedAcceptor
 from serving.access import AccessControl
 from serving.app import ServingApp
+from serving.canary import ForwardedConnection, Routing
 from serving.config import Settings
 from serving.model import Model, ModelError
 from serving.protocol import HttpConnection, Limits, ServerState, sweep_connections
@@ -74,6 +76,47 @@ def micro_batching(settings: Settings, model: Model) -> batching.MicroBatch | No
     return batching.MicroBatch(settings.microbatch_max_rows, settings.microbatch_wait_us / 1e6)
 
 
+class MasterMessages:
+    """What the master says on the go pipe once the worker runs: b"G" (accept on the public
+    listener too) and b"C" + JSON + b"\n" (the canary split, acknowledged with b"C" on the status
+    pipe once every connection uses it). EOF means the master is gone."""
+
+    def __init__(self, go_fd: int, status_fd: int, acceptor: BalancedAcceptor, routing: Routing, stop):
+        self.go_fd, self.status_fd = go_fd, status_fd
+        self.acceptor, self.routing, self.stop = acceptor, routing, stop
+        self.buffer = b""
+
+    def on_readable(self) -> None:
+        try:
+            data = os.read(self.go_fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.go_fd)
+            self.stop.set()
+            return
+        self.buffer += data
+        while self.buffer:
+            if self.buffer[:1] == b"G":
+                self.buffer = self.buffer[1:]
+                self.accept_public()
+            elif self.buffer[:1] == b"C":
+                line, found, rest = self.buffer.partition(b"\n")
+                if not found:
+                    return
+                self.buffer = rest
+                self.routing.apply(json.loads(line[1:]) or None)
+                os.write(self.status_fd, b"C")
+            else:
+                log.error("Unknown message from the master: %r", self.buffer[:20])
+                self.buffer = b""
+
+    def accept_public(self) -> None:
+        if not self.acceptor.accepting and not self.stop.is_set():
+            self.acceptor.start()
+            os.write(self.status_fd, b"S")
+
+
 async def serve(
     app: ServingApp,
     state: ServerState,
@@ -83,6 +126,11 @@ async def serve(
     index: int,
     status_fd: int,
     early: list,
+    *,
+    go_fd: int | None = None,
+    public: bool = True,
+    forward_listener: socket.socket | None = None,
+    split: dict | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -90,20 +138,41 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     if early:
         stop.set()
+    # The connections' app is read from `routing` once per connection, never per request.
+    routing = Routing(app, loop, state)
+    routing.apply(split)
     acceptor = BalancedAcceptor(
-        loop, listener, lambda: HttpConnection(app, state, limits, loop), gauges, index
+        loop, listener, lambda: HttpConnection(routing.app, state, limits, loop), gauges, index
     )
     state.on_close = acceptor.closed
-    acceptor.start()
+    forward_server = None
+    if forward_listener is not None:
+        # Requests a stable revision forwards to this one, as its canary (see canary.py).
+        forward_listener.setblocking(False)
+        forward_server = await loop.create_unix_server(
+            lambda: ForwardedConnection(app, state, limits, loop), sock=forward_listener
+        )
+        os.write(status_fd, b"F")
+    messages = None
+    if go_fd is not None:
+        messages = MasterMessages(go_fd, status_fd, acceptor, routing, stop)
+        os.set_blocking(go_fd, False)
+        loop.add_reader(go_fd, messages.on_readable)
+    if public:
+        acceptor.start()
+        os.write(status_fd, b"S")
     background = [
         asyncio.create_task(tick(state, stop, os.getppid())),
         asyncio.create_task(sweep_connections(state, limits)),
     ]
-    os.write(status_fd, b"S")
     await stop.wait()
 
     # Stop accepting (this closes only this process's copy of the listener), then drain.
     state.draining = True
+    if go_fd is not None:
+        loop.remove_reader(go_fd)
+    if forward_server is not None:
+        forward_server.close()
     acceptor.stop()
     for connection in list(state.connections):
         connection.shutdown()
@@ -115,6 +184,7 @@ async def serve(
         connection.transport.abort()
     for task in background:
         task.cancel()
+    routing.apply(None)
 
 
 def run(
@@ -126,8 +196,13 @@ def run(
     status_fd: int,
     go_fd: int,
     portal_key: bytes | None = None,
+    forward_listener: socket.socket | None = None,
+    split: dict | None = None,
 ) -> int:
-    """The worker's whole life; returns its exit code."""
+    """The worker's whole life; returns its exit code.
+
+    The master's first byte on the go pipe says how to start: b"G" accept on the public listener
+    (and the forward socket, if any), b"F" on the forward socket only (a canary)."""
     # Until the event loop takes the signals over, stopping means leaving at once.
     signal.signal(signal.SIGTERM, _exit_now)
     signal.signal(signal.SIGINT, _exit_now)
@@ -170,14 +245,30 @@ def run(
     gc.collect()
     gc.freeze()
     os.write(status_fd, b"L")
-    if not os.read(go_fd, 1):
+    go = os.read(go_fd, 1)
+    if not go:
         return 0
     # A stop signal from here until the loop installs its handlers is remembered, not acted on
     # mid-way through building the loop.
     early: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: early.append(signum))
     signal.signal(signal.SIGINT, lambda signum, frame: early.append(signum))
-    uvloop.run(serve(app, state, listener, limits, shared.connection_gauges, index, status_fd, early))
+    uvloop.run(
+        serve(
+            app,
+            state,
+            listener,
+            limits,
+            shared.connection_gauges,
+            index,
+            status_fd,
+            early,
+            go_fd=go_fd,
+            public=go == b"G",
+            forward_listener=forward_listener,
+            split=split,
+        )
+    )
     return 0
 
 

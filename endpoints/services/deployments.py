@@ -71,8 +71,7 @@ def check_canary(traffic_percent: int, endpoint: Endpoint) -> None:
     runtime = get_runtime()
     if not runtime.supports_canary:
         raise ServiceError(
-            f"The {runtime.name} runtime serves one version at a time: deploy with 100% of the traffic "
-            "(canary shares need the gcp runtime).",
+            f"The {runtime.name} runtime serves one version at a time: deploy with 100% of the traffic.",
             field="traffic_percent",
         )
     if endpoint.live_deployment_id is None:

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 from endpoints.models import AuditEvent, Deployment
 from endpoints.services.deployments import model_spec_for
 from worker.runtimes.local.state import RuntimeDir
+from worker.runtimes.memory import MemoryRuntime
 
 
 def api(user) -> APIClient:
@@ -68,7 +69,14 @@ def test_a_plan_names_the_endpoints_port_and_the_access_it_would_rewrite(admin, 
     assert changes[3]["detail"].startswith("http://127.0.0.1:18123 answers from iris-prod-d")
 
 
-def test_a_canary_on_the_local_runtime_is_refused_when_it_is_asked_for(
+class OneVersionRuntime(MemoryRuntime):
+    """A runtime that cannot split traffic (RUNTIME takes a Runtime subclass's dotted path)."""
+
+    name = "single"
+    supports_canary = False
+
+
+def test_a_canary_on_a_runtime_that_cannot_split_traffic_is_refused_when_it_is_asked_for(
     admin, endpoint, iris_version, memory_runtime, settings
 ):
     from endpoints.services.deployments import deployment_request
@@ -76,7 +84,7 @@ def test_a_canary_on_the_local_runtime_is_refused_when_it_is_asked_for(
 
     live = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
     deployment_run(deployment_id=live.pk)  # made live at once by the memory runtime
-    settings.RUNTIME = "local"
+    settings.RUNTIME = f"{__name__}.OneVersionRuntime"
 
     for response in (
         plan(admin, endpoint, iris_version, traffic_percent=10),
@@ -88,7 +96,7 @@ def test_a_canary_on_the_local_runtime_is_refused_when_it_is_asked_for(
     ):
         assert response.status_code == 400
         assert response.json()["field"] == "traffic_percent"
-        assert "The local runtime serves one version at a time" in response.json()["detail"]
+        assert "The single runtime serves one version at a time" in response.json()["detail"]
     assert endpoint.deployments.count() == 1
 
 

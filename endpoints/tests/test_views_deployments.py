@@ -80,9 +80,14 @@ def test_a_canary_share_is_offered_once_something_is_live(
     assert Deployment.objects.filter(status="queued").get().traffic_percent == 10
 
 
-def test_the_local_runtime_offers_no_traffic_share(client, admin, endpoint, iris_version):
+def test_the_form_offers_a_share_exactly_when_the_runtime_can_split_traffic(
+    client, admin, endpoint, iris_version, settings
+):
     _make_live(admin, endpoint, iris_version)
     client.force_login(admin)
+    page = client.get(reverse("endpoints:endpoint-detail", args=[endpoint.name])).content.decode()
+    assert 'name="traffic_percent"' in page  # the local runtime: two revisions share the port
+    settings.RUNTIME = "endpoints.tests.test_deployment_plan.OneVersionRuntime"
     page = client.get(reverse("endpoints:endpoint-detail", args=[endpoint.name])).content.decode()
     assert 'name="traffic_percent"' not in page  # it serves one version at a time
 

@@ -40,7 +40,7 @@ from worker.runtimes.base import (
     TeardownSpec,
     TransientError,
 )
-from worker.runtimes.local import launcher, processes
+from worker.runtimes.local import canary, launcher, processes
 from worker.runtimes.local.logs import read_log_file
 from worker.runtimes.local.state import EndpointDir, RuntimeDir
 from worker.runtimes.local.steps import SERVE_TIMEOUT, DeploySteps, stop_revision
@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 
 class LocalRuntime(Runtime):
     name = "local"
-    supports_canary = False  # one serving process per endpoint: one version at a time
+    # Two serving processes share the port: the live one forwards the canary its share.
+    supports_canary = True
     portal_path = True  # every serving process gives the portal a key of its own (serving.access)
     enforcers = {"keys": "the serving process itself", "addresses": "the serving process itself"}
     # One serving process per endpoint on this machine, its workers set by
@@ -258,6 +259,8 @@ class LocalRuntime(Runtime):
         if newer:  # the portal's view is behind what runs here: never bring an older version back
             log.warning("not reviving %s: %s, a later deployment, serves %s", revision, newer, spec.endpoint)
             return False
+        if spec.traffic_percent < 100 and target.current() not in (None, revision):
+            return self._ensure_canary(target, spec)
         pid = processes.read_pid_file(target.pid_file(revision))
         if pid is not None:
             try:
@@ -277,6 +280,30 @@ class LocalRuntime(Runtime):
         log.info("the live revision %s of %s is not running: starting it again", revision, spec.endpoint)
         DeploySteps(self.dir, spec).revive()
         return True
+
+    def _ensure_canary(self, target: EndpointDir, spec: DeploySpec) -> bool:
+        """A live canary: the current revision keeps the port and forwards the canary its share.
+        Its process is started again if it stopped, and the share set again if a restart of either
+        lost it. A current revision that is not running is the stable deployment's to revive."""
+        revision, stable = spec.revision, target.current()
+        if not canary.running(target, stable):
+            log.warning(
+                "not reviving the canary %s: %s, which it shares the port with, is not running",
+                revision,
+                stable,
+            )
+            return False
+        if not canary.running(target, revision):
+            log.info("the canary %s of %s is not running: starting it again", revision, spec.endpoint)
+            DeploySteps(self.dir, spec).revive()
+            return True
+        with target.lock():
+            recorded = target.canary() or {}
+            percent = recorded.get("percent") if recorded.get("revision") == revision else None
+            canary.share(
+                target, stable=stable or "", canary=revision, percent=percent or spec.traffic_percent
+            )
+        return False
 
     def warm_up(self) -> None:
         """Start the serving launcher, so the first deploy finds it warm."""

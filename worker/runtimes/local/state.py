@@ -157,6 +157,26 @@ class EndpointDir:
         else:
             write_atomically(self.current_file, f"{revision}\n")
 
+    @property
+    def canary_file(self) -> Path:
+        return self.path / "canary.json"
+
+    def canary(self) -> dict | None:
+        """The canary beside the current revision: {"revision": ..., "percent": ...}, or None."""
+        text = read_text(self.canary_file)
+        try:
+            document = json.loads(text) if text else None
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) and document.get("revision") else None
+
+    def set_canary(self, revision: str | None, percent: int = 0) -> None:
+        if revision is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.canary_file.unlink()
+        else:
+            write_atomically(self.canary_file, json.dumps({"revision": revision, "percent": percent}) + "\n")
+
     def write_access(self, document: dict) -> None:
         write_atomically(self.access_file, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
@@ -168,6 +188,10 @@ class EndpointDir:
 
     def socket_path(self, revision: str) -> Path:
         return fit_socket_path(self.path / f"{revision}.sock")
+
+    def forward_socket_path(self, revision: str) -> Path:
+        """Where the revision takes the requests a stable revision forwards to it as its canary."""
+        return fit_socket_path(self.path / f"{revision}.fwd.sock")
 
     def newer_running(self, deployment_id: int) -> str | None:
         """The endpoint's current revision when a later deployment made it and it still runs:
@@ -191,7 +215,7 @@ class EndpointDir:
 
     def forget(self, revision: str) -> None:
         """Remove a stopped revision's pid and socket files (its log stays, for reading)."""
-        for path in (self.pid_file(revision), self.socket_path(revision)):
+        for path in (self.pid_file(revision), self.socket_path(revision), self.forward_socket_path(revision)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

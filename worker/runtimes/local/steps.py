@@ -30,7 +30,7 @@ from worker.runtimes.base import (
     deployment_number,
     run_steps,
 )
-from worker.runtimes.local import launcher, processes
+from worker.runtimes.local import canary, launcher, processes
 from worker.runtimes.local.state import EndpointDir, RuntimeDir, port_is_free
 from worker.runtimes.resources import DeploymentResources
 
@@ -183,6 +183,8 @@ class DeploySteps:
                 "SERVING_WORKERS": str(settings.LOCAL_RUNTIME_SERVING_WORKERS),
                 "SERVING_ACCESS_FILE": str(target.access_file),
                 "SERVING_CONTROL_SOCKET": str(target.socket_path(revision)),
+                # Where it takes requests a stable revision forwards, should it serve as a canary.
+                "SERVING_FORWARD_SOCKET": str(target.forward_socket_path(revision)),
                 "SERVING_REVISION": revision,  # named in each request log line
                 "SERVING_ENDPOINT": self.spec.endpoint,  # labels its metrics, with the revision
             }
@@ -287,6 +289,8 @@ class DeploySteps:
                     "the serving process stopped before it could serve"
                     + _tail_for_message(target.log_file(revision))
                 )
+            if self.spec.traffic_percent < 100 and target.current() not in (None, revision):
+                return self._share(port)
             try:
                 answer = send_command(target.socket_path(revision), {"cmd": "serve"}, timeout=SERVE_TIMEOUT)
             except ControlError as exc:
@@ -298,6 +302,7 @@ class DeploySteps:
             current = target.current()
             previous = current if current and current != revision else resources.get("previous_revision")
             target.set_current(revision)
+            target.set_canary(None)  # whatever canary served beside the old version goes with it
         url = f"http://{settings.LOCAL_RUNTIME_PUBLIC_HOST}:{port}"
         _check_readyz(port)
         return StepResult(
@@ -305,9 +310,25 @@ class DeploySteps:
             {"url": url, "revision": revision, "previous_revision": previous},
         )
 
+    def _share(self, port: int) -> StepResult:
+        """A canary: the current revision keeps the port and forwards the deploy's share to this one
+        (the caller holds the endpoint's lock)."""
+        target, revision, percent = self.target, self.revision, self.spec.traffic_percent
+        stable = target.current()
+        assert stable is not None
+        canary.share(target, stable=stable, canary=revision, percent=percent)
+        url = f"http://{settings.LOCAL_RUNTIME_PUBLIC_HOST}:{port}"
+        return StepResult(
+            f"{url} sends {percent}% of its requests to {revision}, the rest to {stable}.",
+            {"url": url, "revision": revision, "previous_revision": stable},
+        )
+
     def plan_switch(self) -> list[Change]:
         port = self.target.port()
         url = f"http://{settings.LOCAL_RUNTIME_PUBLIC_HOST}:{port}" if port else "the endpoint's new URL"
+        percent = self.spec.traffic_percent
+        if percent < 100 and self._running_other():
+            return [Change("switch", "update", f"{url} sends {percent}% of its requests to {self.revision}")]
         return [Change("switch", "update", f"{url} answers from {self.revision}")]
 
     # 6. stop_previous --------------------------------------------------------------------------
@@ -328,6 +349,8 @@ class DeploySteps:
             target.prune_logs(keep=KEEP_LOGS, live=(revision, current))
         if not stopped:
             previous = resources.get("previous_revision")
+            if current and current != revision:
+                return StepResult(f"{current} keeps serving the rest of the requests.")
             if previous:
                 return StepResult(f"{previous} had already stopped.")
             return StepResult("Nothing to stop: this is the endpoint's first version.")
