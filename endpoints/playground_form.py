@@ -22,7 +22,7 @@ from serving.validation import RETURN_MODES
 SHAPES = ("row", "batch")
 MAX_BATCH_ROWS = 100
 RETURN_CHOICES = [
-    ("", "Default (label; with probabilities for one named row)"),
+    ("", "Default"),
     ("label", "label"),
     ("probabilities", "probabilities"),
     ("both", "both"),
