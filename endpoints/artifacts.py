@@ -393,8 +393,14 @@ ONNX_FILE = "model.onnx"
 def run_job(folder: Path, job: dict) -> dict:
     """The sandbox's entry point: inspect `folder/<job["artifact"]>`; a JSON-able answer.
 
-    The ONNX form, when there is one, is written to `folder/model.onnx`.
+    The ONNX form, when there is one, is written to `folder/model.onnx`. A job with "examples_only"
+    reads only the example rows of an artifact already registered (`stored_examples`).
     """
+    if job.get("examples_only"):
+        try:
+            return {"ok": True, "examples": stored_examples(folder / job["artifact"], job)}
+        except ArtifactError as exc:
+            return {"ok": False, "error": str(exc), "field": exc.field}
     try:
         info = inspect_artifact(
             folder / job["artifact"],
@@ -412,6 +418,31 @@ def run_job(folder: Path, job: dict) -> dict:
     if onnx is not None:
         (folder / ONNX_FILE).write_bytes(onnx)
     return {"ok": True, "info": document, "onnx_file": ONNX_FILE if onnx is not None else ""}
+
+
+def stored_examples(path: Path, job: dict) -> dict:
+    """The example rows of a version registered before they were kept, read from its artifact as
+    an upload reads them: the stored schema (complete) is the features; the artifact loads with
+    the trust it was registered with."""
+    from serving.model import ModelError, load_estimator
+
+    features = [Feature.from_json(entry, "schema") for entry in job["schema"]]
+    if job["format"] == "onnx":
+        return schema_examples(job["schema"])
+    if job["format"] == "skops":
+        check_zip(path, int(job["max_expanded_bytes"]))
+        check_trust(skops_untrusted_types(path), list(job.get("trusted_types") or []))
+    try:
+        estimator = load_estimator(
+            path, job["format"], job.get("trusted_types") or [], allow_pickle=bool(job.get("trust_code"))
+        )
+    except ModelError as exc:
+        raise ArtifactError(str(exc)) from None
+    names = getattr(estimator, "feature_names_in_", None)
+    names = [str(name) for name in names] if names is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _examples(estimator, features, names, None)
 
 
 def info_from_job(folder: Path, result: dict) -> ArtifactInfo:

@@ -184,3 +184,36 @@ def model_version_register(
                         "Another version was registered at the same time; try again."
                     ) from None
     raise AssertionError("unreachable")
+
+
+def model_version_examples_read(*, version: ModelVersion) -> dict:
+    """Read example rows from a registered version's artifact, in the sandbox, and keep them: for
+    versions registered before examples were kept (`manage.py version_examples`).
+
+    The artifact loads with the trust it was registered with (its trusted types; a pickle, which
+    an admin trusted to register it). Raises ServiceError when the sandbox cannot read it.
+    """
+    with sandbox.workspace() as folder:
+        local = folder / f"artifact.{version.format}"
+        with version.artifact.open("rb") as source, open(local, "wb") as out:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                out.write(chunk)
+        job = {
+            "examples_only": True,
+            "artifact": local.name,
+            "format": version.format,
+            "trust_code": version.format in PICKLE_FORMATS,
+            "trusted_types": list(version.trusted_types),
+            "schema": version.input_schema,
+            "max_expanded_bytes": settings.MODEL_EXPANDED_MAX_BYTES,
+        }
+        try:
+            result = sandbox.run(folder, job)
+        except sandbox.SandboxError as exc:
+            raise ServiceError(f"Reading {version}'s examples did not finish: {exc}") from None
+    if not result.get("ok"):
+        raise ServiceError(f"{version}: {result.get('error') or 'the artifact could not be read'}")
+    ModelVersion.objects.filter(pk=version.pk).update(examples=result["examples"])
+    version.examples = result["examples"]
+    version.__dict__.pop("example_set", None)
+    return result["examples"]

@@ -297,3 +297,25 @@ def test_the_api_takes_an_example_and_answers_the_examples(admin, iris_model, ir
     assert good.status_code == 201, good.content
     assert good.json()["examples"]["rows"] == [IRIS_EXAMPLES[0]]
     assert good.json()["examples"]["origin"] == "given"
+
+
+def test_versions_registered_before_examples_get_them_read_from_their_artifact(admin, iris_model):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    model = make_pipeline(StandardScaler(), DecisionTreeClassifier(random_state=0)).fit(*iris_frame())
+    old = upload(admin, iris_model, model)
+    old.examples = {}
+    old.save()
+    given = upload(admin, iris_model, model, example=json.dumps(IRIS_EXAMPLES[0]))
+    out = StringIO()
+
+    call_command("version_examples", stdout=out)
+
+    old.refresh_from_db()
+    given.refresh_from_db()
+    assert old.examples["origin"] == "model"
+    assert old.examples["rows"][0]["sepal_length"] == 5.843  # the scaler's mean, not 0
+    assert out.getvalue() == "iris v1: Read from the model: StandardScaler's mean (4).\n"
+    assert given.examples["origin"] == "given"  # kept: it had examples

@@ -269,10 +269,16 @@ def test_the_version_page_calls_where_the_version_is_live(served, admin, version
 
 
 def test_a_version_live_nowhere_says_so_and_links_the_deploy_form(admin, version):
-    page = signed_in(admin).get(f"/models/iris/v{version.number}/").content.decode()
+    client = signed_in(admin)
+    nowhere = client.get(f"/models/iris/v{version.number}/").content.decode()
+    endpoint_create(user=admin, name="iris-idle")
+    page = client.get(f"/models/iris/v{version.number}/").content.decode()
 
-    assert "iris v1 is not live on any endpoint" in page
+    assert "iris v1 is not live on any endpoint" in nowhere
+    assert "Its example row (Given at upload (3 rows)): <code" in nowhere
+    assert '<a href="/new-endpoint/">Create an endpoint</a> to deploy it to' in nowhere
     assert '<a href="#deploy-to">Deploy this version</a>' in page
+    assert 'id="deploy-to"' in page
 
 
 def test_a_runtime_with_no_portal_path_asks_for_the_callers_key(memory_runtime, admin, version):

@@ -7,6 +7,8 @@ panel again, with the answer, its time and any field errors: the panel alone for
 of its own, so the form works without JavaScript too.
 """
 
+import json
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
@@ -61,6 +63,12 @@ def panel_context(
         "answer": answer,
         "error": error,
         "user": user,
+        # Where "Deploy this version" goes: the version page's own deploy form, once there is an
+        # endpoint to deploy to.
+        "has_endpoints": version is not None
+        and target is None
+        and user.is_staff
+        and Endpoint.objects.for_user(user).exists(),
         "not_live": "" if target is not None else (live_refusal(endpoint) if endpoint is not None else ""),
     }
     if schema_version is None:
@@ -71,6 +79,7 @@ def panel_context(
     context.update(
         form=form,
         examples=schema_version.example_set,
+        example_json=json.dumps(schema_version.example_set["rows"][0], ensure_ascii=False),
         refusal=playground_refusal(user, target) if target is not None else "",
         needs_key=target is not None and target.checks_keys and not get_runtime().portal_path,
     )
