@@ -9,7 +9,8 @@ from django import forms
 from django.conf import settings
 
 from endpoints.models import AccessMode, Endpoint, ModelVersion, Team
-from endpoints.services.deployments import FULL_TRAFFIC
+from endpoints.services.deployments import FULL_TRAFFIC, check_canary, traffic_share
+from endpoints.services.errors import ServiceError
 from endpoints.services.keys import UNKNOWN_TEAM, default_team
 from worker.runtimes import get_runtime
 
@@ -104,6 +105,7 @@ class DeployForm(forms.Form):
     def __init__(self, *args, user, endpoint: Endpoint, chosen: str | None = None, **kwargs):
         """`chosen`: the id of a version to offer first ("Deploy this version" on its page)."""
         super().__init__(*args, **kwargs)
+        self.endpoint = endpoint
         versions = ModelVersion.objects.for_user(user).select_related("model")
         self.fields["model_version"].queryset = versions
         live = endpoint.live_deployment
@@ -115,6 +117,19 @@ class DeployForm(forms.Form):
         if live is None or not get_runtime().supports_canary:
             # Nothing is live yet, or the runtime serves one version at a time: no traffic to share.
             del self.fields["traffic_percent"]
+
+    def clean(self):
+        data = super().clean()
+        raw = self.data.get("traffic_percent")
+        if "traffic_percent" not in self.fields and raw not in (None, "", str(FULL_TRAFFIC)):
+            # A share asked for where the form offers none (a page from before a deploy, a request
+            # made by hand): refused now, in the service's words, never deployed at another share.
+            try:
+                share = traffic_share(int(raw) if raw.strip().isdigit() else raw)
+                check_canary(share, self.endpoint)
+            except ServiceError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return data
 
     @property
     def has_versions(self) -> bool:

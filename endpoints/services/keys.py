@@ -459,13 +459,13 @@ def api_key_restore(*, user, key: ApiKey) -> ApiKey:
             raise ServiceError("This key is not revoked.", code="conflict")
         if locked.revoked_at < now - timedelta(days=KEY_RESTORE_DAYS):
             raise ServiceError(
-                f"This key was revoked on {locked.revoked_at:%Y-%m-%d}, more than {KEY_RESTORE_DAYS} days "
-                "ago, and can no longer be restored; request a new key instead.",
+                f"This key was revoked on {locked.revoked_at:%Y-%m-%d %H:%M} UTC, more than "
+                f"{KEY_RESTORE_DAYS} days ago, and can no longer be restored; request a new key instead.",
                 code="conflict",
             )
         if locked.expires_at and locked.expires_at <= now:
             raise ServiceError(
-                f"This key expired on {locked.expires_at:%Y-%m-%d}; request a new key instead.",
+                f"This key expired on {locked.expires_at:%Y-%m-%d %H:%M} UTC; request a new key instead.",
                 code="conflict",
             )
         if (

@@ -173,6 +173,26 @@ def shown_resources(resources: dict | None) -> list[tuple[str, str]]:
     return shown
 
 
+@register.filter
+def detail_value(value):
+    """An audit detail as people read it: no raw None, times as every page writes them, lists
+    and objects spelt out."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+        try:
+            return when(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value) or "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {'—' if item is None else item}" for key, item in value.items()) or "—"
+    return value
+
+
 RESOURCE_LABELS = {"url": "URL", "gateway_url": "Gateway URL", "api_config": "API config"}
 
 

@@ -282,3 +282,46 @@ def test_the_rotate_overlap_box_has_a_visible_label(client, admin, issued):
     key = issued.api_key
     assert f'<label class="overlap small" for="overlap-{key.pk}">Overlap (hours)</label>' in page
     assert f'id="overlap-{key.pk}" name="overlap_hours"' in page
+
+
+# The deploy form offers only what the runtime can do
+
+
+def test_a_share_the_local_runtime_cannot_serve_is_refused_when_asked_not_at_a_later_step(
+    client, admin, endpoint, iris_version
+):
+    make_live(admin, endpoint, iris_version)
+    client.force_login(admin)
+    page = client.get(page_of(endpoint)).content.decode()
+    assert 'name="traffic_percent"' not in page  # one version at a time: no share offered
+    response = client.post(
+        reverse("endpoints:deployment-create", args=[endpoint.name]),
+        {"model_version": iris_version.pk, "traffic_percent": "10"},
+    )
+    assert response.status_code == 400
+    assert "The local runtime serves one version at a time" in response.content.decode()
+    assert Deployment.objects.count() == 1  # nothing queued to fail later
+    full = client.post(
+        reverse("endpoints:deployment-create", args=[endpoint.name]),
+        {"model_version": iris_version.pk, "traffic_percent": "100"},
+    )
+    assert full.status_code == 302 and Deployment.objects.count() == 2
+
+
+def test_audit_details_show_no_raw_none_and_times_as_every_page(client, admin, endpoint):
+    AuditEvent.objects.create(
+        actor=admin,
+        action="token.issue",
+        target_type="token",
+        target_id="1",
+        target_repr="token 1",
+        details={"expiry": None, "at": "2026-12-06T04:50:00+00:00", "cidrs": ["10.0.0.0/8", "::/0"]},
+    )
+    client.force_login(admin)
+    page = client.get(reverse("endpoints:audit-list")).content.decode()
+    assert '<span class="muted">expiry</span> —' in page
+    assert (
+        '<time datetime="2026-12-06T04:50:00+00:00" title="2026-12-06 04:50:00 UTC">2026-12-06 04:50 UTC'
+        in page
+    )
+    assert "10.0.0.0/8, ::/0" in page and "None" not in page

@@ -81,6 +81,7 @@ def pages_for(role: str, data: dict) -> list[str]:
     common = [
         "/",
         f"/endpoints/{iris}/",
+        f"/endpoints/{iris}/traffic/",
         "/endpoints/stopped-one/",
         "/endpoints/never-deployed/",
         f"/deployments/{data['first'].pk}/",
@@ -95,7 +96,7 @@ def pages_for(role: str, data: dict) -> list[str]:
         "/tokens/",
     ]
     if role == "member":
-        return common
+        return [*common, "/audit/"]  # the page that says it is not allowed
     return [
         *common,
         f"/key-requests/{data['pending'].pk}/",
