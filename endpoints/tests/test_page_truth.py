@@ -287,25 +287,22 @@ def test_the_rotate_overlap_box_has_a_visible_label(client, admin, issued):
 # The deploy form offers only what the runtime can do
 
 
-def test_a_share_the_local_runtime_cannot_serve_is_refused_when_asked_not_at_a_later_step(
+def test_a_share_the_form_does_not_offer_is_refused_when_asked_not_at_a_later_step(
     client, admin, endpoint, iris_version
 ):
-    make_live(admin, endpoint, iris_version)
     client.force_login(admin)
     page = client.get(page_of(endpoint)).content.decode()
-    assert 'name="traffic_percent"' not in page  # one version at a time: no share offered
-    response = client.post(
-        reverse("endpoints:deployment-create", args=[endpoint.name]),
-        {"model_version": iris_version.pk, "traffic_percent": "10"},
-    )
+    assert 'name="traffic_percent"' not in page  # nothing is live: no traffic to share
+    deploy = reverse("endpoints:deployment-create", args=[endpoint.name])
+    response = client.post(deploy, {"model_version": iris_version.pk, "traffic_percent": "10"})
     assert response.status_code == 400
-    assert "The local runtime serves one version at a time" in response.content.decode()
-    assert Deployment.objects.count() == 1  # nothing queued to fail later
-    full = client.post(
-        reverse("endpoints:deployment-create", args=[endpoint.name]),
-        {"model_version": iris_version.pk, "traffic_percent": "100"},
-    )
-    assert full.status_code == 302 and Deployment.objects.count() == 2
+    assert "A canary share needs a version already live on the endpoint" in response.content.decode()
+    assert not Deployment.objects.exists()  # nothing queued to fail at a later step
+    response = client.post(deploy, {"model_version": iris_version.pk, "traffic_percent": "ten"})
+    assert "Traffic must be a whole percentage from 1 to 100." in response.content.decode()
+    assert not Deployment.objects.exists()
+    full = client.post(deploy, {"model_version": iris_version.pk, "traffic_percent": "100"})
+    assert full.status_code == 302 and Deployment.objects.count() == 1
 
 
 def test_audit_details_show_no_raw_none_and_times_as_every_page(client, admin, endpoint):
