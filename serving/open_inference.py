@@ -106,16 +106,25 @@ class Inference(NamedTuple):
     binary_output: bool  # the request's binary_data_output: outputs in binary unless they say
 
 
+#: The binary float tensors the shortcut reads straight into rows.
+FLOAT_DTYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
+
+
 class InferenceRequest:
     """Parse an infer body into validated rows; errors name fields by path like inputs/0/data/5."""
 
-    def __init__(self, validator: Validator):
+    def __init__(self, validator: Validator, *, shortcut: bool = True):
         self.validator = validator
+        # Every feature a number: a float tensor of finite values is valid as it is.
+        self.shortcut = shortcut and validator.plain and all(kind == "number" for kind in validator.kinds)
 
     def parse(self, body: bytes, header_length: int | None = None) -> Inference:
         """The request; `header_length` (Inference-Header-Content-Length) says binary data follows."""
         tail = None
         if header_length is not None:
+            found = self._one_float_tensor(body, header_length)
+            if found is not None:
+                return found
             body, tail = binary_tensors.split(body, header_length)
         document, _ = load_json(body)
         if type(document) is not dict:
@@ -146,6 +155,41 @@ class InferenceRequest:
         if fields:
             raise _invalid(fields)
         return Inference(rows, request_id, outputs, binary_output)
+
+    def _one_float_tensor(self, body: bytes, header_length: int) -> Inference | None:
+        """The request as tritonclient sends it by default, read in one go: one FP64 or FP32
+        tensor [rows, features] in binary, all outputs asked for, every feature a number and every
+        value finite. None for anything else (the full parse then names what is wrong)."""
+        if not self.shortcut or not 0 < header_length < len(body):
+            return None
+        try:
+            document = orjson.loads(body[:header_length])
+        except orjson.JSONDecodeError:
+            return None
+        if type(document) is not dict or not document.keys() <= {"inputs", "parameters", "id"}:
+            return None
+        inputs = document.get("inputs")
+        if type(inputs) is not list or len(inputs) != 1 or type(tensor := inputs[0]) is not dict:
+            return None
+        dtype = FLOAT_DTYPES.get(tensor.get("datatype"))
+        shape, parameters = tensor.get("shape"), tensor.get("parameters")
+        width, validator = self.validator.width, self.validator
+        if dtype is None or "data" in tensor or type(shape) is not list or len(shape) != 2:
+            return None
+        rows = shape[0]
+        if type(rows) is not int or not 0 < rows <= validator.max_rows or shape[1] != width:
+            return None
+        size = rows * width * dtype.itemsize
+        if parameters != {"binary_data_size": size} or len(body) - header_length != size:
+            return None
+        request_id = document.get("id")
+        binary_output = self._binary_output(document.get("parameters"), fields := {})
+        if fields or (request_id is not None and type(request_id) is not str):
+            return None
+        matrix = np.frombuffer(body, dtype, offset=header_length).reshape(rows, width)
+        if not math.isfinite(np.add.reduce(matrix, axis=None)):
+            return None
+        return Inference(matrix.astype(np.float64), request_id, None, binary_output)
 
     def _outputs(self, requested, fields: dict[str, str]) -> list[tuple[str, bool | None]] | None:
         if requested is None:
@@ -303,9 +347,38 @@ class InferenceAnswers:
             if self.label_datatype == "BYTES"
             else None
         )
+        self.all_binary = self._all_binary_header()
+
+    def _all_binary_header(self) -> bytes:
+        """The JSON part of an answer with every output in binary, as a %-template of each output's
+        row count and size (what tritonclient asks for by default)."""
+        sentinels = iter(range(9_000_000_001, 9_000_000_009))
+        outputs = []
+        for name in self.available:
+            columns = [len(self.model.classes)] if name == "probabilities" else []
+            datatype = "FP64" if name in ("probabilities", "predict") else self.label_datatype
+            outputs.append(
+                {
+                    "name": name,
+                    "datatype": datatype,
+                    "shape": [next(sentinels), *columns],
+                    "parameters": {"binary_data_size": next(sentinels)},
+                }
+            )
+        document = {
+            "model_name": self.model.name,
+            "model_version": str(self.model.version),
+            "outputs": outputs,
+        }
+        template = orjson.dumps(document).replace(b"%", b"%%")
+        for sentinel in range(9_000_000_001, 9_000_000_001 + 2 * len(outputs)):
+            template = template.replace(b"%d" % sentinel, b"%d")
+        return template
 
     def response(self, inference: Inference) -> Response:
         """The infer response for a validated request: JSON, or JSON then binary outputs."""
+        if inference.binary_output and inference.outputs is None and inference.request_id is None:
+            return self._all_in_binary(inference.rows)
         model, default = self.model, inference.binary_output
         asked = inference.outputs or [(name, None) for name in self.available]
         wanted = [name for name, _ in asked]
@@ -342,6 +415,16 @@ class InferenceAnswers:
         if tensors:
             return binary_tensors.binary_response(orjson.dumps(document), tensors)
         return json_response(200, document)
+
+    def _all_in_binary(self, rows: np.ndarray) -> Response:
+        """Every output in binary: the same answer as `response` builds, from the header template."""
+        raw, probabilities = self.model.answers(rows, self.model.has_proba)
+        count = len(raw)
+        tensors = [self._label_tensor(raw)]
+        if probabilities is not None:
+            tensors.append(probabilities.astype("<f8", copy=False).tobytes())
+        sizes = [number for tensor in tensors for number in (count, len(tensor))]
+        return binary_tensors.binary_response(self.all_binary % tuple(sizes), tensors)
 
     def _label_tensor(self, raw: np.ndarray) -> bytes:
         if self.label_bytes is not None:
