@@ -5,7 +5,13 @@
 
 Service errors carry their own message and field. DRF's own errors (malformed input, not signed
 in, not found) are reshaped to match: a validation error names its first field in `field` and
-keeps DRF's full per-field listing under `errors`. Paths under /api/ that match no route, and
+keeps DRF's full per-field listing under `errors`.
+
+The status says what kind of refusal it is: 400 for a value of the wrong form (what the OpenAPI
+schema states: types, lengths, ranges, patterns, required fields); 422 for values of the right
+form that the service cannot take (`Unprocessable`: fields that do not go together, a name or id
+of a record that is not there, a file that does not load); 409 for a record whose state stands in
+the way; 403, 404, 410, 413 and 503 as their codes say. Paths under /api/ that match no route, and
 server errors there, answer in the same shape instead of the dashboard's HTML pages; while the
 database is away, both answer 503 with Retry-After.
 """
@@ -15,11 +21,12 @@ import sys
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.views import defaults
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from endpoints.services.errors import NotAllowed, ServiceError
+from endpoints.services.errors import NotAllowed, ServiceError, Unprocessable
 
 STATUS_FOR_CODE = {
     "permission_denied": status.HTTP_403_FORBIDDEN,
@@ -34,6 +41,7 @@ STATUS_FOR_CODE = {
 }
 
 
+@extend_schema_serializer(component_name="Error")
 class ErrorSerializer(serializers.Serializer):
     """The body of every error answer (for the OpenAPI schema)."""
 
@@ -64,17 +72,33 @@ def _first_error(detail, path: tuple = ()):
     return None
 
 
+def _leaf_codes(detail) -> set:
+    if isinstance(detail, dict):
+        return set().union(*(_leaf_codes(value) for value in detail.values()))
+    if isinstance(detail, list):
+        return set().union(*(_leaf_codes(value) for value in detail))
+    return {getattr(detail, "code", None)}
+
+
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
         code = STATUS_FOR_CODE.get(exc.code, status.HTTP_400_BAD_REQUEST)
         if isinstance(exc, NotAllowed):
             code = status.HTTP_403_FORBIDDEN
-        return Response(exc.as_dict(), status=code)
+        elif isinstance(exc, Unprocessable):
+            code = status.HTTP_422_UNPROCESSABLE_ENTITY
+        headers = (
+            {"Retry-After": str(RETRY_AFTER_SECONDS)} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+        )
+        return Response(exc.as_dict(), status=code, headers=headers)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
         field, message = _first_error(exc.detail) or ("", "Invalid input.")
+        if _leaf_codes(exc.detail) == {"does_not_exist"}:
+            # Every value has its form, but names a record that is not there (or not yours).
+            response.status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
         response.data = {
             "detail": str(message),
             "field": field or None,

@@ -1,18 +1,24 @@
 """What the API shows of each record, and the shape of what it accepts.
 
-Read serializers render records. Input serializers only check types and shapes (an integer is an
-integer, a file is a file); the rules about meaning (a DNS-safe name, a valid CIDR, who may do
-what) live in the services, so the dashboard and the API refuse the same things in the same words.
-Input serializers refuse fields they do not know, so a misspelt setting is not silently ignored.
+Read serializers render records. Input serializers check types and shapes, and state every rule
+a value must follow on its own (a length, a range, a pattern, a choice) so the OpenAPI schema says
+what the API takes; each rule comes from where the service layer keeps it (the model's fields and
+validators, or the service's own pattern and message), so the dashboard and the API refuse the same
+things in the same words. Rules about meaning across fields or records (a memory size for the CPU,
+a team you are in, who may do what) stay in the services. Input serializers refuse fields they do
+not know, and the schema says so (`additionalProperties: false`).
 """
 
 from django.conf import settings
+from django.core import validators
+from django.db import models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
+from rest_framework.utils import html
 
 from endpoints.models import (
-    AccessMode,
+    DNS_LABEL,
     AccessPolicyState,
     AllowlistEntry,
     ApiKey,
@@ -25,18 +31,31 @@ from endpoints.models import (
     ModelVersion,
     Team,
 )
+from endpoints.services.allowlist import CIDR_SHAPE
 from endpoints.services.deployments import FULL_TRAFFIC
-from endpoints.services.endpoints import SETTINGS_FIELDS
-from endpoints.services.keys import DEFAULT_OVERLAP_HOURS, MAX_OVERLAP_HOURS, UNKNOWN_TEAM
+from endpoints.services.endpoints import CPU_ACCEPTED, MEMORY_SHAPE, SETTINGS_FIELDS
+from endpoints.services.keys import (
+    DEFAULT_OVERLAP_HOURS,
+    MAX_OVERLAP_HOURS,
+    REASON_PATTERN,
+    UNKNOWN_TEAM,
+)
+from endpoints.services.versions import MODEL_NAME_PATTERN
 
 # -- reads -----------------------------------------------------------------------------------------
 
 
 class UsernameField(serializers.SlugRelatedField):
-    """A user shown by username (read only)."""
+    """A user shown by username (read only); null where the record's user may be missing."""
 
     def __init__(self, **kwargs):
         super().__init__(slug_field="username", read_only=True, **kwargs)
+
+    def bind(self, field_name, parent):
+        super().bind(field_name, parent)
+        model = getattr(getattr(parent, "Meta", None), "model", None)
+        if model is not None:
+            self.allow_null = model._meta.get_field(self.source).null
 
 
 class TeamSerializer(serializers.ModelSerializer):
@@ -218,7 +237,7 @@ class AccessPolicyStateSerializer(serializers.Serializer):
     error = serializers.CharField(source="access_error", read_only=True)
     note = serializers.CharField(source="access_note", read_only=True)
 
-    @extend_schema_field(OpenApiTypes.DATETIME)
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_pending_since(self, endpoint: Endpoint):
         """The oldest change not yet in force; null when none is waiting."""
         if endpoint.access_applied_revision >= endpoint.access_revision or not endpoint.access_requested_at:
@@ -399,13 +418,13 @@ class TokenIssuedSerializer(serializers.Serializer):
 # -- input -----------------------------------------------------------------------------------------
 
 
+# Input serializers check types and single-value rules, and refuse unknown fields; the services
+# judge the rest. A required text field takes a blank value (`blank_refused`), so a blank is
+# refused in the service's words ("Give the endpoint a name."), as the dashboard does, while the
+# schema says it cannot be blank.
+
+
 class InputSerializer(serializers.Serializer):
-    """Checks types only and refuses unknown fields; the service judges the values.
-
-    Fields the service checks for presence are optional here, so a missing one is refused with
-    the service's words ("Give the endpoint a name."), as the dashboard does.
-    """
-
     IGNORED = {"csrfmiddlewaretoken"}
 
     def validate(self, attrs):
@@ -415,6 +434,90 @@ class InputSerializer(serializers.Serializer):
                 {name: ["This field is not known."] for name in sorted(unknown)}
             )
         return attrs
+
+
+class StatedRules:
+    """A field stating rules in the schema that the service enforces in its own words.
+
+    `openapi`: schema keywords added to the field's schema (`{"pattern": CPU_ACCEPTED}`).
+    `service_requires`: a missing value is passed on to the service, which refuses it ("Choose a
+    model file to upload."); the schema says the field is required.
+    `blank_refused`: the same for a missing or blank text ("Give the endpoint a name."); the schema
+    says it is required and cannot be blank.
+    """
+
+    def __init__(
+        self,
+        *,
+        openapi: dict | None = None,
+        service_requires: bool = False,
+        blank_refused: bool = False,
+        **kwargs,
+    ):
+        self.openapi_rules = openapi or {}
+        self.blank_refused = blank_refused
+        self.service_requires = service_requires or blank_refused
+        if self.service_requires:
+            kwargs["required"] = False
+        if blank_refused:
+            kwargs.update(allow_blank=True, default="")
+        super().__init__(**kwargs)
+
+
+class TextField(StatedRules, serializers.CharField):
+    """Text, and only text: a number where text is expected is refused, as the schema says (DRF's
+    CharField would turn 0 into "0")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class WholeNumberField(StatedRules, serializers.IntegerField):
+    """A whole number; in a form (which has no null), the text `null` is null where null is taken."""
+
+    def get_value(self, dictionary):
+        value = super().get_value(dictionary)
+        return None if self.allow_null and html.is_html_input(dictionary) and value == "null" else value
+
+
+class UploadField(StatedRules, serializers.FileField):
+    pass
+
+
+def model_rules(model, name: str) -> dict:
+    """The schema keywords for the rules a model field's `full_clean` applies: length, blank, range
+    and pattern."""
+    field = model._meta.get_field(name)
+    rules: dict = {}
+    for validator in field.validators:
+        if isinstance(validator, validators.MaxLengthValidator):
+            rules["maxLength"] = validator.limit_value
+        elif isinstance(validator, validators.MinValueValidator):
+            rules["minimum"] = max(rules.get("minimum", validator.limit_value), validator.limit_value)
+        elif isinstance(validator, validators.MaxValueValidator):
+            rules["maximum"] = min(rules.get("maximum", validator.limit_value), validator.limit_value)
+        elif isinstance(validator, validators.RegexValidator):
+            rules["pattern"] = validator.regex.pattern
+    if isinstance(field, (models.CharField, models.TextField)) and not field.blank:
+        rules["minLength"] = 1
+        rules.setdefault("pattern", r"\S")  # spaces alone are a blank (DRF strips them)
+    return rules
+
+
+def model_field(model, name: str, **kwargs) -> serializers.Field:
+    """An optional input field for a model field: its type here, its rules in the schema, the
+    model's `full_clean` in the service enforcing them in its words."""
+    field = model._meta.get_field(name)
+    if field.choices:
+        return serializers.ChoiceField(choices=field.choices, required=False, **kwargs)
+    field_class = WholeNumberField if isinstance(field, models.IntegerField) else TextField
+    if field_class is TextField:
+        kwargs.setdefault("allow_blank", True)
+    return field_class(
+        required=False, openapi={**model_rules(model, name), **kwargs.pop("openapi", {})}, **kwargs
+    )
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -433,13 +536,18 @@ class JSONTextField(serializers.Field):
 
 
 class MLModelCreateSerializer(InputSerializer):
-    name = serializers.CharField(required=False, default="", allow_blank=True, max_length=100)
-    description = serializers.CharField(allow_blank=True, required=False, default="")
+    name = TextField(
+        blank_refused=True,
+        max_length=MLModel._meta.get_field("name").max_length,
+        openapi={"pattern": MODEL_NAME_PATTERN},
+        help_text="Any text but '/', '.' and '..'; spaces around it are dropped.",
+    )
+    description = TextField(allow_blank=True, required=False, default="")
 
 
 class ModelVersionUploadSerializer(InputSerializer):
-    artifact = serializers.FileField(
-        required=False, allow_empty_file=True, help_text="A .skops file (or, trusted, .joblib / .pkl)."
+    artifact = UploadField(
+        service_requires=True, allow_empty_file=True, help_text="A .skops file (or, trusted, .joblib / .pkl)."
     )
     input_schema = JSONTextField(
         required=False,
@@ -462,7 +570,7 @@ class ModelVersionUploadSerializer(InputSerializer):
         default=False,
         help_text="Load a joblib or pickle file, which runs the code inside it.",
     )
-    trusted_types = serializers.CharField(
+    trusted_types = TextField(
         required=False,
         allow_blank=True,
         help_text="The skops type names you trust, exactly as a refused upload listed them (its "
@@ -471,30 +579,46 @@ class ModelVersionUploadSerializer(InputSerializer):
 
 
 class EndpointSettingsSerializer(InputSerializer):
-    description = serializers.CharField(allow_blank=True, required=False)
-    region = serializers.CharField(required=False, allow_blank=True)
-    cpu = serializers.CharField(required=False, allow_blank=True)
-    memory = serializers.CharField(required=False, allow_blank=True)
-    min_instances = serializers.IntegerField(required=False)
-    max_instances = serializers.IntegerField(required=False)
-    concurrency = serializers.IntegerField(required=False)
-    timeout_seconds = serializers.IntegerField(required=False)
-    access_mode = serializers.ChoiceField(choices=AccessMode.choices, required=False)
+    description = model_field(Endpoint, "description")
+    region = model_field(Endpoint, "region")
+    cpu = model_field(
+        Endpoint,
+        "cpu",
+        trim_whitespace=False,
+        openapi={"pattern": CPU_ACCEPTED},
+        help_text="vCPUs: 0.08 to 1, or a whole number up to 8 (or millicores: 80m to 1000m, 2000m...).",
+    )
+    memory = model_field(
+        Endpoint,
+        "memory",
+        trim_whitespace=False,
+        openapi={"pattern": MEMORY_SHAPE},
+        help_text="512Mi, 4Gi...: Cloud Run takes 128Mi to 32Gi, within a range set by the CPU.",
+    )
+    min_instances = model_field(Endpoint, "min_instances")
+    max_instances = model_field(Endpoint, "max_instances")
+    concurrency = model_field(Endpoint, "concurrency")
+    timeout_seconds = model_field(Endpoint, "timeout_seconds")
+    access_mode = model_field(Endpoint, "access_mode")
 
 
 class EndpointCreateSerializer(EndpointSettingsSerializer):
-    name = serializers.CharField(
-        required=False,
-        default="",
-        allow_blank=True,
-        help_text="Required. A DNS-safe slug: lowercase letters, digits and hyphens, up to 40.",
+    # Checked here, not only by the service (which strips spaces): " iris" is no DNS name.
+    name = TextField(
+        blank_refused=True,
+        trim_whitespace=False,
+        max_length=Endpoint._meta.get_field("name").max_length,
+        validators=[DNS_LABEL],
+        help_text="A DNS-safe slug: lowercase letters, digits and hyphens, up to 40.",
     )
 
 
 class DeployRequestSerializer(InputSerializer):
     model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.select_related("model"))
-    traffic_percent = serializers.IntegerField(
-        required=False, help_text=f"The new version's share, 1 to 100 ({FULL_TRAFFIC} when not given)."
+    traffic_percent = WholeNumberField(
+        required=False,
+        openapi=model_rules(Deployment, "traffic_percent"),
+        help_text=f"The new version's share, 1 to 100 ({FULL_TRAFFIC} when not given).",
     )
 
 
@@ -510,14 +634,22 @@ class PlanRequestSerializer(DeployRequestSerializer):
 
 
 class DeleteRequestSerializer(InputSerializer):
-    confirm = serializers.CharField(help_text="The endpoint's name, typed again to confirm the delete.")
+    # Optional here: a missing name is refused like a wrong one, by the service (422).
+    confirm = TextField(
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="The endpoint's name, typed again to confirm the delete.",
+    )
 
 
 class AllowlistAddSerializer(InputSerializer):
-    cidr = serializers.CharField(
-        required=False, default="", allow_blank=True, help_text="Required. 203.0.113.0/24 or 2001:db8::1"
+    cidr = TextField(
+        blank_refused=True, openapi={"pattern": CIDR_SHAPE}, help_text="203.0.113.0/24 or 2001:db8::1"
     )
-    note = serializers.CharField(allow_blank=True, required=False, default="")
+    note = TextField(
+        allow_blank=True, required=False, default="", help_text="Its first 200 characters are kept."
+    )
     allow_everyone = serializers.BooleanField(
         required=False,
         default=False,
@@ -547,36 +679,53 @@ class OwnTeamField(serializers.PrimaryKeyRelatedField):
             return Team.objects.none()
         return Team.objects.all() if user.is_staff else Team.objects.filter(members=user)
 
+    def get_value(self, dictionary):
+        value = super().get_value(dictionary)
+        return None if html.is_html_input(dictionary) and value == "null" else value  # a form's null
+
+
+@extend_schema_field({"type": "string", "pattern": DNS_LABEL.regex.pattern, "maxLength": 40})
+class EndpointNameField(serializers.SlugRelatedField):
+    """An endpoint by name: a name that is no DNS label is refused as such (400) before it is looked
+    for; a DNS label no endpoint has is not there (422)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="name", queryset=Endpoint.objects.filter(deleted_at=None), **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not DNS_LABEL.regex.search(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
 
 class KeyRequestCreateSerializer(InputSerializer):
-    endpoint = serializers.SlugRelatedField(
-        slug_field="name", queryset=Endpoint.objects.filter(deleted_at=None)
-    )
+    endpoint = EndpointNameField()
     team = OwnTeamField(
         required=False,
         allow_null=True,
         help_text="The team the key is for; may be left out by a member of exactly one team.",
     )
-    reason = serializers.CharField(
-        required=False,
-        default="",
-        allow_blank=True,
-        help_text="Required. What will call the endpoint, and why.",
+    reason = TextField(
+        blank_refused=True,
+        openapi={"pattern": REASON_PATTERN},
+        help_text="What will call the endpoint, and why: at least 10 characters.",
     )
-    valid_days = serializers.IntegerField(
+    valid_days = WholeNumberField(
         required=False,
         allow_null=True,
+        openapi={"minimum": 1, "maximum": settings.API_KEY_MAX_DAYS},
         help_text=f"1 to {settings.API_KEY_MAX_DAYS}; {settings.API_KEY_DEFAULT_DAYS} when not given.",
     )
 
 
 class DecisionSerializer(InputSerializer):
-    note = serializers.CharField(allow_blank=True, required=False, default="")
+    note = TextField(allow_blank=True, required=False, default="")
 
 
 class KeyRotateSerializer(InputSerializer):
-    overlap_hours = serializers.IntegerField(
+    overlap_hours = WholeNumberField(
         required=False,
+        openapi={"minimum": 0, "maximum": MAX_OVERLAP_HOURS},
         help_text=f"Hours both keys work before the old one is revoked (0 to {MAX_OVERLAP_HOURS}; "
         f"{DEFAULT_OVERLAP_HOURS} when not given).",
     )

@@ -26,6 +26,7 @@ from endpoints.api.errors import ErrorSerializer
 from endpoints.api.permissions import IsAdmin, IsAdminOrReadOnly
 from endpoints.client_address import client_address
 from endpoints.models import (
+    DNS_LABEL,
     ApiKey,
     ApiKeyRequest,
     ApiToken,
@@ -44,7 +45,7 @@ from endpoints.services.deployments import (
     traffic_share,
 )
 from endpoints.services.endpoints import endpoint_create, endpoint_update
-from endpoints.services.errors import ServiceError
+from endpoints.services.errors import Unprocessable
 from endpoints.services.keys import (
     api_key_restore,
     api_key_reveal,
@@ -107,7 +108,8 @@ class LockedOut(exceptions.APIException):
     tags=["auth"],
     auth=[],
     summary="Exchange a username and password for an API token",
-    description="The token is shown once and expires at `expiry`. Attempts are limited per client "
+    description="The token is shown once and expires at `expiry`. A wrong username or password "
+    "answers 400 (code `authorization`), as OAuth 2's token endpoint does. Attempts are limited per client "
     "address and per user name (429); repeated failures lock the user name and the address out "
     "for a while, during which even the right password is refused (429, code `locked_out`).",
     request=s.TokenRequestSerializer,
@@ -172,7 +174,7 @@ class ApiTokenViewSet(ServiceViewSet, mixins.ListModelMixin):
     create=extend_schema(
         summary="Create a model (admins)",
         request=s.MLModelCreateSerializer,
-        responses={201: s.MLModelSerializer, **errors(400, 403)},
+        responses={201: s.MLModelSerializer, **errors(400, 403, 409)},
     ),
 )
 @extend_schema(tags=["models"])
@@ -207,7 +209,7 @@ class MLModelViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         description="multipart/form-data. The file is loaded and checked before anything is recorded; "
         "errors name the field at fault (`artifact`, `input_schema`, `label_map`, `metrics`, `example`).",
         request={"multipart/form-data": s.ModelVersionUploadSerializer},
-        responses={201: s.ModelVersionSerializer, **errors(400, 403, 404, 413)},
+        responses={201: s.ModelVersionSerializer, **errors(400, 403, 404, 409, 413)},
     )
     @action(detail=True, methods=["get", "post"], parser_classes=[MultiPartParser, FormParser])
     def versions(self, request, pk=None):
@@ -253,7 +255,9 @@ class ModelVersionViewSet(ServiceViewSet, mixins.RetrieveModelMixin):
 # -- endpoints ---------------------------------------------------------------------------------------
 
 
-ENDPOINT_NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The endpoint's name.")
+ENDPOINT_NAME = OpenApiParameter(
+    "name", str, OpenApiParameter.PATH, pattern=DNS_LABEL.regex.pattern, description="The endpoint's name."
+)
 
 
 @extend_schema_view(
@@ -262,13 +266,13 @@ ENDPOINT_NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description
     create=extend_schema(
         summary="Create an endpoint (admins)",
         request=s.EndpointCreateSerializer,
-        responses={201: s.EndpointSerializer, **errors(400, 403)},
+        responses={201: s.EndpointSerializer, **errors(400, 403, 409)},
     ),
     partial_update=extend_schema(
         summary="Change an endpoint's settings (admins); they apply from its next deployment",
         parameters=[ENDPOINT_NAME],
         request=s.EndpointSettingsSerializer,
-        responses={200: s.EndpointSerializer, **errors(400, 403, 404)},
+        responses={200: s.EndpointSerializer, **errors(400, 403, 404, 409)},
     ),
 )
 @extend_schema(tags=["endpoints"])
@@ -286,6 +290,8 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
     }
     permission_classes = [IsAdminOrReadOnly]
     lookup_field = "name"
+    # Only a DNS label can name an endpoint: any other path is not found before a query is made.
+    lookup_value_regex = DNS_LABEL.regex.pattern.removeprefix("^").removesuffix("$")
 
     def get_queryset(self):
         return Endpoint.objects.for_user(self.request.user).with_live().select_related("created_by")
@@ -334,11 +340,12 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
         endpoint = self.get_object()
         data = self.validated()
         operation = data["action"]
+        traffic_share(data.get("traffic_percent"))  # refused out of range, whatever the operation
         if operation != "deploy":
             changes = lifecycle_plan(user=request.user, endpoint=endpoint, action=operation)
             version, share = None, None
         elif "model_version" not in data:
-            raise ServiceError("Choose the model version to deploy.", field="model_version")
+            raise Unprocessable("Choose the model version to deploy.", field="model_version")
         else:
             version, share = data["model_version"].pk, traffic_share(data.get("traffic_percent"))
             changes = deployment_plan(
@@ -387,12 +394,22 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
 
     @extend_schema(
         summary="Delete the endpoint and everything the runtime made for it (admins)",
-        description="Send the endpoint's name as `confirm` (in the body, or `?confirm=`). Answers 202 "
+        description="Send the endpoint's name as `?confirm=` (or as `confirm` in a body). Answers 202 "
         "with the queued delete; its records and audit stay, its keys are revoked, and its name is "
-        "free once the delete is `done`.",
-        parameters=[ENDPOINT_NAME],
+        "free once the delete is `done`. Another name, or none, answers 422.",
+        parameters=[
+            ENDPOINT_NAME,
+            OpenApiParameter(
+                "confirm",
+                str,
+                OpenApiParameter.QUERY,
+                required=True,
+                description="The endpoint's name, typed again to confirm the delete.",
+            ),
+        ],
         request=s.DeleteRequestSerializer,
-        responses={202: s.DeploymentSerializer, **errors(400, 403, 404, 409)},
+        # A DELETE's body is left out of the schema (?confirm= is the documented way), but read.
+        responses={202: s.DeploymentSerializer, **errors(400, 403, 404, 409, 415, 422)},
     )
     def destroy(self, request, name=None):
         endpoint = self.get_object()
@@ -501,7 +518,7 @@ class DeploymentViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMo
     create=extend_schema(
         summary="Ask for an API key for one of your teams",
         request=s.KeyRequestCreateSerializer,
-        responses={201: s.KeyRequestSerializer, **errors(400, 403)},
+        responses={201: s.KeyRequestSerializer, **errors(400, 403, 409)},
     ),
 )
 @extend_schema(tags=["keys"])

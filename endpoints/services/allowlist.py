@@ -7,9 +7,13 @@ from django.db import IntegrityError, transaction
 from endpoints.models import AllowlistEntry, Endpoint
 from endpoints.services.access import access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
-from endpoints.services.errors import ServiceError, require_admin
+from endpoints.services.errors import ServiceError, Unprocessable, require_admin
 
 MAX_ENTRIES = 200
+#: The characters an address or range is written with, for the API's schema: digits, hex letters,
+#: ":" and ".", an IPv6 zone after "%", then a prefix length or a mask after "/". normalise_cidr
+#: says which are addresses.
+CIDR_SHAPE = r"^\s*[0-9A-Fa-f:.]+(%[^/\s]+)?(/[0-9.]+)?\s*$"
 
 
 def normalise_cidr(raw: str) -> str:
@@ -22,8 +26,8 @@ def normalise_cidr(raw: str) -> str:
     except ValueError as exc:
         if "has host bits set" in str(exc):
             fixed = ipaddress.ip_network(text, strict=False)
-            raise ServiceError(f"{text} has host bits set; did you mean {fixed}?", field="cidr") from None
-        raise ServiceError(
+            raise Unprocessable(f"{text} has host bits set; did you mean {fixed}?", field="cidr") from None
+        raise Unprocessable(
             f"{text!r} is not a valid IPv4 or IPv6 address or CIDR range.", field="cidr"
         ) from None
     return network.with_prefixlen
@@ -48,7 +52,7 @@ def allowlist_add(
     cidr = normalise_cidr(cidr)
     if lets_everyone_in(cidr) and allow_everyone is not True:
         family = "IPv4" if "." in cidr else "IPv6"
-        raise ServiceError(
+        raise Unprocessable(
             f"{cidr} lets everyone in: every {family} address passes the address check, so the "
             f"allowlist stops no {family} caller. Confirm that this is what you want "
             "(allow_everyone) to add it.",
@@ -58,7 +62,9 @@ def allowlist_add(
     if endpoint.allowlist.filter(cidr=cidr).exists():
         raise ServiceError(f"{cidr} is already on the allowlist.", field="cidr", code="conflict")
     if endpoint.allowlist.count() >= MAX_ENTRIES:
-        raise ServiceError(f"An allowlist holds at most {MAX_ENTRIES} entries.", field="cidr")
+        raise ServiceError(
+            f"An allowlist holds at most {MAX_ENTRIES} entries.", field="cidr", code="conflict"
+        )
     try:
         with transaction.atomic():
             entry = AllowlistEntry.objects.create(

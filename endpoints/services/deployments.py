@@ -26,7 +26,7 @@ from endpoints.models import (
 )
 from endpoints.services.access import access_policy_for, access_sync_enqueue
 from endpoints.services.audit import audit_record
-from endpoints.services.errors import ServiceError, require_admin
+from endpoints.services.errors import ServiceError, Unprocessable, require_admin
 from endpoints.services.owed import owe
 from portal import queue
 from worker.runtimes import get_runtime
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 UNFINISHED = (DeploymentStatus.QUEUED, DeploymentStatus.RUNNING)
 
 FULL_TRAFFIC = 100  # a deployment's share when none is given: the new version takes every request
+TRAFFIC_RANGE = "Traffic must be a whole percentage from 1 to 100."
 
 
 def traffic_share(traffic_percent: int | None) -> int:
@@ -59,7 +60,7 @@ def traffic_share(traffic_percent: int | None) -> int:
         or not isinstance(traffic_percent, int)
         or not 1 <= traffic_percent <= 100
     ):
-        raise ServiceError("Traffic must be a whole percentage from 1 to 100.", field="traffic_percent")
+        raise ServiceError(TRAFFIC_RANGE, field="traffic_percent")
     return traffic_percent
 
 
@@ -70,7 +71,7 @@ def check_canary(traffic_percent: int, endpoint: Endpoint) -> None:
         return
     runtime = get_runtime()
     if not runtime.supports_canary:
-        raise ServiceError(
+        raise Unprocessable(
             f"The {runtime.name} runtime serves one version at a time: deploy with 100% of the traffic.",
             field="traffic_percent",
         )
@@ -78,6 +79,7 @@ def check_canary(traffic_percent: int, endpoint: Endpoint) -> None:
         raise ServiceError(
             "A canary share needs a version already live on the endpoint; deploy with 100% first.",
             field="traffic_percent",
+            code="conflict",
         )
 
 
@@ -172,7 +174,7 @@ def deployment_rollback(*, user, deployment: Deployment) -> Deployment:
     require_admin(user)
     endpoint = deployment.endpoint
     if refusal := deployment.roll_back_refusal:
-        raise ServiceError(refusal)
+        raise ServiceError(refusal, code="conflict")
     assert deployment.model_version is not None  # a deploy, as roll_back_refusal made sure
     return deployment_request(
         user=user,

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from endpoints.models import Endpoint
 from endpoints.services.access import access_mode_note, access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
-from endpoints.services.errors import ServiceError, require_admin
+from endpoints.services.errors import ServiceError, Unprocessable, require_admin
 
 SETTINGS_FIELDS = (
     "description",
@@ -25,6 +25,13 @@ SETTINGS_FIELDS = (
 
 CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
 MEMORY = re.compile(r"^(\d+)(Mi|Gi|M|G)$")
+#: The CPU values resources_refusal takes, as one pattern for the API's schema: 0.08 to 1 vCPU or a
+#: whole number up to 8, in vCPUs or in millicores (test_endpoint_resources checks they agree).
+CPU_ACCEPTED = (
+    r"^(0*0\.(0[89]|[1-9])[0-9]*|0*1(\.0+)?|0*[2-8](\.0+)?|0*(8[0-9]|9[0-9]|[1-9][0-9][0-9]|1000|[2-8]000)m)$"
+)
+#: The memory sizes it reads; which of them Cloud Run takes depends on the CPU (MEMORY_FOR_CPU).
+MEMORY_SHAPE = r"^[0-9]+(Mi|Gi|M|G)$"
 MEMORY_UNITS = {"Mi": 2**20, "Gi": 2**30, "M": 10**6, "G": 10**9}
 #: Cloud Run's memory range for a number of vCPUs (Configure CPU limits for services): from the
 #: largest row at or under the CPU asked.
@@ -70,11 +77,14 @@ def _validate(endpoint: Endpoint, exclude=()) -> None:
         field, messages = next(iter(exc.message_dict.items()))
         raise ServiceError(" ".join(messages), field=None if field == "__all__" else field) from None
     if endpoint.min_instances > endpoint.max_instances:
-        raise ServiceError("Minimum instances cannot exceed maximum instances.", field="min_instances")
+        raise Unprocessable("Minimum instances cannot exceed maximum instances.", field="min_instances")
     refusal = resources_refusal(endpoint.cpu, endpoint.memory)
     if refusal:
         field, why = refusal
-        raise ServiceError(why, field=field)
+        # A CPU, or a memory size's form, is refused by its field's own rule; a size outside the
+        # range for that CPU, by the two fields together.
+        together = field == "memory" and MEMORY.match(endpoint.memory)
+        raise (Unprocessable if together else ServiceError)(why, field=field)
 
 
 def endpoint_create(*, user, name: str, **fields) -> Endpoint:
@@ -88,9 +98,10 @@ def endpoint_create(*, user, name: str, **fields) -> Endpoint:
         raise ServiceError(
             f"The endpoint named {name!r} is being deleted; its name is free once the delete is done.",
             field="name",
+            code="conflict",
         )
     if existing:
-        raise ServiceError(f"An endpoint named {name!r} already exists.", field="name")
+        raise ServiceError(f"An endpoint named {name!r} already exists.", field="name", code="conflict")
     endpoint = Endpoint(name=name, created_by=user, **fields)
     _validate(endpoint, exclude=["name"] if not name else ())
     if not name:
@@ -100,7 +111,9 @@ def endpoint_create(*, user, name: str, **fields) -> Endpoint:
             endpoint.save()
             audit_record(actor=user, action="endpoint.create", target=endpoint, details=fields)
     except IntegrityError:
-        raise ServiceError(f"An endpoint named {name!r} already exists.", field="name") from None
+        raise ServiceError(
+            f"An endpoint named {name!r} already exists.", field="name", code="conflict"
+        ) from None
     return endpoint
 
 

@@ -17,6 +17,12 @@ class ServiceError(Exception):
         return {"detail": self.message, "field": self.field, "code": self.code, **self.extra}
 
 
+class Unprocessable(ServiceError):
+    """Each value has the form asked for, but the service cannot take them: they do not go together
+    (a memory size for that CPU), they name what is not there, or their content cannot be used (a
+    file that does not load). The API answers 422; a value of the wrong form answers 400."""
+
+
 class NotAllowed(ServiceError):
     """The user may not do this."""
 

@@ -23,7 +23,7 @@ from endpoints.models import KEY_RESTORE_DAYS, ApiKey, ApiKeyRequest, Endpoint, 
 from endpoints.sealing import key_hash, seal, unseal
 from endpoints.services.access import access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
-from endpoints.services.errors import NotAllowed, ServiceError, require_admin
+from endpoints.services.errors import NotAllowed, ServiceError, Unprocessable, require_admin
 from endpoints.services.owed import owe
 from portal import queue
 from worker.runtimes import get_runtime
@@ -34,9 +34,13 @@ logger = logging.getLogger(__name__)
 #: The longest overlap of a rotation, during which the old and the new key both work.
 MAX_OVERLAP_HOURS = 24 * 30
 DEFAULT_OVERLAP_HOURS = 24  # a rotation's overlap when none is given
+OVERLAP_RANGE = f"The overlap can be 0 to {MAX_OVERLAP_HOURS} hours ({MAX_OVERLAP_HOURS // 24} days)."
 #: The refusal of a team the user is not in, worded as for a team that does not exist: a member
 #: learns nothing about teams they are not in (the API's and the dashboard's team fields say it too).
 UNKNOWN_TEAM = "Choose one of your teams."
+REASON_TOO_SHORT = "Say in a sentence what the key is for (at least 10 characters)."
+#: A reason of at least 10 characters once the spaces around it are stripped (for the API's schema).
+REASON_PATTERN = r"^\s*\S[\s\S]{8,}\S\s*$"
 
 
 def key_request_problems(
@@ -44,22 +48,24 @@ def key_request_problems(
 ) -> list[ServiceError]:
     """Everything wrong with a key request, each naming its field, so a form can show them all at
     once; `None` for a team or endpoint the form could not read leaves its checks out."""
-    problems = []
+    problems: list[ServiceError] = []
     if team is None:
-        problems.append(ServiceError("Choose the team the key is for.", field="team"))
+        problems.append(Unprocessable("Choose the team the key is for.", field="team"))
     elif not user.is_staff and not team.members.filter(pk=user.pk).exists():
-        problems.append(ServiceError(UNKNOWN_TEAM, field="team", code="does_not_exist"))
+        problems.append(Unprocessable(UNKNOWN_TEAM, field="team", code="does_not_exist"))
     if len((reason or "").strip()) < 10:
-        problems.append(
-            ServiceError("Say in a sentence what the key is for (at least 10 characters).", field="reason")
-        )
+        problems.append(ServiceError(REASON_TOO_SHORT, field="reason"))
     valid_days = settings.API_KEY_DEFAULT_DAYS if valid_days in (None, "") else valid_days
     if not isinstance(valid_days, int) or not 1 <= valid_days <= settings.API_KEY_MAX_DAYS:
         problems.append(
             ServiceError(f"A key can be valid for 1 to {settings.API_KEY_MAX_DAYS} days.", field="valid_days")
         )
     if endpoint is not None and endpoint.access_mode not in ("api_key", "both"):
-        problems.append(ServiceError(f"Endpoint {endpoint.name!r} does not use API keys.", field="endpoint"))
+        problems.append(
+            ServiceError(
+                f"Endpoint {endpoint.name!r} does not use API keys.", field="endpoint", code="conflict"
+            )
+        )
     return problems
 
 
@@ -529,10 +535,7 @@ def api_key_rotate(*, user, key: ApiKey, overlap_hours: int | None = None) -> Ap
     if isinstance(overlap_hours, bool) or not isinstance(overlap_hours, int):
         raise ServiceError("Give the overlap as a whole number of hours.", field="overlap_hours")
     if not 0 <= overlap_hours <= MAX_OVERLAP_HOURS:
-        raise ServiceError(
-            f"The overlap can be 0 to {MAX_OVERLAP_HOURS} hours ({MAX_OVERLAP_HOURS // 24} days).",
-            field="overlap_hours",
-        )
+        raise ServiceError(OVERLAP_RANGE, field="overlap_hours")
     now = timezone.now()
     with transaction.atomic():
         locked = (

@@ -30,7 +30,7 @@ from endpoints.models import (
 )
 from endpoints.services.audit import audit_record
 from endpoints.services.deployments import live_spec_for, operation_open, teardown_spec_for
-from endpoints.services.errors import ServiceError, require_admin
+from endpoints.services.errors import ServiceError, Unprocessable, require_admin
 from portal import queue
 from worker.runtimes import get_runtime
 from worker.runtimes.base import Change, PermanentError, Step, TransientError, plan_of
@@ -80,7 +80,7 @@ def endpoint_delete(*, user, endpoint: Endpoint, confirm: str) -> Deployment:
     """Remove everything the runtime made for the endpoint; `confirm` must be the endpoint's name."""
     require_admin(user)
     if confirm != endpoint.name:
-        raise ServiceError(f"Type the endpoint's name, {endpoint.name}, to confirm.", field="confirm")
+        raise Unprocessable(f"Type the endpoint's name, {endpoint.name}, to confirm.", field="confirm")
     return _open(user=user, endpoint=endpoint, action=DeploymentAction.DELETE)
 
 

@@ -13,7 +13,7 @@ from endpoints.artifacts import ArtifactError, format_for, info_from_job, parse_
 from endpoints.models import PICKLE_FORMATS, MLModel, ModelVersion
 from endpoints.sandbox import client as sandbox
 from endpoints.services.audit import audit_record
-from endpoints.services.errors import ServiceError, require_admin
+from endpoints.services.errors import ServiceError, Unprocessable, require_admin
 
 LIMIT_NAMES = {
     "memory": "memory limit (SANDBOX_MEMORY_BYTES)",
@@ -21,6 +21,12 @@ LIMIT_NAMES = {
     "wall_time": "wall-time limit (SANDBOX_WALL_SECONDS)",
     "file_size": "file size limit (SANDBOX_FILE_BYTES)",
 }
+
+
+MODEL_NAME_REFUSED = "A model name cannot contain '/' or be '.' or '..'."
+#: What ml_model_create takes as a name, for the API's schema: something besides spaces, no '/',
+#: not '.' or '..' (spaces around it are stripped).
+MODEL_NAME_PATTERN = r"^(?!\s*\.{1,2}\s*$)[^/]*[^/\s][^/]*$"
 
 
 def _json_field(raw, field: str):
@@ -32,10 +38,10 @@ def _json_field(raw, field: str):
         try:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ServiceError(
+            raise Unprocessable(
                 f"This is not valid JSON: {exc.msg} at position {exc.pos}.", field=field
             ) from None
-    raise ServiceError("Expected JSON text.", field=field)
+    raise Unprocessable("Expected JSON text.", field=field)
 
 
 def _trusted_types(raw) -> list[str]:
@@ -46,7 +52,7 @@ def _trusted_types(raw) -> list[str]:
         text = raw.strip()
         raw = _json_field(text, "trusted_types") if text.startswith("[") else text.replace(",", "\n").split()
     if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
-        raise ServiceError("Trusted types must be a list of type names.", field="trusted_types")
+        raise Unprocessable("Trusted types must be a list of type names.", field="trusted_types")
     return sorted({name.strip() for name in raw if name.strip()})
 
 
@@ -57,9 +63,9 @@ def ml_model_create(*, user, name: str, description: str = "") -> MLModel:
         raise ServiceError("Give the model a name.", field="name")
     if "/" in name or name in (".", ".."):
         # The dashboard finds models by name in its URLs (/models/<name>/).
-        raise ServiceError("A model name cannot contain '/' or be '.' or '..'.", field="name")
+        raise ServiceError(MODEL_NAME_REFUSED, field="name")
     if MLModel.objects.filter(name=name).exists():
-        raise ServiceError(f"A model named {name!r} already exists.", field="name")
+        raise ServiceError(f"A model named {name!r} already exists.", field="name", code="conflict")
     with transaction.atomic():
         ml_model = MLModel.objects.create(name=name, description=description, owner=user)
         audit_record(actor=user, action="model.create", target=ml_model)
@@ -92,19 +98,20 @@ def model_version_register(
     try:
         fmt = format_for(upload.name)
     except ArtifactError as exc:
-        raise ServiceError(str(exc), field=exc.field) from None
+        raise Unprocessable(str(exc), field=exc.field) from None
     size = getattr(upload, "size", None)
     if size is not None and size > settings.MODEL_UPLOAD_MAX_BYTES:
         raise ServiceError(
             f"The file is {size:,} bytes; the limit is {settings.MODEL_UPLOAD_MAX_BYTES:,}.",
             field="artifact",
+            code="too_large",
         )
     schema = _json_field(input_schema, "input_schema")
     labels = _json_field(label_map, "label_map")
     example = _json_field(example, "example")
     metrics = _json_field(metrics, "metrics") or {}
     if not isinstance(metrics, dict):
-        raise ServiceError("Metrics must be a JSON object.", field="metrics")
+        raise Unprocessable("Metrics must be a JSON object.", field="metrics")
     trusted = _trusted_types(trusted_types)
 
     with sandbox.workspace() as folder:
@@ -129,10 +136,10 @@ def model_version_register(
         except sandbox.SandboxError as exc:
             limit = LIMIT_NAMES.get(exc.limit)
             what = f"hit the sandbox's {limit}" if limit else "did not finish"
-            raise ServiceError(f"Loading the model {what}: {exc}", field="artifact") from None
+            raise Unprocessable(f"Loading the model {what}: {exc}", field="artifact") from None
         except ArtifactError as exc:
             extra = {"untrusted_types": exc.untrusted_types} if exc.untrusted_types else None
-            raise ServiceError(str(exc), field=exc.field, extra=extra) from None
+            raise Unprocessable(str(exc), field=exc.field, extra=extra) from None
 
         for attempt in range(3):
             try:
@@ -181,7 +188,7 @@ def model_version_register(
                     version.onnx_artifact.delete(save=False)
                 if attempt == 2:
                     raise ServiceError(
-                        "Another version was registered at the same time; try again."
+                        "Another version was registered at the same time; try again.", code="conflict"
                     ) from None
     raise AssertionError("unreachable")
 

@@ -142,3 +142,72 @@ def test_a_server_error_under_the_api_answers_json(admin, monkeypatch):
     assert response.status_code == 500
     assert response.json()["code"] == "error"
     assert "boom" not in response.content.decode()
+
+
+def served_schema() -> dict:
+    response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi")
+    return yaml.safe_load(response.content)
+
+
+def test_every_operation_lists_its_error_answers_with_the_one_error_shape(db):
+    schema = served_schema()
+    shared = schema["components"]["responses"]
+    assert shared["NotFound"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
+    assert shared["ServiceUnavailable"]["headers"]["Retry-After"]["required"] is True
+    assert set(schema["components"]["schemas"]["Error"]["required"]) == {"detail", "field", "code"}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            codes = {code for code in operation["responses"] if int(code) >= 400}
+            signed_in = path != "/api/v1/auth/token/"
+            assert ("401" in codes) == signed_in, (method, path)
+            assert "503" in codes, (method, path)
+            if "{" in path or any(p["name"] == "page" for p in operation.get("parameters", [])):
+                assert "404" in codes, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "415"} <= codes, (method, path)
+            if method != "get" and signed_in:
+                assert "403" in codes, (method, path)
+            for code in codes:
+                assert operation["responses"][code]["$ref"].startswith("#/components/responses/"), (
+                    method,
+                    path,
+                )
+
+
+def test_the_schema_states_the_rules_the_services_enforce(db):
+    schemas = served_schema()["components"]["schemas"]
+    endpoint = schemas["EndpointCreateRequest"]
+    assert endpoint["required"] == ["name"] and endpoint["additionalProperties"] is False
+    name = endpoint["properties"]["name"]
+    assert (name["minLength"], name["maxLength"], name["pattern"]) == (
+        1,
+        40,
+        "^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$",
+    )
+    assert endpoint["properties"]["region"]["minLength"] == 1
+    assert (
+        endpoint["properties"]["max_instances"]["minimum"],
+        endpoint["properties"]["max_instances"]["maximum"],
+    ) == (
+        1,
+        1000,
+    )
+    assert schemas["KeyRequestCreateRequest"]["required"] == ["endpoint", "reason"]
+    assert schemas["ModelVersionUploadRequest"]["required"] == ["artifact"]
+    assert schemas["AuditEvent"]["properties"]["actor"]["nullable"] is True
+    assert schemas["AccessPolicyState"]["properties"]["pending_since"]["nullable"] is True
+
+
+def test_an_endpoint_name_with_spaces_around_it_is_refused_as_its_schema_says(admin):
+    response = api(admin).post("/api/v1/endpoints/", {"name": " iris"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["field"] == "name"
+    assert response.json()["detail"].startswith("Use 1-40 lowercase letters")
+
+
+def test_a_number_where_text_is_expected_is_refused(admin):
+    response = api(admin).post("/api/v1/models/", {"name": 0}, format="json")
+    assert response.status_code == 400
+    assert (response.json()["field"], response.json()["detail"]) == ("name", "Not a valid string.")

@@ -50,11 +50,11 @@ def test_an_endpoint_name_that_is_not_dns_safe_is_refused(admin):
 
 def test_a_second_endpoint_with_the_same_name_is_refused(admin, endpoint):
     response = api(admin).post("/api/v1/endpoints/", {"name": endpoint.name}, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json() == {
         "detail": "An endpoint named 'iris-prod' already exists.",
         "field": "name",
-        "code": "invalid",
+        "code": "conflict",
     }
 
 
@@ -125,7 +125,7 @@ def test_settings_the_service_refuses_come_back_naming_the_field(admin, endpoint
     response = api(admin).patch(
         f"/api/v1/endpoints/{endpoint.name}/", {"min_instances": 5, "max_instances": 2}, format="json"
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["field"] == "min_instances"
     assert response.json()["detail"] == "Minimum instances cannot exceed maximum instances."
     endpoint.refresh_from_db()
@@ -133,14 +133,15 @@ def test_settings_the_service_refuses_come_back_naming_the_field(admin, endpoint
 
 
 def test_cpu_and_memory_cloud_run_would_refuse_are_refused_up_front(admin, endpoint):
-    for change, field, detail in (
-        ({"memory": "16Gi"}, "memory", "With 1 vCPU, Cloud Run takes 128 MiB to 4 GiB of memory"),
-        ({"cpu": "8", "memory": "2Gi"}, "memory", "With 8 vCPU, Cloud Run takes 4 GiB to 32 GiB"),
-        ({"cpu": "1.5"}, "cpu", "CPU 1.5 is not allowed: use 0.08 to 1, or a whole number up to 8."),
-        ({"memory": "lots"}, "memory", "Memory 'lots' is not a size such as 512Mi or 4Gi."),
+    # A value of the wrong form is a 400; a memory size of the right form outside the CPU's range, 422.
+    for change, status, field, detail in (
+        ({"memory": "16Gi"}, 422, "memory", "With 1 vCPU, Cloud Run takes 128 MiB to 4 GiB of memory"),
+        ({"cpu": "8", "memory": "2Gi"}, 422, "memory", "With 8 vCPU, Cloud Run takes 4 GiB to 32 GiB"),
+        ({"cpu": "1.5"}, 400, "cpu", "CPU 1.5 is not allowed: use 0.08 to 1, or a whole number up to 8."),
+        ({"memory": "lots"}, 400, "memory", "Memory 'lots' is not a size such as 512Mi or 4Gi."),
     ):
         response = api(admin).patch(f"/api/v1/endpoints/{endpoint.name}/", change, format="json")
-        assert response.status_code == 400, change
+        assert response.status_code == status, change
         assert response.json()["field"] == field
         assert response.json()["detail"].startswith(detail)
     endpoint.refresh_from_db()
@@ -233,7 +234,7 @@ def test_deploying_a_version_that_does_not_exist_names_the_field(admin, endpoint
     response = api(admin).post(
         f"/api/v1/endpoints/{endpoint.name}/deploy/", {"model_version": 999}, format="json"
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["field"] == "model_version"
     assert not Deployment.objects.exists()
 
@@ -305,7 +306,7 @@ def test_rolling_back_answers_202_with_the_new_deployment(admin, endpoint, iris_
 def test_rolling_back_to_the_live_deployment_is_refused(admin, endpoint, iris_version, memory_runtime):
     live = deploy_and_finish(admin, endpoint, iris_version)
     response = api(admin).post(f"/api/v1/deployments/{live.pk}/rollback/")
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json()["detail"] == "This deployment is already live."
     assert Deployment.objects.count() == 1
 

@@ -67,7 +67,7 @@ def test_a_key_request_for_another_team_is_refused(member, endpoint):
         {"endpoint": "iris-prod", "team": other.pk, "reason": "Scoring the catalogue nightly"},
         format="json",
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["detail"] == "Choose one of your teams."
     assert response.json()["field"] == "team"
     assert "Finance" not in response.content.decode()
@@ -92,7 +92,7 @@ def test_a_member_of_two_teams_without_a_team_is_asked_to_choose(member, endpoin
         {"endpoint": "iris-prod", "reason": "Scoring the catalogue nightly"},
         format="json",
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json() == {
         "detail": "Choose the team the key is for.",
         "field": "team",
@@ -116,7 +116,7 @@ def test_a_key_request_for_an_unknown_endpoint_names_the_field(member, team):
         {"endpoint": "nope", "team": team.pk, "reason": "Scoring the catalogue nightly"},
         format="json",
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["field"] == "endpoint"
 
 

@@ -57,7 +57,7 @@ def test_everyone_signed_in_lists_models_by_name(admin, member, iris_version):
 
 def test_a_model_name_that_is_taken_is_refused(admin, iris_model):
     response = api(admin).post("/api/v1/models/", {"name": "iris"}, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json()["field"] == "name"
     assert response.json()["detail"] == "A model named 'iris' already exists."
     assert MLModel.objects.count() == 1
@@ -121,7 +121,7 @@ def test_a_models_versions_list_newest_first(admin, iris_version, iris_bytes):
 
 def test_uploading_a_file_that_is_not_a_model_names_the_field(admin, iris_model):
     response = upload(api(admin), iris_model, b"this is not a model", filename="notes.skops")
-    assert response.status_code == 400
+    assert response.status_code == 422
     body = response.json()
     assert body["field"] == "artifact"
     assert body["detail"] == "This is not a skops file (it is not a zip archive)."
@@ -130,7 +130,7 @@ def test_uploading_a_file_that_is_not_a_model_names_the_field(admin, iris_model)
 
 def test_uploading_an_unsupported_file_type_names_the_field(admin, iris_model):
     response = upload(api(admin), iris_model, b"a,b\n1,2\n", filename="data.csv")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["field"] == "artifact"
     assert response.json()["detail"].startswith("Unsupported file type '.csv'")
 
@@ -147,7 +147,7 @@ def test_uploading_without_a_file_names_the_field(admin, iris_model):
 
 def test_a_label_map_that_is_not_json_names_the_field(admin, iris_model, iris_bytes):
     response = upload(api(admin), iris_model, iris_bytes, label_map="{0: setosa")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["field"] == "label_map"
     assert response.json()["detail"].startswith("This is not valid JSON")
     assert not ModelVersion.objects.exists()
@@ -155,7 +155,7 @@ def test_a_label_map_that_is_not_json_names_the_field(admin, iris_model, iris_by
 
 def test_a_pickle_is_refused_unless_the_admin_trusts_its_code(admin, iris_model):
     response = upload(api(admin), iris_model, b"\x80\x04N.", filename="model.joblib", trust_code="false")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["field"] == "artifact"
     assert response.json()["detail"].startswith("A joblib file runs code when it is loaded.")
     assert not ModelVersion.objects.exists()

@@ -94,7 +94,7 @@ def test_a_canary_on_a_runtime_that_cannot_split_traffic_is_refused_when_it_is_a
             format="json",
         ),
     ):
-        assert response.status_code == 400
+        assert response.status_code == 422
         assert response.json()["field"] == "traffic_percent"
         assert "The single runtime serves one version at a time" in response.json()["detail"]
     assert endpoint.deployments.count() == 1
@@ -102,7 +102,7 @@ def test_a_canary_on_a_runtime_that_cannot_split_traffic_is_refused_when_it_is_a
 
 def test_a_canary_plan_without_a_live_version_names_the_traffic_field(admin, endpoint, iris_version):
     response = plan(admin, endpoint, iris_version, traffic_percent=10)
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json()["field"] == "traffic_percent"
 
 

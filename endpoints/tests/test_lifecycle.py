@@ -192,12 +192,12 @@ def test_the_api_stops_starts_plans_and_deletes(admin, endpoint, live, memory_ru
     plan = client.post("/api/v1/endpoints/iris-prod/plan/", {"action": "delete"}, format="json")
     assert plan.status_code == 200 and plan.json()["changes"][0]["action"] == "delete"
     no_version = client.post("/api/v1/endpoints/iris-prod/plan/", {}, format="json")
-    assert no_version.status_code == 400 and no_version.json()["field"] == "model_version"
+    assert no_version.status_code == 422 and no_version.json()["field"] == "model_version"
 
     unconfirmed = client.delete("/api/v1/endpoints/iris-prod/")
-    assert unconfirmed.status_code == 400 and "confirm" in str(unconfirmed.json())
+    assert unconfirmed.status_code == 422 and unconfirmed.json()["field"] == "confirm"
     wrong = client.delete("/api/v1/endpoints/iris-prod/", {"confirm": "iris"}, format="json")
-    assert wrong.status_code == 400 and wrong.json()["field"] == "confirm"
+    assert wrong.status_code == 422 and wrong.json()["field"] == "confirm"
     deleting = client.delete("/api/v1/endpoints/iris-prod/?confirm=iris-prod")
     assert deleting.status_code == 202 and deleting.json()["action"] == "delete"
     deployment_run(deployment_id=deleting.json()["id"])

@@ -40,7 +40,7 @@ def ask_dashboard(user, team_id):
 def test_the_api_answers_another_teams_id_as_it_answers_a_missing_one(member, endpoint, finance):
     theirs = ask_api(member, finance.pk)
     missing = ask_api(member, missing_team_id())
-    assert theirs.status_code == missing.status_code == 400
+    assert theirs.status_code == missing.status_code == 422
     assert theirs.json() == missing.json()
     assert (theirs.json()["field"], theirs.json()["detail"]) == ("team", UNKNOWN_TEAM)
     assert "Finance" not in theirs.content.decode()

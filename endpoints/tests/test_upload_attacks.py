@@ -84,7 +84,7 @@ def test_a_function_named_like_a_numpy_type_is_refused_without_trust(admin, iris
     data = with_tree_replaced(DecisionTreeClassifier().fit(X, Y), marker_code(marker))
     assert RUNSTRING in sio.get_untrusted_types(data=data)
     response = upload(api(admin), iris_model, data, "tree.skops")
-    assert response.status_code == 400
+    assert response.status_code == 422
     body = response.json()
     assert body["field"] == "trusted_types"
     assert f"{RUNSTRING} (is a function, not a class)" in body["detail"]
@@ -95,7 +95,7 @@ def test_a_function_is_refused_even_when_the_admin_trusts_it(admin, iris_model, 
     marker = tmp_path / "ran"
     data = with_tree_replaced(DecisionTreeClassifier().fit(X, Y), marker_code(marker))
     response = upload(api(admin), iris_model, data, "tree.skops", trusted_types=json.dumps([RUNSTRING, TREE]))
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "It is refused even when trusted" in response.json()["detail"]
     assert not marker.exists() and nothing_stored()
 
@@ -104,7 +104,7 @@ def test_a_function_nested_inside_a_pipeline_step_is_refused(admin, iris_model, 
     marker = tmp_path / "ran"
     pipeline = make_pipeline(StandardScaler(), DecisionTreeClassifier()).fit(X, Y)
     response = upload(api(admin), iris_model, with_tree_replaced(pipeline, marker_code(marker)), "p.skops")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert RUNSTRING in response.json()["detail"]
     assert not marker.exists() and nothing_stored()
 
@@ -112,7 +112,7 @@ def test_a_function_nested_inside_a_pipeline_step_is_refused(admin, iris_model, 
 def test_types_outside_the_default_trust_are_listed_and_load_once_accepted_by_name(admin, iris_model):
     data = sio.dumps(DecisionTreeClassifier(random_state=0).fit(X, Y))
     refused = upload(api(admin), iris_model, data, "tree.skops", input_schema=json.dumps(list("abcd")))
-    assert refused.status_code == 400
+    assert refused.status_code == 422
     assert refused.json()["untrusted_types"] == [TREE]
     assert nothing_stored()
     accepted = upload(
@@ -139,7 +139,7 @@ def test_trust_is_exact_a_prefix_of_the_name_is_not_enough(admin, iris_model):
         input_schema=json.dumps(list("abcd")),
         trusted_types="sklearn.",
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["untrusted_types"] == [TREE]
     assert nothing_stored()
 
@@ -154,7 +154,7 @@ def test_a_zip_bomb_is_refused_before_it_is_expanded(admin, iris_model, settings
         bomb.writestr("padding.npy", bytes(64 * 1024 * 1024))  # 64 MiB of zeros, some 64 KiB packed
     assert len(out.getvalue()) < 1024 * 1024
     response = upload(api(admin), iris_model, out.getvalue(), "bomb.skops")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "would expand to" in response.json()["detail"]
     assert "the limit is 10,485,760 bytes" in response.json()["detail"]
     assert nothing_stored()
@@ -177,7 +177,7 @@ def pickled(code: str) -> bytes:
 def test_a_pickle_without_trust_is_refused_without_being_opened(admin, iris_model, tmp_path):
     marker = tmp_path / "ran"
     response = upload(api(admin), iris_model, pickled(marker_code(marker)), "model.pkl")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "runs code when it is loaded" in response.json()["detail"]
     assert not marker.exists() and nothing_stored()
 
@@ -210,7 +210,7 @@ json.dump({{"env": dict(os.environ), "pid": os.getpid(), "cwd": os.getcwd(), "ne
            "files": files}}, open({str(seen)!r}, "w"))
 """
     response = upload(api(admin), iris_model, pickled(code), "model.pkl", trust_code="true")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "not a fitted scikit-learn estimator" in response.json()["detail"]
     assert nothing_stored()
     report = json.loads(seen.read_text())
@@ -238,19 +238,19 @@ json.dump({{"env": dict(os.environ), "pid": os.getpid(), "cwd": os.getcwd(), "ne
         ),
     ],
 )
-def test_a_trusted_pickle_that_hits_a_limit_gets_a_400_naming_it(
+def test_a_trusted_pickle_that_hits_a_limit_gets_a_422_naming_it(
     admin, iris_model, settings, setting, value, code, said
 ):
     setattr(settings, setting, value)
     response = upload(api(admin), iris_model, pickled(code), "model.pkl", trust_code="true")
-    assert response.status_code == 400, response.json()
+    assert response.status_code == 422, response.json()
     assert f"Loading the model hit the sandbox's {said} ({setting})" in response.json()["detail"]
     assert nothing_stored()
 
 
-def test_a_crash_while_loading_gets_a_400_that_says_so(admin, iris_model):
+def test_a_crash_while_loading_gets_a_422_that_says_so(admin, iris_model):
     response = upload(api(admin), iris_model, pickled("import os; os.abort()"), "m.pkl", trust_code="true")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "crashed (SIGABRT)" in response.json()["detail"]
     assert nothing_stored()
 
