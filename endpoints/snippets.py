@@ -103,6 +103,6 @@ def _javascript(url: str, body: dict, checks_keys: bool) -> str:
             f"  headers: {{ {', '.join(headers)} }},",
             f"  body: JSON.stringify({payload}),",
             "});",
-            "console.log(response.status, await response.json());",
+            "console.log(response.status, JSON.stringify(await response.json()));",
         ]
     )

@@ -168,14 +168,10 @@ class AccessControl:
         log.info("Access policy reloaded from %s (mode %s).", self.path, policy.mode)
 
     def check(self, client: str | None, secret: bytes | None, query: bytes) -> Denial | None:
-        """None if the request may pass, else why not; `secret` is the x-api-key header."""
-        denial = self.judge(client, secret, query)
-        if denial is not None and secret and self.portal_key and hmac.compare_digest(secret, self.portal_key):
-            return None
-        return denial
+        """None if the request may pass, else why not; `secret` is the x-api-key header.
 
-    def judge(self, client: str | None, secret: bytes | None, query: bytes) -> Denial | None:
-        """What the policy says of the request (the portal's key aside)."""
+        The portal's key is looked at only where the policy would refuse (an address not listed,
+        a key not known), so a request the policy lets in pays nothing for it."""
         now = _monotonic()
         if now >= self.next_check or self.generation[0] != self.seen_generation:
             self.seen_generation = self.generation[0]
@@ -183,13 +179,11 @@ class AccessControl:
             self.wall_offset = _wall_clock() - now
             self.refresh()
         if self.check_address:
-            if client is None:
-                return self.address_denial
-            allowed = self.address_cache.get(client)
+            allowed = client is not None and self.address_cache.get(client)
             if allowed is None:
                 allowed = self._address_allowed(client)
             if not allowed:
-                return self.address_denial
+                return None if self._is_portal(secret) else self.address_denial
         if not self.check_keys:
             return None
         if query and any(
@@ -203,12 +197,16 @@ class AccessControl:
         if key is None:
             key = self._look_up(secret)
             if key is None:
-                return UNKNOWN_KEY
+                return None if self._is_portal(secret) else UNKNOWN_KEY
         if key.revoked:
             return REVOKED_KEY
         if key.expires_at is not None and key.expires_at <= now + self.wall_offset:
             return EXPIRED_KEY
         return None
+
+    def _is_portal(self, secret: bytes | None) -> bool:
+        """Whether `secret` is this process's portal key (see the module's docstring)."""
+        return bool(secret and self.portal_key and hmac.compare_digest(secret, self.portal_key))
 
     def _look_up(self, secret: bytes) -> Key | None:
         """Find the key record by prefix and constant-time hash comparison; remember hits."""

@@ -107,6 +107,8 @@ def playground_call(
     if mode not in (None, "", *RETURN_MODES):
         raise ServiceError(f"Choose one of {', '.join(RETURN_MODES)}.", field="return")
     api_key = (api_key or "").strip()
+    if api_key and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
+        raise ServiceError("A key is one word of printable characters.", field="api_key")
     live = endpoint.live_deployment.resources if endpoint.live_deployment else None
     base, headers, via, own_path = "", {}, "", False
     if not api_key:

@@ -223,7 +223,7 @@ def test_the_snippets_send_the_forms_body_and_answer_as_the_playground(served, a
     assert printed.startswith("200 ") and eval(printed[4:]) == shown  # noqa: S307 (our own output)
     if shutil.which("node"):
         printed = run(["node", "--input-type=module", "-e", javascript], team_key)
-        assert printed.startswith("200 ")
+        assert printed.startswith("200 ") and json.loads(printed[4:]) == shown
 
 
 def test_a_row_snippet_carries_nulls_and_types_as_python_and_javascript_read_them(served, admin):
@@ -293,3 +293,8 @@ def test_a_runtime_with_no_portal_path_asks_for_the_callers_key(memory_runtime, 
     assert "gives the portal no credential of its own" in html
     assert "Give your team&#x27;s key for this call" in html
     assert "pg-answer" not in html
+
+    with_bad_key = signed_in(admin).post(
+        "/playground/", {**row_form(endpoint, IRIS_EXAMPLES[0]), "api_key": "a\nb"}
+    )
+    assert "A key is one word of printable characters." in with_bad_key.content.decode()
