@@ -24,7 +24,9 @@ STATUS_SERIES = (
     ("server_errors", "5xx", "series-server"),
 )
 LATENCY_SERIES = (("p50", "p50", "series-p50"), ("p95", "p95", "series-p95"), ("p99", "p99", "series-p99"))
-DASHES = ("rev-0", "rev-1", "rev-2")  # newest revision solid, then dashed, then dotted
+# The three revisions that answered last get lines: solid (the latest), dashed, dotted; the table
+# under the charts lists every revision.
+DASHES = ("rev-0", "rev-1", "rev-2")
 
 
 @dataclass(frozen=True)
