@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from endpoints.models import AllowlistEntry, Deployment, DeploymentStatus, Endpoint
 from endpoints.services.allowlist import allowlist_add
@@ -227,5 +227,66 @@ def test_row_actions_can_be_reached_and_clicked_at_390_pixels(dashboard, live_se
                 assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (name, box)
                 # Visible, enabled and the topmost element where it is: a real click would land.
                 button.click(trial=True)
+        finally:
+            browser.close()
+
+
+def test_roll_back_and_redeploy_ask_first_saying_what_changes_and_a_no_changes_nothing(
+    dashboard, live_server
+):
+    base = live_server.url
+    first = dashboard["first"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.set_default_timeout(30_000)
+        asked: list[str] = []
+        try:
+            page.goto(f"{base}/accounts/login/")
+            page.get_by_label("Username").fill("ada")
+            page.get_by_label("Password").fill("ada-password-1")
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url(f"{base}/")
+            page.goto(f"{base}/deployments/{first.pk}/")
+            page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+            page.get_by_role("button", name="Roll back to this").click()
+            # confirm() answers before the click returns: a "no" sent nothing, the page stays.
+            assert page.url == f"{base}/deployments/{first.pk}/"
+            assert asked == [
+                f"Roll iris-prod back to iris v1 (deployment #{first.pk})? It is deployed again and takes "
+                f"all the traffic once ready. iris v1 (deployment #{first.pk + 1}, live now) stops serving."
+            ]
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.get_by_role("button", name="Roll back to this").click()
+            page.wait_for_url(f"{base}/deployments/*/")
+            assert page.url != f"{base}/deployments/{first.pk}/"
+            assert "Rolling back to iris v1" in page.locator(".messages").inner_text()
+        finally:
+            browser.close()
+
+
+def test_a_range_of_every_address_is_confirmed_in_the_page_before_it_is_added(dashboard, live_server):
+    base = live_server.url
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(30_000)
+        try:
+            page.goto(f"{base}/accounts/login/")
+            page.get_by_label("Username").fill("ada")
+            page.get_by_label("Password").fill("ada-password-1")
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url(f"{base}/")
+            page.goto(f"{base}/endpoints/{dashboard['iris'].name}/")
+            allowlist = page.locator("#allowlist")
+            allowlist.get_by_label("Address or range").fill("0.0.0.0/0")
+            allowlist.get_by_role("button", name="Add", exact=True).click()
+            box = allowlist.get_by_role("alertdialog")
+            expect(box).to_contain_text("0.0.0.0/0 lets everyone in.")
+            expect(box).to_contain_text("Every IPv4 address passes iris-prod's address check")
+            expect(allowlist.locator("tbody")).not_to_contain_text("0.0.0.0/0")
+            box.get_by_role("button", name="Add it and let everyone in").click()
+            expect(allowlist.locator("tbody")).to_contain_text("0.0.0.0/0")
+            expect(allowlist.get_by_role("alertdialog")).to_have_count(0)
         finally:
             browser.close()
