@@ -73,7 +73,8 @@ def test_linear_batches_in_numpy_or_onnx_runtime_give_scikit_learns_numbers(kind
     estimator = LINEAR_MODELS[kind]()
     model = Model.from_estimator(estimator, meta_for(estimator))
     model.start()
-    assert isinstance(model.backend, LinearBatchBackend), model.backend_name
+    if not isinstance(model.backend, LinearBatchBackend):
+        declined_only_for_ties(model, estimator)
     rows = np.random.default_rng(count).normal(3.0, 2.0, (count, 4))
     raw, proba = model.answers(rows, model.has_proba)
     if kind == "regressor":
@@ -81,6 +82,21 @@ def test_linear_batches_in_numpy_or_onnx_runtime_give_scikit_learns_numbers(kind
     else:
         assert raw.tolist() == estimator.predict(rows).tolist()
         np.testing.assert_allclose(proba, estimator.predict_proba(rows), rtol=0, atol=1e-9)
+
+
+def declined_only_for_ties(model: Model, estimator) -> None:
+    """NumPy batches were declined: only because a sample row lies on a tie between two classes
+    that the folded weights round the other way on this machine's floating point (the sample puts
+    rows on the boundaries on purpose)."""
+    sample, (labels, proba) = model._reference()
+    batches = LinearBatchBackend(LinearRowKernel.from_estimator(estimator), model.classes, model.backend)
+    size = batches.MAX_ROWS
+    ours = np.concatenate([batches.predict(sample[at : at + size]) for at in range(0, len(sample), size)])
+    differ = [index for index, label in enumerate(labels) if ours[index] != label]
+    assert differ, model.backend_name
+    for index in differ:
+        top = np.sort(np.asarray(proba[index]))[-2:]
+        assert top[1] - top[0] < 1e-9, (index, proba[index])
 
 
 def test_linear_batches_are_checked_not_trusted(monkeypatch):
