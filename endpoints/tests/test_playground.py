@@ -120,6 +120,7 @@ def test_an_admin_calls_the_live_endpoint_through_the_portal_without_a_key(serve
     assert "HTTP 200" in html
     assert re.search(r'<span class="pg-latency">[\d.]+ ms</span>', html)
     assert "via the serving process&#x27;s portal key" in html
+    assert "<h1>Playground</h1>" in html  # a plain POST (no htmx) answers a page of its own
     event = AuditEvent.objects.get(action="endpoint.playground_call")
     assert event.actor == admin and event.details == {"status": 200, "return": "", "rows": 1}
     # Without a key, the same URL refuses the call: the portal's key is what let it through.
@@ -162,6 +163,19 @@ def test_a_batch_with_each_return_choice_answers_as_a_direct_call(served, admin,
     assert answer_of(response) == direct(served, {"inputs": IRIS_EXAMPLES}, team_key, mode).json()
     if mode != "probabilities":
         assert answer_of(response)["predictions"] == ["setosa", "versicolor", "virginica"]
+
+
+def test_a_batch_value_at_fault_is_named_by_its_row_under_the_rows(served, admin):
+    rows = [IRIS_EXAMPLES[0], {**IRIS_EXAMPLES[1], "sepal_length": "long"}]
+
+    response = signed_in(admin).post(
+        "/playground/", {"endpoint": served.name, "shape": "batch", "rows": json.dumps(rows)}
+    )
+
+    html = response.content.decode()
+    assert "HTTP 422" in html
+    assert re.search(r'id="pg-rows-error"><div>inputs/1/sepal_length: expected a number</div>', html)
+    assert 'aria-describedby="pg-rows-help pg-rows-error"' in html
 
 
 def test_a_batch_that_is_not_json_is_refused_before_anything_is_sent(served, admin):

@@ -141,7 +141,7 @@ def playground_send(request):
     context = panel_context(request, **page, data=request.POST, answer=answer, error=error, body=body)
     if form is not None and "form" in context:
         # The same inputs, with what the first form learnt before and during the call.
-        context["form"].batch_errors = form.batch_errors
+        context["form"].batch_errors[:0] = form.batch_errors
         context["form"].return_error = form.return_error or context["form"].return_error
         context["form"].api_key_error = form.api_key_error
     template = "endpoints/_playground.html" if is_htmx(request) else "endpoints/playground.html"

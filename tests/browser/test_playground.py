@@ -98,3 +98,29 @@ def test_a_key_holder_tries_rows_and_batches_in_the_playground(live_server, keye
     box = page.locator("#playground").get_by_role("button", name="Send").bounding_box()
     assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= 390
     assert serious_violations(page, "#playground") == []
+
+
+def test_the_playground_works_without_javascript(live_server, keyed_endpoint, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.test_golden_path import CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_context(java_script_enabled=False).new_page()
+        try:
+            log_in(page, live_server.url, "tom", "tom-password-1")
+            page.goto(f"{live_server.url}/endpoints/iris-play/")
+            panel = page.locator("#playground")
+            expect(panel.get_by_label("Rows of the batch, as a JSON list")).to_be_visible()  # both show
+            panel.get_by_label("petal_length").fill("6")
+            panel.get_by_label("petal_width").fill("2.5")
+            panel.get_by_role("button", name="Send").click()
+
+            expect(page).to_have_url(f"{live_server.url}/playground/")
+            expect(page.get_by_role("heading", name="Playground", level=1)).to_be_visible()
+            expect(page.locator("#pg-result pre")).to_contain_text('"target": "virginica"')
+            expect(page.locator("#playground").get_by_label("petal_width")).to_have_value("2.5")
+        finally:
+            page.screenshot(path=str(tmp_path / "no-script.png"), full_page=True)
+            browser.close()
