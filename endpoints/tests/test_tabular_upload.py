@@ -49,6 +49,7 @@ def test_text_columns_their_values_and_missing_values_are_read_from_the_model(ad
     assert version.onnx_note.startswith("ONNX Runtime serves it (float64), converted when the server starts")
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # unscaled numbers: fit noise
 def test_an_encoder_that_refuses_unknown_values_gives_a_closed_set(admin, census_model):
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression

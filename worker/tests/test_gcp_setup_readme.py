@@ -13,6 +13,6 @@ def test_the_readme_grants_the_roles_the_doctor_checks_for_and_counts_its_checks
     grants = section.split("The fixes enable")[1].split("Admins see")[0]
 
     assert re.findall(r"`(roles/[\w.]+)`", grants) == [BUCKET_ROLE, ACT_AS_ROLE, *PROJECT_ROLES]
-    # credentials, APIs, bucket and account twice, roles, API Gateway's two limits
-    checks = 1 + len(REQUIRED_APIS) + 4 + len(PROJECT_ROLES) + 2
+    # credentials, APIs, bucket and account twice, roles, API Gateway's three limits, Armor's two
+    checks = 1 + len(REQUIRED_APIS) + 4 + len(PROJECT_ROLES) + 3 + 2
     assert f"All {checks} checks passed." in section
