@@ -21,5 +21,6 @@ urlpatterns = [
     path("", include("endpoints.urls")),
 ]
 
+handler400 = "endpoints.api.errors.bad_request"
 handler404 = "endpoints.api.errors.not_found"
 handler500 = "endpoints.api.errors.server_error"

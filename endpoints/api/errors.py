@@ -18,6 +18,8 @@ database is away, both answer 503 with Retry-After.
 
 import sys
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.views import defaults
@@ -125,6 +127,23 @@ def not_found(request, exception):
         body = {"detail": f"No API route matches {request.path}.", "field": None, "code": "not_found"}
         return JsonResponse(body, status=status.HTTP_404_NOT_FOUND)
     return defaults.page_not_found(request, exception)
+
+
+def bad_request(request, exception):
+    """handler400: JSON under /api/ (413 for a body past DATA_UPLOAD_MAX_MEMORY_SIZE), the page
+    elsewhere."""
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        body = {
+            "detail": f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes, the most "
+            "the API reads.",
+            "field": None,
+            "code": "too_large",
+        }
+        return JsonResponse(body, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    body = {"detail": "The request could not be read.", "field": None, "code": "bad_request"}
+    return JsonResponse(body, status=status.HTTP_400_BAD_REQUEST)
 
 
 DATABASE_AWAY = "The portal's database is not answering; nothing was changed. Try again in a moment."

@@ -7,6 +7,8 @@ lists each status it can answer with it:
     401  no credentials, or a bad or expired token (operations that need them)
     403  not allowed: a member's write, an admin-only read, a session write without its CSRF token
     404  no such record for this user, or a page past the last
+    406  an Accept header no media type of the answer satisfies
+    413  a body larger than the API reads (operations that take a body)
     415  a body in a media type the operation does not read
     422  values of the right form the service cannot take (operations that take a body)
     503  the database is away: come back after Retry-After
@@ -37,9 +39,14 @@ ERROR_ANSWERS: dict[int, tuple[str, str]] = {
     401: ("Unauthorized", "No credentials were sent, or the token is unknown, revoked or expired."),
     403: ("Forbidden", "You may not do this (writes and some reads are for admins)."),
     404: ("NotFound", "No such record that you may see, or a page past the last one."),
+    406: ("NotAcceptable", "The Accept header asks for no media type this operation answers in."),
     409: ("Conflict", "The record's state does not allow this now: `detail` says what stands in the way."),
     410: ("Gone", "The secret was shown once already, or erased (`code` says which)."),
-    413: ("PayloadTooLarge", "The body is larger than the API takes."),
+    413: (
+        "PayloadTooLarge",
+        "The body is larger than the API reads (DATA_UPLOAD_MAX_MEMORY_SIZE; an upload's file: "
+        "MODEL_UPLOAD_MAX_BYTES).",
+    ),
     415: ("UnsupportedMediaType", "The body's media type is not one this operation reads."),
     422: (
         "UnprocessableEntity",
@@ -99,6 +106,7 @@ class PortalAutoSchema(AutoSchema):
             return None
         self.resolve_serializer(ErrorSerializer, "response")  # registers the Error component
         responses = operation["responses"]
+        self.add_location_headers(responses)
         declared = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
         for code in sorted(declared | self.error_statuses(operation)):
             name, _ = ERROR_ANSWERS[code]
@@ -106,9 +114,30 @@ class PortalAutoSchema(AutoSchema):
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 
+    def add_location_headers(self, responses: dict) -> None:
+        """A record made (201) or an operation queued (202) is answered with its `url` in Location
+        too (ServiceViewSet.respond), whenever its body has one."""
+        serializers_by_code = self.get_response_serializers()
+        if not isinstance(serializers_by_code, dict):
+            return
+        for code in (201, 202):
+            serializer = serializers_by_code.get(code)
+            if (
+                str(code) in responses
+                and serializer is not None
+                and "url" in getattr(serializer(), "fields", {})
+            ):
+                responses[str(code)]["headers"] = {
+                    "Location": {
+                        "description": "The record's `url`, to read or poll.",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uri"},
+                    }
+                }
+
     def error_statuses(self, operation: dict) -> set[int]:
         """The error statuses every operation of this kind can answer, whatever the view."""
-        statuses = {503}
+        statuses = {406, 503}
         parameters = operation.get("parameters", [])
         if any(requirement for requirement in operation.get("security", [])):
             statuses.add(401)
@@ -120,7 +149,7 @@ class PortalAutoSchema(AutoSchema):
         if any(parameter["in"] == "query" and parameter["name"] == "page" for parameter in parameters):
             statuses.add(404)  # a page past the last
         if "requestBody" in operation:
-            statuses |= {400, 415, 422}
+            statuses |= {400, 413, 415, 422}
         return statuses
 
 

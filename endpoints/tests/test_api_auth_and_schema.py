@@ -162,11 +162,11 @@ def test_every_operation_lists_its_error_answers_with_the_one_error_shape(db):
             codes = {code for code in operation["responses"] if int(code) >= 400}
             signed_in = path != "/api/v1/auth/token/"
             assert ("401" in codes) == signed_in, (method, path)
-            assert "503" in codes, (method, path)
+            assert {"406", "503"} <= codes, (method, path)
             if "{" in path or any(p["name"] == "page" for p in operation.get("parameters", [])):
                 assert "404" in codes, (method, path)
             if "requestBody" in operation:
-                assert {"400", "415"} <= codes, (method, path)
+                assert {"400", "413", "415", "422"} <= codes, (method, path)
             if method != "get" and signed_in:
                 assert "403" in codes, (method, path)
             for code in codes:
@@ -211,3 +211,28 @@ def test_a_number_where_text_is_expected_is_refused(admin):
     response = api(admin).post("/api/v1/models/", {"name": 0}, format="json")
     assert response.status_code == 400
     assert (response.json()["field"], response.json()["detail"]) == ("name", "Not a valid string.")
+
+
+def test_a_body_past_the_size_the_api_reads_answers_413_in_the_error_shape(admin, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = '{"name": "big", "description": "' + "a" * 2000 + '"}'
+    response = api(admin).post("/api/v1/models/", body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "The body is larger than 1,000 bytes, the most the API reads.",
+        "field": None,
+        "code": "too_large",
+    }
+
+
+def test_an_accept_header_the_api_cannot_satisfy_answers_406_in_the_error_shape(admin):
+    response = api(admin).get("/api/v1/models/", HTTP_ACCEPT="text/csv")
+    assert response.status_code == 406
+    assert response.json()["code"] == "not_acceptable"
+
+
+def test_the_schema_says_which_answers_carry_a_location(db):
+    paths = served_schema()["paths"]
+    deploy = paths["/api/v1/endpoints/{name}/deploy/"]["post"]["responses"]["202"]
+    assert deploy["headers"]["Location"]["required"] is True
+    assert "headers" not in paths["/api/v1/endpoints/{name}/allowlist/"]["post"]["responses"]["201"]
