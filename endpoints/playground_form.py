@@ -100,8 +100,11 @@ class PlaygroundForm:
     """The form for a schema (`input_schema`, as stored on a version), bound to `data` or to the
     version's examples."""
 
-    def __init__(self, input_schema: list[dict], *, examples: dict | None = None, data=None):
+    def __init__(
+        self, input_schema: list[dict], *, examples: dict | None = None, data=None, classifier: bool = True
+    ):
         self.schema = input_schema
+        self.classifier = classifier
         self.data = data
         examples = examples or {}
         rows = examples.get("rows") or [{}]
@@ -138,7 +141,8 @@ class PlaygroundForm:
 
     @property
     def return_choices(self):
-        return RETURN_CHOICES
+        """A regressor gives values only: its one choice is the label (the default)."""
+        return RETURN_CHOICES if self.classifier else RETURN_CHOICES[:2]
 
     def row(self) -> dict:
         """The one row the inputs give, as named features."""

@@ -73,7 +73,12 @@ def panel_context(
     }
     if schema_version is None:
         return context
-    form = PlaygroundForm(schema_version.input_schema, examples=schema_version.example_set, data=data)
+    form = PlaygroundForm(
+        schema_version.input_schema,
+        examples=schema_version.example_set,
+        data=data,
+        classifier=bool(schema_version.classes),
+    )
     if answer is not None:
         form.attach(answer.fields)
     context.update(
