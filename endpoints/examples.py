@@ -193,6 +193,20 @@ def _final_hints(final, width: int) -> dict[int, Hint]:
     return hints
 
 
+def _add(hints: dict[int, Hint], column: int, hint: Hint) -> None:
+    """Keep the first hint for a column's centre; a later one may still give it a spread (an
+    imputer's mean, then the scaler's standard deviation)."""
+    found = hints.get(column)
+    if found is None:
+        hints[column] = hint
+    elif found.low is None and hint.low is not None and not isinstance(found.center, str):
+        spread_low, spread_high = float(hint.center) - float(hint.low), float(hint.high) - float(hint.center)
+        center = float(found.center)
+        hints[column] = Hint(
+            found.center, center - spread_low, center + spread_high, found.source, found.choices
+        )
+
+
 def model_hints(estimator, names: list[str]) -> dict[int, Hint]:
     """Per input column, where the fitted estimator (or pipeline) says its values lie."""
     from serving.tabular import _column_indices
@@ -208,20 +222,20 @@ def model_hints(estimator, names: list[str]) -> dict[int, Hint]:
                     continue
                 for part in [p for _, p in getattr(transformer, "steps", [("", transformer)])]:
                     for column, hint in _part_hints(part, indices).items():
-                        hints.setdefault(column, hint)
+                        _add(hints, column, hint)
                     if not _keeps_columns(part):
                         break
             values_kept = False
             break
         for column, hint in _part_hints(step, list(range(len(names)))).items():
-            hints.setdefault(column, hint)
+            _add(hints, column, hint)
         if not _keeps_values(step):
             values_kept = False
             if not _keeps_columns(step):
                 break
     if values_kept:
         for column, hint in _final_hints(final, len(names)).items():
-            hints.setdefault(column, hint)
+            _add(hints, column, hint)
     return hints
 
 

@@ -122,6 +122,10 @@ def test_a_census_pipeline_gives_imputed_numbers_and_the_most_frequent_text():
     assert row["sex"] in SEX
     assert examples["by_feature"]["workclass"] == "SimpleImputer's most frequent value"
     assert examples["by_feature"]["age"] == "SimpleImputer's mean value"
+    # The scaler after the imputer gives the other rows their spread: a standard deviation off.
+    scaler = model[0].named_transformers_["numbers"][-1]
+    assert examples["rows"][1]["age"] == pytest.approx(frame["age"].mean() - scaler.scale_[0], abs=0.05)
+    assert examples["rows"][2]["age"] == pytest.approx(frame["age"].mean() + scaler.scale_[0], abs=0.05)
 
 
 def test_an_encoder_alone_gives_its_first_known_value_then_the_next():
