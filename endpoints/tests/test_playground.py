@@ -312,3 +312,18 @@ def test_a_runtime_with_no_portal_path_asks_for_the_callers_key(memory_runtime, 
         "/playground/", {**row_form(endpoint, IRIS_EXAMPLES[0]), "api_key": "a\nb"}
     )
     assert "A key is one word of printable characters." in with_bad_key.content.decode()
+
+
+def test_an_endpoint_whose_empty_allowlist_refuses_everyone_still_answers_an_admins_playground(
+    runtime_dir, admin, version, sent
+):
+    endpoint = endpoint_create(user=admin, name="iris-shut", access_mode="ip_allowlist")
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=version)
+    assert deployment_run(deployment_id=deployment.pk) == "ready"
+    endpoint.refresh_from_db()
+    apply_access(endpoint)
+
+    response = signed_in(admin).post("/playground/", row_form(endpoint, IRIS_EXAMPLES[0]))
+
+    assert httpx.post(f"{endpoint.url}/predict", json=IRIS_EXAMPLES[0], timeout=10).status_code == 403
+    assert answer_of(response)["target"] == "setosa"
