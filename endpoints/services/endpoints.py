@@ -70,21 +70,32 @@ def resources_refusal(cpu: str, memory: str) -> tuple[str, str] | None:
     return None
 
 
-def _validate(endpoint: Endpoint, exclude=()) -> None:
+def _validate(endpoint: Endpoint, exclude=(), also: tuple[ServiceError, ...] = ()) -> None:
+    """Refuse settings the endpoint cannot have: the first problem is raised, carrying every other
+    one (`ServiceError.also`) so a form can show them all at once; `also` adds the caller's own."""
+    problems: list[ServiceError] = []
     try:
         endpoint.full_clean(exclude=["created_by", "live_deployment", *exclude])
     except ValidationError as exc:
-        field, messages = next(iter(exc.message_dict.items()))
-        raise ServiceError(" ".join(messages), field=None if field == "__all__" else field) from None
-    if endpoint.min_instances > endpoint.max_instances:
-        raise Unprocessable("Minimum instances cannot exceed maximum instances.", field="min_instances")
-    refusal = resources_refusal(endpoint.cpu, endpoint.memory)
+        for field, messages in exc.message_dict.items():
+            problems.append(ServiceError(" ".join(messages), field=None if field == "__all__" else field))
+    bad = {problem.field for problem in problems}
+    if not {"min_instances", "max_instances"} & bad and endpoint.min_instances > endpoint.max_instances:
+        problems.append(
+            Unprocessable("Minimum instances cannot exceed maximum instances.", field="min_instances")
+        )
+    refusal = None if {"cpu", "memory"} & bad else resources_refusal(endpoint.cpu, endpoint.memory)
     if refusal:
         field, why = refusal
         # A CPU, or a memory size's form, is refused by its field's own rule; a size outside the
         # range for that CPU, by the two fields together.
         together = field == "memory" and MEMORY.match(endpoint.memory)
-        raise (Unprocessable if together else ServiceError)(why, field=field)
+        problems.append((Unprocessable if together else ServiceError)(why, field=field))
+    problems.extend(also)
+    if problems:
+        first, *others = problems
+        first.also = others
+        raise first
 
 
 def endpoint_create(*, user, name: str, **fields) -> Endpoint:
@@ -103,9 +114,11 @@ def endpoint_create(*, user, name: str, **fields) -> Endpoint:
     if existing:
         raise ServiceError(f"An endpoint named {name!r} already exists.", field="name", code="conflict")
     endpoint = Endpoint(name=name, created_by=user, **fields)
-    _validate(endpoint, exclude=["name"] if not name else ())
-    if not name:
-        raise ServiceError("Give the endpoint a name.", field="name")
+    _validate(
+        endpoint,
+        exclude=["name"] if not name else (),
+        also=() if name else (ServiceError("Give the endpoint a name.", field="name"),),
+    )
     try:
         with transaction.atomic():
             endpoint.save()

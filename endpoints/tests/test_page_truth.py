@@ -322,3 +322,29 @@ def test_audit_details_show_no_raw_none_and_times_as_every_page(client, admin, e
         in page
     )
     assert "10.0.0.0/8, ::/0" in page and "None" not in page
+
+
+def test_the_endpoint_form_shows_every_error_at_once(client, admin):
+    client.force_login(admin)
+    response = client.post(
+        reverse("endpoints:endpoint-create"),
+        {
+            "name": "",
+            "description": "",
+            "region": "us-central1",
+            "cpu": "1",
+            "memory": "16Gi",
+            "min_instances": "5",
+            "max_instances": "2",
+            "concurrency": "80",
+            "timeout_seconds": "60",
+            "access_mode": "api_key",
+        },
+    )
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert set(errors) == {"name", "min_instances", "memory"}
+    assert errors["name"] == ["Give the endpoint a name."]
+    assert "Minimum instances cannot exceed maximum instances." in errors["min_instances"]
+    assert "With 1 vCPU, Cloud Run takes" in errors["memory"][0]
+    assert not Endpoint.objects.exists()
