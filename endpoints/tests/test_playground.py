@@ -281,6 +281,18 @@ def test_the_version_page_calls_where_the_version_is_live(served, admin, version
     assert response.content.decode().lstrip().startswith("<section")  # the panel alone, for htmx
     assert answer_of(response)["target"] == "virginica"
 
+    # Once the endpoint stops serving it, the version page's form sends nothing there.
+    endpoint_create(user=admin, name="iris-other")
+    other = client.post(
+        "/playground/",
+        {**row_form(served, IRIS_EXAMPLES[2]), "endpoint": "iris-other", "version": version.pk},
+    )
+    assert "Nothing is live on this endpoint: deploy a version first." in other.content.decode()
+    assert "pg-answer" not in other.content.decode()
+    assert (
+        client.post("/playground/", {**row_form(served, IRIS_EXAMPLES[2]), "version": "x"}).status_code == 404
+    )
+
 
 def test_a_version_live_nowhere_says_so_and_links_the_deploy_form(admin, version):
     client = signed_in(admin)

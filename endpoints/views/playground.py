@@ -11,6 +11,7 @@ import json
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
 from endpoints.models import Endpoint, ModelVersion
@@ -112,6 +113,8 @@ def playground_send(request):
     )
     version = None
     if request.POST.get("version"):
+        if not request.POST["version"].isdigit():
+            raise Http404("No such version.")
         version = get_object_or_404(
             ModelVersion.objects.for_user(request.user).select_related("model"), pk=request.POST["version"]
         )
@@ -119,10 +122,11 @@ def playground_send(request):
     if refusal:
         raise PermissionDenied(refusal)
     page = {"endpoint": None, "version": version} if version else {"endpoint": endpoint}
-    form = panel_context(request, **page, data=request.POST).get("form")
+    first = panel_context(request, **page, data=request.POST)
+    form, target = first.get("form"), first.get("target")
     answer, error, body = None, "", None
-    if form is None:
-        error = live_refusal(endpoint) or "Nothing serves this endpoint."
+    if form is None or target is None or target.pk != endpoint.pk:
+        error = live_refusal(endpoint) or f"{endpoint.name} does not serve {version} any more."
     else:
         body = form.body()
     if body is not None:
