@@ -102,6 +102,65 @@ class DeployForm(forms.Form):
         help_text="Below 100 sends that share to the new version and the rest to the live one (a canary).",
     )
 
+    # A progressive deploy (see endpoints.services.rollouts): offered with the share, when a
+    # version is live and the runtime splits traffic. Empty fields take the ROLLOUT_* settings.
+    progressive = forms.BooleanField(
+        label="Progressive",
+        required=False,
+        help_text="Start at the first step, move on every step while the new version is healthy, and "
+        "roll back by itself as soon as it is not (its 5xx share or p99 over the window).",
+    )
+    rollout_steps = forms.CharField(
+        label="Steps (%)",
+        required=False,
+        help_text="Rising shares, ending at 100.",
+        widget=forms.TextInput(attrs={"placeholder": settings.ROLLOUT_STEPS, "inputmode": "numeric"}),
+    )
+    rollout_step_seconds = forms.IntegerField(
+        label="Each step (seconds)",
+        required=False,
+        widget=forms.NumberInput(
+            attrs={"placeholder": settings.ROLLOUT_STEP_SECONDS, "inputmode": "numeric"}
+        ),
+    )
+    rollout_window_seconds = forms.IntegerField(
+        label="Window (seconds)",
+        required=False,
+        help_text="Whole minutes.",
+        widget=forms.NumberInput(
+            attrs={"placeholder": settings.ROLLOUT_WINDOW_SECONDS, "inputmode": "numeric"}
+        ),
+    )
+    rollout_max_error_percent = forms.FloatField(
+        label="Most 5xx (%)",
+        required=False,
+        widget=forms.NumberInput(
+            attrs={"placeholder": f"{settings.ROLLOUT_MAX_ERROR_PERCENT:g}", "step": "any"}
+        ),
+    )
+    rollout_max_p99_ms = forms.IntegerField(
+        label="Slowest p99 (ms)",
+        required=False,
+        widget=forms.NumberInput(attrs={"placeholder": settings.ROLLOUT_MAX_P99_MS, "inputmode": "numeric"}),
+    )
+    rollout_min_requests = forms.IntegerField(
+        label="Requests to judge",
+        required=False,
+        help_text="Fewer in the window hold the step.",
+        widget=forms.NumberInput(
+            attrs={"placeholder": settings.ROLLOUT_MIN_REQUESTS, "inputmode": "numeric"}
+        ),
+    )
+    ROLLOUT_FIELDS = (
+        "progressive",
+        "rollout_steps",
+        "rollout_step_seconds",
+        "rollout_window_seconds",
+        "rollout_max_error_percent",
+        "rollout_max_p99_ms",
+        "rollout_min_requests",
+    )
+
     def __init__(self, *args, user, endpoint: Endpoint, chosen: str | None = None, **kwargs):
         """`chosen`: the id of a version to offer first ("Deploy this version" on its page)."""
         super().__init__(*args, **kwargs)
@@ -116,7 +175,12 @@ class DeployForm(forms.Form):
             self.fields["model_version"].initial = newest
         if live is None or not get_runtime().supports_canary:
             # Nothing is live yet, or the runtime serves one version at a time: no traffic to share.
-            del self.fields["traffic_percent"]
+            for name in ("traffic_percent", *self.ROLLOUT_FIELDS):
+                del self.fields[name]
+
+    @property
+    def rollout_fields(self) -> list:
+        return [self[name] for name in self.ROLLOUT_FIELDS[1:] if name in self.fields]
 
     def clean(self):
         data = super().clean()

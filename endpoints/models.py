@@ -312,6 +312,17 @@ class DeploymentQuerySet(models.QuerySet):
         return self.filter(status__in=ACTIVE_DEPLOYMENT_STATUSES)
 
 
+class RolloutStatus(models.TextChoices):
+    """Where a progressive deploy's rollout is ("" for a deploy that is not progressive)."""
+
+    NONE = "", "Not progressive"
+    PENDING = "pending", "Waiting for the deploy"
+    ADVANCING = "advancing", "Advancing"
+    COMPLETE = "complete", "Complete"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    ENDED = "ended", "Ended by another deployment"
+
+
 #: Deployments that served their endpoint at some time: the ones a rollback can go back to.
 ONCE_LIVE_STATUSES = (DeploymentStatus.READY, DeploymentStatus.SUPERSEDED, DeploymentStatus.ROLLED_BACK)
 
@@ -352,6 +363,24 @@ class Deployment(models.Model):
     claimed_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     task_id = models.CharField(max_length=64, blank=True)
+    # A progressive deploy (see endpoints.services.rollouts): its shares in percent, ascending and
+    # ending at 100 (empty: not progressive), how long each lasts, and the guard judged over the
+    # window before each move: the new revision's 5xx share and p99, once it had enough requests.
+    rollout_steps = models.JSONField(default=list, blank=True)
+    rollout_step_seconds = models.PositiveIntegerField(default=0)
+    rollout_window_seconds = models.PositiveIntegerField(default=0)
+    rollout_max_error_percent = models.FloatField(default=0)
+    rollout_max_p99_ms = models.PositiveIntegerField(default=0)
+    rollout_min_requests = models.PositiveIntegerField(default=0)
+    rollout_status = models.CharField(max_length=20, choices=RolloutStatus.choices, default="", blank=True)
+    rollout_percent = models.PositiveSmallIntegerField(default=0)  # the share it has now
+    rollout_next_at = models.DateTimeField(null=True, blank=True)  # when the next step is due
+    rollout_claimed_until = models.DateTimeField(null=True, blank=True)  # a beat check holds it
+    rollout_reason = models.TextField(blank=True)  # why it rolled back
+    # The live deployment this one shared the traffic with when it was asked for.
+    shares_with = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     objects = DeploymentQuerySet.as_manager()
 
@@ -374,6 +403,10 @@ class Deployment(models.Model):
     @property
     def is_deploy(self) -> bool:
         return self.action == DeploymentAction.DEPLOY
+
+    @property
+    def is_progressive(self) -> bool:
+        return bool(self.rollout_steps)
 
     @property
     def is_finished(self) -> bool:

@@ -38,6 +38,7 @@ urlpatterns = [
     path("playground/", playground.playground_send, name="playground"),
     path("deployments/<int:pk>/", deployments.deployment_detail, name="deployment-detail"),
     path("deployments/<int:pk>/rollback/", deployments.deployment_rollback, name="deployment-rollback"),
+    path("deployments/<int:pk>/rollout/", deployments.deployment_rollout, name="deployment-rollout"),
     path("models/", models.model_list, name="model-list"),
     path("new-model/", models.model_create, name="model-create"),
     path("models/<str:name>/", models.model_detail, name="model-detail"),

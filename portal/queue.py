@@ -20,6 +20,7 @@ EXPIRE_KEYS = "worker.expire_keys"
 REFRESH_FRONTS = "worker.refresh_fronts"
 SCRAPE_TRAFFIC = "worker.scrape_traffic"
 PRUNE_TRAFFIC = "worker.prune_traffic"
+ADVANCE_ROLLOUTS = "worker.advance_rollouts"
 
 
 def send(task: str, *args: int, task_id: str | None = None) -> bool:

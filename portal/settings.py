@@ -352,6 +352,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": queue.REFRESH_FRONTS,
         "schedule": env_float("HTTPS_FRONT_REFRESH_SECONDS", 120.0),
     },
+    "advance-rollouts": {
+        "task": queue.ADVANCE_ROLLOUTS,
+        "schedule": env_float("ROLLOUT_CHECK_SECONDS", 15.0),
+        # A check that waited past the next one is dropped: the next judges the same window.
+        "options": {"expires": env_float("ROLLOUT_CHECK_SECONDS", 15.0)},
+    },
 }
 
 # Deployments.
@@ -369,6 +375,17 @@ TASK_RESEND_SECONDS = env_float("TASK_RESEND_SECONDS", 10.0)
 TRAFFIC_SCRAPE_SECONDS = env_float("TRAFFIC_SCRAPE_SECONDS", 15.0)
 TRAFFIC_RETENTION_DAYS = env_int("TRAFFIC_RETENTION_DAYS", 8)
 PROMETHEUS_URL = env_str("PROMETHEUS_URL", "").rstrip("/")
+
+# Progressive deploys: the defaults of a deploy's rollout (each may be given per deploy). Beat judges
+# every rollout this often; a rollout starts at the first share, moves to the next every step if
+# its revision is healthy over the window, and rolls back as soon as it is not.
+ROLLOUT_CHECK_SECONDS = env_float("ROLLOUT_CHECK_SECONDS", 15.0)
+ROLLOUT_STEPS = env_str("ROLLOUT_STEPS", "10,50,100")
+ROLLOUT_STEP_SECONDS = env_int("ROLLOUT_STEP_SECONDS", 300)
+ROLLOUT_WINDOW_SECONDS = env_int("ROLLOUT_WINDOW_SECONDS", 300)
+ROLLOUT_MAX_ERROR_PERCENT = env_float("ROLLOUT_MAX_ERROR_PERCENT", 5.0)
+ROLLOUT_MAX_P99_MS = env_int("ROLLOUT_MAX_P99_MS", 1000)
+ROLLOUT_MIN_REQUESTS = env_int("ROLLOUT_MIN_REQUESTS", 50)
 
 # Local runtime: serving processes on this machine.
 LOCAL_RUNTIME_DIR = Path(env_str("LOCAL_RUNTIME_DIR", str(VAR_DIR / "runtime")))

@@ -20,7 +20,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from endpoints.services import access, deployments, fronts, keys, operations, owed, traffic
+from endpoints.services import access, deployments, fronts, keys, operations, owed, rollouts, traffic
 from portal import queue
 from worker.runtimes import get_runtime
 from worker.runtimes.base import Pending, PermanentError, TransientError
@@ -186,6 +186,13 @@ def scrape_traffic() -> int:
 def prune_traffic() -> int:
     """Forget traffic rollups past TRAFFIC_RETENTION_DAYS (beat, hourly)."""
     return traffic.traffic_prune()
+
+
+@shared_task(name=queue.ADVANCE_ROLLOUTS, ignore_result=True, time_limit=120, soft_time_limit=110)
+def advance_rollouts() -> list[str]:
+    """Judge every progressive deploy under way: move it on, or roll it back (beat, every
+    ROLLOUT_CHECK_SECONDS). Each rollout is claimed, so overlapping runs never act twice."""
+    return rollouts.rollouts_advance()
 
 
 @worker_ready.connect

@@ -29,6 +29,7 @@ from endpoints.models import (
     Endpoint,
     MLModel,
     ModelVersion,
+    RolloutStatus,
     Team,
 )
 from endpoints.services.allowlist import CIDR_SHAPE
@@ -40,6 +41,7 @@ from endpoints.services.keys import (
     REASON_PATTERN,
     UNKNOWN_TEAM,
 )
+from endpoints.services.rollouts import LIMITS, MAX_STEPS
 from endpoints.services.versions import MODEL_NAME_PATTERN
 
 # -- reads -----------------------------------------------------------------------------------------
@@ -172,6 +174,34 @@ class StepSerializer(serializers.Serializer):
     message = serializers.CharField(required=False, allow_blank=True)
 
 
+class RolloutSerializer(serializers.Serializer):
+    """A progressive deploy's rollout: where it is, and the settings it was asked with."""
+
+    status = serializers.ChoiceField(
+        source="rollout_status",
+        choices=RolloutStatus.choices,
+        help_text='"" for a deploy that is not progressive; pending until the deploy is ready; '
+        "advancing; complete (the new version has all the traffic); rolled_back (by itself, "
+        "`reason` says why); ended (another deployment, a stop or a delete took over)",
+    )
+    percent = serializers.IntegerField(source="rollout_percent", help_text="The share it has now.")
+    steps = serializers.ListField(child=serializers.IntegerField(), source="rollout_steps")
+    step_seconds = serializers.IntegerField(source="rollout_step_seconds")
+    window_seconds = serializers.IntegerField(source="rollout_window_seconds")
+    max_error_percent = serializers.FloatField(source="rollout_max_error_percent")
+    max_p99_ms = serializers.IntegerField(source="rollout_max_p99_ms")
+    min_requests = serializers.IntegerField(source="rollout_min_requests")
+    next_at = serializers.DateTimeField(
+        source="rollout_next_at", allow_null=True, help_text="When the next step is due."
+    )
+    reason = serializers.CharField(source="rollout_reason", help_text="Why it rolled back.")
+    shares_with = serializers.IntegerField(
+        source="shares_with_id",
+        allow_null=True,
+        help_text="The id of the deployment it shares the traffic with (live again after a rollback).",
+    )
+
+
 class DeploymentSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:deployment-detail")
     endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
@@ -183,6 +213,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
         help_text="What the runtime made for this deployment: revision, url, api_config...",
     )
     requested_by = UsernameField()
+    rollout = RolloutSerializer(source="*", read_only=True)
 
     class Meta:
         model = Deployment
@@ -193,6 +224,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "action",
             "model_version",
             "traffic_percent",
+            "rollout",
             "status",
             "steps",
             "resources",
@@ -486,6 +518,20 @@ class UploadField(StatedRules, serializers.FileField):
     pass
 
 
+class StatedNumberField(StatedRules, serializers.FloatField):
+    pass
+
+
+class StatedListField(StatedRules, serializers.ListField):
+    pass
+
+
+def limits(name: str) -> dict:
+    """The schema keywords of a progressive deploy's whole-number setting (see rollouts.LIMITS)."""
+    low, high = LIMITS[name]
+    return {"minimum": low, "maximum": high}
+
+
 def model_rules(model, name: str) -> dict:
     """The schema keywords for the rules a model field's `full_clean` applies: length, blank, range
     and pattern."""
@@ -618,7 +664,52 @@ class DeployRequestSerializer(InputSerializer):
     traffic_percent = WholeNumberField(
         required=False,
         openapi=model_rules(Deployment, "traffic_percent"),
-        help_text=f"The new version's share, 1 to 100 ({FULL_TRAFFIC} when not given).",
+        help_text=f"The new version's share, 1 to 100 ({FULL_TRAFFIC} when not given). A progressive "
+        "deploy starts at its first step: leave it out, or give that step.",
+    )
+    progressive = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Roll out in steps: start at the first of `rollout_steps`, move to the next every "
+        "`rollout_step_seconds` while the new revision is healthy over `rollout_window_seconds`, and "
+        "roll back by itself as soon as it is not. Needs a version live and a runtime that splits "
+        "traffic. The `rollout_*` fields apply only with it; each left out takes its ROLLOUT_* setting.",
+    )
+    rollout_steps = StatedListField(
+        child=WholeNumberField(openapi={"minimum": 1, "maximum": 100}),
+        required=False,
+        openapi={"minItems": 2, "maxItems": MAX_STEPS},
+        help_text="The new version's shares in percent, rising, starting below 100 and ending at 100 "
+        f"(default {settings.ROLLOUT_STEPS.replace(',', ', ')}).",
+    )
+    rollout_step_seconds = WholeNumberField(
+        required=False,
+        openapi=limits("rollout_step_seconds"),
+        help_text=f"How long each step lasts at least (default {settings.ROLLOUT_STEP_SECONDS}).",
+    )
+    rollout_window_seconds = WholeNumberField(
+        required=False,
+        openapi={**limits("rollout_window_seconds"), "multipleOf": 60},
+        help_text="The window the guard reads, in seconds, a whole number of minutes (default "
+        f"{settings.ROLLOUT_WINDOW_SECONDS}).",
+    )
+    rollout_max_error_percent = StatedNumberField(
+        required=False,
+        openapi={"minimum": 0, "maximum": 100},
+        help_text="The most of its requests the new revision may answer with a 5xx over the window "
+        f"(default {settings.ROLLOUT_MAX_ERROR_PERCENT:g}).",
+    )
+    rollout_max_p99_ms = WholeNumberField(
+        required=False,
+        openapi=limits("rollout_max_p99_ms"),
+        help_text="The slowest its p99 latency may be over the window, in milliseconds (default "
+        f"{settings.ROLLOUT_MAX_P99_MS}).",
+    )
+    rollout_min_requests = WholeNumberField(
+        required=False,
+        openapi=limits("rollout_min_requests"),
+        help_text="Requests the window must hold before the guard judges it; fewer hold the step "
+        f"(default {settings.ROLLOUT_MIN_REQUESTS}).",
     )
 
 

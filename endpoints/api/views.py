@@ -57,6 +57,7 @@ from endpoints.services.keys import (
     key_request_reject,
 )
 from endpoints.services.lifecycle import endpoint_delete, endpoint_start, endpoint_stop, lifecycle_plan
+from endpoints.services.rollouts import rollout_from_request
 from endpoints.services.tokens import api_token_issue, api_token_revoke
 from endpoints.services.versions import ml_model_create, model_version_register
 from endpoints.sign_in import LOCKED_OUT_CODE, SIGN_IN_THROTTLES, THROTTLED
@@ -322,6 +323,7 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
             endpoint=endpoint,
             model_version=data["model_version"],
             traffic_percent=data.get("traffic_percent"),
+            rollout=rollout_from_request(data),
         )
         return self.respond(
             deployment, s.DeploymentSerializer, status_code=status.HTTP_202_ACCEPTED, location=True
@@ -347,12 +349,14 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
         elif "model_version" not in data:
             raise Unprocessable("Choose the model version to deploy.", field="model_version")
         else:
-            version, share = data["model_version"].pk, traffic_share(data.get("traffic_percent"))
+            rollout = rollout_from_request(data)
+            asked = rollout.steps[0] if rollout else data.get("traffic_percent")
+            version, share = data["model_version"].pk, traffic_share(asked)
             changes = deployment_plan(
                 user=request.user,
                 endpoint=endpoint,
                 model_version=data["model_version"],
-                traffic_percent=data.get("traffic_percent"),
+                traffic_percent=asked,
             )
         body = {
             "endpoint": endpoint.name,

@@ -141,13 +141,29 @@ def deployment_request(
     model_version: ModelVersion,
     traffic_percent: int | None = None,
     rollback_of: Deployment | None = None,
+    rollout=None,
 ) -> Deployment:
     """Queue a deployment of `model_version` to `endpoint`; the worker carries it out.
 
     `traffic_percent` is the new version's share (FULL_TRAFFIC when not given; less is a canary).
+    `rollout` (a `rollouts.RolloutSettings`) makes it progressive: it starts at the first step's
+    share and beat moves it on (see `endpoints.services.rollouts`).
     """
     require_admin(user)
     share = traffic_share(traffic_percent)
+    progressive = {}
+    if rollout is not None:
+        if traffic_percent is not None and traffic_percent != rollout.steps[0]:
+            raise ServiceError(
+                f"A progressive deploy starts at its first step ({rollout.steps[0]}%): leave the share out "
+                "or make it the first step.",
+                field="traffic_percent",
+            )
+        share = rollout.steps[0]
+        # The version it shares the traffic with: live now, and, one operation at a time, still
+        # live when this deploy runs (check_canary refuses a progressive deploy with none).
+        live_id = Endpoint.objects.filter(pk=endpoint.pk).values_list("live_deployment_id", flat=True).first()
+        progressive = {**rollout.fields(), "rollout_status": "pending", "shares_with_id": live_id}
 
     def check(locked: Endpoint) -> ModelVersion:
         check_canary(share, locked)
@@ -163,9 +179,11 @@ def deployment_request(
             "model_version": str(model_version),
             "traffic_percent": share,
             **({"rollback_of": rollback_of.pk} if rollback_of else {}),
+            **({"rollout_steps": list(rollout.steps)} if rollout else {}),
         },
         traffic_percent=share,
         rollback_of=rollback_of,
+        **progressive,
     )
 
 
@@ -354,6 +372,10 @@ def deployment_finish(*, deployment_id: int) -> None:
         if endpoint.access_note:
             # The mode waited for this deploy's front (see access_for_live): push it again.
             access_sync_enqueue(endpoint)
+        if deployment.rollout_status == "pending":
+            from endpoints.services.rollouts import rollout_begin
+
+            rollout_begin(deployment, now)
         audit_record(
             actor=None,
             action="deployment.ready",

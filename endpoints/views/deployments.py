@@ -8,6 +8,7 @@ from endpoints.forms import DeployForm
 from endpoints.models import Deployment, Endpoint
 from endpoints.services import deployments as services
 from endpoints.services.errors import ServiceError
+from endpoints.services.rollouts import rollout_from_request
 from endpoints.views.common import flash_error, form_error, is_htmx, post_only, vary_on_htmx
 from endpoints.views.endpoints import detail_context
 
@@ -24,6 +25,7 @@ def deployment_create(request, name):
                 endpoint=endpoint,
                 model_version=form.cleaned_data["model_version"],
                 traffic_percent=form.cleaned_data.get("traffic_percent"),
+                rollout=rollout_from_request(form.cleaned_data),
             )
         except ServiceError as exc:
             form_error(form, exc)
@@ -44,6 +46,13 @@ def deployment_detail(request, pk):
     )
     template = "endpoints/_deployment_steps.html" if is_htmx(request) else "endpoints/deployment_detail.html"
     return vary_on_htmx(render(request, template, {"deployment": deployment}))
+
+
+@login_required
+def deployment_rollout(request, pk):
+    """A progressive deploy's rollout, the partial its page polls while it advances."""
+    deployment = get_object_or_404(Deployment.objects.for_user(request.user), pk=pk)
+    return vary_on_htmx(render(request, "endpoints/_rollout.html", {"deployment": deployment}))
 
 
 @post_only("endpoints:deployment-detail", "pk")

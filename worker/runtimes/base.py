@@ -384,6 +384,18 @@ class Runtime(ABC):
         """
         raise PermanentError(f"The {self.name} runtime reports no traffic.")
 
+    def set_canary_share(self, spec: DeploySpec, percent: int) -> str:
+        """Give the canary deployment `spec` `percent` of the traffic (1 to 100), the revision in
+        `spec.previous` (the deployment it shares with) the rest; at 100 the canary serves alone and
+        the other revision serves nothing more. Repeating it is safe. Returns what was done, for the
+        journal. A progressive deploy moves through its steps with this."""
+        raise PermanentError(f"The {self.name} runtime cannot split traffic.")
+
+    def end_canary(self, spec: DeploySpec) -> str:
+        """Give every request back to the revision in `spec.previous` and stop serving the canary
+        deployment `spec` (a rollout's rollback). Repeating it is safe. Returns what was done."""
+        raise PermanentError(f"The {self.name} runtime cannot split traffic.")
+
     def scrape_traffic(self) -> list[TrafficSample]:
         """Read the request counters of every serving process this runtime runs here (beat, every
         TRAFFIC_SCRAPE_SECONDS); empty where the platform keeps the metrics itself."""

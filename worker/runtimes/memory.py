@@ -21,6 +21,7 @@ import secrets
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
 from worker.runtimes.base import (
     AccessPolicy,
@@ -35,6 +36,7 @@ from worker.runtimes.base import (
 )
 from worker.runtimes.logs import LogEntry, LogPage, LogQuery, LogQueryError
 from worker.runtimes.resources import DeploymentResources
+from worker.runtimes.traffic import RevisionTraffic, Traffic, TrafficPoint, check_window
 
 
 @dataclass
@@ -60,6 +62,7 @@ class MemoryRuntime(Runtime):
         self.keys: dict[str, bool] = {}  # key name -> revoked
         self.logs: defaultdict[str, list[LogEntry]] = defaultdict(list)  # by revision
         self.warmed = False
+        self.reported: defaultdict[str, dict[str, list[TrafficPoint]]] = defaultdict(dict)
 
     def fail(self, name: str, *errors: Exception) -> None:
         """Make the next runs of the step or method `name` raise `errors`, one per run, in order."""
@@ -79,6 +82,47 @@ class MemoryRuntime(Runtime):
         time.sleep(self.delays.pop(name, 0))
         if self.failures[name]:
             raise self.failures[name].pop(0)
+
+    # --- progressive deploys ------------------------------------------------------------------
+
+    def report_traffic(self, endpoint: str, revision: str, points: list[TrafficPoint]) -> None:
+        """Make `traffic` report these points for the revision (each at its own start)."""
+        self.reported[endpoint][revision] = list(points)
+
+    def traffic(
+        self, endpoint: str, live: DeploymentResources | None, *, start: datetime, end: datetime, step: int
+    ) -> Traffic:
+        """What `report_traffic` was given, in steps of `step` seconds from `start` to `end`."""
+        check_window(start, end, step)
+        self._enter("traffic", endpoint)
+        revisions = []
+        for revision, points in self.reported[endpoint].items():
+            inside = [point for point in points if start <= point.start < end]
+            if inside:
+                merged = TrafficPoint(
+                    start=start,
+                    ok=sum(point.ok for point in inside),
+                    client_errors=sum(point.client_errors for point in inside),
+                    server_errors=sum(point.server_errors for point in inside),
+                    p99=max((point.p99 for point in inside if point.p99 is not None), default=None),
+                )
+                revisions.append(RevisionTraffic(revision, (merged,)))
+        return Traffic(start, end, step, tuple(revisions), source="the memory runtime")
+
+    def set_canary_share(self, spec: DeploySpec, percent: int) -> str:
+        self._enter("set_canary_share", spec.revision, percent)
+        served = self.endpoints[spec.endpoint]
+        previous = spec.previous.get("revision")
+        served.traffic = {spec.revision: percent}
+        if percent < 100 and previous:
+            served.traffic[previous] = 100 - percent
+        return f"{spec.revision} takes {percent}%."
+
+    def end_canary(self, spec: DeploySpec) -> str:
+        self._enter("end_canary", spec.revision)
+        previous = spec.previous.get("revision") or ""
+        self.endpoints[spec.endpoint].traffic = {previous: 100}
+        return f"{previous} takes every request again."
 
     # --- deploy ------------------------------------------------------------------------------
 

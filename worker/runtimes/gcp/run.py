@@ -256,3 +256,23 @@ def wait_traffic(ctx: Context, resources: DeploymentResources) -> DeploymentReso
         message = service.terminal_condition.message or f"traffic is {serving}"
         raise PermanentError(f"Traffic did not move to {revision}: {message}")
     return {"run_url": service.uri}
+
+
+def split_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> str:
+    """Set the service's traffic to `targets` (revision, percent) and wait for Cloud Run to serve
+    it (a progressive deploy's step, or its rollback); the split it serves, as words."""
+    moved = set_traffic(ctx, name, targets)
+    service = operation_result(
+        ctx,
+        ctx.clients.run(),
+        moved["run_operation"],
+        what=f"Move traffic of {name}",
+        started=moved["run_operation_started"],
+        result_cls=run_v2.Service,
+    )
+    serving = {status.revision: status.percent for status in service.traffic_statuses if status.percent}
+    wanted = {revision: percent for revision, percent in targets if percent}
+    if serving != wanted:
+        message = service.terminal_condition.message or f"traffic is {serving}"
+        raise PermanentError(f"Traffic of {name} did not move to {wanted}: {message}")
+    return ", ".join(f"{revision} {percent}%" for revision, percent in targets if percent)

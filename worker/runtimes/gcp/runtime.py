@@ -21,6 +21,7 @@ from worker.runtimes.base import (
     HttpsFront,
     IssuedKey,
     KeySpec,
+    PermanentError,
     Runtime,
     Step,
     TeardownSpec,
@@ -95,6 +96,33 @@ class GcpRuntime(Runtime):
         """Cloud Run's own request metrics from Cloud Monitoring (see `worker.runtimes.gcp.monitoring`)."""
         check_window(start, end, step)
         return monitoring.traffic(self.ctx, endpoint, live, start=start, end=end, step=step)
+
+    # --- progressive deploys ----------------------------------------------------------------
+
+    def set_canary_share(self, spec: DeploySpec, percent: int) -> str:
+        """Cloud Run's traffic by revision name: the canary `percent`, the revision it shares with
+        the rest (none at 100)."""
+        revision, previous = run.revision_id(spec), spec.previous.get("revision")
+        name = spec.previous.get("service") or run.service_name(
+            self.ctx, spec.endpoint, spec.resources.region
+        )
+        targets = [(revision, percent)]
+        if percent < 100:
+            if not previous or previous == revision:
+                raise PermanentError(f"{revision} shares the traffic with no other revision")
+            targets.append((previous, 100 - percent))
+        return f"{name} serves {run.split_traffic(self.ctx, name, targets)}."
+
+    def end_canary(self, spec: DeploySpec) -> str:
+        """Every request back to the revision the canary shared with; Cloud Run keeps the canary's
+        revision, serving nothing (it scales to zero by itself)."""
+        previous = spec.previous.get("revision")
+        if not previous:
+            raise PermanentError(f"{run.revision_id(spec)} shares the traffic with no other revision")
+        name = spec.previous.get("service") or run.service_name(
+            self.ctx, spec.endpoint, spec.resources.region
+        )
+        return f"{name} serves {run.split_traffic(self.ctx, name, [(previous, 100)])}."
 
     # --- access and keys --------------------------------------------------------------------
 

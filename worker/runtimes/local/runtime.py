@@ -39,6 +39,7 @@ from worker.runtimes.base import (
     StepResult,
     TeardownSpec,
     TransientError,
+    deployment_number,
 )
 from worker.runtimes.local import canary, launcher, processes
 from worker.runtimes.local.logs import read_log_file
@@ -280,6 +281,41 @@ class LocalRuntime(Runtime):
         log.info("the live revision %s of %s is not running: starting it again", revision, spec.endpoint)
         DeploySteps(self.dir, spec).revive()
         return True
+
+    def set_canary_share(self, spec: DeploySpec, percent: int) -> str:
+        target, revision = self.dir.endpoint(spec.endpoint), spec.revision
+        with target.lock():
+            current = target.current()
+            if percent < 100:
+                if current == revision:
+                    raise PermanentError(f"{revision} already serves every request of {spec.endpoint}")
+                canary.share(target, stable=current or "", canary=revision, percent=percent)
+                return f"{percent}% of the requests go to {revision}, the rest to {current}."
+            stable = canary.promote(target, revision) if current != revision or target.canary() else None
+            stopped = [
+                other
+                for other in target.revisions()
+                if other != revision
+                and deployment_number(other) < spec.deployment_id
+                and stop_revision(target, other)
+            ]
+        after = f"; stopped {', '.join(stopped)}" if stopped else ""
+        if stable is None:
+            return f"{revision} serves every request{after}."
+        return f"{revision} serves every request, {stable} none{after}."
+
+    def end_canary(self, spec: DeploySpec) -> str:
+        target, revision = self.dir.endpoint(spec.endpoint), spec.revision
+        with target.lock():
+            current = target.current()
+            if current == revision:
+                raise PermanentError(
+                    f"{revision} already serves every request of {spec.endpoint}: deploy or roll back instead"
+                )
+            canary.abort(target, revision)
+            stopped = stop_revision(target, revision)
+        back = f"every request goes to {current}" if current else "nothing else serves the endpoint"
+        return f"{back}; {revision} {'stopped' if stopped else 'had already stopped'}."
 
     def _ensure_canary(self, target: EndpointDir, spec: DeploySpec) -> bool:
         """A live canary: the current revision keeps the port and forwards the canary its share.
