@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 MAX_STEPS = 20
 LIMITS = {
-    "rollout_step_seconds": (60, 7 * 86400),
+    "rollout_step_seconds": (10, 7 * 86400),
     "rollout_window_seconds": (60, 86400),
     "rollout_max_p99_ms": (1, 600_000),
     "rollout_min_requests": (1, 10_000_000),

@@ -84,7 +84,7 @@ def test_an_out_of_range_setting_is_refused_in_the_same_words(admin, twins, iris
         == form_error(via_web, "deploy_form")
         == (
             "rollout_step_seconds",
-            "Ensure this value is greater than or equal to 60.",
+            "Ensure this value is greater than or equal to 10.",
         )
     )
 
@@ -98,7 +98,7 @@ def test_the_schema_says_what_a_progressive_deploy_takes(admin, db):
     asked = schema["DeployRequestRequest"]["properties"]
     assert asked["rollout_steps"]["items"] == {"type": "integer", "maximum": 100, "minimum": 1}
     assert (asked["rollout_step_seconds"]["minimum"], asked["rollout_window_seconds"]["maximum"]) == (
-        60,
+        10,
         86400,
     )
     assert "5xx" in asked["rollout_max_error_percent"]["description"]

@@ -189,3 +189,24 @@ def test_a_progressive_deploy_needs_a_live_version(admin, endpoint, iris_version
             user=admin, endpoint=endpoint, model_version=iris_version, rollout=rollout_settings()
         )
     assert refused.value.field == "traffic_percent"
+
+
+def test_beat_checks_the_rollouts_every_rollout_check_seconds():
+    from django.conf import settings
+
+    from portal.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["advance-rollouts"]
+    assert (entry["task"], entry["schedule"]) == ("worker.advance_rollouts", settings.ROLLOUT_CHECK_SECONDS)
+    assert entry["options"]["expires"] == settings.ROLLOUT_CHECK_SECONDS
+    app.loader.import_default_modules()
+    assert "worker.advance_rollouts" in app.tasks
+
+
+def test_the_task_judges_every_rollout_under_way(rollout, memory_runtime):
+    from worker import tasks
+
+    _, progressive = rollout
+    report(memory_runtime, progressive, ok=50, errors=50)
+    reason = "5xx on 50.0% of 100 requests over the last 5 minutes, above 5%"
+    assert tasks.advance_rollouts() == [f"{progressive.pk}: rolled back at 10%: {reason}"]
