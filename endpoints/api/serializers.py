@@ -676,9 +676,14 @@ class DeployRequestSerializer(InputSerializer):
         "traffic. The `rollout_*` fields apply only with it; each left out takes its ROLLOUT_* setting.",
     )
     rollout_steps = StatedListField(
-        child=WholeNumberField(openapi={"minimum": 1, "maximum": 100}),
+        # Each item is checked by the service, which names the steps in one message.
+        child=serializers.JSONField(allow_null=True),
         required=False,
-        openapi={"minItems": 2, "maxItems": MAX_STEPS},
+        openapi={
+            "items": {"type": "integer", "minimum": 1, "maximum": 100},
+            "minItems": 2,
+            "maxItems": MAX_STEPS,
+        },
         help_text="The new version's shares in percent, rising, starting below 100 and ending at 100 "
         f"(default {settings.ROLLOUT_STEPS.replace(',', ', ')}).",
     )

@@ -101,6 +101,8 @@ def rollout_settings(
             raise ServiceError(
                 "Steps are whole percentages separated by commas, e.g. 10,50,100.", field="rollout_steps"
             ) from None
+    if isinstance(steps, list | tuple):  # a form's values are text
+        steps = [int(step) if isinstance(step, str) and step.strip().isdigit() else step for step in steps]
     if (
         not isinstance(steps, list | tuple)
         or not steps

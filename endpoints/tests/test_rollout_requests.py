@@ -84,7 +84,7 @@ def test_an_out_of_range_setting_is_refused_in_the_same_words(admin, twins, iris
         == form_error(via_web, "deploy_form")
         == (
             "rollout_step_seconds",
-            "Ensure this value is greater than or equal to 10.",
+            "Give a whole number from 10 to 604800.",
         )
     )
 
