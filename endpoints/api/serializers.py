@@ -665,7 +665,7 @@ class DeployRequestSerializer(InputSerializer):
         required=False,
         openapi=model_rules(Deployment, "traffic_percent"),
         help_text=f"The new version's share, 1 to 100 ({FULL_TRAFFIC} when not given). A progressive "
-        "deploy starts at its first step: leave it out, or give that step.",
+        "deploy starts at its first step: leave it out (or give 100, the default), or give that step.",
     )
     progressive = serializers.BooleanField(
         required=False,

@@ -153,7 +153,8 @@ def deployment_request(
     share = traffic_share(traffic_percent)
     progressive = {}
     if rollout is not None:
-        if traffic_percent is not None and traffic_percent != rollout.steps[0]:
+        # 100, the share when none is given (and the form's default), means "left out" here.
+        if traffic_percent not in (None, FULL_TRAFFIC, rollout.steps[0]):
             raise ServiceError(
                 f"A progressive deploy starts at its first step ({rollout.steps[0]}%): leave the share out "
                 "or make it the first step.",
