@@ -151,7 +151,7 @@ def deployment_request(
     """
     require_admin(user)
     share = traffic_share(traffic_percent)
-    progressive = {}
+    progressive: dict = {}
     if rollout is not None:
         # 100, the share when none is given (and the form's default), means "left out" here.
         if traffic_percent not in (None, FULL_TRAFFIC, rollout.steps[0]):
@@ -161,10 +161,14 @@ def deployment_request(
                 field="traffic_percent",
             )
         share = rollout.steps[0]
+        progressive = {**rollout.fields(), "rollout_status": "pending"}
+    if share < FULL_TRAFFIC:
         # The version it shares the traffic with: live now, and, one operation at a time, still
-        # live when this deploy runs (check_canary refuses a progressive deploy with none).
-        live_id = Endpoint.objects.filter(pk=endpoint.pk).values_list("live_deployment_id", flat=True).first()
-        progressive = {**rollout.fields(), "rollout_status": "pending", "shares_with_id": live_id}
+        # live when this deploy runs (check_canary refuses a share with none). Reconcile starts it
+        # again first should it stop.
+        progressive["shares_with_id"] = (
+            Endpoint.objects.filter(pk=endpoint.pk).values_list("live_deployment_id", flat=True).first()
+        )
 
     def check(locked: Endpoint) -> ModelVersion:
         check_canary(share, locked)
@@ -409,8 +413,20 @@ def endpoints_revive() -> list[str]:
                 if endpoint.deployments.active().exists():
                     continue
                 deployment = Deployment.objects.select_related(
-                    "endpoint__live_deployment", "model_version__model", "rollback_of"
+                    "endpoint__live_deployment", "model_version__model", "rollback_of", "shares_with"
                 ).get(pk=endpoint.live_deployment_id)
+                shared = deployment.shares_with
+                if (
+                    deployment.traffic_percent < FULL_TRAFFIC
+                    and shared
+                    and shared.status == DeploymentStatus.READY
+                ):
+                    # A canary: the version serving the rest of the traffic comes first, on its own.
+                    stable = replace(
+                        deploy_spec_for(shared), traffic_percent=FULL_TRAFFIC, previous=resources_of(shared)
+                    )
+                    if runtime.ensure_serving(stable):
+                        revived.append(f"{name} ({shared.resources.get('revision', shared.pk)})")
                 if runtime.ensure_serving(deploy_spec_for(deployment)):
                     revived.append(name)
         except (PermanentError, TransientError) as exc:

@@ -199,3 +199,50 @@ def test_a_healthy_version_advances_to_all_the_traffic(celery_worker_process, ad
     assert Deployment.objects.get(pk=stable.pk).status == DeploymentStatus.SUPERSEDED
     assert versions(url, 20) == {second.number}
     assert stable_pid is not None and not processes.alive(stable_pid)
+
+
+def counted(url: str, count: int) -> dict[int, int]:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    seen: dict[int, int] = {}
+    try:
+        for _ in range(count):
+            connection.request("GET", "/v1/model")
+            version = json.loads(connection.getresponse().read())["version"]
+            seen[version] = seen.get(version, 0) + 1
+    finally:
+        connection.close()
+    return seen
+
+
+def test_reconcile_brings_back_a_canary_and_the_version_it_shares_with(
+    celery_worker_process, admin, endpoint, iris_version
+):
+    import os
+    import signal
+
+    from endpoints.services.deployments import endpoints_revive
+
+    second = another_iris_version(admin, iris_version.model, c=0.5)
+    stable = wait_for_deployment(
+        deployment_request(user=admin, endpoint=endpoint, model_version=iris_version).pk, timeout=120
+    )
+    canary = wait_for_deployment(
+        deployment_request(user=admin, endpoint=endpoint, model_version=second, traffic_percent=30).pk,
+        timeout=120,
+    )
+    assert (stable.status, canary.status, canary.shares_with_id) == ("ready", "ready", stable.pk)
+    url = Endpoint.objects.get(pk=endpoint.pk).url
+    assert counted(url, 100) == {iris_version.number: 70, second.number: 30}
+
+    stable_pid = revision_pid(endpoint.name, stable.resources["revision"])
+    os.kill(stable_pid, signal.SIGKILL)  # the machine lost the live version's process
+    deadline = time.monotonic() + 10
+    while processes.alive(stable_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    revived = endpoints_revive()
+
+    assert revived[0].startswith(f"{endpoint.name} (") and stable.resources["revision"] in revived[0]
+    assert counted(url, 100) == {iris_version.number: 70, second.number: 30}
+    assert endpoints_revive() == []  # both serve, the share is in place: nothing to do
