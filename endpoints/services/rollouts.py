@@ -34,7 +34,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from endpoints.models import Deployment, DeploymentStatus, Endpoint, RolloutStatus
+from endpoints.models import Deployment, DeploymentAction, DeploymentStatus, Endpoint, RolloutStatus
 from endpoints.services import claims
 from endpoints.services.audit import audit_record
 from endpoints.services.deployments import deploy_spec_for, resources_of
@@ -274,10 +274,14 @@ def _check(deployment_id: int, now: datetime) -> str:
         "endpoint__live_deployment", "model_version__model", "shares_with"
     ).get(pk=deployment_id)
     endpoint = deployment.endpoint
+    stopped_since = endpoint.deployments.filter(
+        action=DeploymentAction.STOP, created_at__gt=deployment.finished_at or deployment.created_at
+    ).exists()  # a stop and a start since it went live: the start served the new version alone
     if (
         endpoint.live_deployment_id != deployment.pk
         or endpoint.deleted_at
         or endpoint.stopped_at
+        or stopped_since
         or deployment.status != DeploymentStatus.READY
     ):
         return _end(deployment, "another deployment, a stop or a delete took the endpoint over")

@@ -210,3 +210,36 @@ def test_the_task_judges_every_rollout_under_way(rollout, memory_runtime):
     report(memory_runtime, progressive, ok=50, errors=50)
     reason = "5xx on 50.0% of 100 requests over the last 5 minutes, above 5%"
     assert tasks.advance_rollouts() == [f"{progressive.pk}: rolled back at 10%: {reason}"]
+
+
+def test_a_progressive_deploy_that_fails_says_its_rollout_never_began(
+    client, admin, endpoint, iris_version, memory_runtime
+):
+    from django.urls import reverse
+
+    from worker.runtimes.base import PermanentError
+
+    stable = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=stable.pk)
+    memory_runtime.fail("revision", PermanentError("the revision never got ready"))
+    failed = deployment_request(
+        user=admin, endpoint=endpoint, model_version=iris_version, rollout=rollout_settings(**SETTINGS)
+    )
+    assert deployment_run(deployment_id=failed.pk) == DeploymentStatus.FAILED
+    client.force_login(admin)
+    card = client.get(reverse("endpoints:deployment-rollout", args=[failed.pk])).content.decode()
+    assert "Not started" in card and "hx-get" not in card
+    assert rollouts_advance() == []
+
+
+def test_a_stop_and_a_start_meanwhile_end_the_rollout(admin, rollout, memory_runtime):
+    from endpoints.services.lifecycle import endpoint_start, endpoint_stop
+
+    _, progressive = rollout
+    endpoint = progressive.endpoint
+    deployment_run(deployment_id=endpoint_stop(user=admin, endpoint=endpoint).pk)
+    endpoint.refresh_from_db()
+    deployment_run(deployment_id=endpoint_start(user=admin, endpoint=endpoint).pk)
+    report(memory_runtime, progressive, ok=100)
+    assert rollout_check(deployment_id=progressive.pk, now=later(progressive)).startswith("ended")
+    assert memory_runtime.runs["set_canary_share"] == 0
