@@ -177,7 +177,9 @@ def serving_processes(endpoint_dir: Path, port: int | None) -> list[ServingProce
             continue
         process = found.setdefault(session, ServingProcess(session=session))
         process.pids.append(pid)
-        process.revisions.update(Path(path).name.removesuffix(".sock") for path in held)
+        # A revision's control socket, and its forward socket (`<revision>.fwd.sock`, where it takes
+        # the requests a live revision forwards to it as a canary), both name it.
+        process.revisions.update(Path(path).name.removesuffix(".sock").removesuffix(".fwd") for path in held)
         process.listens = process.listens or listens
     return sorted(found.values(), key=lambda process: process.session)
 
