@@ -146,3 +146,19 @@ def test_a_canary_that_stops_costs_no_request_and_a_bad_share_is_refused(pair):
     assert refused["ok"] is False and "forward socket" in refused["error"]
     assert send_command(stable.control, {"cmd": "canary", "percent": 150})["ok"] is False
     assert send_command(stable.control, {"cmd": "canary", "percent": 5})["ok"] is False  # no "to"
+
+
+def test_calls_with_the_live_processes_portal_key_stay_with_it(pair, tmp_path):
+    stable, canary, url = pair
+    access = tmp_path / "access.json"
+    access.write_text(json.dumps({"mode": "api_key", "keys": [], "cidrs": []}))
+    for server in (stable, canary):
+        assert server.command("reload_access")["ok"] is True
+    key = stable.command("portal_key")["key"]
+    assert set_share(stable, canary, 100)["ok"] is True
+    # The playground's calls (the portal's key of the live process) are that process's to answer;
+    # every other request goes to the canary, which refuses a key it does not know.
+    answer = httpx.get(f"{url}/v1/model", headers={"x-api-key": key})
+    assert (answer.status_code, answer.json()["version"]) == (200, 3)
+    assert httpx.get(f"{url}/v1/model", headers={"x-api-key": "mep_unknown"}).status_code == 401
+    assert canary.command("metrics")["metrics"].count('status="401"') >= 1
