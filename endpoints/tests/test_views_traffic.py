@@ -8,6 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from endpoints.services.traffic import traffic_record
+from worker.runtimes.base import Runtime
+from worker.runtimes.memory import MemoryRuntime
 from worker.runtimes.traffic import LATENCY_BOUNDS, TrafficSample
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -94,10 +96,21 @@ def test_an_unknown_window_is_refused_with_the_last_hour_shown(client, member, e
     assert "There is no &#x27;year&#x27; window: showing the last hour." in response.content.decode()
 
 
-def test_a_runtime_without_metrics_says_why(client, member, endpoint, url, memory_runtime):
+class NoMetricsRuntime(MemoryRuntime):
+    """A runtime that keeps no metrics: Runtime.traffic's own answer."""
+
+    name = "metricless"
+    traffic = Runtime.traffic
+
+
+def test_a_runtime_without_metrics_says_why(client, member, endpoint, url, settings):
+    from worker.runtimes import get_runtime
+
+    settings.RUNTIME = f"{__name__}.NoMetricsRuntime"
+    assert isinstance(get_runtime(), NoMetricsRuntime)
     client.force_login(member)
     html = client.get(url, **HTMX).content.decode()
-    assert "The traffic could not be read: The memory runtime reports no traffic." in html
+    assert "The traffic could not be read: The metricless runtime reports no traffic." in html
 
 
 def test_the_charts_need_a_signed_in_user(client, endpoint, url):
