@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from portal import queue
 from portal.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 from worker.runtimes.gcp import config as gcp_config  # imports nothing from Google
+from worker.runtimes.kubernetes import config as kubernetes_config  # nor from Kubernetes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -405,6 +406,14 @@ for _setting in gcp_config.SETTINGS:
     globals()[_setting.name] = _env_readers[type(_setting.default)](_setting.name, _setting.default)
 if RUNTIME == "gcp":
     gcp_config.check_settings(globals())
+
+# Kubernetes runtime (RUNTIME=kubernetes): a Deployment, Service, autoscaler and access Secret per
+# endpoint, through a kubeconfig (KUBERNETES_KUBECONFIG) or the in-cluster credentials. The
+# KUBERNETES_* settings are listed once, in worker/runtimes/kubernetes/config.py (SETTINGS).
+for _setting in kubernetes_config.SETTINGS:
+    globals()[_setting.name] = _env_readers[type(_setting.default)](_setting.name, _setting.default)
+if RUNTIME == "kubernetes":
+    kubernetes_config.check_settings(globals())
 
 # Keys.
 API_KEY_DEFAULT_DAYS = env_int("API_KEY_DEFAULT_DAYS", 90)

@@ -41,5 +41,5 @@ def get_runtime() -> Runtime:
 @receiver(setting_changed)
 def _rebuild_runtime(*, setting: str, **_kwargs) -> None:
     """A changed RUNTIME (or runtime setting) takes effect at the next `get_runtime()`."""
-    if setting == "RUNTIME" or setting.startswith(("GCP_", "LOCAL_RUNTIME_")):
+    if setting == "RUNTIME" or setting.startswith(("GCP_", "LOCAL_RUNTIME_", "KUBERNETES_")):
         get_runtime.cache_clear()

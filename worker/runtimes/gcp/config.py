@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+
+from worker.runtimes.setting import Setting
 
 #: APIs whose endpoint can be overridden: GCP_API_ENDPOINT_OVERRIDES="run=insecure://127.0.0.1:9001,..."
 APIS = (
@@ -45,19 +47,6 @@ def parse_overrides(value: str) -> dict[str, str]:
             )
         overrides[api] = endpoint
     return overrides
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One GCP_* setting: its name (the environment variable and the Django setting), the GcpConfig
-    field it fills, its default (whose type, str, int or float, is the value's), what it is when it
-    is required (named if it is missing), and how its value becomes the field's, when it is not as is."""
-
-    name: str
-    field: str
-    default: str | int | float = ""
-    required: str = ""
-    parse: Callable[[Any], Any] | None = None
 
 
 #: Every GCP_* setting, once (the README's configuration table lists the same names and defaults).

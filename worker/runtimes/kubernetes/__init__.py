@@ -1,0 +1,1 @@
+"""The `kubernetes` runtime: endpoints as Deployments, Services and autoscalers in one namespace."""
