@@ -1,4 +1,5 @@
-"""Check end-user requests against SERVING_ACCESS_FILE: API keys, address allowlist, or both.
+"""Check end-user requests against SERVING_ACCESS_FILE: API keys, address allowlist, both, or a
+bearer token (the identity mode, checked by `serving.identity`).
 
 The file is re-read when its stat signature changes, looked at no more than every half second, and
 at once when the supervisor bumps the shared generation (the control socket's `reload_access`,
@@ -33,10 +34,12 @@ from urllib.parse import parse_qsl
 import orjson
 
 from serving.config import ConfigError
+from serving.identity import IdentityPolicy, IdentityVerifier, JwksKeys, Options, TokenDenial
+from serving.protocol import Response, error_response
 
 log = logging.getLogger("serving.access")
 
-MODES = ("api_key", "ip_allowlist", "both", "open")
+MODES = ("api_key", "ip_allowlist", "both", "open", "identity")
 KEY_PREFIX_LENGTH = 12
 QUERY_KEY_NAMES = frozenset({"key", "api_key", "apikey", "x-api-key"})
 RECHECK_SECONDS = 0.5
@@ -50,6 +53,9 @@ _wall_clock = time.time
 class Denial:
     status: int
     message: str
+
+    def response(self) -> Response:
+        return error_response(self.status, self.message)
 
 
 MISSING_KEY = Denial(401, "Missing API key: send it in the x-api-key header.")
@@ -88,6 +94,7 @@ class Policy:
     mode: str
     keys: dict[str, tuple[Key, ...]]  # by prefix
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    identity: IdentityPolicy | None = None  # what a bearer token must carry (identity mode)
 
     @classmethod
     def parse(cls, raw) -> Policy:
@@ -105,7 +112,8 @@ class Policy:
             networks = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in raw.get("cidrs") or ())
         except (TypeError, ValueError) as exc:
             raise ValueError(f"cidrs: {exc}") from None
-        return cls(raw["mode"], {prefix: tuple(found) for prefix, found in keys.items()}, networks)
+        identity = IdentityPolicy.parse(raw.get("identity")) if raw["mode"] == "identity" else None
+        return cls(raw["mode"], {prefix: tuple(found) for prefix, found in keys.items()}, networks, identity)
 
 
 def _read(path: str) -> Policy:
@@ -124,15 +132,27 @@ def validate_file(path: str) -> Policy:
 def describe(policy: Policy) -> dict:
     """What a policy enforces, in numbers (the control socket's answer to `reload_access`)."""
     keys = sum(1 for found in policy.keys.values() for key in found if not key.revoked)
-    return {"mode": policy.mode, "active_keys": keys, "networks": len(policy.networks)}
+    described = {"mode": policy.mode, "active_keys": keys, "networks": len(policy.networks)}
+    if policy.identity is not None:
+        described["issuer"] = policy.identity.issuer
+        described["audience"] = policy.identity.audience
+    return described
 
 
 class AccessControl:
     """The policy in force in this process, refreshed from the file when it changes."""
 
-    def __init__(self, path: str, generation: memoryview | None = None, portal_key: bytes | None = None):
+    def __init__(
+        self,
+        path: str,
+        generation: memoryview | None = None,
+        portal_key: bytes | None = None,
+        identity_options: Options | None = None,
+    ):
         self.path = path
         self.portal_key = portal_key
+        self.identity_options = identity_options or Options()
+        self.jwks: dict[str, JwksKeys] = {}  # by URL, kept across reloads
         # Bumped by the supervisor when told the file changed; one slot, shared by every worker.
         self.generation = generation if generation is not None else memoryview(bytearray(8)).cast("d")
         self.seen_generation = self.generation[0]
@@ -149,10 +169,19 @@ class AccessControl:
         self.policy = policy
         self.check_keys = policy.mode in ("api_key", "both")
         self.check_address = policy.mode in ("ip_allowlist", "both")
+        self.verifier = self._verifier(policy.identity) if policy.identity is not None else None
         # Fail closed: an address mode with nobody on the list refuses everyone.
         self.address_denial = ADDRESS_NOT_ALLOWED if policy.networks else EMPTY_ALLOWLIST
         self.address_cache: dict[str, bool] = {}
         self.known_keys: dict[bytes, Key] = {}  # secret -> record, for keys already verified
+
+    def _verifier(self, identity: IdentityPolicy) -> IdentityVerifier:
+        """A verifier for the policy; the keys of its JWKS URL are fetched now unless already held."""
+        keys = self.jwks.get(identity.jwks_url)
+        if keys is None:
+            keys = self.jwks[identity.jwks_url] = JwksKeys(identity.jwks_url, self.identity_options)
+            keys.refresh()
+        return IdentityVerifier(identity, keys, self.identity_options)
 
     def refresh(self) -> None:
         try:
@@ -167,8 +196,11 @@ class AccessControl:
         self._apply(policy)
         log.info("Access policy reloaded from %s (mode %s).", self.path, policy.mode)
 
-    def check(self, client: str | None, secret: bytes | None, query: bytes) -> Denial | None:
-        """None if the request may pass, else why not; `secret` is the x-api-key header.
+    def check(
+        self, client: str | None, secret: bytes | None, query: bytes, bearer: bytes | None = None
+    ) -> Denial | TokenDenial | None:
+        """None if the request may pass, else why not; `secret` is the x-api-key header, `bearer`
+        the Authorization header.
 
         The portal's key is looked at only where the policy would refuse (an address not listed,
         a key not known), so a request the policy lets in pays nothing for it."""
@@ -184,6 +216,9 @@ class AccessControl:
                 allowed = self._address_allowed(client)
             if not allowed:
                 return None if self._is_portal(secret) else self.address_denial
+        if self.verifier is not None:
+            denial = self.verifier.check(bearer, now + self.wall_offset)
+            return None if denial is None or self._is_portal(secret) else denial
         if not self.check_keys:
             return None
         if query and any(

@@ -171,11 +171,13 @@ class ServingApp:
                 if request.path.startswith(b"/v2/models/"):
                     # Saying which model is served is for callers the policy lets in.
                     denial = (
-                        self.access.check(request.client, request.api_key, request.query)
+                        self.access.check(
+                            request.client, request.api_key, request.query, request.authorization
+                        )
                         if self.access
                         else None
                     )
-                    response = error_response(denial.status, denial.message) if denial else self.unknown_model
+                    response = denial.response() if denial else self.unknown_model
             elif request.method not in route.methods:
                 allowed = sorted(method.decode() for method in route.methods)
                 response = with_header(
@@ -185,11 +187,11 @@ class ServingApp:
                 )
             else:
                 denial = (
-                    self.access.check(request.client, request.api_key, request.query)
+                    self.access.check(request.client, request.api_key, request.query, request.authorization)
                     if route.checked and self.access
                     else None
                 )
-                response = error_response(denial.status, denial.message) if denial else route.handler(request)
+                response = denial.response() if denial else route.handler(request)
         except RequestError as exc:
             response = json_response(exc.status, exc.body())
         except Exception:

@@ -234,6 +234,12 @@ class Settings:
     log_success_sample: float = 0.001
     log_refused_per_second: int = 1000
     revision: str | None = None
+    # The identity mode (see identity.py): clock skew allowed on a token's times, how long signing
+    # keys are kept before they are fetched again, the least time between fetches for an unknown
+    # key id.
+    jwt_leeway: float = 30.0
+    jwks_ttl: float = 300.0
+    jwks_refresh: float = 30.0
     # Labels added to every metric: which endpoint and revision this process serves (the local
     # runtime sets SERVING_ENDPOINT and SERVING_REVISION; Cloud Run sets K_SERVICE and K_REVISION).
     # `endpoint_name`, not `endpoint`: Prometheus's Kubernetes discovery gives targets an `endpoint`.
@@ -276,6 +282,9 @@ class Settings:
             log_refused_per_second=_int("SERVING_LOG_REFUSED_PER_SECOND", 1000, minimum=1),
             # Cloud Run names the revision in K_REVISION; the local runtime in SERVING_REVISION.
             revision=os.environ.get("SERVING_REVISION") or os.environ.get("K_REVISION") or None,
+            jwt_leeway=_float("SERVING_JWT_LEEWAY_SECONDS", 30.0, zero=True),
+            jwks_ttl=_float("SERVING_JWKS_TTL_SECONDS", 300.0),
+            jwks_refresh=_float("SERVING_JWKS_REFRESH_SECONDS", 30.0, zero=True),
             metric_labels=_metric_labels(),
         )
 

@@ -17,7 +17,8 @@ Connection handling:
   the limit), so the usual request pays one comparison; a section still growing after a read is
   cut off as soon as the bytes known to belong to it pass the limit, so httptools never buffers
   much more than the limit.
-- Two `x-api-key` headers get a 400: which one counts would otherwise be the server's guess.
+- Two `x-api-key` (or two `Authorization`) headers get a 400: which one counts would otherwise be
+  the server's guess.
 - Malformed HTTP gets a JSON 400, like every other error.
 - Answers that come later (a micro-batched prediction, see batching.py) keep their place: while one is
   awaited, the answers after it on the same connection wait in `HttpConnection.waiting`, so
@@ -78,6 +79,7 @@ class Request:
         "body",
         "content_type",
         "api_key",
+        "authorization",
         "connection",
         "started",
         "keep_alive",
@@ -94,6 +96,7 @@ class Request:
         self.body = body
         self.content_type = connection.content_type
         self.api_key = connection.api_key
+        self.authorization = connection.authorization
 
 
 class Reply:
@@ -126,6 +129,7 @@ class Limits:
 
 
 DUPLICATE_KEY = "Send one x-api-key header: this request has several."
+DUPLICATE_AUTHORIZATION = "Send one Authorization header: this request has several."
 
 
 def _error_response(status: int, message: str) -> bytes:
@@ -155,6 +159,7 @@ class HttpConnection(asyncio.Protocol):
         self.headers: list = []
         self.content_type: bytes | None = None
         self.api_key: bytes | None = None
+        self.authorization: bytes | None = None
         self.body: list[bytes] = []
         self.size = 0
         self.refused = False  # answered early (400, 413, 431); the rest of the message is dropped
@@ -222,6 +227,7 @@ class HttpConnection(asyncio.Protocol):
         self.headers = []
         self.content_type = None
         self.api_key = None
+        self.authorization = None
         self.body = []
         self.size = 0
         self.refused = False
@@ -234,13 +240,17 @@ class HttpConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        # The two headers the app reads on every request are picked out here, in one pass.
+        # The headers the app reads on every request are picked out here, in one pass.
         if name == b"content-type":
             self.content_type = value
         elif name == b"x-api-key":
             if self.api_key is not None:
                 self.header_problem = (400, DUPLICATE_KEY)
             self.api_key = value
+        elif name == b"authorization":
+            if self.authorization is not None:
+                self.header_problem = (400, DUPLICATE_AUTHORIZATION)
+            self.authorization = value
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:

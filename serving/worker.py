@@ -21,7 +21,7 @@ from email.utils import formatdate
 
 import uvloop
 
-from serving import batching, metrics
+from serving import batching, identity, metrics
 from serving.accept import BalancedAcceptor
 from serving.access import AccessControl
 from serving.app import ServingApp
@@ -216,7 +216,12 @@ def run(
         model,
         max_rows=settings.max_rows,
         max_body_bytes=settings.max_body_bytes,
-        access=AccessControl(settings.access_file, shared.access_generation, portal_key)
+        access=AccessControl(
+            settings.access_file,
+            shared.access_generation,
+            portal_key,
+            identity.Options(settings.jwt_leeway, settings.jwks_ttl, settings.jwks_refresh),
+        )
         if settings.access_file
         else None,
         recorder=shared.recorder(index),

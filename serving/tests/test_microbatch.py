@@ -289,6 +289,7 @@ class FakeConnection:
     client = "127.0.0.1"
     content_type = b"application/json"
     api_key = None
+    authorization = None
 
     def __init__(self):
         self.delivered = []

@@ -222,7 +222,9 @@ def test_the_app_logs_no_success_unless_sampled(app_parts, pipe):
         serving_app(app_parts, request_log(pipe, sample=1.0)),
     )
     connection = type(
-        "Connection", (), {"headers": [], "client": "127.0.0.1", "content_type": None, "api_key": None}
+        "Connection",
+        (),
+        {"headers": [], "client": "127.0.0.1", "content_type": None, "api_key": None, "authorization": None},
     )
     for app in (quiet, loud):
         status, _, _ = app.handle(Request(b"POST", b"/predict", b"", connection, orjson.dumps(SETOSA)))
