@@ -53,7 +53,7 @@ class ErrorSerializer(serializers.Serializer):
     errors = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
-        help_text="For malformed input: every field's messages, as DRF reports them.",
+        help_text="Every field's messages when the request has more than one problem.",
     )
 
 

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from endpoints.models import Endpoint
 from endpoints.services.access import access_mode_note, access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
-from endpoints.services.errors import ServiceError, Unprocessable, require_admin
+from endpoints.services.errors import ServiceError, Unprocessable, refuse_all, require_admin
 
 SETTINGS_FIELDS = (
     "description",
@@ -92,10 +92,7 @@ def _validate(endpoint: Endpoint, exclude=(), also: tuple[ServiceError, ...] = (
         together = field == "memory" and MEMORY.match(endpoint.memory)
         problems.append((Unprocessable if together else ServiceError)(why, field=field))
     problems.extend(also)
-    if problems:
-        first, *others = problems
-        first.also = others
-        raise first
+    refuse_all(problems)
 
 
 def endpoint_create(*, user, name: str, **fields) -> Endpoint:

@@ -14,7 +14,13 @@ class ServiceError(Exception):
         self.also: list[ServiceError] = []
 
     def as_dict(self) -> dict:
-        return {"detail": self.message, "field": self.field, "code": self.code, **self.extra}
+        body = {"detail": self.message, "field": self.field, "code": self.code, **self.extra}
+        if self.also:  # every problem of the request, by field ("non_field_errors" for the whole)
+            errors: dict[str, list[str]] = {}
+            for each in (self, *self.also):
+                errors.setdefault(each.field or "non_field_errors", []).append(each.message)
+            body["errors"] = errors
+        return body
 
 
 class Unprocessable(ServiceError):
@@ -28,6 +34,14 @@ class NotAllowed(ServiceError):
 
     def __init__(self, message: str = "You do not have permission to do this."):
         super().__init__(message, code="permission_denied")
+
+
+def refuse_all(problems: list[ServiceError]) -> None:
+    """Raise the first problem carrying the others (`ServiceError.also`), if there is any."""
+    if problems:
+        first, *others = problems
+        first.also = others
+        raise first
 
 
 def require_admin(user) -> None:

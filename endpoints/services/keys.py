@@ -23,7 +23,7 @@ from endpoints.models import KEY_RESTORE_DAYS, ApiKey, ApiKeyRequest, Endpoint, 
 from endpoints.sealing import key_hash, seal, unseal
 from endpoints.services.access import access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
-from endpoints.services.errors import NotAllowed, ServiceError, Unprocessable, require_admin
+from endpoints.services.errors import NotAllowed, ServiceError, Unprocessable, refuse_all, require_admin
 from endpoints.services.owed import owe
 from portal import queue
 from worker.runtimes import get_runtime
@@ -85,10 +85,7 @@ def key_request_create(
     problems = key_request_problems(
         user=user, team=team, endpoint=endpoint, reason=reason, valid_days=valid_days
     )
-    if problems:
-        first, *others = problems
-        first.also = others
-        raise first
+    refuse_all(problems)
     assert team is not None
     reason = reason.strip()
     valid_days = settings.API_KEY_DEFAULT_DAYS if valid_days in (None, "") else valid_days

@@ -13,7 +13,7 @@ from endpoints.artifacts import ArtifactError, format_for, info_from_job, parse_
 from endpoints.models import PICKLE_FORMATS, MLModel, ModelVersion
 from endpoints.sandbox import client as sandbox
 from endpoints.services.audit import audit_record
-from endpoints.services.errors import ServiceError, Unprocessable, require_admin
+from endpoints.services.errors import ServiceError, Unprocessable, refuse_all, require_admin
 
 LIMIT_NAMES = {
     "memory": "memory limit (SANDBOX_MEMORY_BYTES)",
@@ -42,6 +42,33 @@ def _json_field(raw, field: str):
                 f"This is not valid JSON: {exc.msg} at position {exc.pos}.", field=field
             ) from None
     raise Unprocessable("Expected JSON text.", field=field)
+
+
+def _artifact_format(upload) -> str:
+    """The artifact's format from its name, once it is there and within the size limit."""
+    if upload is None:
+        raise ServiceError("Choose a model file to upload.", field="artifact")
+    try:
+        fmt = format_for(upload.name)
+    except ArtifactError as exc:
+        raise Unprocessable(str(exc), field=exc.field) from None
+    size = getattr(upload, "size", None)
+    if size is not None and size > settings.MODEL_UPLOAD_MAX_BYTES:
+        raise ServiceError(
+            f"The file is {size:,} bytes; the limit is {settings.MODEL_UPLOAD_MAX_BYTES:,}.",
+            field="artifact",
+            code="too_large",
+        )
+    return fmt
+
+
+def _metrics(raw) -> dict:
+    metrics = _json_field(raw, "metrics")
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, dict):
+        raise Unprocessable("Metrics must be a JSON object.", field="metrics")
+    return metrics
 
 
 def _trusted_types(raw) -> list[str]:
@@ -93,26 +120,23 @@ def model_version_register(
     against the schema and on the model; without it, example rows are read from the model.
     """
     require_admin(user)
-    if upload is None:
-        raise ServiceError("Choose a model file to upload.", field="artifact")
-    try:
-        fmt = format_for(upload.name)
-    except ArtifactError as exc:
-        raise Unprocessable(str(exc), field=exc.field) from None
-    size = getattr(upload, "size", None)
-    if size is not None and size > settings.MODEL_UPLOAD_MAX_BYTES:
-        raise ServiceError(
-            f"The file is {size:,} bytes; the limit is {settings.MODEL_UPLOAD_MAX_BYTES:,}.",
-            field="artifact",
-            code="too_large",
-        )
-    schema = _json_field(input_schema, "input_schema")
-    labels = _json_field(label_map, "label_map")
-    example = _json_field(example, "example")
-    metrics = _json_field(metrics, "metrics") or {}
-    if not isinstance(metrics, dict):
-        raise Unprocessable("Metrics must be a JSON object.", field="metrics")
-    trusted = _trusted_types(trusted_types)
+    problems: list[ServiceError] = []
+
+    def checked(parse, *args):
+        """`parse(*args)`, or None with its refusal kept: every field's problem is told at once."""
+        try:
+            return parse(*args)
+        except ServiceError as exc:
+            problems.append(exc)
+            return None
+
+    fmt = checked(_artifact_format, upload)
+    schema = checked(_json_field, input_schema, "input_schema")
+    labels = checked(_json_field, label_map, "label_map")
+    example = checked(_json_field, example, "example")
+    metrics = checked(_metrics, metrics)
+    trusted = checked(_trusted_types, trusted_types)
+    refuse_all(problems)
 
     with sandbox.workspace() as folder:
         local = folder / f"artifact.{fmt}"

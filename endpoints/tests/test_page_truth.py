@@ -4,6 +4,7 @@ raw None, every error of a form at once, confirmations that say what changes."""
 import re
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -348,3 +349,37 @@ def test_the_endpoint_form_shows_every_error_at_once(client, admin):
     assert "Minimum instances cannot exceed maximum instances." in errors["min_instances"]
     assert "With 1 vCPU, Cloud Run takes" in errors["memory"][0]
     assert not Endpoint.objects.exists()
+
+
+def test_the_upload_form_shows_every_error_at_once(client, admin, iris_version):
+    client.force_login(admin)
+    response = client.post(
+        reverse("endpoints:version-create", args=[iris_version.model.name]),
+        {
+            "artifact": SimpleUploadedFile("model.txt", b"not a model"),
+            "input_schema": "[1,",
+            "label_map": "{",
+            "metrics": "[]",
+            "example": "{oops}",
+        },
+    )
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert set(errors) == {"artifact", "input_schema", "label_map", "metrics", "example"}
+    assert "Metrics must be a JSON object." in errors["metrics"]
+    assert all("not valid JSON" in errors[field][0] for field in ("input_schema", "label_map", "example"))
+    assert iris_version.model.versions.count() == 1
+
+
+def test_the_api_lists_every_problem_of_an_upload_under_errors(admin, iris_version):
+    api = APIClient()
+    api.force_authenticate(admin)
+    response = api.post(
+        f"/api/v1/models/{iris_version.model.pk}/versions/",
+        {"artifact": SimpleUploadedFile("model.skops", b"x"), "label_map": "{", "metrics": "[]"},
+        format="multipart",
+    )
+    body = response.json()
+    assert response.status_code == 422, body
+    assert body["field"] == "label_map" and body["detail"].startswith("This is not valid JSON")
+    assert body["errors"] == {"label_map": [body["detail"]], "metrics": ["Metrics must be a JSON object."]}
