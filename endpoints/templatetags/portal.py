@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from endpoints.confirmations import SHARE, deploy_question, rollback_question
 from endpoints.health import endpoint_health
 from endpoints.models import ApiKeyRequest, DeploymentStatus, KeyRequestStatus
 from endpoints.services.keys import DEFAULT_OVERLAP_HOURS, MAX_OVERLAP_HOURS
@@ -63,37 +64,24 @@ def health(endpoint):
 
 @register.simple_tag
 def deploy_confirmation(endpoint, live) -> str:
-    """What the Deploy button asks before it sends: `{version}` is filled in with the version
-    chosen, and the canary form's `{share}` with the share asked for."""
-    ask = f"Deploy {{version}} to {endpoint.name}?"
-    if live is None:
-        return f"{ask} It becomes the version that answers every call, on a URL the deploy makes."
-    return (
-        f"{ask} Once it is ready it answers every call to {endpoint.public_url or endpoint.name}, and "
-        f"{live.model_version} (deployment #{live.pk}, live now) stops serving; you can roll back to it."
-    )
+    """What the Deploy button asks before it sends, `{version}` filled in with the version chosen."""
+    return deploy_question(endpoint, live)
 
 
 @register.simple_tag
 def canary_confirmation(endpoint, live) -> str:
-    if live is None:
-        return ""
-    return (
-        f"Deploy {{version}} to {endpoint.name} with {{share}}% of the traffic? {live.model_version} "
-        f"(deployment #{live.pk}, live now) keeps the rest."
-    )
+    """What it asks instead with a share below 100, `{share}` filled in with the share."""
+    return deploy_question(endpoint, live, share=SHARE) if live else ""
+
+
+@register.simple_tag
+def redeploy_confirmation(endpoint, live) -> str:
+    return deploy_question(endpoint, live, version=live.model_version)
 
 
 @register.simple_tag
 def rollback_confirmation(deployment) -> str:
-    """What a Roll back button asks: which version comes back and which one stops serving."""
-    endpoint = deployment.endpoint
-    live = endpoint.live_deployment
-    now = f" {live.model_version} (deployment #{live.pk}, live now) stops serving." if live else ""
-    return (
-        f"Roll {endpoint.name} back to {deployment.model_version} (deployment #{deployment.pk})? "
-        f"It is deployed again and takes all the traffic once ready.{now}"
-    )
+    return rollback_question(deployment)
 
 
 @register.simple_tag

@@ -260,6 +260,49 @@ def test_deploy_and_rollback_ask_first_naming_what_stops_serving(client, admin, 
     assert f"Roll iris-prod back to iris v1 (deployment #{first.pk})?" in detail
 
 
+def test_without_javascript_deploy_asks_on_a_page_that_lists_the_changes_and_sends_the_same_form(
+    client, admin, endpoint, iris_version
+):
+    live = make_live(admin, endpoint, iris_version)
+    client.force_login(admin)
+    deploy = reverse("endpoints:deployment-create", args=[endpoint.name])
+    page = client.post(deploy, {"model_version": iris_version.pk, "traffic_percent": "25"}).content.decode()
+    assert Deployment.objects.count() == 1  # asked, nothing queued
+    assert (
+        f"Deploy iris v1 to iris-prod with 25% of the traffic? iris v1 (deployment #{live.pk}, live now) "
+        "keeps the rest." in page
+    )
+    assert "<th>Step</th><th>Change</th><th>What</th>" in page  # the runtime's plan
+    assert f'<input type="hidden" name="model_version" value="{iris_version.pk}">' in page
+    assert '<input type="hidden" name="traffic_percent" value="25">' in page
+    assert '<input type="hidden" name="confirmed" value="1">' in page
+    sent = client.post(deploy, {"model_version": iris_version.pk, "traffic_percent": "25", "confirmed": "1"})
+    assert sent.status_code == 302
+    assert Deployment.objects.latest("pk").traffic_percent == 25
+
+
+def test_without_javascript_a_redeploy_and_a_rollback_ask_on_a_page_first(
+    client, admin, endpoint, iris_version
+):
+    first = make_live(admin, endpoint, iris_version)
+    second = make_live(admin, endpoint, iris_version)
+    client.force_login(admin)
+    deploy = reverse("endpoints:deployment-create", args=[endpoint.name])
+    page = client.post(deploy, {"model_version": iris_version.pk, "traffic_percent": "100"}).content.decode()
+    assert "Redeploy iris v1 to iris-prod? A new revision of the same version starts" in page
+    rollback = reverse("endpoints:deployment-rollback", args=[first.pk])
+    page = client.post(rollback).content.decode()
+    assert Deployment.objects.count() == 2
+    assert (
+        f"Roll iris-prod back to iris v1 (deployment #{first.pk})? It is deployed again and takes all the "
+        f"traffic once ready. iris v1 (deployment #{second.pk}, live now) stops serving." in page
+    )
+    assert f'<form method="post" action="{rollback}">' in page
+    assert f'href="{page_of(endpoint)}">Cancel</a>' in page
+    assert client.post(rollback, {"confirmed": "1"}).status_code == 302
+    assert Deployment.objects.latest("pk").rollback_of == first
+
+
 def test_the_version_page_offers_deploy_this_version_to_admins(client, admin, member, endpoint, iris_version):
     version_page = reverse("endpoints:version-detail", args=["iris", 1])
     client.force_login(admin)
@@ -295,14 +338,18 @@ def test_a_share_the_form_does_not_offer_is_refused_when_asked_not_at_a_later_st
     page = client.get(page_of(endpoint)).content.decode()
     assert 'name="traffic_percent"' not in page  # nothing is live: no traffic to share
     deploy = reverse("endpoints:deployment-create", args=[endpoint.name])
-    response = client.post(deploy, {"model_version": iris_version.pk, "traffic_percent": "10"})
+    response = client.post(
+        deploy, {"model_version": iris_version.pk, "traffic_percent": "10", "confirmed": "1"}
+    )
     assert response.status_code == 400
     assert "A canary share needs a version already live on the endpoint" in response.content.decode()
     assert not Deployment.objects.exists()  # nothing queued to fail at a later step
-    response = client.post(deploy, {"model_version": iris_version.pk, "traffic_percent": "ten"})
+    response = client.post(
+        deploy, {"model_version": iris_version.pk, "traffic_percent": "ten", "confirmed": "1"}
+    )
     assert "Traffic must be a whole percentage from 1 to 100." in response.content.decode()
     assert not Deployment.objects.exists()
-    full = client.post(deploy, {"model_version": iris_version.pk, "traffic_percent": "100"})
+    full = client.post(deploy, {"model_version": iris_version.pk, "traffic_percent": "100", "confirmed": "1"})
     assert full.status_code == 302 and Deployment.objects.count() == 1
 
 

@@ -100,7 +100,8 @@ def api_deploy(user, endpoint, version, **extra):
 
 def web_deploy(user, endpoint, version, **extra):
     return web(user).post(
-        reverse("endpoints:deployment-create", args=[endpoint.name]), {"model_version": version.pk, **extra}
+        reverse("endpoints:deployment-create", args=[endpoint.name]),
+        {"model_version": version.pk, "confirmed": "1", **extra},
     )
 
 
@@ -235,7 +236,9 @@ def test_rolling_back_leaves_the_same_rows_through_both_interfaces(
     for endpoint in twins:
         make_live(admin, endpoint, iris_version)
     assert api(admin).post(f"/api/v1/deployments/{first['via-api'].pk}/rollback/").status_code == 202
-    response = web(admin).post(reverse("endpoints:deployment-rollback", args=[first["via-web"].pk]))
+    response = web(admin).post(
+        reverse("endpoints:deployment-rollback", args=[first["via-web"].pk]), {"confirmed": "1"}
+    )
     assert response.status_code == 302
     via_api = Deployment.objects.get(rollback_of=first["via-api"])
     via_web = Deployment.objects.get(rollback_of=first["via-web"])
@@ -255,7 +258,9 @@ def test_rolling_back_to_the_live_deployment_is_refused_in_the_same_words(
 ):
     live = {endpoint.name: make_live(admin, endpoint, iris_version) for endpoint in twins}
     via_api = api(admin).post(f"/api/v1/deployments/{live['via-api'].pk}/rollback/")
-    via_web = web(admin).post(reverse("endpoints:deployment-rollback", args=[live["via-web"].pk]))
+    via_web = web(admin).post(
+        reverse("endpoints:deployment-rollback", args=[live["via-web"].pk]), {"confirmed": "1"}
+    )
     assert via_api.status_code == 409
     assert flashed(via_web) == [api_error(via_api)[1]] == ["This deployment is already live."]
     assert Deployment.objects.count() == 2

@@ -96,7 +96,7 @@ def test_sizing_saved_after_a_deploy_is_pending_with_a_redeploy_of_the_live_vers
 
     response = client.post(
         reverse("endpoints:deployment-create", args=[endpoint.name]),
-        {"model_version": str(iris_version.pk), "traffic_percent": "100"},
+        {"model_version": str(iris_version.pk), "traffic_percent": "100", "confirmed": "1"},
     )
     again = Deployment.objects.exclude(pk=live.pk).get()
     assert response["Location"] == reverse("endpoints:deployment-detail", args=[again.pk])

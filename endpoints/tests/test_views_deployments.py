@@ -6,6 +6,7 @@ from endpoints.models import Deployment, DeploymentStatus, Endpoint
 from endpoints.services.deployments import deployment_finish, deployment_request
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
+CONFIRMED = {"confirmed": "1"}  # as the page sends it once its question is answered
 
 
 def deploy_url(endpoint) -> str:
@@ -38,7 +39,7 @@ def test_an_admin_deploys_and_lands_on_the_deployment_page(client, admin, endpoi
     client.force_login(admin)
     page = client.get(reverse("endpoints:endpoint-detail", args=[endpoint.name])).content.decode()
     assert 'name="traffic_percent"' not in page  # nothing is live, so there is no traffic to share
-    response = client.post(deploy_url(endpoint), {"model_version": iris_version.pk})
+    response = client.post(deploy_url(endpoint), {"model_version": iris_version.pk, "confirmed": "1"})
     deployment = Deployment.objects.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("endpoints:deployment-detail", args=[deployment.pk])
@@ -50,7 +51,7 @@ def test_an_admin_deploys_and_lands_on_the_deployment_page(client, admin, endpoi
 
 def test_a_team_member_cannot_deploy(client, member, endpoint, iris_version):
     client.force_login(member)
-    response = client.post(deploy_url(endpoint), {"model_version": iris_version.pk})
+    response = client.post(deploy_url(endpoint), {"model_version": iris_version.pk, "confirmed": "1"})
     assert response.status_code == 403
     assert not Deployment.objects.exists()
     page = client.get(reverse("endpoints:endpoint-detail", args=[endpoint.name])).content.decode()
@@ -61,8 +62,8 @@ def test_a_second_deploy_while_one_is_in_progress_is_refused_with_a_message(
     client, admin, endpoint, iris_version
 ):
     client.force_login(admin)
-    client.post(deploy_url(endpoint), {"model_version": iris_version.pk})
-    response = client.post(deploy_url(endpoint), {"model_version": iris_version.pk})
+    client.post(deploy_url(endpoint), {"model_version": iris_version.pk, "confirmed": "1"})
+    response = client.post(deploy_url(endpoint), {"model_version": iris_version.pk, "confirmed": "1"})
     assert response.status_code == 400
     assert "already has a deployment in progress" in response.content.decode()
     assert Deployment.objects.count() == 1
@@ -75,7 +76,9 @@ def test_a_canary_share_is_offered_once_something_is_live(
     client.force_login(admin)
     page = client.get(reverse("endpoints:endpoint-detail", args=[endpoint.name])).content.decode()
     assert 'name="traffic_percent"' in page
-    response = client.post(deploy_url(endpoint), {"model_version": iris_version.pk, "traffic_percent": "10"})
+    response = client.post(
+        deploy_url(endpoint), {"model_version": iris_version.pk, "traffic_percent": "10", "confirmed": "1"}
+    )
     assert response.status_code == 302
     assert Deployment.objects.filter(status="queued").get().traffic_percent == 10
 
@@ -97,7 +100,9 @@ def test_a_traffic_share_out_of_range_is_refused_on_its_field(
 ):
     _make_live(admin, endpoint, iris_version)
     client.force_login(admin)
-    response = client.post(deploy_url(endpoint), {"model_version": iris_version.pk, "traffic_percent": "0"})
+    response = client.post(
+        deploy_url(endpoint), {"model_version": iris_version.pk, "traffic_percent": "0", "confirmed": "1"}
+    )
     assert response.status_code == 400
     assert response.context["deploy_form"].errors["traffic_percent"] == [
         "Traffic must be a whole percentage from 1 to 100."
@@ -165,7 +170,7 @@ def test_rolling_back_deploys_the_earlier_version_again(client, admin, endpoint,
     assert reverse("endpoints:deployment-rollback", args=[first.pk]) in page
     assert reverse("endpoints:deployment-rollback", args=[second.pk]) not in page  # it is live
 
-    response = client.post(reverse("endpoints:deployment-rollback", args=[first.pk]))
+    response = client.post(reverse("endpoints:deployment-rollback", args=[first.pk]), CONFIRMED)
     rollback = Deployment.objects.get(status="queued")
     assert response["Location"] == reverse("endpoints:deployment-detail", args=[rollback.pk])
     assert rollback.rollback_of == first and rollback.model_version == iris_version
@@ -174,7 +179,7 @@ def test_rolling_back_deploys_the_earlier_version_again(client, admin, endpoint,
 def test_rolling_back_to_the_live_deployment_is_refused_with_a_message(client, admin, endpoint, iris_version):
     live = _make_live(admin, endpoint, iris_version)
     client.force_login(admin)
-    response = client.post(reverse("endpoints:deployment-rollback", args=[live.pk]), follow=True)
+    response = client.post(reverse("endpoints:deployment-rollback", args=[live.pk]), CONFIRMED, follow=True)
     assert "already live" in response.content.decode()
     assert not Deployment.objects.filter(status="queued").exists()
 
@@ -183,6 +188,8 @@ def test_a_team_member_cannot_roll_back(client, member, admin, endpoint, iris_ve
     first = _make_live(admin, endpoint, iris_version)
     _make_live(admin, endpoint, iris_version)
     client.force_login(member)
-    assert client.post(reverse("endpoints:deployment-rollback", args=[first.pk])).status_code == 403
+    assert (
+        client.post(reverse("endpoints:deployment-rollback", args=[first.pk]), CONFIRMED).status_code == 403
+    )
     assert Deployment.objects.count() == 2
     assert Endpoint.objects.get().live_deployment_id != first.pk

@@ -7,7 +7,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpResponseNotAllowed
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -92,3 +93,39 @@ def post_only(page: str, *kwargs_used: str):
         return wrapper
 
     return decorate
+
+
+def confirmed(request) -> bool:
+    """Whether a form that asks first was answered: in the browser's dialog (portal.js adds
+    `confirmed`) or on the page `ask_first` shows when the browser runs no JavaScript."""
+    return bool(request.POST.get("confirmed"))
+
+
+def ask_first(request, *, endpoint, title: str, question: str, button: str, plan_of=None):
+    """The question a form asks before it changes what serves, as a page whose button sends the
+    same fields again, confirmed; `plan_of()` gives the runtime's plan of the change."""
+    plan, plan_error = [], ""
+    if plan_of is not None:
+        try:
+            plan = plan_of()
+        except ServiceError as exc:
+            plan_error = f"The changes cannot be listed: {exc.message}"
+    fields = [
+        (name, value)
+        for name in request.POST
+        if name not in ("csrfmiddlewaretoken", "confirmed")
+        for value in request.POST.getlist(name)
+    ]
+    back = next_url(request, reverse("endpoints:endpoint-detail", args=[endpoint.name]))
+    context = {
+        "endpoint": endpoint,
+        "title": title,
+        "question": question,
+        "button": button,
+        "plan": plan,
+        "plan_error": plan_error,
+        "fields": fields,
+        "action": request.path,
+        "back": back,
+    }
+    return render(request, "endpoints/confirm.html", context)

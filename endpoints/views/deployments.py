@@ -4,12 +4,21 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 
+from endpoints.confirmations import deploy_question, rollback_question
 from endpoints.forms import DeployForm
 from endpoints.models import Deployment, Endpoint
 from endpoints.services import deployments as services
 from endpoints.services.errors import ServiceError
 from endpoints.services.rollouts import rollout_from_request
-from endpoints.views.common import flash_error, form_error, is_htmx, post_only, vary_on_htmx
+from endpoints.views.common import (
+    ask_first,
+    confirmed,
+    flash_error,
+    form_error,
+    is_htmx,
+    post_only,
+    vary_on_htmx,
+)
 from endpoints.views.endpoints import detail_context
 
 
@@ -18,6 +27,18 @@ from endpoints.views.endpoints import detail_context
 def deployment_create(request, name):
     endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
     form = DeployForm(request.POST, user=request.user, endpoint=endpoint)
+    if form.is_valid() and not confirmed(request):
+        version, share = form.cleaned_data["model_version"], form.cleaned_data.get("traffic_percent")
+        return ask_first(
+            request,
+            endpoint=endpoint,
+            title=f"Deploy {version} to {endpoint.name}",
+            question=deploy_question(endpoint, endpoint.live_deployment, version, share),
+            button="Deploy",
+            plan_of=lambda: services.deployment_plan(
+                user=request.user, endpoint=endpoint, model_version=version, traffic_percent=share
+            ),
+        )
     if form.is_valid():
         try:
             deployment = services.deployment_request(
@@ -61,6 +82,18 @@ def deployment_rollback(request, pk):
     deployment = get_object_or_404(
         Deployment.objects.for_user(request.user).select_related("endpoint", "model_version__model"), pk=pk
     )
+    if request.user.is_staff and not confirmed(request):
+        endpoint = deployment.endpoint
+        return ask_first(
+            request,
+            endpoint=endpoint,
+            title=f"Roll {endpoint.name} back",
+            question=rollback_question(deployment),
+            button="Roll back",
+            plan_of=lambda: services.deployment_plan(
+                user=request.user, endpoint=endpoint, model_version=deployment.model_version
+            ),
+        )
     try:
         rollback = services.deployment_rollback(user=request.user, deployment=deployment)
     except ServiceError as exc:

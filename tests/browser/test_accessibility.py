@@ -290,3 +290,42 @@ def test_a_range_of_every_address_is_confirmed_in_the_page_before_it_is_added(da
             expect(allowlist.get_by_role("alertdialog")).to_have_count(0)
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_without_javascript_a_rollback_asks_on_a_page_that_passes_axe_then_rolls_back(
+    dashboard, live_server, width
+):
+    """A browser that runs no script gets the question as a page, with what the runtime changes."""
+    base, first = live_server.url, dashboard["first"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        scriptless = browser.new_context(viewport={"width": width, "height": 900}, java_script_enabled=False)
+        checker = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
+        try:
+            for context in (scriptless, checker):
+                page = context.new_page()
+                page.set_default_timeout(30_000)
+                page.goto(f"{base}/accounts/login/")
+                page.get_by_label("Username").fill("ada")
+                page.get_by_label("Password").fill("ada-password-1")
+                page.get_by_role("button", name="Log in").click()
+                page.wait_for_url(f"{base}/")
+                page.goto(f"{base}/deployments/{first.pk}/")
+                if context is checker:  # sent as a browser without script would send it
+                    page.locator("form[data-confirm]").evaluate("form => form.submit()")
+                    page.wait_for_load_state("networkidle")
+                    assert not serious_violations(page)
+                    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
+                    continue
+                page.get_by_role("button", name="Roll back to this").click()
+                question = page.get_by_role("alertdialog")
+                expect(question).to_contain_text(f"Roll iris-prod back to iris v1 (deployment #{first.pk})?")
+                expect(question.locator("table")).to_contain_text("Change")
+                question.get_by_role("button", name="Roll back").click()
+                page.wait_for_url(f"{base}/deployments/*/")
+        finally:
+            browser.close()
+    # The fixture's four deployments and the one rollback: asking queued nothing, in either browser.
+    assert Deployment.objects.count() == 5
+    assert Deployment.objects.latest("pk").rollback_of_id == first.pk

@@ -39,7 +39,17 @@ document.addEventListener("submit", (event) => {
   if (version && version.selectedOptions.length) {
     question = question.replaceAll("{version}", version.selectedOptions[0].textContent.split(" · ")[0]);
   }
-  if (!window.confirm(question)) event.preventDefault();
+  if (!window.confirm(question)) {
+    event.preventDefault();
+    return;
+  }
+  // Answered here: the server asks again on a page only when no dialog could (no JavaScript).
+  let answered = form.querySelector("input[name=confirmed]");
+  if (!answered) {
+    answered = Object.assign(document.createElement("input"), { type: "hidden", name: "confirmed" });
+    form.append(answered);
+  }
+  answered.value = "1";
 });
 
 // A table too wide for the window scrolls sideways (see portal.css); it then takes the keyboard's
