@@ -66,6 +66,11 @@ class EndpointSettingsForm(forms.Form):
             self.fields["cpu"].choices = _with_current(CPU_CHOICES, endpoint.cpu)
             self.fields["memory"].choices = _with_current(MEMORY_CHOICES, endpoint.memory)
         runtime = get_runtime()
+        if refusal := runtime.min_instances_refusal(0):
+            # Say up front what the service would refuse, and start a new endpoint at 1.
+            self.fields["min_instances"].help_text = refusal
+            if endpoint is None:
+                self.fields["min_instances"].initial = 1
         for name in runtime.ignored_settings & set(self.fields):
             # Kept (a later move to another runtime uses it), but said plainly to do nothing here.
             field = self.fields[name]

@@ -24,6 +24,7 @@ urlpatterns = [
     path("new-endpoint/", endpoints.endpoint_create, name="endpoint-create"),
     path("endpoints/<str:name>/", endpoints.endpoint_detail, name="endpoint-detail"),
     path("endpoints/<str:name>/settings/", endpoints.endpoint_edit, name="endpoint-edit"),
+    path("endpoints/<str:name>/kubernetes.yaml", endpoints.endpoint_manifests, name="endpoint-manifests"),
     path("endpoints/<str:name>/access-state/", endpoints.endpoint_access_state, name="endpoint-access-state"),
     path("endpoints/<str:name>/logs/", logs.endpoint_logs, name="endpoint-logs"),
     path("endpoints/<str:name>/deploy/", deployments.deployment_create, name="deployment-create"),

@@ -26,6 +26,7 @@ from endpoints.models import (
 )
 from endpoints.services.access import access_policy_for, access_sync_enqueue
 from endpoints.services.audit import audit_record
+from endpoints.services.endpoints import check_min_instances
 from endpoints.services.errors import ServiceError, Unprocessable, require_admin
 from endpoints.services.owed import owe
 from portal import queue
@@ -172,6 +173,7 @@ def deployment_request(
 
     def check(locked: Endpoint) -> ModelVersion:
         check_canary(share, locked)
+        check_min_instances(locked)
         return model_version
 
     return operation_open(
@@ -220,6 +222,7 @@ def deployment_plan(
     traffic_percent = traffic_share(traffic_percent)
     endpoint = Endpoint.objects.with_live().get(pk=endpoint.pk)
     check_canary(traffic_percent, endpoint)
+    check_min_instances(endpoint)
     runtime = get_runtime()
     next_id = (Deployment.objects.aggregate(last=Max("id"))["last"] or 0) + 1
     unsaved = Deployment(

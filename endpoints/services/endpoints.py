@@ -9,6 +9,7 @@ from endpoints.models import Endpoint
 from endpoints.services.access import access_mode_note, access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, Unprocessable, refuse_all, require_admin
+from worker.runtimes import get_runtime
 
 SETTINGS_FIELDS = (
     "description",
@@ -70,6 +71,14 @@ def resources_refusal(cpu: str, memory: str) -> tuple[str, str] | None:
     return None
 
 
+def check_min_instances(endpoint: Endpoint) -> None:
+    """Refuse a minimum of instances the runtime cannot keep (Kubernetes without a scale-to-zero
+    controller cannot keep 0), in the runtime's words."""
+    refusal = get_runtime().min_instances_refusal(endpoint.min_instances)
+    if refusal:
+        raise Unprocessable(refusal, field="min_instances")
+
+
 def _validate(endpoint: Endpoint, exclude=(), also: tuple[ServiceError, ...] = ()) -> None:
     """Refuse settings the endpoint cannot have: the first problem is raised, carrying every other
     one (`ServiceError.also`) so a form can show them all at once; `also` adds the caller's own."""
@@ -84,6 +93,11 @@ def _validate(endpoint: Endpoint, exclude=(), also: tuple[ServiceError, ...] = (
         problems.append(
             Unprocessable("Minimum instances cannot exceed maximum instances.", field="min_instances")
         )
+    if "min_instances" not in bad:
+        try:
+            check_min_instances(endpoint)
+        except Unprocessable as exc:
+            problems.append(exc)
     refusal = None if {"cpu", "memory"} & bad else resources_refusal(endpoint.cpu, endpoint.memory)
     if refusal:
         field, why = refusal

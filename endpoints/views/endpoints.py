@@ -6,6 +6,7 @@ import shlex
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, Subquery
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from endpoints.forms import AllowlistEntryForm, DeployForm, EndpointCreateForm, EndpointSettingsForm
@@ -13,7 +14,8 @@ from endpoints.models import ApiKey, Deployment, Endpoint, ModelVersion
 from endpoints.pending import SETTING_LABELS
 from endpoints.services import endpoints as services
 from endpoints.services.errors import ServiceError
-from endpoints.views.common import admin_required, form_error, paginate, posted
+from endpoints.services.exports import kubernetes_manifests
+from endpoints.views.common import admin_required, flash_error, form_error, paginate, posted
 from worker.runtimes import get_runtime
 
 HISTORY_SIZE = 25
@@ -123,6 +125,20 @@ def endpoint_detail(request, name):
     return render(request, "endpoints/endpoint_detail.html", detail_context(request, endpoint))
 
 
+@admin_required
+def endpoint_manifests(request, name):
+    """The endpoint's Kubernetes objects as a YAML file to download (the GitOps export)."""
+    endpoint = get_object_or_404(Endpoint.objects.for_user(request.user).with_live(), name=name)
+    try:
+        text = kubernetes_manifests(endpoint)
+    except ServiceError as exc:
+        flash_error(request, exc)
+        return redirect("endpoints:endpoint-detail", name=endpoint.name)
+    response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{endpoint.name}.k8s.yaml"'
+    return response
+
+
 @login_required
 def endpoint_access_state(request, name):
     """The access policy state line, polled by the endpoint page while a change is pending."""
@@ -154,6 +170,7 @@ def detail_context(request, endpoint: Endpoint, *, deploy_form=None, allowlist_f
         "keys": ApiKey.objects.for_user(user).filter(endpoint=endpoint).select_related("team", "endpoint"),
         "example": predict_example(endpoint, live.model_version if live else None),
         "enforcer": get_runtime().enforcers,
+        "manifests": get_runtime().name == "kubernetes",
     }
 
 

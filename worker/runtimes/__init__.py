@@ -17,6 +17,7 @@ RUNTIMES = {
     "local": "worker.runtimes.local.LocalRuntime",
     "gcp": "worker.runtimes.gcp.runtime.GcpRuntime",
     "memory": "worker.runtimes.memory.MemoryRuntime",
+    "kubernetes": "worker.runtimes.kubernetes.runtime.KubernetesRuntime",
 }
 
 __all__ = ["PermanentError", "Runtime", "TransientError", "get_runtime"]

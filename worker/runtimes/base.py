@@ -275,6 +275,11 @@ class Runtime(ABC):
     # Whether `portal_access` gives the portal a way of its own to call a live endpoint.
     portal_path: bool = False
 
+    def min_instances_refusal(self, min_instances: int) -> str | None:
+        """Why an endpoint cannot have this minimum of instances here (None when it can): the
+        service refuses the setting with this message when it is made."""
+        return None
+
     @abstractmethod
     def deploy_steps(self, spec: DeploySpec) -> list[Step]:
         """The named, idempotent steps that take `spec` from nothing to serving."""

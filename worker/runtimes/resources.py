@@ -62,5 +62,9 @@ class DeploymentResources(TypedDict, total=False):
     security_policy: str
     load_balancer: str
     lb_address: str
+    # kubernetes: when the latest rollout (or scaling) was written, and when the Deployment was deleted.
+    rollout_started: float
+    deleted_at: float
+
     # gcp: an endpoint's delete.
     deletions: dict[str, StartedOperations]  # the delete operations each step started, by step name

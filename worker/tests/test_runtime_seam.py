@@ -29,7 +29,7 @@ def test_a_name_or_a_dotted_path_picks_the_runtime_and_a_change_takes_effect(set
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("kubernetes", "RUNTIME must be one of ['gcp', 'local', 'memory'] or the dotted path"),
+        ("nomad", "RUNTIME must be one of ['gcp', 'kubernetes', 'local', 'memory'] or the dotted path"),
         ("worker.runtimes.nowhere.Runtime", "RUNTIME must be one of"),
         (f"{__name__}.NotARuntime", "is not a subclass of worker.runtimes.base.Runtime"),
     ],

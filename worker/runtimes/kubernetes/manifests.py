@@ -30,6 +30,8 @@ Manifest = dict[str, Any]
 PREFIX = "model-endpoint-portal"
 REVISION_LABEL = f"{PREFIX}/revision"
 ENDPOINT_LABEL = f"{PREFIX}/endpoint"
+#: On the Deployment: the revision it served before the latest template (what a failed rollout goes back to).
+PREVIOUS_ANNOTATION = f"{PREFIX}/previous-revision"
 MANAGED_BY = "model-endpoint-portal"
 CONTAINER = "serving"
 CONTAINER_PORT = 8080
@@ -254,11 +256,24 @@ def autoscaler(cfg: KubernetesConfig, endpoint: str, res: Resources) -> Manifest
     }
 
 
+def served_revision(spec: DeploySpec) -> str:
+    """The revision a deployment serves: a rollback serves the one it goes back to (the same pod
+    template, so Kubernetes scales that revision's ReplicaSet up again rather than making one)."""
+    return spec.rollback_to.get("revision") or spec.revision
+
+
 def endpoint_objects(cfg: KubernetesConfig, spec: DeploySpec) -> list[Manifest]:
     """Every object of the endpoint serving `spec`, in the order they are applied (the export)."""
     return [
         access_secret(cfg, spec.endpoint, spec.access),
-        deployment(cfg, spec, spec.revision),
+        deployment(cfg, spec, served_revision(spec)),
         service(cfg, spec.endpoint),
         autoscaler(cfg, spec.endpoint, spec.resources),
     ]
+
+
+def as_yaml(objects: list[Manifest]) -> str:
+    """The objects as one YAML stream (`kubectl apply -f` takes it), in their order."""
+    import yaml
+
+    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)

@@ -75,8 +75,12 @@ class RuntimeDir:
     def __init__(self, root: Path | str):
         self.root = Path(root)
 
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
     def artifact(self, sha256: str, fmt: str) -> Path:
-        return self.root / "artifacts" / f"{sha256}.{fmt}"
+        return self.artifacts / f"{sha256}.{fmt}"
 
     def endpoint(self, name: str) -> EndpointDir:
         return EndpointDir(self.root, name)

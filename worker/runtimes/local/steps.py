@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 from django.conf import settings
 
-from serving.artifacts import sha256_of
 from serving.control import ControlError, send_command
+from worker.runtimes.artifacts import place_artifact
 from worker.runtimes.base import (
     Change,
     DeploySpec,
@@ -47,7 +43,6 @@ KEEP_LOGS = 10
 SERVE_TIMEOUT = 35.0
 # How long a deploy waits for a launcher that is still importing before it starts serving cold.
 LAUNCHER_WAIT_SECONDS = 30.0
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class DeploySteps:
@@ -80,38 +75,7 @@ class DeploySteps:
 
     # 1. artifact -------------------------------------------------------------------------------
     def artifact(self, resources: DeploymentResources) -> StepResult:
-        spec = self.spec
-        model = spec.model
-        if not SHA256.match(model.sha256 or ""):
-            raise PermanentError(f"the version records no valid sha256 ({model.sha256!r})")
-        if not re.match(r"^[a-z0-9]+$", model.format or ""):
-            raise PermanentError(f"unknown artifact format {model.format!r}")
-        target = self.dir.artifact(model.sha256, model.format)
-        if target.exists():
-            return StepResult(f"Artifact {model.sha256[:12]} already in place.")
-        source = Path(model.artifact_path)
-        if not source.is_file():
-            raise PermanentError(f"the artifact file {source.name} is missing from the media store")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            try:
-                os.link(source, tmp)
-                how = "linked"
-            except OSError:
-                shutil.copyfile(source, tmp)
-                how = "copied"
-            actual = sha256_of(tmp)
-            if actual != model.sha256:
-                raise PermanentError(
-                    f"sha256 mismatch: the artifact file hashes to {actual[:12]}…, "
-                    f"the version records {model.sha256[:12]}…; the file was changed or damaged"
-                )
-            size = tmp.stat().st_size
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return StepResult(f"Artifact {model.sha256[:12]} {how} and verified ({_size(size)}).")
+        return StepResult(place_artifact(self.spec.model, self.dir.artifacts))
 
     def plan_artifact(self) -> list[Change]:
         model = self.spec.model
@@ -406,11 +370,3 @@ def _check_readyz(port: int) -> None:
 def _tail_for_message(log_path: Path) -> str:
     tail = processes.log_tail(log_path)
     return f"; last lines of its log:\n{tail}" if tail else "; it wrote nothing to its log"
-
-
-def _size(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / 1024 / 1024:.1f} MiB"
