@@ -10,6 +10,7 @@ from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.fixtures import BUCKET, PROJECT, make_spec
 from worker.runtimes import get_runtime
 from worker.runtimes.base import PermanentError, TransientError
+from worker.runtimes.gcp.doctor import PROJECT_ROLES
 from worker.runtimes.gcp.runtime import GcpRuntime
 
 SERVICE = f"projects/{PROJECT}/locations/us-central1/services/iris-prod"
@@ -190,6 +191,33 @@ def test_planning_on_a_fresh_project_shows_each_failed_check_with_its_fix(gcp, f
         f"(fix: gcloud services enable run.googleapis.com --project={PROJECT})"
         for change in changes
     )
+
+
+def test_a_project_that_lacks_only_what_the_charts_and_logs_read_deploys(gcp, fakes, artifact):
+    """Monitoring and Logging are read by the endpoint page, not by a deploy: their checks name
+    the fix (the doctor, the plan) and stop nothing."""
+    fakes.project.disabled.add("monitoring.googleapis.com")
+    fakes.projects.permissions.revoke_all()
+    fakes.projects.permissions.grant(
+        *[
+            permission
+            for role, held in PROJECT_ROLES.items()
+            if role != "roles/logging.viewer"
+            for permission in held
+        ]
+    )
+    (step,) = [step for step in gcp.deploy_steps(make_spec(artifact)) if step.name == "preconditions"]
+
+    assert step.run({}).message.startswith("The project is ready")
+    warnings = {change.detail for change in gcp.plan(make_spec(artifact)) if change.action == "warning"}
+    assert warnings == {
+        "API monitoring.googleapis.com: monitoring.googleapis.com is not enabled; the endpoint page's "
+        "charts stay empty until it is (deploys do not need it) "
+        f"(fix: gcloud services enable monitoring.googleapis.com --project={PROJECT})",
+        "Role roles/logging.viewer: missing logging.logEntries.list (the endpoint page's logs read with "
+        "it; deploys do not need it) (fix: gcloud projects add-iam-policy-binding "
+        f"{PROJECT} --member=PRINCIPAL --role=roles/logging.viewer)",
+    }
 
 
 def test_a_project_found_ready_is_trusted_for_the_setting_then_checked_again(gcp, fakes, artifact, clock):

@@ -21,6 +21,7 @@ from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.doctor import (
     ACT_AS,
     BUCKET_PERMISSIONS,
+    FOR_READING,
     PRINCIPAL,
     PROJECT_ROLES,
     REQUIRED_APIS,
@@ -127,7 +128,12 @@ def test_with_its_apis_on_a_fresh_project_names_each_grant_and_account_it_lacks(
 
     grants = {
         f"Role {role}": (
-            f"missing {', '.join(permissions)}",
+            f"missing {', '.join(permissions)}"
+            + (
+                f" (the endpoint page's {FOR_READING[role]} read with it; deploys do not need it)"
+                if role in FOR_READING
+                else ""
+            ),
             f"gcloud projects add-iam-policy-binding {PROJECT} --member={WORKER} --role={role}",
         )
         for role, permissions in PROJECT_ROLES.items()
@@ -275,7 +281,7 @@ def test_the_command_prints_each_failure_with_its_fix_and_fails(gcp_settings, fa
     fakes.project.disabled = {"apikeys.googleapis.com"}
     out = io.StringIO()
 
-    with pytest.raises(CommandError, match=rf"^12 of {len(NAMES) - 2} checks failed\.$"):
+    with pytest.raises(CommandError, match=rf"^14 of {len(NAMES) - 2} checks failed\.$"):
         call_command("gcp_doctor", "--member", WORKER, stdout=out)
 
     text = out.getvalue()

@@ -32,6 +32,9 @@ REQUIRED_APIS = (
     "iam.googleapis.com",
     "storage.googleapis.com",
     "cloudresourcemanager.googleapis.com",
+    # Read by the endpoint page for its charts and its logs (on in a new project).
+    "monitoring.googleapis.com",
+    "logging.googleapis.com",
 )
 
 #: What the worker does with the artifact bucket: objects in, out and away, and reader grants.
@@ -104,6 +107,18 @@ PROJECT_ROLES: dict[str, tuple[str, ...]] = {
     ),
     "roles/serviceusage.serviceUsageAdmin": ("serviceusage.services.enable",),
     "roles/servicemanagement.admin": ("servicemanagement.services.bind",),
+    # The endpoint page's charts (Cloud Run's request metrics) and its log (the revision's entries).
+    "roles/monitoring.viewer": ("monitoring.timeSeries.list",),
+    "roles/logging.viewer": ("logging.logEntries.list",),
+}
+
+#: What only the endpoint page's charts and logs read: a failed check says what to fix, but a
+#: deploy does not need it, so it stops no deploy.
+FOR_READING = {
+    "monitoring.googleapis.com": "charts",
+    "logging.googleapis.com": "logs",
+    "roles/monitoring.viewer": "charts",
+    "roles/logging.viewer": "logs",
 }
 
 #: API Gateway's limits ("Quotas and limits"): an API-key endpoint has one API and one gateway, each
@@ -128,6 +143,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    blocks: bool = True  # whether a deploy needs it to pass (`unmet`)
 
 
 def run_checks(ctx: Context, *, member: str = "", quotas: bool = True) -> list[Check]:
@@ -223,7 +239,11 @@ def check_apis(ctx: Context) -> Iterator[Check]:
             fix = f"gcloud services enable {api} --project={project}"
             waiting = [name for name, asks in ASKS.items() if asks == api]
             then = f"; the {waiting[0]} checks run once it is" if waiting else ""
-            yield Check(f"API {api}", False, f"{api} is not enabled{then}", fix)
+            if api in FOR_READING:
+                then = f"; the endpoint page's {FOR_READING[api]} stay empty until it is (deploys do not need it)"
+            yield Check(
+                f"API {api}", False, f"{api} is not enabled{then}", fix, blocks=api not in FOR_READING
+            )
 
 
 def check_bucket(ctx: Context, member: str) -> Iterator[Check]:
@@ -300,11 +320,14 @@ def check_project_permissions(ctx: Context, member: str) -> Iterator[Check]:
     for role, permissions in PROJECT_ROLES.items():
         missing = [permission for permission in permissions if permission not in held]
         if missing:
+            reading = FOR_READING.get(role)
+            why = f" (the endpoint page's {reading} read with it; deploys do not need it)" if reading else ""
             yield Check(
                 f"Role {role}",
                 False,
-                f"missing {', '.join(missing)}",
+                f"missing {', '.join(missing)}{why}",
                 f"gcloud projects add-iam-policy-binding {project} --member={member} --role={role}",
+                blocks=reading is None,
             )
         else:
             yield Check(f"Role {role}", True, "held")
@@ -312,8 +335,9 @@ def check_project_permissions(ctx: Context, member: str) -> Iterator[Check]:
 
 def unmet(checks: list[Check]) -> list[Check]:
     """The failed checks that say what to do: a precondition a deploy cannot do without. A check
-    Google could not answer has no fix, and does not stop a deploy (its steps will meet it)."""
-    return [check for check in checks if not check.ok and check.fix]
+    Google could not answer has no fix, and does not stop a deploy (its steps will meet it); nor
+    does one of what only the endpoint page reads."""
+    return [check for check in checks if not check.ok and check.fix and check.blocks]
 
 
 def described(check: Check) -> str:
@@ -342,7 +366,9 @@ def plan_changes(ctx: Context) -> list[Change]:
     failed = [check for check in checks if not check.ok]
     if not failed:
         return [Change("preconditions", "none", f"The project is ready: all {len(checks)} checks pass.")]
-    return [Change("preconditions", "error", described(check)) for check in failed]
+    return [
+        Change("preconditions", "error" if check.blocks else "warning", described(check)) for check in failed
+    ]
 
 
 def check_gateway_quotas(ctx: Context) -> Iterator[Check]:
