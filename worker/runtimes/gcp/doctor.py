@@ -240,7 +240,8 @@ def check_apis(ctx: Context) -> Iterator[Check]:
             waiting = [name for name, asks in ASKS.items() if asks == api]
             then = f"; the {waiting[0]} checks run once it is" if waiting else ""
             if api in FOR_READING:
-                then = f"; the endpoint page's {FOR_READING[api]} stay empty until it is (deploys do not need it)"
+                then = f"; the endpoint page's {FOR_READING[api]} stay empty until it is"
+                then += " (deploys do not need it)"
             yield Check(
                 f"API {api}", False, f"{api} is not enabled{then}", fix, blocks=api not in FOR_READING
             )
