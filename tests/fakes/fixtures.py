@@ -1,4 +1,5 @@
-"""Pytest fixtures that run the fake Google servers and point the GCP runtime at them.
+"""Pytest fixtures that run the fake Google servers (and the fake Kubernetes API server) and point
+the runtimes at them.
 
 The servers start once per test session (each on its own loopback port, like Google's separate
 hosts) and are reset before each test. Import the fixtures where they are used:
@@ -7,6 +8,7 @@ hosts) and are reset before each test. Import the fixtures where they are used:
 
 `gcp` is a GcpRuntime on the fakes whose waits are recorded, not slept (`gcp.ctx.slept`).
 `gcp_settings` sets RUNTIME=gcp and the GCP_* settings for code that calls `get_runtime()`.
+`fake_kubernetes` is the fake Kubernetes API server (tests/fakes/kubernetes_api) with its kubeconfig.
 """
 
 from __future__ import annotations
@@ -24,13 +26,24 @@ from tests.fakes.cloud_monitoring import CloudMonitoringFake
 from tests.fakes.cloud_run import CloudRunFake
 from tests.fakes.compute import ComputeFake
 from tests.fakes.iam_admin import IamAdminFake
+from tests.fakes.kubernetes_api import FakeKubernetes, KubernetesApiFake, write_kubeconfig
 from tests.fakes.project import FakeProject
 from tests.fakes.resource_manager import ResourceManagerFake
 from tests.fakes.service_usage import ServiceUsageFake
 from tests.fakes.storage import StorageFake
 from worker.runtimes.gcp.runtime import GcpRuntime
 
-__all__ = ["artifact", "clock", "fake_servers", "fakes", "gcp", "gcp_settings", "on_the_clock"]
+__all__ = [
+    "artifact",
+    "clock",
+    "fake_kubernetes",
+    "fake_kubernetes_server",
+    "fake_servers",
+    "fakes",
+    "gcp",
+    "gcp_settings",
+    "on_the_clock",
+]
 
 PROJECT = "portal-test"
 BUCKET = "portal-artifacts"
@@ -161,6 +174,22 @@ def fakes(fake_servers, monkeypatch) -> Fakes:
     monkeypatch.setenv("NO_GCE_CHECK", "true")
     fake_servers.reset()
     return fake_servers
+
+
+@pytest.fixture(scope="session")
+def fake_kubernetes_server(tmp_path_factory):
+    server = KubernetesApiFake(namespace="models").start()
+    kubeconfig = write_kubeconfig(tmp_path_factory.mktemp("kube") / "config", server.endpoint, "models")
+    yield FakeKubernetes(server, kubeconfig)
+    server.stop()
+
+
+@pytest.fixture
+def fake_kubernetes(fake_kubernetes_server) -> FakeKubernetes:
+    """The fake Kubernetes API server, emptied but for its namespace (`.namespace`), with its
+    `.kubeconfig` for `kubernetes.config.load_kube_config(config_file=...)`."""
+    fake_kubernetes_server.server.reset()
+    return fake_kubernetes_server
 
 
 def settings_values(fakes: Fakes) -> dict:

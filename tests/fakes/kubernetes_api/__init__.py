@@ -1,0 +1,103 @@
+"""A fake Kubernetes API server that the official `kubernetes` client talks to over loopback HTTP.
+
+    def test_it(fake_kubernetes):
+        kubernetes.config.load_kube_config(config_file=fake_kubernetes.kubeconfig)
+        apps = kubernetes.client.AppsV1Api()
+        apps.create_namespaced_deployment(fake_kubernetes.namespace, {...})
+        fake_kubernetes.get("Deployment", "web")["status"]
+
+It serves namespaces, Secrets, Services, Pods and Events (core/v1), Deployments and ReplicaSets
+(apps/v1) and HorizontalPodAutoscalers (autoscaling/v2), answers errors as the API server does
+(`status.py`), validates what it is given (`validation.py`, `defaults.py`), patches as it does
+(`patching.py`), and runs a Deployment controller, a kubelet and an HPA controller on every read
+(`workloads.py`, `kubelet.py`), on a clock of the client's polls (`cluster.py`).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from tests.fakes.kubernetes_api.kinds import BY_KIND
+from tests.fakes.kubernetes_api.kubelet import FAILURES
+from tests.fakes.kubernetes_api.server import TOKEN, KubernetesApiFake
+
+__all__ = ["FakeKubernetes", "KubernetesApiFake", "write_kubeconfig"]
+
+
+def write_kubeconfig(path: Path, url: str, namespace: str) -> Path:
+    """A kubeconfig for `url` with a token user, its context's namespace `namespace`."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": {"server": url}}],
+        "users": [{"name": "fake", "user": {"token": TOKEN}}],
+        "contexts": [
+            {"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}
+        ],
+        "current-context": "fake",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class FakeKubernetes:
+    """What a test holds: where the fake is, what it stores, and the levers on its cluster.
+
+    `get` and `list` look at the stored objects without running the controllers (a test's look is
+    not a client's poll).
+    """
+
+    def __init__(self, server: KubernetesApiFake, kubeconfig: Path):
+        self.server = server
+        self.cluster = server.cluster
+        self.kubeconfig = str(kubeconfig)
+        self.namespace = server.cluster.default_namespace
+        self.url = server.endpoint
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        """The stored object, or None."""
+        scope = (namespace or self.namespace) if BY_KIND[kind].namespaced else ""
+        with self.cluster.lock:
+            obj = self.cluster.objects.get((kind, scope, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def list(self, kind: str, namespace: str | None = None) -> list[dict]:
+        scope = (namespace or self.namespace) if BY_KIND[kind].namespaced else None
+        with self.cluster.lock:
+            return [copy.deepcopy(obj) for obj in self.cluster.find(kind, scope)]
+
+    def pods_fail(self, deployment: str, reason: str, namespace: str | None = None) -> None:
+        """The next rollouts of `deployment` never get Ready: their pods report `reason`
+        (ImagePullBackOff, ErrImagePull, CrashLoopBackOff or OOMKilled) as a kubelet would."""
+        if reason not in FAILURES:
+            raise ValueError(f"reason must be one of {', '.join(FAILURES)}, not {reason!r}")
+        with self.cluster.lock:
+            self.cluster.workloads.failing[(namespace or self.namespace, deployment)] = reason
+
+    def pods_heal(self, deployment: str, namespace: str | None = None) -> None:
+        """Rollouts of `deployment` from now on get Ready again (pods already failing keep failing)."""
+        with self.cluster.lock:
+            self.cluster.workloads.failing.pop((namespace or self.namespace, deployment), None)
+
+    @property
+    def ready_after(self) -> int:
+        """How many reads of its Deployment a new pod takes to be Ready."""
+        return self.cluster.workloads.ready_after
+
+    @ready_after.setter
+    def ready_after(self, polls: int) -> None:
+        self.cluster.workloads.ready_after = polls
+
+    @property
+    def requests(self) -> list[tuple[str, str]]:
+        """Every call the fake answered, as (method, path)."""
+        with self.server.lock:
+            return [(call.request.method, call.request.path) for call in self.server.calls]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every warning sent (unknown fields the API server dropped)."""
+        return list(self.cluster.warnings)
