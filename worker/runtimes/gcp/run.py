@@ -141,20 +141,45 @@ def build_service(ctx: Context, spec: DeploySpec) -> run_v2.Service:
     )
 
 
-def deploy_revision(ctx: Context, spec: DeploySpec) -> DeploymentResources:
-    """Start the write of the service with this deployment's revision; return its operation."""
-    service = build_service(ctx, spec)
+def start_write(ctx: Context, service: run_v2.Service, what: str, **request) -> DeploymentResources:
+    """Start the write of `service` (an UpdateServiceRequest with `request`'s options); the
+    resources a later step waits on it with (`written`)."""
     started = ctx.wall()
     operation = ctx.call(
         ctx.clients.run().update_service,
-        request=run_v2.UpdateServiceRequest(service=service, allow_missing=True),
-        what=f"Deploy Cloud Run revision {service.template.revision}",
+        request=run_v2.UpdateServiceRequest(service=service, **request),
+        what=what,
     )
+    return {"run_operation": operation.operation.name, "run_operation_started": started}
+
+
+def written(ctx: Context, resources: DeploymentResources, what: str) -> run_v2.Service:
+    """The service once the write `start_write` began is done (Transient/Pending until then)."""
+    return operation_result(
+        ctx,
+        ctx.clients.run(),
+        resources["run_operation"],
+        what=what,
+        started=resources["run_operation_started"],
+        result_cls=run_v2.Service,
+    )
+
+
+def rewrite(ctx: Context, name: str, change, what: str) -> DeploymentResources:
+    """Read the service, `change(service)` in place, and start its write."""
+    service = ctx.call(ctx.clients.run().get_service, name=name, what=f"Read {name}")
+    change(service)
+    return start_write(ctx, service, what)
+
+
+def deploy_revision(ctx: Context, spec: DeploySpec) -> DeploymentResources:
+    """Start the write of the service with this deployment's revision; return its operation."""
+    service = build_service(ctx, spec)
+    revision = service.template.revision
     return {
         "service": service.name,
-        "revision": service.template.revision,
-        "run_operation": operation.operation.name,
-        "run_operation_started": started,
+        "revision": revision,
+        **start_write(ctx, service, f"Deploy Cloud Run revision {revision}", allow_missing=True),
         "traffic": [{"revision": t.revision, "percent": t.percent} for t in service.traffic],
     }
 
@@ -174,14 +199,7 @@ def validate_revision(ctx: Context, spec: DeploySpec) -> tuple[run_v2.Service, b
 def wait_revision(ctx: Context, resources: DeploymentResources) -> DeploymentResources:
     """Wait for the deploy operation; the revision must be ready, else fail with Cloud Run's message."""
     revision = resources["revision"]
-    service = operation_result(
-        ctx,
-        ctx.clients.run(),
-        resources["run_operation"],
-        what=f"Cloud Run revision {revision}",
-        started=resources["run_operation_started"],
-        result_cls=run_v2.Service,
-    )
+    service = written(ctx, resources, f"Cloud Run revision {revision}")
     if service.latest_ready_revision.rsplit("/", 1)[-1] != revision:
         message = service.terminal_condition.message or "the revision did not become ready"
         raise PermanentError(f"Cloud Run revision {revision}: {message}")
@@ -190,43 +208,28 @@ def wait_revision(ctx: Context, resources: DeploymentResources) -> DeploymentRes
 
 def set_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> DeploymentResources:
     """Move traffic between existing revisions (rollback); returns the started operation."""
-    service = ctx.call(ctx.clients.run().get_service, name=name, what=f"Read {name}")
-    service.traffic = [
-        run_v2.TrafficTarget(type_=REVISION, revision=rev, percent=pct) for rev, pct in targets
-    ]
-    service.scaling = scaling(stopped=False)  # a rollback serves, whether or not the endpoint was stopped
-    started = ctx.wall()
-    operation = ctx.call(
-        ctx.clients.run().update_service,
-        request=run_v2.UpdateServiceRequest(service=service),
-        what=f"Move traffic of {name}",
-    )
-    return {"run_operation": operation.operation.name, "run_operation_started": started}
+
+    def move(service: run_v2.Service) -> None:
+        service.traffic = [
+            run_v2.TrafficTarget(type_=REVISION, revision=rev, percent=pct) for rev, pct in targets
+        ]
+        service.scaling = scaling(stopped=False)  # a rollback serves, whether or not the endpoint was stopped
+
+    return rewrite(ctx, name, move, f"Move traffic of {name}")
 
 
 def set_scaling(ctx: Context, name: str, *, stopped: bool) -> DeploymentResources:
     """Start the write of the service's scaling (`scaling`); the revisions and traffic stay."""
-    service = ctx.call(ctx.clients.run().get_service, name=name, what=f"Read {name}")
-    service.scaling = scaling(stopped=stopped)
-    started = ctx.wall()
-    operation = ctx.call(
-        ctx.clients.run().update_service,
-        request=run_v2.UpdateServiceRequest(service=service),
-        what=f"{'Stop' if stopped else 'Start'} {name}",
-    )
-    return {"service": name, "run_operation": operation.operation.name, "run_operation_started": started}
+
+    def scale(service: run_v2.Service) -> None:
+        service.scaling = scaling(stopped=stopped)
+
+    return {"service": name, **rewrite(ctx, name, scale, f"{'Stop' if stopped else 'Start'} {name}")}
 
 
 def wait_scaling(ctx: Context, resources: DeploymentResources, *, stopped: bool) -> run_v2.Service:
     """Wait for a scaling write; the service must then be stopped (or not), as asked."""
-    service = operation_result(
-        ctx,
-        ctx.clients.run(),
-        resources["run_operation"],
-        what=f"{'Stop' if stopped else 'Start'} {resources['service']}",
-        started=resources["run_operation_started"],
-        result_cls=run_v2.Service,
-    )
+    service = written(ctx, resources, f"{'Stop' if stopped else 'Start'} {resources['service']}")
     if is_stopped(service) != stopped:
         raise PermanentError(f"{resources['service']} did not take the new scaling: {service.scaling}")
     return service
@@ -243,14 +246,7 @@ def portal_service(ctx: Context, name: str) -> run_v2.Service | None:
 def wait_traffic(ctx: Context, resources: DeploymentResources) -> DeploymentResources:
     """Wait for a traffic move; the named revision must then serve all of it."""
     revision = resources["revision"]
-    service = operation_result(
-        ctx,
-        ctx.clients.run(),
-        resources["run_operation"],
-        what=f"Move traffic to {revision}",
-        started=resources["run_operation_started"],
-        result_cls=run_v2.Service,
-    )
+    service = written(ctx, resources, f"Move traffic to {revision}")
     serving = {status.revision: status.percent for status in service.traffic_statuses}
     if serving.get(revision) != 100:
         message = service.terminal_condition.message or f"traffic is {serving}"
@@ -261,15 +257,7 @@ def wait_traffic(ctx: Context, resources: DeploymentResources) -> DeploymentReso
 def split_traffic(ctx: Context, name: str, targets: list[tuple[str, int]]) -> str:
     """Set the service's traffic to `targets` (revision, percent) and wait for Cloud Run to serve
     it (a progressive deploy's step, or its rollback); the split it serves, as words."""
-    moved = set_traffic(ctx, name, targets)
-    service = operation_result(
-        ctx,
-        ctx.clients.run(),
-        moved["run_operation"],
-        what=f"Move traffic of {name}",
-        started=moved["run_operation_started"],
-        result_cls=run_v2.Service,
-    )
+    service = written(ctx, set_traffic(ctx, name, targets), f"Move traffic of {name}")
     serving = {status.revision: status.percent for status in service.traffic_statuses if status.percent}
     wanted = {revision: percent for revision, percent in targets if percent}
     if serving != wanted:
