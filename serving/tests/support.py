@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -20,6 +24,28 @@ IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 IRIS_LABELS = {"0": "setosa", "1": "versicolor", "2": "virginica"}
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 VIRGINICA = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
+
+
+def versions_answering(url: str, count: int) -> Counter:
+    """Which model version answered each of `count` `/v1/model` requests, half of them on fresh
+    connections and half on one kept alive (a split must hold for both)."""
+    parts = urlsplit(url)
+    seen: Counter = Counter()
+    kept = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        for n in range(count):
+            fresh = None if n % 2 else http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            connection = fresh or kept
+            connection.request("GET", "/v1/model")
+            answer = connection.getresponse()
+            body = answer.read()
+            assert answer.status == 200, body
+            seen[json.loads(body)["version"]] += 1
+            if fresh:
+                fresh.close()
+    finally:
+        kept.close()
+    return seen
 
 
 def free_port() -> int:

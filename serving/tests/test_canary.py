@@ -5,10 +5,8 @@ Real `python -m serving` processes: the stable revision (version 3) holds the po
 told to send it a share over the canary's forward socket.
 """
 
-import http.client
 import json
 import re
-from collections import Counter
 
 import httpx
 import orjson
@@ -16,7 +14,7 @@ import pytest
 
 from serving.canary import takes
 from serving.control import send_command
-from serving.tests.support import SETOSA, Server, free_port, stop_all
+from serving.tests.support import SETOSA, Server, free_port, stop_all, versions_answering
 
 
 def test_the_counter_gives_the_canary_exactly_its_share_after_any_number_of_requests():
@@ -56,27 +54,6 @@ def pair(iris_env, tmp_path):
         stop_all([stable, canary])
 
 
-def answered_by(url: str, count: int) -> Counter:
-    """Which version answered each of `count` requests (kept-alive and fresh connections)."""
-    seen: Counter = Counter()
-    host, port = url.removeprefix("http://").split(":")
-    kept = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        for n in range(count):
-            fresh = None if n % 2 else http.client.HTTPConnection(host, int(port), timeout=10)
-            connection = fresh or kept
-            connection.request("GET", "/v1/model")
-            answer = connection.getresponse()
-            body = answer.read()
-            assert answer.status == 200, body
-            seen[json.loads(body)["version"]] += 1
-            if fresh:
-                fresh.close()
-    finally:
-        kept.close()
-    return seen
-
-
 def predictions_counted(server: Server) -> float:
     """The `/v1/model` requests the process counted in its own metrics."""
     text = send_command(server.control, {"cmd": "metrics"})["metrics"]
@@ -96,12 +73,12 @@ def set_share(stable: Server, canary: Server | None, percent: int) -> dict:
 
 def test_a_stable_revision_sends_its_canary_the_exact_share_asked_and_each_counts_its_own(pair):
     stable, canary, url = pair
-    assert answered_by(url, 20) == {3: 20}  # no share yet: the canary's workers do not accept
+    assert versions_answering(url, 20) == {3: 20}  # no share yet: the canary's workers do not accept
 
     answer = set_share(stable, canary, 10)
     assert answer["ok"] is True and answer["canary"]["percent"] == 10
     assert stable.command("status")["canary"]["percent"] == 10
-    seen = answered_by(url, 2000)
+    seen = versions_answering(url, 2000)
     # One worker, one counter: exactly 10 % (the "few percent" the portal promises, with none off).
     assert seen == {3: 1800, 4: 200}
     print(f"\nasked 10 %, the canary answered {seen[4] / 2000:.1%} of 2,000 requests")
@@ -110,9 +87,9 @@ def test_a_stable_revision_sends_its_canary_the_exact_share_asked_and_each_count
     assert predictions_counted(stable) == 20 + 1800
 
     assert set_share(stable, canary, 50)["ok"] is True  # changed in place, no restart
-    assert answered_by(url, 400) == {3: 200, 4: 200}
+    assert versions_answering(url, 400) == {3: 200, 4: 200}
     assert set_share(stable, None, 0) == {"ok": True, "canary": None}
-    assert answered_by(url, 100) == {3: 100}
+    assert versions_answering(url, 100) == {3: 100}
     assert "canary" not in stable.command("status")
 
 
@@ -138,9 +115,9 @@ def test_a_forwarded_request_is_judged_by_the_callers_address_not_the_stable_pro
 def test_a_canary_that_stops_costs_no_request_and_a_bad_share_is_refused(pair):
     stable, canary, url = pair
     assert set_share(stable, canary, 30)["ok"] is True
-    assert answered_by(url, 10)[4] == 3
+    assert versions_answering(url, 10)[4] == 3
     canary.terminate()
-    assert answered_by(url, 50) == {3: 50}  # the stable process answers what it cannot forward
+    assert versions_answering(url, 50) == {3: 50}  # the stable process answers what it cannot forward
     assert "did not answer" in stable.output()
     refused = set_share(stable, canary, 30)
     assert refused["ok"] is False and "forward socket" in refused["error"]

@@ -2,11 +2,7 @@
 
 # ruff: noqa: F811 (the fixtures of test_local_runtime, imported, are redefined as arguments)
 
-import http.client
-import json
-from collections import Counter
-from urllib.parse import urlsplit
-
+from serving.tests.support import versions_answering
 from tests.fixtures.worker import revision_pid
 from worker.runtimes.local import canary, processes
 from worker.runtimes.local.state import EndpointDir
@@ -22,27 +18,6 @@ from worker.tests.test_local_runtime import (  # noqa: F401 (fixtures)
     runtime_dir,
     serving_pids,
 )
-
-
-def versions_answering(url: str, count: int) -> Counter:
-    """Which model version answered each of `count` requests, half of them on fresh connections."""
-    parts = urlsplit(url)
-    seen: Counter = Counter()
-    kept = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    try:
-        for n in range(count):
-            fresh = None if n % 2 else http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-            connection = fresh or kept
-            connection.request("GET", "/v1/model")
-            answer = connection.getresponse()
-            body = answer.read()
-            assert answer.status == 200, body
-            seen[json.loads(body)["version"]] += 1
-            if fresh:
-                fresh.close()
-    finally:
-        kept.close()
-    return seen
 
 
 def test_a_canary_deploy_serves_its_share_beside_the_live_version_and_can_be_promoted(
