@@ -16,6 +16,7 @@ It serves namespaces, Secrets, Services, Pods and Events (core/v1), Deployments 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -23,6 +24,7 @@ import yaml
 from tests.fakes.kubernetes_api.kinds import BY_KIND
 from tests.fakes.kubernetes_api.kubelet import FAILURES
 from tests.fakes.kubernetes_api.server import TOKEN, KubernetesApiFake
+from tests.fakes.kubernetes_api.status import transient
 
 __all__ = ["FakeKubernetes", "KubernetesApiFake", "write_kubeconfig"]
 
@@ -90,6 +92,36 @@ class FakeKubernetes:
     @ready_after.setter
     def ready_after(self, polls: int) -> None:
         self.cluster.workloads.ready_after = polls
+
+    @property
+    def clock(self) -> Callable[[], float] | None:
+        """The cluster's clock (seconds); None: it moves `seconds_per_poll` with each Deployment read."""
+        return self.cluster.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float] | None) -> None:
+        self.cluster.clock = clock
+
+    @property
+    def seconds_per_poll(self) -> float:
+        return self.cluster.seconds_per_poll
+
+    @seconds_per_poll.setter
+    def seconds_per_poll(self, seconds: float) -> None:
+        self.cluster.seconds_per_poll = seconds
+
+    def fail_next(
+        self,
+        times: int = 1,
+        reason: str = "ServiceUnavailable",
+        *,
+        route: str | None = None,
+        after: bool = False,
+    ) -> None:
+        """Answer the next `times` calls (whose "METHOD /path" contains `route`, or any) with a
+        Status of `reason` (ServiceUnavailable, TooManyRequests, InternalError or Timeout);
+        `after=True` lets the call take effect first, as when an answer is lost."""
+        self.server.fail_next(times, route=route, after=after, error=transient(reason))
 
     @property
     def requests(self) -> list[tuple[str, str]]:

@@ -24,7 +24,6 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -33,7 +32,9 @@ from tests.fakes.kubernetes_api import patching
 from tests.fakes.kubernetes_api.kinds import BY_KIND, Kind
 from tests.fakes.kubernetes_api.selectors import field_selector, label_selector
 from tests.fakes.kubernetes_api.status import KubeError, already_exists, bad_request, conflict, not_found
+from tests.fakes.kubernetes_api.times import timestamp
 from tests.fakes.kubernetes_api.validation import validate
+from tests.fakes.kubernetes_api.workloads import Workloads
 
 #: The fake clock's start, when no clock is given: 2027-01-15T08:00:00Z.
 EPOCH = 1_800_000_000.0
@@ -48,14 +49,6 @@ PATCH_TYPES = {
 }
 
 Key = tuple[str, str, str]  # (kind, namespace or "", name)
-
-
-def timestamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(stamp: str) -> float:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 class Cluster:
@@ -73,8 +66,6 @@ class Cluster:
         self.reset()
 
     def reset(self) -> None:
-        from tests.fakes.kubernetes_api.workloads import Workloads
-
         with self.lock:
             self.objects: dict[Key, dict] = {}
             self.resource_version = 1000

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+from tests.fakes.kubernetes_api import patching
 from tests.fakes.kubernetes_api.cluster import Cluster
 from tests.fakes.kubernetes_api.kinds import BY_KIND, BY_PATH, READ_ONLY, Kind
 from tests.fakes.kubernetes_api.status import KubeError, bad_request
@@ -225,8 +226,6 @@ class KubernetesApiFake(RestFake):
         if request.params["sub"] == "status":
             return self._answer(self._patch(kind, request, "status"))
         current = _scale(self.cluster.stored(kind, request.params["namespace"], request.params["name"]))
-        from tests.fakes.kubernetes_api import patching
-
         content_type = request.headers.get("content-type", "").split(";")[0]
         document = json.loads(request.body or b"{}")
         patched = (

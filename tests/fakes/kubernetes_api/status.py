@@ -20,8 +20,21 @@ CODES = {
     "Conflict": 409,
     "Invalid": 422,
     "UnsupportedMediaType": 415,
+    "TooManyRequests": 429,
     "InternalError": 500,
     "ServiceUnavailable": 503,
+    "Timeout": 504,
+}
+#: What the API server says with each of the errors a client should retry.
+TRANSIENT = {
+    "TooManyRequests": ("Too many requests, please try again later.", {"retryAfterSeconds": 1}),
+    "InternalError": ("Internal error occurred: etcdserver: request timed out", {}),
+    "ServiceUnavailable": ("the server is currently unable to handle the request", {}),
+    "Timeout": (
+        "the server was unable to return a response in the time allotted, but may still be processing "
+        "the request",
+        {"retryAfterSeconds": 1},
+    ),
 }
 
 
@@ -75,6 +88,14 @@ def conflict(plural: str, group: str, name: str) -> KubeError:
         "the object has been modified; please apply your changes to the latest version and try again",
         details={"name": name, "group": group, "kind": plural},
     )
+
+
+def transient(reason: str) -> KubeError:
+    """A failure a client should retry, as the API server words it."""
+    if reason not in TRANSIENT:
+        raise ValueError(f"reason must be one of {', '.join(TRANSIENT)}, not {reason!r}")
+    message, details = TRANSIENT[reason]
+    return KubeError(reason, message, details=details or None)
 
 
 def bad_request(message: str) -> KubeError:

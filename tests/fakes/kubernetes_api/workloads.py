@@ -34,6 +34,8 @@ import uuid
 
 from tests.fakes.kubernetes_api.kinds import BY_KIND
 from tests.fakes.kubernetes_api.kubelet import NODE, pod_status
+from tests.fakes.kubernetes_api.status import FieldError, invalid
+from tests.fakes.kubernetes_api.times import parse_time
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -127,8 +129,6 @@ class Workloads:
 
     def keep_cluster_ip(self, service: dict, old: dict) -> None:
         """A PUT that leaves the allocated clusterIP out keeps it; one that changes it is refused."""
-        from tests.fakes.kubernetes_api.status import FieldError, invalid
-
         spec, allocated = service["spec"], old["spec"].get("clusterIP")
         spec.setdefault("clusterIP", allocated)
         spec.setdefault("clusterIPs", old["spec"].get("clusterIPs"))
@@ -349,8 +349,6 @@ class Workloads:
     def _timed_out(self, condition: dict, spec: dict) -> bool:
         if condition["reason"] == "ProgressDeadlineExceeded":
             return True
-        from tests.fakes.kubernetes_api.cluster import parse_time
-
         return parse_time(condition["lastUpdateTime"]) + spec["progressDeadlineSeconds"] < self.cluster.now()
 
     def _condition(

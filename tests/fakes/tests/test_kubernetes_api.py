@@ -296,3 +296,21 @@ def _labelled(value: str) -> dict:
     body = deployment()
     body["metadata"]["labels"]["tier"] = value
     return body
+
+
+@pytest.mark.parametrize(("reason", "code"), [("ServiceUnavailable", 503), ("TooManyRequests", 429)])
+def test_an_injected_failure_answers_as_the_api_server_and_the_next_call_goes_through(
+    kube, fake_kubernetes, reason, code
+):
+    fake_kubernetes.fail_next(1, reason, route="POST")
+    answer, status = failure(kube.core.create_namespaced_secret, NS, secret())
+    assert (answer, status["reason"], status["kind"]) == (code, reason, "Status")
+    assert fake_kubernetes.get("Secret", "web-key") is None
+    kube.core.create_namespaced_secret(NS, secret())
+    assert fake_kubernetes.get("Secret", "web-key") is not None
+
+
+def test_a_failure_after_the_call_took_effect_leaves_the_object_made(kube, fake_kubernetes):
+    fake_kubernetes.fail_next(1, "Timeout", after=True)
+    assert failure(kube.core.create_namespaced_secret, NS, secret())[0] == 504
+    assert failure(kube.core.create_namespaced_secret, NS, secret())[1]["reason"] == "AlreadyExists"

@@ -120,12 +120,25 @@ def test_a_failing_rollout_passes_its_deadline_while_the_old_pods_serve(
 
 def test_a_deadline_is_measured_on_the_clock_a_test_gives(kube, fake_kubernetes):
     now = [1_900_000_000.0]
-    fake_kubernetes.cluster.clock = lambda: now[0]
+    fake_kubernetes.clock = lambda: now[0]
     fake_kubernetes.pods_fail("web", "ImagePullBackOff")
     kube.apps.create_namespaced_deployment(NS, deployment(progressDeadlineSeconds=600))
     assert all(poll(kube)["Progressing"][0] == "True" for _ in range(20))
     now[0] += 601
     assert poll(kube)["Progressing"] == ("False", "ProgressDeadlineExceeded")
+
+
+def test_without_a_clock_each_poll_moves_the_cluster_by_seconds_per_poll(kube, fake_kubernetes):
+    fake_kubernetes.seconds_per_poll = 300
+    fake_kubernetes.pods_fail("web", "ErrImagePull")
+    kube.apps.create_namespaced_deployment(NS, deployment(progressDeadlineSeconds=600))
+    reasons = [poll(kube)["Progressing"][1] for _ in range(4)]
+    assert reasons == [
+        "NewReplicaSetCreated",
+        "NewReplicaSetCreated",
+        "NewReplicaSetCreated",
+        "ProgressDeadlineExceeded",
+    ]
 
 
 def test_healed_pods_let_the_next_rollout_complete(kube, fake_kubernetes):
