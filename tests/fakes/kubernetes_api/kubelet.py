@@ -11,6 +11,8 @@ and Ready. A failing one reports as kubelets do:
 
 from __future__ import annotations
 
+import json
+
 FAILURES = ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "OOMKilled")
 NODE = "fake-node-1"
 HOST_IP = "10.0.0.10"
@@ -143,3 +145,20 @@ def _repository(image: str) -> str:
     name = image.split("@", 1)[0]
     head, _, last = name.rpartition("/")
     return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
+def pod_ready(pod: dict) -> bool:
+    return _ready(pod["status"])
+
+
+def _ready(status: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
+
+
+def kubelet_view(status: dict) -> tuple:
+    """What a new report changes: phase, readiness and each container's state and restarts."""
+    containers = [
+        (c.get("ready"), json.dumps(c.get("state"), sort_keys=True), c.get("restartCount"))
+        for c in status.get("containerStatuses") or []
+    ]
+    return (status.get("phase"), _ready(status), tuple(containers))
