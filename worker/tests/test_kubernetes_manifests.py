@@ -167,3 +167,23 @@ def test_the_portal_refuses_to_start_with_runtime_kubernetes_and_no_image():
     )
     assert result.returncode != 0
     assert "RUNTIME=kubernetes needs KUBERNETES_IMAGE" in result.stderr
+
+
+def test_the_readme_lists_every_setting_with_its_default():
+    from worker.runtimes.kubernetes.config import SETTINGS
+
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("| `KUBERNETES_"):
+            name, default = (cell.strip() for cell in line.split("|")[1:3])
+            rows[name.strip("`")] = default
+
+    assert list(rows) == [item.name for item in SETTINGS]
+    for item in SETTINGS:
+        if item.required:
+            assert rows[item.name] == "empty (required with `RUNTIME=kubernetes`)"
+        elif item.default == "":
+            assert rows[item.name] == "empty"
+        else:
+            shown = f"{item.default:g}" if isinstance(item.default, float) else str(item.default)
+            assert rows[item.name] == f"`{shown}`", item.name
