@@ -267,6 +267,9 @@ class DeploySteps:
 
     # artifact ------------------------------------------------------------------------------
     def artifact(self, resources: DeploymentResources) -> StepResult:
+        # Checked before anything is made (the service refuses it already when it is asked).
+        if refusal := manifests.min_replicas_refusal(self.cfg, self.spec.resources.min_instances):
+            raise PermanentError(refusal)
         return StepResult(place_artifact(self.spec.model, Path(self.cfg.artifact_dir)))
 
     def plan_artifact(self) -> list[Change]:
