@@ -12,7 +12,11 @@ writes its own, and a cursor for a revision that no longer serves starts the new
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
 
 #: Levels, least severe first, as Python's logging and Cloud Logging (a subset) name them.
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -90,3 +94,38 @@ def level_from_severity(severity: str) -> str:
         "ALERT": "CRITICAL",
         "EMERGENCY": "CRITICAL",
     }.get(severity, "INFO")
+
+
+#: Serving's text lines: `2026-12-06T03:47:37.123Z INFO serving[42] serving: ...`, or the local-time
+#: form of earlier versions.
+LEVEL = r"(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)"
+TEXT_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) " + LEVEL + r" (.*)$")
+LOCAL_TIME_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) " + LEVEL + r" (.*)$")
+PAYLOAD_KEYS = ("time", "severity", "message")
+
+
+def entry_from_line(line: str) -> LogEntry | None:
+    """The entry a line of serving's output starts: a request log JSON line (serving/request_log.py)
+    or one of its text lines; None for a line that continues the one above (a traceback's)."""
+    if line.startswith("{"):
+        try:
+            document = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            document = None
+        if isinstance(document, dict) and isinstance(document.get("message"), str):
+            fields = {key: value for key, value in document.items() if key not in PAYLOAD_KEYS}
+            return LogEntry(
+                time=str(document.get("time") or ""),
+                level=level_from_severity(str(document.get("severity") or "INFO")),
+                message=document["message"],
+                fields=fields,
+            )
+    match = TEXT_LINE.match(line)
+    if match:
+        return LogEntry(time=match[1], level=level_from_severity(match[2]), message=match[3])
+    match = LOCAL_TIME_LINE.match(line)
+    if match:
+        local = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S").astimezone()
+        when = local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{match[2]}Z"
+        return LogEntry(time=when, level=level_from_severity(match[3]), message=match[4])
+    return None

@@ -82,7 +82,20 @@ class Kube:
     ) -> Any:
         """`<verb>_namespaced_<kind>` in the namespace, its answer as JSON (None for a 404 when
         `missing_ok`); failures as the runtime's errors, naming `what`."""
-        method = self._method(verb, kind)
+        data = self._send(self._method(verb, kind), *args, what=what, missing_ok=missing_ok, **kwargs)
+        if data is None:
+            return None
+        return json.loads(data) if data else {}
+
+    def log(self, pod: str, *, what: str, **options: Any) -> str:
+        """The pod's log as the API server gives it ("" for a pod gone meanwhile)."""
+        method = client.CoreV1Api(self.api_client()).read_namespaced_pod_log
+        data = self._send(method, pod, what=what, missing_ok=True, **options)
+        return (data or b"").decode("utf-8", errors="replace")
+
+    def _send(
+        self, method: Callable[..., Any], *args: Any, what: str, missing_ok: bool, **kwargs: Any
+    ) -> bytes | None:
         try:
             answer = method(
                 *args,
@@ -97,8 +110,7 @@ class Kube:
             raise errors.translate(exc, what) from exc
         except Exception as exc:
             raise errors.translate(exc, what) from exc
-        data = answer.data
-        return json.loads(data) if data else {}
+        return answer.data
 
     # --- objects -----------------------------------------------------------------------------
 

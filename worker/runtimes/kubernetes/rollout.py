@@ -24,6 +24,7 @@ REASONS = {
     "ErrImagePull": "the image cannot be pulled (check KUBERNETES_IMAGE and the registry's credentials)",
     "InvalidImageName": "the image name is not valid (KUBERNETES_IMAGE)",
     "CrashLoopBackOff": "the serving container keeps exiting (read its log)",
+    "Error": "the serving container exited with an error (read its log)",
     "OOMKilled": "the serving container ran out of memory (raise the endpoint's memory)",
     "CreateContainerConfigError": "the container cannot be set up (a Secret or volume it needs is missing)",
     "Unschedulable": "no node has room for a pod of this size (lower the CPU or memory, or add nodes)",

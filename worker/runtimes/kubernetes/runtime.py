@@ -37,9 +37,10 @@ from worker.runtimes.base import (
     StepResult,
     TeardownSpec,
 )
-from worker.runtimes.kubernetes import manifests, rollout
+from worker.runtimes.kubernetes import logs, manifests, rollout
 from worker.runtimes.kubernetes.api import Kube, Manifest, merged
 from worker.runtimes.kubernetes.config import KubernetesConfig
+from worker.runtimes.logs import LogPage, LogQuery
 from worker.runtimes.resources import DeploymentResources
 
 
@@ -185,6 +186,13 @@ class KubernetesRuntime(Runtime):
 
     def delete_steps(self, spec: TeardownSpec) -> list[Step]:
         return TeardownSteps(self.kube, spec).all()
+
+    def read_log(self, endpoint: str, live: DeploymentResources | None, query: LogQuery) -> LogPage:
+        """The live revision's pods' logs, merged (see `worker.runtimes.kubernetes.logs`)."""
+        revision = (live or {}).get("revision")
+        if not revision:
+            return LogPage(revision=None)
+        return logs.read_log(self.kube, endpoint, revision, query)
 
     def ensure_serving(self, spec: DeploySpec) -> bool:
         """The Deployment controller keeps the pods running by itself: nothing to start."""

@@ -12,52 +12,18 @@ since, and never more than READ_BYTES at a time.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
-
-from worker.runtimes.logs import LogEntry, LogPage, LogQuery, LogQueryError, level_from_severity
+from worker.runtimes.logs import LogEntry, LogPage, LogQuery, LogQueryError, entry_from_line
 
 READ_BYTES = 1 << 20  # the most read for one page: a tail's window, or a follow's step
-LEVEL = r"(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)"
-TEXT_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) " + LEVEL + r" (.*)$")
-LOCAL_TIME_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) " + LEVEL + r" (.*)$")
-PAYLOAD_KEYS = ("time", "severity", "message")
 
 
 @dataclass
 class _Parsed:
     entry: LogEntry
     end: int  # the offset just past its last line
-
-
-def _entry_from_line(line: str) -> LogEntry | None:
-    """The entry a line starts, or None for a line that continues the one above."""
-    if line.startswith("{"):
-        try:
-            document = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            document = None
-        if isinstance(document, dict) and isinstance(document.get("message"), str):
-            fields = {key: value for key, value in document.items() if key not in PAYLOAD_KEYS}
-            return LogEntry(
-                time=str(document.get("time") or ""),
-                level=level_from_severity(str(document.get("severity") or "INFO")),
-                message=document["message"],
-                fields=fields,
-            )
-    match = TEXT_LINE.match(line)
-    if match:
-        return LogEntry(time=match[1], level=level_from_severity(match[2]), message=match[3])
-    match = LOCAL_TIME_LINE.match(line)
-    if match:
-        local = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S").astimezone()
-        when = local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{match[2]}Z"
-        return LogEntry(time=when, level=level_from_severity(match[3]), message=match[4])
-    return None
 
 
 def parse(data: bytes, base: int) -> list[_Parsed]:
@@ -71,7 +37,7 @@ def parse(data: bytes, base: int) -> list[_Parsed]:
             if parsed:
                 parsed[-1].end = offset
             continue
-        entry = _entry_from_line(line)
+        entry = entry_from_line(line)
         if entry is None and parsed:
             previous = parsed[-1].entry
             parsed[-1] = _Parsed(

@@ -1,7 +1,8 @@
 """The runtimes under contract: `harness` is each runtime with the means to look at what it did.
 
 The local runtime runs real serving processes on loopback; the GCP runtime runs the real Google
-clients against the fake Google servers (tests/fakes). A harness answers the questions the
+clients against the fake Google servers (tests/fakes); the kubernetes runtime the official client
+against the fake Kubernetes API server (tests/fakes/kubernetes_api). A harness answers the questions the
 contract asks in each runtime's own terms: which revision is live, which revisions run, whether
 a key still opens the endpoint.
 """
@@ -23,8 +24,20 @@ from worker.runtimes.base import AccessPolicy, DeploySpec, ModelSpec, Pending, R
 _names = itertools.count(1)
 
 
+def kubernetes_values(fake, tmp_path: Path) -> dict:
+    """The KUBERNETES_* settings for the fake API server (`fake_kubernetes`)."""
+    return {
+        "KUBERNETES_KUBECONFIG": fake.kubeconfig,
+        "KUBERNETES_NAMESPACE": fake.namespace,
+        "KUBERNETES_IMAGE": "registry.example/model-serving:1",
+        "KUBERNETES_ARTIFACT_CLAIM": "model-artifacts",
+        "KUBERNETES_ARTIFACT_DIR": str(tmp_path / "volume"),
+    }
+
+
 class Harness:
     name = ""
+    resources = Resources()
 
     def __init__(self, runtime, endpoint: str, model: ModelSpec):
         self.runtime = runtime
@@ -36,7 +49,7 @@ class Harness:
             endpoint=self.endpoint,
             deployment_id=deployment_id,
             model=model or self.model,
-            resources=Resources(),
+            resources=self.resources,
             access=access or AccessPolicy(mode="api_key"),
             previous=previous or {},
         )
@@ -161,6 +174,62 @@ class GcpHarness(Harness):
         return any(self.fakes.keys.strings[key.name] == secret for key in self.fakes.keys.live_keys())
 
 
+class KubernetesHarness(Harness):
+    """The real Kubernetes client on the fake API server: what the runtime wrote, read back from it."""
+
+    name = "kubernetes"
+    resources = Resources(min_instances=1)  # an autoscaler keeps one pod at least
+    KINDS = ("Deployment", "ReplicaSet", "Pod", "Service", "HorizontalPodAutoscaler", "Secret")
+
+    def __init__(self, runtime, endpoint, model, fake, make_runtime):
+        super().__init__(runtime, endpoint, model)
+        self.fake = fake
+        self.make_runtime = make_runtime
+
+    def fresh_runtime(self):
+        return self.make_runtime()
+
+    def _ours(self, kind: str) -> list[dict]:
+        from worker.runtimes.kubernetes.manifests import ENDPOINT_LABEL
+
+        return [
+            item
+            for item in self.fake.list(kind)
+            if (item["metadata"].get("labels") or {}).get(ENDPOINT_LABEL) == self.endpoint
+        ]
+
+    def live_revision(self):
+        from worker.runtimes.kubernetes.rollout import template_revision
+
+        deployment = self.fake.get("Deployment", self.endpoint)
+        return template_revision(deployment) if deployment else None
+
+    def running_revisions(self):
+        from worker.runtimes.kubernetes.rollout import template_revision
+
+        return sorted(
+            template_revision(replica_set)
+            for replica_set in self._ours("ReplicaSet")
+            if replica_set["spec"].get("replicas") or (replica_set.get("status") or {}).get("replicas")
+        )
+
+    def serves(self):
+        deployment = self.fake.get("Deployment", self.endpoint)
+        return bool(deployment and deployment["spec"].get("replicas"))
+
+    def leftovers(self):
+        held = {kind: sorted(item["metadata"]["name"] for item in self._ours(kind)) for kind in self.KINDS}
+        artifacts = Path(self.runtime.cfg.artifact_dir)
+        held["artifacts"] = sorted(path.name for path in artifacts.iterdir()) if artifacts.exists() else []
+        return {kind: names for kind, names in held.items() if names}
+
+    def key_opens(self, secret):
+        from worker.runtimes.kubernetes.manifests import policy_of, secret_name
+
+        document = policy_of(self.fake.get("Secret", secret_name(self.endpoint)))
+        return any(key["hash"] == key_hash(secret) and not key["revoked"] for key in document["keys"])
+
+
 @pytest.fixture
 def iris_model(iris_bytes, tmp_path) -> ModelSpec:
     path = tmp_path / "iris.skops"
@@ -177,9 +246,24 @@ def iris_model(iris_bytes, tmp_path) -> ModelSpec:
     )
 
 
-@pytest.fixture(params=["local", "gcp"])
-def harness(request, settings, iris_model):
+@pytest.fixture(params=["local", "gcp", "kubernetes"])
+def harness(request, settings, iris_model, tmp_path):
     endpoint = f"contract{next(_names)}"
+    if request.param == "kubernetes":
+        fake = request.getfixturevalue("fake_kubernetes")
+        clock = request.getfixturevalue("clock")
+
+        def make_kubernetes_runtime():
+            from worker.runtimes.kubernetes.config import KubernetesConfig
+            from worker.runtimes.kubernetes.runtime import KubernetesRuntime
+
+            config = KubernetesConfig.from_values(kubernetes_values(fake, tmp_path))
+            return KubernetesRuntime(config, sleep=clock.sleep, clock=clock.monotonic, wall=clock.time)
+
+        yield KubernetesHarness(
+            make_kubernetes_runtime(), endpoint, iris_model, fake, make_kubernetes_runtime
+        )
+        return
     if request.param == "local":
         from tests.fixtures.worker import session_ports, stop_serving_processes
         from worker.runtimes.local import LocalRuntime
