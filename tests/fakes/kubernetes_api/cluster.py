@@ -19,6 +19,7 @@ What the API server does and the fake follows:
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import threading
@@ -154,6 +155,8 @@ class Cluster:
                 )
             self._check_namespace(kind, namespace)
             meta = body.get("metadata") or {}
+            if meta.get("resourceVersion"):
+                raise KubeError("InternalError", "resourceVersion should not be set on objects to be created")
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
             obj, warnings = validate(kind, body, field_validation=field_validation)
@@ -165,7 +168,7 @@ class Cluster:
             if kind.kind in STATUS_SUBRESOURCE:
                 obj["status"] = self.workloads.initial_status(kind.kind, obj)
             if kind.kind == "Service":
-                self.workloads.allocate_cluster_ip(obj)
+                self.workloads.allocate(obj)
             if dry_run:
                 return copy.deepcopy(obj)
             return copy.deepcopy(self.put(kind, obj))
@@ -178,24 +181,48 @@ class Cluster:
             return copy.deepcopy(self.stored(kind, namespace, name))
 
     def list(
-        self, kind: Kind, namespace: str | None, *, labels: str | None = None, fields: str | None = None
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        labels: str | None = None,
+        fields: str | None = None,
+        limit: int | None = None,
+        token: str | None = None,
     ) -> dict:
+        """The matching objects (without kind and apiVersion, as in a real list), `limit` at a time:
+        a page that leaves some out carries `continue` (give it back as `token`) and how many are left."""
         with self.lock:
             if namespace is not None:
                 self._check_namespace(kind, namespace)
             wanted_labels, wanted_fields = label_selector(labels), field_selector(fields)
             self.workloads.observe(kind.kind, self.find(kind.kind, namespace))
-            items = []
-            for obj in self.find(kind.kind, namespace):
-                if wanted_labels(obj) and wanted_fields(obj):
-                    item = copy.deepcopy(obj)
-                    item.pop("kind", None)
-                    item.pop("apiVersion", None)
-                    items.append(item)
+            after = _continue_from(token) if token else ""
+            matching = [
+                obj
+                for obj in self.find(kind.kind, namespace)
+                if wanted_labels(obj) and wanted_fields(obj) and _position(obj) > after
+            ]
+            page = matching[:limit] if limit else matching
+            meta: dict[str, Any] = {"resourceVersion": str(self.resource_version)}
+            if len(page) < len(matching):
+                start = json.dumps(
+                    {"v": "meta.k8s.io/v1", "rv": self.resource_version, "start": _position(page[-1])}
+                )
+                meta.update(
+                    {
+                        "continue": base64.b64encode(start.encode()).decode(),
+                        "remainingItemCount": len(matching) - len(page),
+                    }
+                )
+            items = [
+                {key: value for key, value in copy.deepcopy(obj).items() if key not in ("kind", "apiVersion")}
+                for obj in page
+            ]
             return {
                 "kind": f"{kind.kind}List",
                 "apiVersion": kind.api_version,
-                "metadata": {"resourceVersion": str(self.resource_version)},
+                "metadata": meta,
                 "items": items,
             }
 
@@ -311,7 +338,7 @@ class Cluster:
         if kind.kind in STATUS_SUBRESOURCE:
             obj["status"] = copy.deepcopy(old.get("status", {}))
         if kind.kind == "Service":
-            self.workloads.keep_cluster_ip(obj, old)
+            self.workloads.keep_allocated(obj, old)
         if kind.kind in GENERATION and (
             obj.get("spec") != old.get("spec")
             or (kind.kind == "Deployment" and obj["metadata"].get("annotations") != meta.get("annotations"))
@@ -366,6 +393,19 @@ class Cluster:
                     self.put(BY_KIND[child["kind"]], child)
                 else:
                     self.remove(child)
+
+
+def _position(obj: dict) -> str:
+    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+
+
+def _continue_from(token: str) -> str:
+    try:
+        return json.loads(base64.b64decode(token, validate=True))["start"]
+    except (ValueError, KeyError, TypeError):
+        raise bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        ) from None
 
 
 def _object(body: Any) -> dict:

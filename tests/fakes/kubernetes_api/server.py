@@ -18,7 +18,7 @@ from tests.fakes.kubernetes_api import patching
 from tests.fakes.kubernetes_api.cluster import Cluster
 from tests.fakes.kubernetes_api.kinds import BY_KIND, BY_PATH, READ_ONLY, Kind
 from tests.fakes.kubernetes_api.status import KubeError, bad_request
-from tests.fakes.rest_server import Request, RestFake, route
+from tests.fakes.rest_server import HttpError, Request, RestFake, route
 
 TOKEN = "fake-kubernetes-token"
 PREFIX = r"(?P<prefix>/api/v1|/apis/[^/]+/[^/]+)"
@@ -40,6 +40,17 @@ class KubernetesApiFake(RestFake):
         self.warned = 0
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _route(self, request: Request, *, raw_path: str):
+        """Any path or verb the fake does not serve is the API server's 404 (or 405), as a Status."""
+        try:
+            return super()._route(request, raw_path=raw_path)
+        except KubeError:
+            raise
+        except HttpError as error:
+            if error.status != 404:
+                raise
+            raise KubeError("NotFound", "the server could not find the requested resource") from None
 
     def _kind(self, request: Request, *, namespaced: bool = True) -> Kind:
         kind = BY_PATH.get((request.params["prefix"], request.params["plural"]))
@@ -89,8 +100,7 @@ class KubernetesApiFake(RestFake):
         found = self.cluster.list(
             kind,
             request.params["namespace"],
-            labels=request.query.get("labelSelector"),
-            fields=request.query.get("fieldSelector"),
+            **_list_options(request),
         )
         return 200, found
 
@@ -101,7 +111,9 @@ class KubernetesApiFake(RestFake):
         if kind is None:
             raise KubeError("NotFound", "the server could not find the requested resource")
         found = self.cluster.list(
-            kind, None, labels=request.query.get("labelSelector"), fields=request.query.get("fieldSelector")
+            kind,
+            None,
+            **_list_options(request),
         )
         return 200, found
 
@@ -244,8 +256,7 @@ class KubernetesApiFake(RestFake):
         return 200, self.cluster.list(
             BY_KIND["Namespace"],
             None,
-            labels=request.query.get("labelSelector"),
-            fields=request.query.get("fieldSelector"),
+            **_list_options(request),
         )
 
     @route("POST", r"/api/v1/namespaces")
@@ -288,6 +299,18 @@ class KubernetesApiFake(RestFake):
     @route("GET", r"/version")
     def version(self, request: Request):
         return 200, VERSION
+
+
+def _list_options(request: Request) -> dict:
+    limit = request.query.get("limit")
+    if limit is not None and not limit.isdigit():
+        raise bad_request(f'limit: Invalid value: "{limit}": must be a non-negative integer')
+    return {
+        "labels": request.query.get("labelSelector"),
+        "fields": request.query.get("fieldSelector"),
+        "limit": int(limit) if limit else None,
+        "token": request.query.get("continue"),
+    }
 
 
 def _body(request: Request) -> dict:

@@ -59,19 +59,39 @@ class Workloads:
             return {"desiredReplicas": 0}  # the one status field the API never omits
         return {}
 
-    def allocate_cluster_ip(self, service: dict) -> None:
+    def allocate(self, service: dict) -> None:
+        """A new Service's cluster IP, and a node port (30000-32767) for each port of a NodePort or
+        LoadBalancer Service that names none."""
         spec = service["spec"]
         if spec["type"] != "ExternalName" and not spec.get("clusterIP"):
             index = next(self.addresses)
             spec["clusterIP"] = f"10.96.{index // 250}.{index % 250 + 1}"
         if spec.get("clusterIP"):
             spec["clusterIPs"] = [spec["clusterIP"]]
+        if spec["type"] in ("NodePort", "LoadBalancer"):
+            taken = {
+                port.get("nodePort")
+                for other in self.cluster.find("Service")
+                for port in other["spec"].get("ports") or []
+            }
+            free = (number for number in range(30000, 32768) if number not in taken)
+            for port in spec.get("ports") or []:
+                port.setdefault("nodePort", next(free))
 
-    def keep_cluster_ip(self, service: dict, old: dict) -> None:
-        """A PUT that leaves the allocated clusterIP out keeps it; one that changes it is refused."""
+    def keep_allocated(self, service: dict, old: dict) -> None:
+        """A PUT that leaves the allocated clusterIP (or a port's nodePort) out keeps it; one that
+        changes the clusterIP is refused."""
         spec, allocated = service["spec"], old["spec"].get("clusterIP")
         spec.setdefault("clusterIP", allocated)
         spec.setdefault("clusterIPs", old["spec"].get("clusterIPs"))
+        node_ports = {
+            port["port"]: port["nodePort"] for port in old["spec"].get("ports") or [] if "nodePort" in port
+        }
+        if spec["type"] in ("NodePort", "LoadBalancer"):
+            for port in spec.get("ports") or []:
+                if port["port"] in node_ports:
+                    port.setdefault("nodePort", node_ports[port["port"]])
+            self.allocate(service)
         if spec["clusterIP"] != allocated:
             error = FieldError(
                 "FieldValueInvalid", "spec.clusterIPs[0]", "field is immutable", spec["clusterIP"]

@@ -314,3 +314,40 @@ def test_a_failure_after_the_call_took_effect_leaves_the_object_made(kube, fake_
     fake_kubernetes.fail_next(1, "Timeout", after=True)
     assert failure(kube.core.create_namespaced_secret, NS, secret())[0] == 504
     assert failure(kube.core.create_namespaced_secret, NS, secret())[1]["reason"] == "AlreadyExists"
+
+
+def test_a_list_with_a_limit_pages_with_a_continue_token(kube):
+    for name in ("a", "b", "c", "d", "e"):
+        kube.core.create_namespaced_secret(NS, secret(name))
+    first = kube.core.list_namespaced_secret(NS, limit=2)
+    assert [s.metadata.name for s in first.items] == ["a", "b"]
+    assert first.metadata.remaining_item_count == 3
+    second = kube.core.list_namespaced_secret(NS, limit=2, _continue=first.metadata.var_continue)
+    third = kube.core.list_namespaced_secret(NS, limit=2, _continue=second.metadata.var_continue)
+    assert [s.metadata.name for s in second.items + third.items] == ["c", "d", "e"]
+    assert third.metadata.var_continue is None
+    assert failure(kube.core.list_namespaced_secret, NS, _continue="nonsense")[0] == 400
+
+
+def test_a_path_the_api_does_not_serve_is_a_404_status(raw):
+    answer = raw.get(f"/apis/batch/v1/namespaces/{NS}/cronjobs")
+    assert (answer.status_code, answer.json()["kind"], answer.json()["reason"]) == (404, "Status", "NotFound")
+
+
+def test_creating_an_object_that_carries_a_resource_version_is_refused(raw):
+    body = secret()
+    body["metadata"]["resourceVersion"] = "12"
+    answer = raw.post(f"/api/v1/namespaces/{NS}/secrets", json=body)
+    assert (answer.status_code, answer.json()["message"]) == (
+        500,
+        "resourceVersion should not be set on objects to be created",
+    )
+
+
+def test_a_node_port_service_gets_a_node_port_that_a_put_keeps(kube):
+    body = service()
+    body["spec"]["type"] = "NodePort"
+    created = kube.core.create_namespaced_service(NS, body)
+    port = created.spec.ports[0].node_port
+    assert 30000 <= port <= 32767
+    assert kube.core.replace_namespaced_service("web", NS, body).spec.ports[0].node_port == port
