@@ -42,9 +42,9 @@ def live(admin, endpoint, iris_version, memory_runtime):
     from endpoints.services.deployments import deployment_request
     from endpoints.services.operations import deployment_run
 
-    deployment_run(
-        deployment_id=deployment_request(user=admin, endpoint=endpoint, model_version=iris_version).pk
-    )
+    deployment = deployment_request(user=admin, endpoint=endpoint, model_version=iris_version)
+    deployment_run(deployment_id=deployment.pk)
+    return deployment
 
 
 def run_deployment(deployment_id: int) -> None:
@@ -104,7 +104,7 @@ def test_an_admin_deploys_progressively_and_watches_it_roll_back(
     assert in_a_thread(fail_it, deployment_id, memory_runtime).startswith("rolled back at 20%")
     # The card refreshes itself while the rollout advances: no reload.
     expect(rollout).to_contain_text("Rolled back", timeout=15_000)
-    expect(rollout.get_by_role("link", name="deployment #1")).to_be_visible()
+    expect(rollout.get_by_role("link", name=f"deployment #{live.pk}")).to_be_visible()
     expect(rollout.locator(".alert-error")).to_contain_text(
         "5xx on 50.0% of 80 requests over the last 5 minutes"
     )
