@@ -1,7 +1,8 @@
 """The common machinery of the fake Google REST APIs (Cloud Storage JSON API, Compute Engine).
 
 A fake declares routes with `@route("GET", r"/storage/v1/b/(?P<bucket>[^/]+)/iam")`; the handler
-gets a `Request` and returns `(status, json_body)` or `(status, json_body, headers)`, or raises
+gets a `Request` and returns `(status, json_body)` or `(status, json_body, headers)` (a body of
+bytes goes out as it is), or raises
 `HttpError`, which answers in Google's error format:
 
     {"error": {"code": 412, "message": "...", "errors": [{"reason": "conditionNotMet", ...}]}}
@@ -253,7 +254,10 @@ class RestFake:
             traceback.print_exc()
             result = (500, HttpError(500, f"fake crashed: {exc!r}").body())
         status, payload, *rest = result
-        data = json.dumps(payload).encode() if payload is not None else b""
+        if isinstance(payload, bytes):  # a body that is not JSON (its route sets the Content-Type)
+            data = payload
+        else:
+            data = json.dumps(payload).encode() if payload is not None else b""
         self._send(
             handler,
             status,

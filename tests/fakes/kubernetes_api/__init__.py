@@ -23,6 +23,7 @@ import yaml
 
 from tests.fakes.kubernetes_api.kinds import BY_KIND
 from tests.fakes.kubernetes_api.kubelet import FAILURES
+from tests.fakes.kubernetes_api.logs import container_of
 from tests.fakes.kubernetes_api.server import TOKEN, KubernetesApiFake
 from tests.fakes.kubernetes_api.status import transient
 
@@ -83,6 +84,17 @@ class FakeKubernetes:
         """Rollouts of `deployment` from now on get Ready again (pods already failing keep failing)."""
         with self.cluster.lock:
             self.cluster.workloads.failing.pop((namespace or self.namespace, deployment), None)
+
+    def write_log(
+        self, pod: str, *lines: str, container: str | None = None, namespace: str | None = None
+    ) -> None:
+        """`pod`'s container (its only one, or `container`) writes `lines`, stamped with the cluster's
+        clock: what the pod's log then serves."""
+        with self.cluster.lock:
+            found = self.cluster.objects.get(("Pod", namespace or self.namespace, pod))
+            if found is None:
+                raise KeyError(f"no pod {pod} in {namespace or self.namespace}")
+            self.cluster.workloads.write_log(found, container_of(found, container), lines)
 
     @property
     def ready_after(self) -> int:

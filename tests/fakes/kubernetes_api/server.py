@@ -1,6 +1,7 @@
 """The fake API server's HTTP face: the REST paths of each kind, their verbs and query parameters.
 
     {prefix}/namespaces/{namespace}/{plural}[/{name}[/status|/scale]]    namespaced kinds
+    /api/v1/namespaces/{namespace}/pods/{name}/log                        a pod's log (logs.py)
     {prefix}/{plural}                                                     a list across namespaces
     /api/v1/namespaces[/{name}]                                           namespaces
 
@@ -17,6 +18,7 @@ import json
 from tests.fakes.kubernetes_api import patching
 from tests.fakes.kubernetes_api.cluster import Cluster
 from tests.fakes.kubernetes_api.kinds import BY_KIND, BY_PATH, READ_ONLY, Kind
+from tests.fakes.kubernetes_api.logs import container_of, pod_log
 from tests.fakes.kubernetes_api.status import KubeError, bad_request
 from tests.fakes.rest_server import HttpError, Request, RestFake, route
 
@@ -247,6 +249,18 @@ class KubernetesApiFake(RestFake):
         )
         request.body = json.dumps(patched).encode()
         return self.replace_subresource(request)
+
+    @route("GET", NAMESPACED + r"/(?P<name>[^/]+)/log")
+    def read_log(self, request: Request):
+        self._authorize(request)
+        kind = self._kind(request)
+        if kind.kind != "Pod":
+            raise KubeError("NotFound", "the server could not find the requested resource")
+        pod = self.cluster.read(kind, request.params["namespace"], request.params["name"])
+        container = container_of(pod, request.query.get("container"))
+        lines = self.cluster.workloads.logs.get((pod["metadata"]["uid"], container), [])
+        body = pod_log(pod, lines, request.query, self.cluster.now())
+        return 200, body, {"Content-Type": "text/plain"}
 
     # --- namespaces --------------------------------------------------------------------------
 

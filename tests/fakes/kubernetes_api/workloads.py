@@ -32,6 +32,7 @@ class Workloads:
         self.polls: dict[str, int] = {}  # Deployment uid -> reads of it
         self.born: dict[str, int] = {}  # Pod uid -> its Deployment's polls when it was made
         self.reported: set[str] = set()  # Pod uids whose failure has its Event
+        self.logs: dict[tuple[str, str], list[tuple[float, str]]] = {}  # (pod uid, container) -> lines
         self.addresses = itertools.count(2)
         self.replica_sets = ReplicaSetController(self)
         self.deployments = DeploymentController(self)
@@ -49,6 +50,14 @@ class Workloads:
             self.deployments.sync(deployment)
         for hpa in self.cluster.find("HorizontalPodAutoscaler"):
             sync_hpa(self, hpa)
+
+    def write_log(self, pod: dict, container: str, lines: tuple[str, ...]) -> None:
+        """Lines the container writes now, each a microsecond after the one before."""
+        written = self.logs.setdefault((pod["metadata"]["uid"], container), [])
+        moment = self.cluster.now()
+        for line in lines:
+            moment = max(moment, written[-1][0] + 1e-6) if written else moment
+            written.append((moment, line))
 
     def initial_status(self, kind: str, obj: dict) -> dict:
         if kind == "Namespace":

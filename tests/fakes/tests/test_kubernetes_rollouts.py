@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
+from kubernetes.client import ApiException
 
 from tests.fakes.tests.manifests import deployment, hpa
 
@@ -203,3 +207,37 @@ def test_an_hpa_keeps_its_deployment_within_its_bounds(kube, fake_kubernetes):
     assert scaler.spec.metrics[0].resource.target.average_utilization == 80
     reasons = [event.reason for event in kube.core.list_namespaced_event(NS).items]
     assert "SuccessfulRescale" in reasons
+
+
+def test_a_running_pod_serves_the_log_its_container_wrote(kube, fake_kubernetes):
+    fake_kubernetes.ready_after = 0
+    kube.apps.create_namespaced_deployment(NS, deployment(replicas=1))
+    poll(kube)
+    (pod,) = fake_kubernetes.list("Pod")
+    name = pod["metadata"]["name"]
+    fake_kubernetes.write_log(name, "starting", "listening on :8080", "ready")
+    assert kube.core.read_namespaced_pod_log(name, NS, tail_lines=2) == "listening on :8080\nready\n"
+    stamped = kube.core.read_namespaced_pod_log(
+        name, NS, timestamps=True, _preload_content=False
+    ).data.decode()
+    first = stamped.splitlines()[0]
+    assert first.endswith(" starting")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z starting", first)
+
+
+def test_a_pod_that_never_started_has_no_log_but_a_crash_looping_one_has(kube, fake_kubernetes):
+    fake_kubernetes.pods_fail("web", "ImagePullBackOff")
+    kube.apps.create_namespaced_deployment(NS, deployment("web", replicas=1))
+    fake_kubernetes.pods_fail("api", "CrashLoopBackOff")
+    kube.apps.create_namespaced_deployment(NS, deployment("api", replicas=1))
+    poll(kube, "web"), poll(kube, "web"), poll(kube, "api"), poll(kube, "api")
+    pulling, crashing = (fake_kubernetes.list("Pod")[index]["metadata"]["name"] for index in (1, 0))
+    with pytest.raises(ApiException) as caught:
+        kube.core.read_namespaced_pod_log(pulling, NS)
+    assert caught.value.status == 400
+    message = json.loads(caught.value.body)["message"]
+    assert (
+        message == f'container "app" in pod "{pulling}" is waiting to start: trying and failing to pull image'
+    )
+    fake_kubernetes.write_log(crashing, "Traceback (most recent call last):", "MemoryError")
+    assert kube.core.read_namespaced_pod_log(crashing, NS, previous=True).endswith("MemoryError\n")
