@@ -55,7 +55,7 @@ class ReplicaSetController:
             )  # pulling or starting takes a poll
             status = pod_status(
                 pod,
-                ready=failure is None and age >= self.workloads.ready_after,
+                ready=failure is None and (age >= self.workloads.ready_after or pod_ready(pod)),
                 failure=shows,
                 restarts=age,
                 started=pod["metadata"]["creationTimestamp"],

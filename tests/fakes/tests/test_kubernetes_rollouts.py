@@ -241,3 +241,12 @@ def test_a_pod_that_never_started_has_no_log_but_a_crash_looping_one_has(kube, f
     )
     fake_kubernetes.write_log(crashing, "Traceback (most recent call last):", "MemoryError")
     assert kube.core.read_namespaced_pod_log(crashing, NS, previous=True).endswith("MemoryError\n")
+
+
+def test_scaling_up_adds_pods_that_get_ready_while_the_ready_ones_stay_ready(kube, fake_kubernetes):
+    fake_kubernetes.ready_after = 0
+    kube.apps.create_namespaced_deployment(NS, deployment())
+    assert poll(kube)["ready"] == 2
+    fake_kubernetes.ready_after = 2
+    kube.apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 3}})
+    assert [poll(kube)["ready"] for _ in range(3)] == [2, 2, 3]
