@@ -243,3 +243,76 @@ def test_a_plan_names_what_a_deploy_would_make_then_nothing_once_it_is_made(depl
     deploys.deploy(spec)
     assert {change.action for change in plan_of(runtime.deploy_steps(spec))} == {"none"}
     assert [change.action for change in plan_of(runtime.deploy_steps(deploys.spec(2)))].count("update") == 1
+
+
+def test_the_live_revisions_log_merges_its_pods_by_time_and_follows_from_its_cursor(
+    fake_kubernetes, deploys, runtime
+):
+    from worker.runtimes.logs import LogQuery, LogQueryError
+
+    live = deploys.deploy(deploys.spec(1))
+    first, second = sorted(pod["metadata"]["name"] for pod in fake_kubernetes.list("Pod"))
+    now = iter(range(1_900_000_000, 1_900_001_000))
+    fake_kubernetes.clock = lambda: float(next(now))
+    fake_kubernetes.write_log(first, "2030-03-17T17:46:40.000Z INFO serving[7] serving: Serving iris v1")
+    request = {"time": "2030-03-17T17:46:41.000Z", "severity": "WARNING", "message": "POST /predict 401"}
+    fake_kubernetes.write_log(second, json.dumps({**request, "status": 401}))
+    fake_kubernetes.write_log(first, "2030-03-17T17:46:42.000Z ERROR serving[7] serving: a worker died")
+    fake_kubernetes.write_log(first, "Traceback (most recent call last):")
+
+    page = runtime.read_log(ENDPOINT, live, LogQuery())
+
+    assert page.revision == "iris-d1"
+    assert [entry.message for entry in page.entries] == [
+        "serving[7] serving: Serving iris v1",
+        "POST /predict 401",
+        "serving[7] serving: a worker died\nTraceback (most recent call last):",
+    ]
+    assert page.entries[1].fields["status"] == 401
+    assert [
+        entry.message for entry in runtime.read_log(ENDPOINT, live, LogQuery(level="WARNING")).entries
+    ] == [
+        "POST /predict 401",
+        "serving[7] serving: a worker died\nTraceback (most recent call last):",
+    ]
+    fake_kubernetes.write_log(second, "2030-03-17T17:46:50.000Z INFO serving[9] serving: still here")
+    later = runtime.read_log(ENDPOINT, live, LogQuery(after=page.cursor))
+    assert [entry.message for entry in later.entries] == ["serving[9] serving: still here"]
+    assert runtime.read_log(ENDPOINT, live, LogQuery(after=later.cursor)).entries == ()
+    with pytest.raises(LogQueryError):
+        runtime.read_log(ENDPOINT, live, LogQuery(after="iris-d1@yesterday"))
+
+
+def test_a_pod_whose_container_has_not_started_adds_nothing_to_the_log(fake_kubernetes, deploys, runtime):
+    from worker.runtimes.logs import LogQuery
+
+    fake_kubernetes.ready_after = 50
+    fake_kubernetes.pods_fail(ENDPOINT, "ImagePullBackOff")
+    resources = deploys.run(runtime.deploy_steps(deploys.spec(1))[:3])
+    runtime.kube.read("Deployment", ENDPOINT)  # the controllers make the pods, which never start
+    pods = [pod["metadata"]["name"] for pod in fake_kubernetes.list("Pod")]
+
+    page = runtime.read_log(ENDPOINT, resources, LogQuery())
+
+    assert pods and page.revision == "iris-d1" and page.entries == ()
+    assert any(
+        method == "GET" and path.endswith(f"{pods[0]}/log") for method, path in fake_kubernetes.requests
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "wait"),
+    [("TooManyRequests", 429, 1.0), ("ServiceUnavailable", 503, None), ("InternalError", 500, None)],
+)
+def test_a_busy_api_server_is_transient_and_the_step_passes_when_run_again(
+    fake_kubernetes, deploys, runtime, reason, status, wait
+):
+    spec = deploys.spec(1)
+    fake_kubernetes.fail_next(1, reason, route="/secrets")
+    access = runtime.deploy_steps(spec)[1]
+
+    with pytest.raises(TransientError, match=f"HTTP {status} {reason}") as busy:
+        access.run({})
+
+    assert busy.value.retry_after == wait
+    assert access.run({}).message == "Secret iris-access created"

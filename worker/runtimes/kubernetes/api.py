@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from worker.runtimes.base import TransientError
+from worker.runtimes.base import PermanentError, TransientError
 from worker.runtimes.kubernetes import errors
 from worker.runtimes.kubernetes.config import KubernetesConfig
 
@@ -88,9 +88,17 @@ class Kube:
         return json.loads(data) if data else {}
 
     def log(self, pod: str, *, what: str, **options: Any) -> str:
-        """The pod's log as the API server gives it ("" for a pod gone meanwhile)."""
+        """The pod's log as the API server gives it ("" for a pod gone meanwhile, or whose
+        container has not started: the API server refuses that with 400 "is waiting to start")."""
         method = client.CoreV1Api(self.api_client()).read_namespaced_pod_log
-        data = self._send(method, pod, what=what, missing_ok=True, **options)
+        try:
+            data = self._send(method, pod, what=what, missing_ok=True, **options)
+        except PermanentError as exc:
+            refusal = exc.__cause__
+            if isinstance(refusal, client.ApiException) and refusal.status == 400:
+                if "is waiting to start" in errors.status_of(refusal).get("message", ""):
+                    return ""
+            raise
         return (data or b"").decode("utf-8", errors="replace")
 
     def _send(

@@ -1,7 +1,7 @@
 """The Kubernetes API's refusals in the runtime's two words: PermanentError or TransientError.
 
 Transient: a conflict on a stale resourceVersion (someone else wrote the object between our read
-and our write: read again), too many requests (429, after its Retry-After), the API server busy or
+and our write: read again), too many requests (429, after the wait it asks for), the API server busy or
 failing (500, 502, 503, 504), and a connection that failed or timed out. Everything else (400 bad
 request, 401/403 no permission, 404 where the object must exist, 409 AlreadyExists, 422 an object
 the API server finds invalid) is permanent and keeps the API server's message and causes, so the
@@ -35,6 +35,15 @@ def is_stale(exc: ApiException) -> bool:
     return exc.status == 409 and status_of(exc).get("reason") == "Conflict"
 
 
+def retry_after(exc: ApiException) -> float | None:
+    """The wait the API server asked for: its Retry-After header, or the Status's retryAfterSeconds."""
+    header = exc.headers.get("Retry-After") if exc.headers else None
+    if header and str(header).isdigit():
+        return float(header)
+    seconds = (status_of(exc).get("details") or {}).get("retryAfterSeconds")
+    return float(seconds) if isinstance(seconds, int) and seconds > 0 else None
+
+
 def describe(exc: ApiException) -> str:
     """The API server's own words: its message, each invalid field's cause, and the status."""
     status = status_of(exc)
@@ -55,9 +64,7 @@ def translate(exc: BaseException, what: str) -> RuntimeFailure:
         return exc
     if isinstance(exc, ApiException):
         if exc.status in RETRYABLE_STATUS or is_stale(exc):
-            retry_after = (exc.headers or {}).get("Retry-After") if exc.headers else None
-            wait = float(retry_after) if retry_after and str(retry_after).isdigit() else None
-            return TransientError(f"{what}: {describe(exc)}", retry_after=wait)
+            return TransientError(f"{what}: {describe(exc)}", retry_after=retry_after(exc))
         if exc.status in (401, 403):
             return PermanentError(
                 f"{what}: {describe(exc)}. The worker's Kubernetes credentials may not do this: grant its "

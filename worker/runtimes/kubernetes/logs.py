@@ -4,14 +4,17 @@ Each pod of the revision is read with `timestamps=true`: the kubelet puts the ti
 line (RFC 3339 with nanoseconds) before it. The lines are serving's own (`entry_from_line`); a
 line that continues the one above (a traceback's) joins it. The pods' entries are merged by those
 times. A cursor is `<revision>@<time of the last line read>`: following asks each pod for the lines
-since that second (`sinceTime` takes whole seconds) and keeps those after it.
+of the last seconds since then (`sinceSeconds`, with a margin for the clocks' difference) and keeps
+those after it.
 
     page = read_log(kube, "iris", "iris-d7", LogQuery(level="WARNING"))
 """
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import UTC, datetime
 
 from worker.runtimes.kubernetes import manifests
 from worker.runtimes.kubernetes.api import Kube
@@ -20,6 +23,8 @@ from worker.runtimes.logs import LogEntry, LogPage, LogQuery, LogQueryError, ent
 #: The most a pod's log gives one page: its newest lines on a fresh read.
 TAIL_LINES = 2000
 LIMIT_BYTES = 1 << 20
+#: How much the worker's clock and the nodes' may differ: a follow asks for this much more.
+SKEW_SECONDS = 300
 KUBELET_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
 
 
@@ -38,6 +43,14 @@ def parse_cursor(cursor: str, revision: str) -> str | None:
         raise LogQueryError("the cursor is not one this log gave")
     moment = instant(stamp)
     return moment if cursor_revision == revision else None
+
+
+def since_seconds(since: str, now: float) -> int:
+    """How far back to ask for lines to get those after `since` (the client's read takes only
+    `sinceSeconds`): from this worker's clock, with SKEW_SECONDS more for the clocks' difference
+    (the lines at or before `since` are dropped here)."""
+    moment = datetime.strptime(since[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    return max(0, math.ceil(now - moment)) + SKEW_SECONDS
 
 
 def pod_entries(text: str) -> list[tuple[str, LogEntry]]:
@@ -72,7 +85,7 @@ def read_log(kube: Kube, endpoint: str, revision: str, query: LogQuery) -> LogPa
         name = pod["metadata"]["name"]
         options: dict = {"timestamps": True, "limit_bytes": LIMIT_BYTES, "container": manifests.CONTAINER}
         if since is not None:
-            options["since_time"] = since[:19] + "Z"
+            options["since_seconds"] = since_seconds(since, kube.wall())
         else:
             options["tail_lines"] = TAIL_LINES
         text = kube.log(name, what=f"Read the log of pod {name}", **options)
