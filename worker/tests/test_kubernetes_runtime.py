@@ -316,3 +316,19 @@ def test_a_busy_api_server_is_transient_and_the_step_passes_when_run_again(
 
     assert busy.value.retry_after == wait
     assert access.run({}).message == "Secret iris-access created"
+
+
+def test_traffic_is_read_from_prometheus_and_refused_without_it(runtime, settings):
+    from datetime import UTC, datetime, timedelta
+
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    window = {"start": end - timedelta(hours=1), "end": end, "step": 60}
+    settings.PROMETHEUS_URL = ""
+    with pytest.raises(PermanentError, match="set PROMETHEUS_URL"):
+        runtime.traffic(ENDPOINT, None, **window)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        settings.PROMETHEUS_URL = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(TransientError, match="did not answer"):
+        runtime.traffic(ENDPOINT, None, **window)

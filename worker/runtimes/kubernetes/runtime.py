@@ -22,7 +22,10 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+
+from django.conf import settings
 
 from worker.runtimes.artifacts import artifact_name, place_artifact
 from worker.runtimes.base import (
@@ -41,7 +44,9 @@ from worker.runtimes.kubernetes import logs, manifests, rollout
 from worker.runtimes.kubernetes.api import Kube, Manifest, merged
 from worker.runtimes.kubernetes.config import KubernetesConfig
 from worker.runtimes.logs import LogPage, LogQuery
+from worker.runtimes.prometheus import PrometheusReader
 from worker.runtimes.resources import DeploymentResources
+from worker.runtimes.traffic import Traffic, check_window
 
 
 class KubernetesRuntime(Runtime):
@@ -193,6 +198,19 @@ class KubernetesRuntime(Runtime):
         if not revision:
             return LogPage(revision=None)
         return logs.read_log(self.kube, endpoint, revision, query)
+
+    def traffic(
+        self, endpoint: str, live: DeploymentResources | None, *, start: datetime, end: datetime, step: int
+    ) -> Traffic:
+        """From the Prometheus server at PROMETHEUS_URL, which scrapes the pods' /metrics (each
+        metric labelled with the endpoint and revision); the cluster itself keeps none."""
+        check_window(start, end, step)
+        if not settings.PROMETHEUS_URL:
+            raise PermanentError(
+                "The kubernetes runtime reads traffic from Prometheus: set PROMETHEUS_URL to a Prometheus "
+                "server that scrapes the serving pods' /metrics."
+            )
+        return PrometheusReader(settings.PROMETHEUS_URL).traffic(endpoint, start=start, end=end, step=step)
 
     def ensure_serving(self, spec: DeploySpec) -> bool:
         """The Deployment controller keeps the pods running by itself: nothing to start."""
