@@ -1,21 +1,34 @@
 """What a kubelet reports in a Pod's status: phase, conditions and container statuses.
 
-A healthy pod is Pending with its containers `ContainerCreating` until it is ready, then Running
-and Ready. A failing one reports as kubelets do:
+A container's state is a `Run`: a healthy one is `ContainerCreating` until it starts, then running
+(Ready once its readiness holds). A failing one reports as kubelets do:
 
 - ImagePullBackOff / ErrImagePull: Pending, `state.waiting.reason` the reason, never started.
 - CrashLoopBackOff: Running, `state.waiting.reason` CrashLoopBackOff, `lastState.terminated`
-  reason Error (exit code 1), `restartCount` growing.
+  reason Error with the exit code (1 unless the run says), `restartCount` growing.
 - OOMKilled: the same back-off, with `lastState.terminated.reason` OOMKilled (exit code 137).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 FAILURES = ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "OOMKilled")
 NODE = "fake-node-1"
 HOST_IP = "10.0.0.10"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A container's state: started (running now), ready, the failure it shows (one of FAILURES),
+    its restarts and the exit code of its last run that ended (None: none has)."""
+
+    started: bool = False
+    ready: bool = False
+    failure: str | None = None
+    restarts: int = 0
+    exit_code: int | None = None
 
 
 def qos_class(containers: list[dict]) -> str:
@@ -33,39 +46,37 @@ def qos_class(containers: list[dict]) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-def pod_status(pod: dict, *, ready: bool, failure: str | None, restarts: int, started: str, now: str) -> dict:
-    """The status a kubelet reports for `pod` (failure: one of FAILURES, or None)."""
+def pod_status(pod: dict, run: Run, *, since: str, now: str) -> dict:
+    """The status a kubelet reports for `pod`, whose containers are in `run` since `since`."""
     containers = pod["spec"]["containers"]
     names = ", ".join(container["name"] for container in containers)
-    running = ready and failure is None
+    ready = run.ready and run.started and run.failure is None
+    crashing = run.failure in ("CrashLoopBackOff", "OOMKilled")
     return {
-        "phase": "Running" if running or failure in ("CrashLoopBackOff", "OOMKilled") else "Pending",
+        "phase": "Running" if run.started or crashing else "Pending",
         "conditions": [
-            _condition("PodReadyToStartContainers", True, started),
-            _condition("Initialized", True, started),
+            _condition("PodReadyToStartContainers", True, since),
+            _condition("Initialized", True, since),
             *(
                 _condition(
                     kind,
-                    running,
+                    ready,
                     now,
-                    reason=None if running else "ContainersNotReady",
-                    message=None if running else f"containers with unready status: [{names}]",
+                    reason=None if ready else "ContainersNotReady",
+                    message=None if ready else f"containers with unready status: [{names}]",
                 )
                 for kind in ("Ready", "ContainersReady")
             ),
-            _condition("PodScheduled", True, started),
+            _condition("PodScheduled", True, since),
         ],
         "hostIP": HOST_IP,
         "hostIPs": [{"ip": HOST_IP}],
         "podIP": pod["status"].get("podIP"),
         "podIPs": [{"ip": pod["status"]["podIP"]}] if pod["status"].get("podIP") else [],
-        "startTime": started,
+        "startTime": since,
         "qosClass": qos_class(containers),
         "containerStatuses": [
-            _container_status(
-                pod, container, running=running, failure=failure, restarts=restarts, started=started
-            )
-            for container in containers
+            _container_status(pod, container, run, since=since) for container in containers
         ],
     }
 
@@ -84,60 +95,53 @@ def _condition(
     return condition
 
 
-def _container_status(
-    pod: dict, container: dict, *, running: bool, failure: str | None, restarts: int, started: str
-) -> dict:
+def _container_status(pod: dict, container: dict, run: Run, *, since: str) -> dict:
     image, name = container["image"], container["name"]
     pod_name = f"{pod['metadata']['name']}_{pod['metadata']['namespace']}({pod['metadata']['uid']})"
+    container_id = "containerd://" + pod["metadata"]["uid"].replace("-", "") * 2
+    pulled = {"imageID": f"{_repository(image)}@sha256:{'0' * 64}", "containerID": container_id}
     status: dict = {
         "name": name,
         "image": image,
         "imageID": "",
-        "ready": running,
-        "started": running,
-        "restartCount": 0,
+        "ready": run.ready and run.started and run.failure is None,
+        "started": run.started,
+        "restartCount": run.restarts,
         "state": {},
         "lastState": {},
     }
-    container_id = "containerd://" + pod["metadata"]["uid"].replace("-", "") * 2
-    pulled = {
-        "imageID": f"{image.split('@')[0].split(':')[0]}@sha256:{'0' * 64}",
-        "containerID": container_id,
-    }
-    if running:
-        status.update(pulled, state={"running": {"startedAt": started}})
-    elif failure == "ImagePullBackOff":
-        status["state"] = {"waiting": {"reason": failure, "message": f'Back-off pulling image "{image}"'}}
-    elif failure == "ErrImagePull":
-        message = (
-            f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": failed to '
-            f'resolve reference "{image}": {image}: not found'
-        )
-        status["state"] = {"waiting": {"reason": failure, "message": message}}
-    elif failure in ("CrashLoopBackOff", "OOMKilled"):
-        backoff = min(10 * 2 ** max(restarts - 1, 0), 300)
-        status.update(
-            pulled,
-            restartCount=restarts,
-            state={
-                "waiting": {
-                    "reason": "CrashLoopBackOff",
-                    "message": f"back-off {backoff}s restarting failed container={name} pod={pod_name}",
-                }
-            },
-            lastState={
-                "terminated": {
-                    "exitCode": 137 if failure == "OOMKilled" else 1,
-                    "reason": "OOMKilled" if failure == "OOMKilled" else "Error",
-                    "startedAt": started,
-                    "finishedAt": started,
-                    "containerID": container_id,
-                }
-            },
-        )
+    oom = run.failure == "OOMKilled"
+    exit_code = 137 if oom else (run.exit_code if run.exit_code is not None else 1)
+    if run.failure in ("CrashLoopBackOff", "OOMKilled") or (run.started and run.exit_code is not None):
+        status["lastState"] = {
+            "terminated": {
+                "exitCode": exit_code,
+                "reason": "OOMKilled" if oom else ("Completed" if exit_code == 0 else "Error"),
+                "startedAt": since,
+                "finishedAt": since,
+                "containerID": container_id,
+            }
+        }
+    if run.failure in ("ImagePullBackOff", "ErrImagePull"):
+        status["state"] = {"waiting": {"reason": run.failure, "message": _pull_message(run.failure, image)}}
+    elif run.failure in ("CrashLoopBackOff", "OOMKilled"):
+        backoff = min(10 * 2 ** max(run.restarts - 1, 0), 300)
+        message = f"back-off {backoff}s restarting failed container={name} pod={pod_name}"
+        status.update(pulled, state={"waiting": {"reason": "CrashLoopBackOff", "message": message}})
+    elif run.started:
+        status.update(pulled, state={"running": {"startedAt": since}})
     else:
         status["state"] = {"waiting": {"reason": "ContainerCreating"}}
     return status
+
+
+def _pull_message(reason: str, image: str) -> str:
+    if reason == "ImagePullBackOff":
+        return f'Back-off pulling image "{image}"'
+    return (
+        f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": failed to '
+        f'resolve reference "{image}": {image}: not found'
+    )
 
 
 def _repository(image: str) -> str:

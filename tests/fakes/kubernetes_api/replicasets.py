@@ -14,13 +14,14 @@ import uuid
 from typing import TYPE_CHECKING
 
 from tests.fakes.kubernetes_api.kinds import BY_KIND
-from tests.fakes.kubernetes_api.kubelet import NODE, kubelet_view, pod_ready, pod_status
+from tests.fakes.kubernetes_api.kubelet import NODE, Run, kubelet_view, pod_ready, pod_status
 from tests.fakes.kubernetes_api.links import owned_by, owner_reference, safe_hash
 
 if TYPE_CHECKING:
     from tests.fakes.kubernetes_api.workloads import Workloads
 
 REPLICA_SET, POD = BY_KIND["ReplicaSet"], BY_KIND["Pod"]
+CRASHES = ("CrashLoopBackOff", "OOMKilled")
 
 
 class ReplicaSetController:
@@ -50,16 +51,11 @@ class ReplicaSetController:
         failure = self.workloads.rs_failure.get(replica_set["metadata"]["uid"])
         for pod in self.pods(replica_set):
             age = polls - self.workloads.born[pod["metadata"]["uid"]]
-            shows = (
-                failure if age >= 1 or self.workloads.ready_after == 0 else None
-            )  # pulling or starting takes a poll
+            shows = failure if age >= 1 or self.workloads.ready_after == 0 else None  # pulling takes a poll
+            ready = failure is None and (age >= self.workloads.ready_after or pod_ready(pod))
+            run = Run(started=ready, ready=ready, failure=shows, restarts=age if shows in CRASHES else 0)
             status = pod_status(
-                pod,
-                ready=failure is None and (age >= self.workloads.ready_after or pod_ready(pod)),
-                failure=shows,
-                restarts=age,
-                started=pod["metadata"]["creationTimestamp"],
-                now=self.cluster.stamp(),
+                pod, run, since=pod["metadata"]["creationTimestamp"], now=self.cluster.stamp()
             )
             if kubelet_view(status) != kubelet_view(pod["status"]):
                 if shows and pod["metadata"]["uid"] not in self.workloads.reported:
