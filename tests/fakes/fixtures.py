@@ -14,6 +14,7 @@ hosts) and are reset before each test. Import the fixtures where they are used:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,11 +186,12 @@ def fake_kubernetes_server(tmp_path_factory):
 
 
 @pytest.fixture
-def fake_kubernetes(fake_kubernetes_server) -> FakeKubernetes:
+def fake_kubernetes(fake_kubernetes_server) -> Iterator[FakeKubernetes]:
     """The fake Kubernetes API server, emptied but for its namespace (`.namespace`), with its
     `.kubeconfig` for `kubernetes.config.load_kube_config(config_file=...)`."""
     fake_kubernetes_server.server.reset()
-    return fake_kubernetes_server
+    yield fake_kubernetes_server
+    fake_kubernetes_server.run_pods(None)  # stops what the test had running
 
 
 def settings_values(fakes: Fakes) -> dict:

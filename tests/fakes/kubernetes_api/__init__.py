@@ -10,7 +10,9 @@ It serves namespaces, Secrets, Services, Pods and Events (core/v1), Deployments 
 (apps/v1) and HorizontalPodAutoscalers (autoscaling/v2), answers errors as the API server does
 (`status.py`), validates what it is given (`validation.py`, `defaults.py`), patches as it does
 (`patching.py`), and runs a Deployment controller, a kubelet and an HPA controller on every read
-(`workloads.py`, `kubelet.py`), on a clock of the client's polls (`cluster.py`).
+(`workloads.py`, `deployments.py`, `replicasets.py`, `kubelet.py`, `autoscaler.py`), on a clock of
+the client's polls (`cluster.py`). Pods serve the log a test writes (`logs.py`), or, once a test
+calls `run_pods`, run their command as local processes on loopback (`processes.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import yaml
 from tests.fakes.kubernetes_api.kinds import BY_KIND
 from tests.fakes.kubernetes_api.kubelet import FAILURES
 from tests.fakes.kubernetes_api.logs import container_of
+from tests.fakes.kubernetes_api.processes import Launch, LiveKubelet
 from tests.fakes.kubernetes_api.server import TOKEN, KubernetesApiFake
 from tests.fakes.kubernetes_api.status import transient
 
@@ -94,7 +97,26 @@ class FakeKubernetes:
             found = self.cluster.objects.get(("Pod", namespace or self.namespace, pod))
             if found is None:
                 raise KeyError(f"no pod {pod} in {namespace or self.namespace}")
-            self.cluster.workloads.write_log(found, container_of(found, container), lines)
+            self.cluster.workloads.write_log(found["metadata"]["uid"], container_of(found, container), lines)
+
+    def run_pods(self, launch: Launch | None, claims: dict[str, str] | None = None) -> None:
+        """Run each pod's container as a local process from now on (processes.py): `launch` gives
+        its command line and environment; `claims` the host directory of each volume claim.
+        None stops every process and goes back to the poll model."""
+        with self.cluster.lock:
+            workloads = self.cluster.workloads
+            if workloads.live is not None:
+                workloads.live.stop_all()
+            workloads.live = LiveKubelet(workloads, launch, claims or {}) if launch else None
+
+    def pod_url(self, pod: str, namespace: str | None = None) -> str:
+        """Where a running pod's process listens (its first containerPort, on loopback)."""
+        with self.cluster.lock:
+            found = self.cluster.objects.get(("Pod", namespace or self.namespace, pod))
+            live = self.cluster.workloads.live
+            if found is None or live is None or found["metadata"]["uid"] not in live.processes:
+                raise KeyError(f"pod {pod} runs no process")
+            return live.url(found["metadata"]["uid"])
 
     @property
     def ready_after(self) -> int:

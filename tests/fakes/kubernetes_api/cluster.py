@@ -68,6 +68,8 @@ class Cluster:
 
     def reset(self) -> None:
         with self.lock:
+            if getattr(self, "workloads", None) is not None and self.workloads.live is not None:
+                self.workloads.live.stop_all()
             self.objects: dict[Key, dict] = {}
             self.resource_version = 1000
             self.polls = 0
@@ -382,6 +384,8 @@ class Cluster:
         """Delete `obj` and, unless orphaned, what it owns, as the garbage collector would."""
         meta = obj["metadata"]
         self.objects.pop(self.key(BY_KIND[obj["kind"]], meta.get("namespace", ""), meta["name"]), None)
+        if obj["kind"] == "Pod" and self.workloads.live is not None:
+            self.workloads.live.stop(meta["uid"])
         for child in list(self.objects.values()):
             child_meta = child["metadata"]
             owners = child_meta.get("ownerReferences") or []

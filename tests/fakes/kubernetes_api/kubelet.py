@@ -21,14 +21,16 @@ HOST_IP = "10.0.0.10"
 
 @dataclass(frozen=True)
 class Run:
-    """A container's state: started (running now), ready, the failure it shows (one of FAILURES),
-    its restarts and the exit code of its last run that ended (None: none has)."""
+    """A container's state: started (running now), ready, the failure it shows (one of FAILURES,
+    or another waiting reason with its message), its restarts and the exit code of its last run
+    that ended (None: none has)."""
 
     started: bool = False
     ready: bool = False
     failure: str | None = None
     restarts: int = 0
     exit_code: int | None = None
+    message: str = ""  # why it waits, for a failure other than FAILURES (CreateContainerConfigError)
 
 
 def qos_class(containers: list[dict]) -> str:
@@ -128,6 +130,8 @@ def _container_status(pod: dict, container: dict, run: Run, *, since: str) -> di
         backoff = min(10 * 2 ** max(run.restarts - 1, 0), 300)
         message = f"back-off {backoff}s restarting failed container={name} pod={pod_name}"
         status.update(pulled, state={"waiting": {"reason": "CrashLoopBackOff", "message": message}})
+    elif run.failure:
+        status["state"] = {"waiting": {"reason": run.failure, "message": run.message}}
     elif run.started:
         status.update(pulled, state={"running": {"startedAt": since}})
     else:

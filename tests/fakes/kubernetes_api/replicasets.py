@@ -53,14 +53,17 @@ class ReplicaSetController:
             age = polls - self.workloads.born[pod["metadata"]["uid"]]
             shows = failure if age >= 1 or self.workloads.ready_after == 0 else None  # pulling takes a poll
             ready = failure is None and (age >= self.workloads.ready_after or pod_ready(pod))
-            run = Run(started=ready, ready=ready, failure=shows, restarts=age if shows in CRASHES else 0)
+            if self.workloads.live is not None:
+                run = self.workloads.live.run(pod)
+            else:
+                run = Run(started=ready, ready=ready, failure=shows, restarts=age if shows in CRASHES else 0)
             status = pod_status(
                 pod, run, since=pod["metadata"]["creationTimestamp"], now=self.cluster.stamp()
             )
             if kubelet_view(status) != kubelet_view(pod["status"]):
-                if shows and pod["metadata"]["uid"] not in self.workloads.reported:
+                if run.failure and pod["metadata"]["uid"] not in self.workloads.reported:
                     self.workloads.reported.add(pod["metadata"]["uid"])
-                    self._failure_event(pod, shows)
+                    self._failure_event(pod, run)
                 pod["status"] = status
                 self.cluster.put(POD, pod)
         pods = self.pods(replica_set)
@@ -99,10 +102,12 @@ class ReplicaSetController:
         )
         self.cluster.put(POD, pod)
 
-    def _failure_event(self, pod: dict, failure: str) -> None:
+    def _failure_event(self, pod: dict, run: Run) -> None:
         container = pod["spec"]["containers"][0]
-        if failure in ("ImagePullBackOff", "ErrImagePull"):
-            reason, message = "Failed", f'Failed to pull image "{container["image"]}": {failure}'
+        if run.failure in ("ImagePullBackOff", "ErrImagePull"):
+            reason, message = "Failed", f'Failed to pull image "{container["image"]}": {run.failure}'
+        elif run.failure not in CRASHES:
+            reason, message = "Failed", f"Error: {run.message or run.failure}"
         else:
             reason = "BackOff"
             message = (

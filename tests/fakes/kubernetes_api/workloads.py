@@ -14,6 +14,7 @@ import uuid
 from tests.fakes.kubernetes_api.autoscaler import sync_hpa
 from tests.fakes.kubernetes_api.deployments import DeploymentController
 from tests.fakes.kubernetes_api.kinds import BY_KIND
+from tests.fakes.kubernetes_api.processes import LiveKubelet
 from tests.fakes.kubernetes_api.replicasets import ReplicaSetController
 from tests.fakes.kubernetes_api.status import FieldError, invalid
 
@@ -34,6 +35,7 @@ class Workloads:
         self.reported: set[str] = set()  # Pod uids whose failure has its Event
         self.logs: dict[tuple[str, str], list[tuple[float, str]]] = {}  # (pod uid, container) -> lines
         self.addresses = itertools.count(2)
+        self.live: LiveKubelet | None = None  # pods run as local processes (processes.py)
         self.replica_sets = ReplicaSetController(self)
         self.deployments = DeploymentController(self)
 
@@ -51,9 +53,9 @@ class Workloads:
         for hpa in self.cluster.find("HorizontalPodAutoscaler"):
             sync_hpa(self, hpa)
 
-    def write_log(self, pod: dict, container: str, lines: tuple[str, ...]) -> None:
+    def write_log(self, pod_uid: str, container: str, lines: tuple[str, ...]) -> None:
         """Lines the container writes now, each a microsecond after the one before."""
-        written = self.logs.setdefault((pod["metadata"]["uid"], container), [])
+        written = self.logs.setdefault((pod_uid, container), [])
         moment = self.cluster.now()
         for line in lines:
             moment = max(moment, written[-1][0] + 1e-6) if written else moment

@@ -1,4 +1,4 @@
-"""Objects as a runtime would send them."""
+"""Objects as a runtime would send them, and a rollout's state as a runtime polls it."""
 
 from __future__ import annotations
 
@@ -58,4 +58,17 @@ def hpa(name: str = "web", *, minimum: int = 2, maximum: int = 5) -> dict:
             "minReplicas": minimum,
             "maxReplicas": maximum,
         },
+    }
+
+
+def poll(kube, name: str = "web") -> dict:
+    """One read of the rollout's status, as `kubectl rollout status` reads it."""
+    status = kube.apps.read_namespaced_deployment_status(name, "models").status
+    conditions = {c.type: (c.status, c.reason) for c in status.conditions or []}
+    return {
+        "observed": status.observed_generation,
+        "updated": status.updated_replicas or 0,
+        "ready": status.ready_replicas or 0,
+        "unavailable": status.unavailable_replicas or 0,
+        **conditions,
     }

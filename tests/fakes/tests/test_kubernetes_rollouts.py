@@ -8,24 +8,11 @@ import re
 import pytest
 from kubernetes.client import ApiException
 
-from tests.fakes.tests.manifests import deployment, hpa
+from tests.fakes.tests.manifests import deployment, hpa, poll
 
 NS = "models"
 REVISION = "deployment.kubernetes.io/revision"
 ZERO_DOWN = {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
-
-
-def poll(kube, name: str = "web") -> dict:
-    """One read of the rollout's status, as `kubectl rollout status` reads it."""
-    status = kube.apps.read_namespaced_deployment_status(name, NS).status
-    conditions = {c.type: (c.status, c.reason) for c in status.conditions or []}
-    return {
-        "observed": status.observed_generation,
-        "updated": status.updated_replicas or 0,
-        "ready": status.ready_replicas or 0,
-        "unavailable": status.unavailable_replicas or 0,
-        **conditions,
-    }
 
 
 def ready_pods(fake_kubernetes, replica_set: dict) -> int:
