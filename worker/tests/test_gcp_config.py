@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tests.fakes.fixtures import *  # noqa: F403
 from worker.runtimes.gcp.config import SETTINGS, GcpConfig, check_settings, parse_overrides
+from worker.tests.settings_table import assert_readme_lists
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,21 +60,7 @@ def test_each_setting_is_read_from_the_environment_with_its_default():
 
 
 def test_the_readme_lists_every_gcp_setting_with_its_default():
-    rows = {}
-    for line in (ROOT / "README.md").read_text().splitlines():
-        if line.startswith("| `GCP_"):
-            name, default = (cell.strip() for cell in line.split("|")[1:3])
-            rows[name.strip("`")] = default
-
-    assert list(rows) == [item.name for item in SETTINGS]
-    for item in SETTINGS:
-        if item.required:
-            assert rows[item.name] == "empty (required with `RUNTIME=gcp`)"
-        elif item.default == "":
-            assert rows[item.name] == "empty"
-        else:
-            shown = f"{item.default:g}" if isinstance(item.default, float) else str(item.default)
-            assert rows[item.name] == f"`{shown}`", item.name
+    assert_readme_lists(SETTINGS, "GCP_", "gcp")
 
 
 def test_endpoint_overrides_name_known_apis_only():

@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from worker.runtimes.base import AccessPolicy, DeploySpec, KeyRecord, ModelSpec, PermanentError, Resources
 from worker.runtimes.kubernetes import manifests
 from worker.runtimes.kubernetes.config import KubernetesConfig, check_settings
+from worker.tests.settings_table import assert_readme_lists
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.37.0"
@@ -172,18 +173,4 @@ def test_the_portal_refuses_to_start_with_runtime_kubernetes_and_no_image():
 def test_the_readme_lists_every_setting_with_its_default():
     from worker.runtimes.kubernetes.config import SETTINGS
 
-    rows = {}
-    for line in (ROOT / "README.md").read_text().splitlines():
-        if line.startswith("| `KUBERNETES_"):
-            name, default = (cell.strip() for cell in line.split("|")[1:3])
-            rows[name.strip("`")] = default
-
-    assert list(rows) == [item.name for item in SETTINGS]
-    for item in SETTINGS:
-        if item.required:
-            assert rows[item.name] == "empty (required with `RUNTIME=kubernetes`)"
-        elif item.default == "":
-            assert rows[item.name] == "empty"
-        else:
-            shown = f"{item.default:g}" if isinstance(item.default, float) else str(item.default)
-            assert rows[item.name] == f"`{shown}`", item.name
+    assert_readme_lists(SETTINGS, "KUBERNETES_", "kubernetes")

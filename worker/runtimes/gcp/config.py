@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from worker.runtimes.setting import Setting
+from worker.runtimes.setting import Setting, config_fields, from_django_settings
 
 #: APIs whose endpoint can be overridden: GCP_API_ENDPOINT_OVERRIDES="run=insecure://127.0.0.1:9001,..."
 APIS = (
@@ -146,21 +146,12 @@ class GcpConfig:
     @classmethod
     def from_settings(cls) -> GcpConfig:
         """The config from the Django settings (which `portal/settings.py` reads as `SETTINGS` says)."""
-        from django.conf import settings
-
-        return cls.from_values({item.name: getattr(settings, item.name, item.default) for item in SETTINGS})
+        return cls.from_values(from_django_settings(SETTINGS))
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> GcpConfig:
         """The config from GCP_* values by setting name, checked; a setting not given takes its default."""
-        given = {item.name: values.get(item.name, item.default) for item in SETTINGS}
-        check_settings(given)
-        return cls(
-            **{
-                item.field: item.parse(given[item.name]) if item.parse else given[item.name]
-                for item in SETTINGS
-            }
-        )
+        return cls(**config_fields(SETTINGS, values, check_settings))
 
     def image_for(self, model_format: str) -> str:
         """The serving image Cloud Run runs for an artifact of this format."""

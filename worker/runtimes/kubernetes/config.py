@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from worker.runtimes.setting import Setting
+from worker.runtimes.setting import Setting, config_fields, from_django_settings
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -93,16 +93,12 @@ class KubernetesConfig:
     @classmethod
     def from_settings(cls) -> KubernetesConfig:
         """The config from the Django settings (which `portal/settings.py` reads as `SETTINGS` says)."""
-        from django.conf import settings
-
-        return cls.from_values({item.name: getattr(settings, item.name, item.default) for item in SETTINGS})
+        return cls.from_values(from_django_settings(SETTINGS))
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> KubernetesConfig:
         """The config from KUBERNETES_* values by setting name, checked; one not given takes its default."""
-        given = {item.name: values.get(item.name, item.default) for item in SETTINGS}
-        check_settings(given)
-        return cls(**{item.field: given[item.name] for item in SETTINGS})
+        return cls(**config_fields(SETTINGS, values, check_settings))
 
     def image_for(self, model_format: str) -> str:
         """The serving image the pods run for an artifact of this format."""
