@@ -276,3 +276,73 @@ def revision_rows(traffic: EndpointTraffic) -> list[RevisionRow]:
             )
         )
     return sorted(rows, key=lambda row: row.requests, reverse=True)
+
+
+# -- load tests --------------------------------------------------------------------------------------
+
+# A snapshot covers one second, so its counts are per second.
+LOAD_TEST_RATES = (("rps", "requests/s", "series-ok"), ("failures", "failures/s", "series-server"))
+
+
+def _seconds_chart(
+    slug: str, title: str, unit: str, seconds: float, series: list[tuple[str, str, list[tuple[float, float]]]]
+) -> Chart:
+    """A chart of `series` (label, css class, [(second, value)]) over a load test's `seconds`."""
+    chart = Chart(slug, title, unit)
+    plot_width, plot_height = WIDTH - RIGHT - LEFT, HEIGHT - BOTTOM - TOP
+    seconds = max(seconds, 1.0)
+    top = _nice_ceiling(max((value for _, _, values in series for _, value in values), default=0.0))
+    chart.y_ticks = [
+        Tick(round(TOP + plot_height * (1 - fraction), 1), _format(top * fraction, unit))
+        for fraction in (0, 0.25, 0.5, 0.75, 1)
+    ]
+    every = _nice_ceiling(seconds / 4)
+    chart.x_ticks = [
+        Tick(round(LEFT + at / seconds * plot_width, 1), f"{at:g} s")
+        for at in (every * index for index in range(int(seconds // every) + 1))
+    ]
+    for label, css, values in series:
+        if not any(value for _, value in values):
+            continue
+        points = [
+            (LEFT + at / seconds * plot_width, TOP + plot_height * (1 - value / top)) for at, value in values
+        ]
+        chart.lines.append(
+            Line(
+                label,
+                css,
+                _path(points, step_x=plot_width / seconds),
+                max(v for _, v in values),
+                values[-1][1],
+            )
+        )
+    described = "; ".join(
+        f"{line.label}: peak {_format(line.peak, unit)}, last {_format(line.latest, unit)}"
+        for line in chart.lines
+    )
+    chart.summary = (
+        f"{title}, second by second. {described}." if chart.lines else f"{title}: no requests yet."
+    )
+    return chart
+
+
+def load_test_charts(timeseries: list[dict], duration_seconds: int) -> list[Chart]:
+    """A load test's two charts, second by second: requests and failures per second, and the
+    latency percentiles of each second's requests."""
+    seconds = max([duration_seconds, *(point["t"] for point in timeseries)])
+    rates = [
+        (label, f"{css} rev-0", [(point["t"], float(point[key])) for point in timeseries])
+        for key, label, css in LOAD_TEST_RATES
+    ]
+    latency = [
+        (
+            label,
+            f"{css} rev-0",
+            [(point["t"], float(point[key])) for point in timeseries if point[key] is not None],
+        )
+        for key, label, css in LATENCY_SERIES
+    ]
+    return [
+        _seconds_chart("load-rps", "Requests per second", "/s", seconds, rates),
+        _seconds_chart("load-latency", "Latency percentiles", "ms", seconds, latency),
+    ]

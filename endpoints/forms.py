@@ -346,3 +346,25 @@ class CloudSetupForm(forms.Form):
         error_messages={"invalid": "Give a principal as serviceAccount:, user: or group: and an e-mail."},
         widget=forms.TextInput(attrs={"class": "mono"}),
     )
+
+
+class LoadTestForm(forms.Form):
+    """Users, spawn rate and duration of a load test; the service checks them against the caps."""
+
+    users = service_checked(forms.IntegerField(label="Users", widget=NUMBER))
+    spawn_rate = service_checked(forms.IntegerField(label="Spawn rate (users per second)", widget=NUMBER))
+    duration_seconds = service_checked(forms.IntegerField(label="Duration (seconds)", widget=NUMBER))
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "load-test-%s")  # ids unique on the endpoint page
+        super().__init__(*args, **kwargs)
+        caps = {
+            "users": settings.LOAD_TEST_MAX_USERS,
+            "spawn_rate": settings.LOAD_TEST_MAX_SPAWN_RATE,
+            "duration_seconds": settings.LOAD_TEST_MAX_SECONDS,
+        }
+        for name, most in caps.items():
+            field = self.fields[name]
+            field.widget = forms.NumberInput(attrs={"inputmode": "numeric", "min": 1, "max": most})
+            field.help_text = f"1 to {most}."
+            field.initial = min(most, {"users": 5, "spawn_rate": 2, "duration_seconds": 30}[name])

@@ -524,7 +524,8 @@ class ApiKeyQuerySet(models.QuerySet):
 
 class ApiKey(models.Model):
     endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="api_keys")
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
+    # None for a key the portal made for one of its own load tests (see LoadTest.api_key).
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys")
     request = models.OneToOneField(
         ApiKeyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_key"
     )
@@ -732,3 +733,79 @@ class TrafficCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.revision} scraped at {self.scraped_at}"
+
+
+class LoadTestStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_LOAD_TEST_STATUSES = (LoadTestStatus.QUEUED, LoadTestStatus.RUNNING)
+
+
+class LoadTestQuerySet(models.QuerySet):
+    def for_user(self, user):
+        """Load tests of the endpoints a user may see."""
+        return self.filter(endpoint__in=Endpoint.objects.for_user(user))
+
+    def active(self):
+        return self.filter(status__in=ACTIVE_LOAD_TEST_STATUSES)
+
+
+class LoadTest(models.Model):
+    """A load test of an endpoint's public URL, run by the worker with Locust (worker.load_test).
+
+    `url` and `rows` are what it sends (the live version's example rows, as single rows and as one
+    batch), kept so the test's locustfile is the one that ran. `timeseries` holds a snapshot per
+    second, `summary` the whole test's figures (see worker.load_test for their fields).
+    """
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="load_tests")
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    users = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    spawn_rate = models.PositiveIntegerField(validators=[MinValueValidator(1)])  # users started per second
+    duration_seconds = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    status = models.CharField(max_length=20, choices=LoadTestStatus.choices, default=LoadTestStatus.QUEUED)
+    url = models.URLField()
+    rows = models.JSONField(default=list)
+    timeseries = models.JSONField(default=list, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    # The key made for the test (None for an endpoint that checks no keys); revoked when it ends.
+    api_key = models.OneToOneField(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="load_test"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The worker running it holds it until then, renewing the hold while the test runs.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    objects = LoadTestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_active_load_test_per_endpoint",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"load test {self.pk} of {self.endpoint}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_LOAD_TEST_STATUSES
+
+    @property
+    def final_summary(self) -> dict | None:
+        """The whole test's figures, or None before it ended (or when it failed before measuring)."""
+        return self.summary or None

@@ -21,6 +21,7 @@ REFRESH_FRONTS = "worker.refresh_fronts"
 SCRAPE_TRAFFIC = "worker.scrape_traffic"
 PRUNE_TRAFFIC = "worker.prune_traffic"
 ADVANCE_ROLLOUTS = "worker.advance_rollouts"
+RUN_LOAD_TEST = "worker.run_load_test"
 
 
 def send(task: str, *args: int, task_id: str | None = None) -> bool:

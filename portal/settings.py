@@ -388,6 +388,13 @@ ROLLOUT_MAX_ERROR_PERCENT = env_float("ROLLOUT_MAX_ERROR_PERCENT", 5.0)
 ROLLOUT_MAX_P99_MS = env_int("ROLLOUT_MAX_P99_MS", 1000)
 ROLLOUT_MIN_REQUESTS = env_int("ROLLOUT_MIN_REQUESTS", 50)
 
+# Load tests from the dashboard (worker.load_test): the most users, users started per second and
+# seconds a test may ask for; a test's process is killed this many seconds past its duration.
+LOAD_TEST_MAX_USERS = env_int("LOAD_TEST_MAX_USERS", 50)
+LOAD_TEST_MAX_SPAWN_RATE = env_int("LOAD_TEST_MAX_SPAWN_RATE", 10)
+LOAD_TEST_MAX_SECONDS = env_int("LOAD_TEST_MAX_SECONDS", 120)
+LOAD_TEST_GRACE_SECONDS = env_int("LOAD_TEST_GRACE_SECONDS", 30)
+
 # Local runtime: serving processes on this machine.
 LOCAL_RUNTIME_DIR = Path(env_str("LOCAL_RUNTIME_DIR", str(VAR_DIR / "runtime")))
 LOCAL_RUNTIME_HOST = env_str("LOCAL_RUNTIME_HOST", "127.0.0.1")

@@ -20,7 +20,17 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from endpoints.services import access, deployments, fronts, keys, operations, owed, rollouts, traffic
+from endpoints.services import (
+    access,
+    deployments,
+    fronts,
+    keys,
+    load_tests,
+    operations,
+    owed,
+    rollouts,
+    traffic,
+)
 from portal import queue
 from worker.runtimes import get_runtime
 from worker.runtimes.base import Pending, PermanentError, TransientError
@@ -151,6 +161,16 @@ def restore_key(key_id: int) -> None:
 def apply_access(endpoint_id: int) -> str:
     """Put the endpoint's current access policy in force at the runtime."""
     return access.access_apply(endpoint_id=endpoint_id)
+
+
+@runtime_task(
+    queue.RUN_LOAD_TEST,
+    record_failure=lambda pk, error: load_tests.load_test_fail(test_id=pk, error=error),
+    finished=lambda status: status != load_tests.BUSY,
+)
+def run_load_test(load_test_id: int) -> str:
+    """Run the load test (Locust in a child process) and record its figures; revoke its key."""
+    return load_tests.load_test_run(test_id=load_test_id)
 
 
 @shared_task(name=queue.EXPIRE_KEYS, ignore_result=True)

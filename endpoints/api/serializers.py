@@ -27,6 +27,7 @@ from endpoints.models import (
     AuditEvent,
     Deployment,
     Endpoint,
+    LoadTest,
     MLModel,
     ModelVersion,
     RolloutStatus,
@@ -370,7 +371,9 @@ class KeyRequestSerializer(serializers.ModelSerializer):
 class ApiKeySerializer(serializers.ModelSerializer):
     """A key as its team and the admins see it: never the secret, never its hash."""
 
-    team_name = serializers.CharField(source="team.name", read_only=True)
+    team_name = serializers.CharField(
+        source="team.name", read_only=True, allow_null=True, help_text="null for a load test's key."
+    )
     endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
     state = serializers.ChoiceField(choices=["active", "expired", "revoked"], read_only=True)
     revoked_by = UsernameField()
@@ -392,6 +395,82 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "revoked_by",
             "revoke_after",
             "replacement",
+        ]
+
+
+class LoadTestSnapshotSerializer(serializers.Serializer):
+    """One second of a load test (latencies in milliseconds, over that second's requests)."""
+
+    t = serializers.FloatField(help_text="Seconds since the test started.")
+    users = serializers.IntegerField()
+    requests = serializers.IntegerField()
+    failures = serializers.IntegerField()
+    rps = serializers.FloatField()
+    p50 = serializers.IntegerField(allow_null=True)
+    p95 = serializers.IntegerField(allow_null=True)
+    p99 = serializers.IntegerField(allow_null=True)
+
+
+class LoadTestFailureSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The request: `single row` or `batch of N rows`.")
+    reason = serializers.CharField(
+        help_text="The status and the endpoint's `detail`, or why nothing answered."
+    )
+    count = serializers.IntegerField()
+
+
+class LoadTestSummarySerializer(serializers.Serializer):
+    """The whole test's figures (latencies in milliseconds)."""
+
+    seconds = serializers.FloatField()
+    stopped = serializers.BooleanField(help_text="True when it was cancelled before its duration.")
+    requests = serializers.IntegerField()
+    failures = serializers.IntegerField()
+    rps = serializers.FloatField()
+    p50 = serializers.IntegerField(allow_null=True)
+    p95 = serializers.IntegerField(allow_null=True)
+    p99 = serializers.IntegerField(allow_null=True)
+    avg = serializers.FloatField()
+    max = serializers.FloatField()
+    failures_by_reason = LoadTestFailureSerializer(many=True)
+
+
+class LoadTestSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:load-test-detail")
+    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    target = serializers.URLField(source="url", read_only=True, help_text="The public URL the test called.")
+    requested_by = UsernameField()
+    cancelled_by = UsernameField()
+    timeseries = LoadTestSnapshotSerializer(many=True, read_only=True, help_text="A snapshot per second.")
+    summary = LoadTestSummarySerializer(
+        source="final_summary",
+        read_only=True,
+        allow_null=True,
+        help_text="The whole test's figures, once it has ended (null before, and for a test that failed "
+        "before measuring).",
+    )
+
+    class Meta:
+        model = LoadTest
+        fields = [
+            "id",
+            "url",
+            "endpoint",
+            "target",
+            "status",
+            "users",
+            "spawn_rate",
+            "duration_seconds",
+            "requested_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "cancel_requested_at",
+            "cancelled_by",
+            "error",
+            "api_key",
+            "timeseries",
+            "summary",
         ]
 
 
@@ -816,6 +895,27 @@ class KeyRequestCreateSerializer(InputSerializer):
 
 class DecisionSerializer(InputSerializer):
     note = TextField(allow_blank=True, required=False, default="")
+
+
+class LoadTestRequestSerializer(InputSerializer):
+    users = WholeNumberField(
+        service_requires=True,
+        openapi={"minimum": 1, "maximum": settings.LOAD_TEST_MAX_USERS},
+        help_text=f"Users sending requests at once, 1 to {settings.LOAD_TEST_MAX_USERS} "
+        "(LOAD_TEST_MAX_USERS).",
+    )
+    spawn_rate = WholeNumberField(
+        service_requires=True,
+        openapi={"minimum": 1, "maximum": settings.LOAD_TEST_MAX_SPAWN_RATE},
+        help_text=f"Users started per second, 1 to {settings.LOAD_TEST_MAX_SPAWN_RATE} "
+        "(LOAD_TEST_MAX_SPAWN_RATE).",
+    )
+    duration_seconds = WholeNumberField(
+        service_requires=True,
+        openapi={"minimum": 1, "maximum": settings.LOAD_TEST_MAX_SECONDS},
+        help_text=f"How long the test runs, 1 to {settings.LOAD_TEST_MAX_SECONDS} seconds "
+        "(LOAD_TEST_MAX_SECONDS).",
+    )
 
 
 class KeyRotateSerializer(InputSerializer):

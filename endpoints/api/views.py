@@ -33,6 +33,7 @@ from endpoints.models import (
     AuditEvent,
     Deployment,
     Endpoint,
+    LoadTest,
     MLModel,
     ModelVersion,
     Team,
@@ -57,6 +58,7 @@ from endpoints.services.keys import (
     key_request_reject,
 )
 from endpoints.services.lifecycle import endpoint_delete, endpoint_start, endpoint_stop, lifecycle_plan
+from endpoints.services.load_tests import load_test_cancel, load_test_start
 from endpoints.services.rollouts import rollout_from_request
 from endpoints.services.tokens import api_token_issue, api_token_revoke
 from endpoints.services.versions import ml_model_create, model_version_register
@@ -288,6 +290,7 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
         "plan": s.PlanRequestSerializer,
         "destroy": s.DeleteRequestSerializer,
         "allowlist": s.AllowlistAddSerializer,
+        "load_tests": s.LoadTestRequestSerializer,
     }
     permission_classes = [IsAdminOrReadOnly]
     lookup_field = "name"
@@ -480,6 +483,71 @@ class EndpointViewSet(ServiceViewSet, mixins.ListModelMixin, mixins.RetrieveMode
         entry = get_object_or_404(endpoint.allowlist.select_related("endpoint"), pk=entry_id)
         allowlist_remove(user=request.user, entry=entry)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="The endpoint's load tests, newest first",
+        parameters=[ENDPOINT_NAME],
+        responses=s.LoadTestSerializer(many=True),
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Start a load test of the endpoint's public URL (admins)",
+        description="Answers 202 with the queued test; poll its `url` (also the `Location` header): "
+        "`timeseries` grows by a snapshot a second while it runs, and `summary` holds the whole test's "
+        "figures once `status` is `done` (or `cancelled`). The test sends the live version's example rows; "
+        "on an endpoint that checks keys, with a key made for it and revoked when it ends. Refused (409) "
+        "while another test or an operation runs on the endpoint, and when it is not serving.",
+        parameters=[ENDPOINT_NAME],
+        request=s.LoadTestRequestSerializer,
+        responses={202: s.LoadTestSerializer, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["get", "post"], url_path="load-tests", url_name="load-tests")
+    def load_tests(self, request, name=None):
+        endpoint = self.get_object()
+        if request.method == "GET":
+            tests = LoadTest.objects.for_user(request.user).filter(endpoint=endpoint)
+            return self.paginated(
+                tests.select_related("endpoint", "requested_by", "cancelled_by"), s.LoadTestSerializer
+            )
+        data = self.validated()
+        test = load_test_start(
+            user=request.user,
+            endpoint=endpoint,
+            users=data.get("users"),
+            spawn_rate=data.get("spawn_rate"),
+            duration_seconds=data.get("duration_seconds"),
+        )
+        return self.respond(test, s.LoadTestSerializer, status_code=status.HTTP_202_ACCEPTED, location=True)
+
+
+# -- load tests --------------------------------------------------------------------------------------
+
+
+@extend_schema_view(retrieve=extend_schema(summary="Show a load test: status, snapshots, figures"))
+@extend_schema(tags=["endpoints"])
+class LoadTestViewSet(ServiceViewSet, mixins.RetrieveModelMixin):
+    """Load tests: follow one, cancel one. Started and listed under their endpoint."""
+
+    serializer_class = s.LoadTestSerializer
+    permission_classes = [IsAdminOrReadOnly]
+
+    def get_queryset(self):
+        return LoadTest.objects.for_user(self.request.user).select_related(
+            "endpoint", "requested_by", "cancelled_by"
+        )
+
+    @extend_schema(
+        summary="Cancel a queued or running load test (admins)",
+        description="A queued test is cancelled at once; a running one stops within a second or two, "
+        "keeping what it measured until then (`status` becomes `cancelled`). Its key is revoked.",
+        request=None,
+        responses={200: s.LoadTestSerializer, **errors(403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        test = load_test_cancel(user=request.user, test=self.get_object())
+        return self.respond(test)
 
 
 # -- deployments -------------------------------------------------------------------------------------

@@ -19,7 +19,15 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from endpoints.models import KEY_RESTORE_DAYS, ApiKey, ApiKeyRequest, Endpoint, KeyRequestStatus, Team
+from endpoints.models import (
+    KEY_RESTORE_DAYS,
+    ApiKey,
+    ApiKeyRequest,
+    Endpoint,
+    KeyRequestStatus,
+    LoadTest,
+    Team,
+)
 from endpoints.sealing import key_hash, seal, unseal
 from endpoints.services.access import access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
@@ -27,7 +35,7 @@ from endpoints.services.errors import NotAllowed, ServiceError, Unprocessable, r
 from endpoints.services.owed import owe
 from portal import queue
 from worker.runtimes import get_runtime
-from worker.runtimes.base import KeySpec, PermanentError
+from worker.runtimes.base import IssuedKey, KeySpec, PermanentError
 
 logger = logging.getLogger(__name__)
 
@@ -158,22 +166,31 @@ def key_request_reject(*, user, request: ApiKeyRequest, note: str = "") -> ApiKe
     return _decide(user=user, request=request, status=KeyRequestStatus.REJECTED, note=note)
 
 
+def _issue_at_runtime(endpoint: Endpoint, *, key_id: str, display_name: str) -> IssuedKey:
+    """Have the runtime make a key for `endpoint`, bound to its allowlist where it checks addresses."""
+    return get_runtime().issue_key(
+        KeySpec(
+            endpoint=endpoint.name,
+            key_id=key_id,
+            display_name=display_name,
+            cidrs=tuple(endpoint.allowlist.values_list("cidr", flat=True))
+            if endpoint.checks_addresses
+            else (),
+            check_addresses=endpoint.checks_addresses,
+        )
+    )
+
+
 def key_request_issue(*, request_id: int) -> ApiKeyRequest:
     """Issue the key for an approved request (in the worker); safe to run twice."""
     request = ApiKeyRequest.objects.select_related("endpoint", "team").get(pk=request_id)
     if request.status != KeyRequestStatus.APPROVED:
         return request
     endpoint = request.endpoint
-    issued = get_runtime().issue_key(
-        KeySpec(
-            endpoint=endpoint.name,
-            key_id=f"r{request.pk}",
-            display_name=f"{request.team.name} for {endpoint.name} (request {request.pk})",
-            cidrs=tuple(endpoint.allowlist.values_list("cidr", flat=True))
-            if endpoint.checks_addresses
-            else (),
-            check_addresses=endpoint.checks_addresses,
-        )
+    issued = _issue_at_runtime(
+        endpoint,
+        key_id=f"r{request.pk}",
+        display_name=f"{request.team.name} for {endpoint.name} (request {request.pk})",
     )
     now = timezone.now()
     with transaction.atomic():
@@ -309,8 +326,8 @@ def _erase_secret(key: ApiKey) -> bool:
     )
 
 
-def _revoke_as_system(key: ApiKey, *, now, reason: str) -> bool:
-    """Revoke `key` as the system (audited as `api_key.expire`), unless it is revoked already."""
+def _revoke_as_system(key: ApiKey, *, now, reason: str, action: str = "api_key.expire") -> bool:
+    """Revoke `key` as the system (audited as `action`), unless it is revoked already."""
     with transaction.atomic():
         if not ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
             revoked_at=now, revoked_by=None
@@ -319,7 +336,7 @@ def _revoke_as_system(key: ApiKey, *, now, reason: str) -> bool:
         _erase_secret(key)
         audit_record(
             actor=None,
-            action="api_key.expire",
+            action=action,
             target=key,
             details={"prefix": key.prefix, "reason": reason},
         )
@@ -408,6 +425,50 @@ def key_request_reissue(*, user, request: ApiKeyRequest) -> ApiKeyRequest:
     return new
 
 
+def load_test_key_issue(*, test: LoadTest) -> str:
+    """Issue the key load test `test` calls its endpoint with (in the worker), and put it in the
+    endpoint's access policy; returns its secret, which is kept nowhere.
+
+    The key has no team, and expires by itself shortly after the longest the test can run, so even
+    a test whose worker died leaves no key working for long (`load_test_key_revoke` ends it sooner).
+    """
+    endpoint = test.endpoint
+    issued = _issue_at_runtime(
+        endpoint, key_id=f"t{test.pk}", display_name=f"Load test {test.pk} of {endpoint.name}"
+    )
+    lifetime = timedelta(seconds=test.duration_seconds + 2 * settings.LOAD_TEST_GRACE_SECONDS)
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            endpoint=endpoint,
+            team=None,
+            display_name=f"Load test {test.pk}",
+            prefix=issued.secret[:12],
+            key_hash=key_hash(issued.secret),
+            cloud_name=issued.name,
+            expires_at=timezone.now() + lifetime,
+        )
+        LoadTest.objects.filter(pk=test.pk).update(api_key=key)
+        test.api_key = key
+        audit_record(
+            actor=None,
+            action="api_key.issue",
+            target=key,
+            details={"load_test": test.pk, "prefix": key.prefix},
+        )
+        access_sync_enqueue(endpoint)
+    return issued.secret
+
+
+def load_test_key_revoke(*, test: LoadTest) -> bool:
+    """Revoke the key made for load test `test`, if it has one still working (audited, owed)."""
+    key = ApiKey.objects.filter(load_test=test).select_related("endpoint").first()
+    if key is None:
+        return False
+    return _revoke_as_system(
+        key, now=timezone.now(), reason=f"load test {test.pk} ended", action="api_key.revoke"
+    )
+
+
 def api_key_revoke(*, user, key: ApiKey) -> ApiKey:
     require_admin(user)
     with transaction.atomic():
@@ -460,6 +521,8 @@ def api_key_restore(*, user, key: ApiKey) -> ApiKey:
         locked = ApiKey.objects.select_for_update().select_related("endpoint").get(pk=key.pk)
         if locked.revoked_at is None:
             raise ServiceError("This key is not revoked.", code="conflict")
+        if locked.team_id is None:
+            raise ServiceError("A load test's key is not restored: start another test.", code="conflict")
         if locked.revoked_at < now - timedelta(days=KEY_RESTORE_DAYS):
             raise ServiceError(
                 f"This key was revoked on {locked.revoked_at:%Y-%m-%d %H:%M} UTC, more than "
@@ -551,6 +614,10 @@ def api_key_rotate(*, user, key: ApiKey, overlap_hours: int | None = None) -> Ap
         ):
             raise ServiceError(
                 f"This key is already being rotated (request {replacement.pk}).", code="conflict"
+            )
+        if locked.team is None:
+            raise ServiceError(
+                "A load test's key is not rotated: it is revoked when its test ends.", code="conflict"
             )
         endpoint = locked.endpoint
         if not endpoint.checks_keys:

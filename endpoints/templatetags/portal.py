@@ -9,7 +9,7 @@ from django.utils.safestring import mark_safe
 
 from endpoints.confirmations import SHARE, deploy_question, rollback_question
 from endpoints.health import endpoint_health
-from endpoints.models import ApiKeyRequest, DeploymentStatus, KeyRequestStatus
+from endpoints.models import ApiKeyRequest, DeploymentStatus, KeyRequestStatus, LoadTestStatus
 from endpoints.services.keys import DEFAULT_OVERLAP_HOURS, MAX_OVERLAP_HOURS
 
 register = template.Library()
@@ -26,6 +26,7 @@ SECTIONS = (
 LABELS = {
     **dict(DeploymentStatus.choices),
     **dict(KeyRequestStatus.choices),
+    **dict(LoadTestStatus.choices),
     "active": "Active",
     "revoked": "Revoked",
     "expired": "Expired",

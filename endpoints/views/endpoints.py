@@ -9,12 +9,20 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from endpoints.forms import AllowlistEntryForm, DeployForm, EndpointCreateForm, EndpointSettingsForm
-from endpoints.models import ApiKey, Deployment, Endpoint, ModelVersion
+from endpoints.charts import load_test_charts
+from endpoints.forms import (
+    AllowlistEntryForm,
+    DeployForm,
+    EndpointCreateForm,
+    EndpointSettingsForm,
+    LoadTestForm,
+)
+from endpoints.models import ApiKey, Deployment, Endpoint, LoadTest, ModelVersion
 from endpoints.pending import SETTING_LABELS
 from endpoints.services import endpoints as services
 from endpoints.services.errors import ServiceError
 from endpoints.services.exports import kubernetes_manifests
+from endpoints.services.load_tests import load_test_refusal
 from endpoints.views.common import admin_required, flash_error, form_error, paginate, posted
 from worker.runtimes import get_runtime
 
@@ -146,7 +154,9 @@ def endpoint_access_state(request, name):
     return render(request, "endpoints/_access_state.html", {"endpoint": endpoint})
 
 
-def detail_context(request, endpoint: Endpoint, *, deploy_form=None, allowlist_form=None) -> dict:
+def detail_context(
+    request, endpoint: Endpoint, *, deploy_form=None, allowlist_form=None, load_test_form=None
+) -> dict:
     """Everything the endpoint page shows; the deploy and allowlist views re-render it with errors."""
     user = request.user
     history = list(
@@ -171,6 +181,28 @@ def detail_context(request, endpoint: Endpoint, *, deploy_form=None, allowlist_f
         "example": predict_example(endpoint, live.model_version if live else None),
         "enforcer": get_runtime().enforcers,
         "manifests": get_runtime().name == "kubernetes",
+        **load_test_context(user, endpoint, form=load_test_form),
+    }
+
+
+RECENT_LOAD_TESTS = 5
+
+
+def load_test_context(user, endpoint: Endpoint, *, form=None) -> dict:
+    """What the endpoint page's load test panel shows (the page and the polled partial alike)."""
+    recent = list(
+        LoadTest.objects.for_user(user)
+        .filter(endpoint=endpoint)
+        .select_related("requested_by")[:RECENT_LOAD_TESTS]
+    )
+    latest = recent[0] if recent else None
+    return {
+        "endpoint": endpoint,
+        "load_test": latest,
+        "load_tests": recent,
+        "load_test_charts": load_test_charts(latest.timeseries, latest.duration_seconds) if latest else [],
+        "load_test_form": form or LoadTestForm(),
+        "load_test_refusal": load_test_refusal(endpoint) if user.is_staff else "",
     }
 
 

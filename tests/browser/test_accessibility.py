@@ -66,6 +66,7 @@ def dashboard(transactional_db, memory_runtime, sent, admin, member, team, iris_
     pending = key_request_create(user=member, team=team, endpoint=iris, reason="A second batch job, please")
     api_token_issue(user=admin, address="203.0.113.9")
     api_token_issue(user=member, address="203.0.113.10")
+    finished_load_test(admin, iris)
     return {
         "iris": iris,
         "first": first,
@@ -74,6 +75,36 @@ def dashboard(transactional_db, memory_runtime, sent, admin, member, team, iris_
         "pending": pending,
         "entry": AllowlistEntry.objects.filter(endpoint=iris).first(),
     }
+
+
+def finished_load_test(admin, endpoint) -> None:
+    """A load test of `endpoint` that ended, with its figures as the worker stores them (its
+    iris-prod is on the memory runtime, which serves nothing to test)."""
+    from endpoints.models import LoadTest, LoadTestStatus
+    from endpoints.services.load_tests import load_test_start
+
+    test = load_test_start(user=admin, endpoint=endpoint, users=2, spawn_rate=2, duration_seconds=3)
+    snapshots = [
+        {
+            "t": t,
+            "users": 2,
+            "requests": 90 + t,
+            "failures": t - 1,
+            "rps": 90.0 + t,
+            "p50": 8,
+            "p95": 20,
+            "p99": 31,
+        }
+        for t in (1, 2, 3)
+    ]
+    summary = {
+        "final": True, "stopped": False, "seconds": 3.0, "requests": 276, "failures": 3, "rps": 92.0,
+        "p50": 8, "p95": 20, "p99": 31, "avg": 9.5, "max": 40.0,
+        "failures_by_reason": [{"name": "batch of 3 rows", "reason": "HTTP 503: busy", "count": 3}],
+    }  # fmt: skip
+    LoadTest.objects.filter(pk=test.pk).update(
+        status=LoadTestStatus.DONE, timeseries=snapshots, summary=summary, finished_at=timezone.now()
+    )
 
 
 def pages_for(role: str, data: dict) -> list[str]:
