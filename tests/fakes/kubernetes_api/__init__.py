@@ -18,6 +18,7 @@ calls `run_pods`, run their command as local processes on loopback (`processes.p
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,13 +102,18 @@ class FakeKubernetes:
 
     def run_pods(self, launch: Launch | None, claims: dict[str, str] | None = None) -> None:
         """Run each pod's container as a local process from now on (processes.py): `launch` gives
-        its command line and environment; `claims` the host directory of each volume claim.
-        None stops every process and goes back to the poll model."""
+        its command line and environment; `claims` the host directory of each volume claim. The
+        processes take real time, so the cluster's clock becomes the wall clock (unless the test
+        gave one). None stops every process and goes back to the poll model."""
         with self.cluster.lock:
             workloads = self.cluster.workloads
             if workloads.live is not None:
                 workloads.live.stop_all()
             workloads.live = LiveKubelet(workloads, launch, claims or {}) if launch else None
+            if launch and self.cluster.clock is None:
+                self.cluster.clock = time.time
+            elif not launch and self.cluster.clock is time.time:
+                self.cluster.clock = None
 
     def pod_url(self, pod: str, namespace: str | None = None) -> str:
         """Where a running pod's process listens (its first containerPort, on loopback)."""

@@ -99,3 +99,14 @@ def test_a_live_pod_without_its_secret_waits_with_create_container_config_error(
     assert poll(kube)["ready"] == 0
     waiting = container_status(fake_kubernetes)["state"]["waiting"]
     assert waiting == {"reason": "CreateContainerConfigError", "message": 'secret "web-key" not found'}
+
+
+def test_live_pods_run_on_the_wall_clock_and_stopping_them_goes_back_to_polls(fake_kubernetes):
+    fake_kubernetes.run_pods(launch)
+    assert fake_kubernetes.clock is time.time
+    fake_kubernetes.run_pods(None)
+    assert fake_kubernetes.clock is None
+    own = [1_900_000_000.0]
+    fake_kubernetes.clock = lambda: own[0]
+    fake_kubernetes.run_pods(launch)
+    assert fake_kubernetes.clock() == own[0]
