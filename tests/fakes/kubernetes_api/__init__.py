@@ -124,6 +124,14 @@ class FakeKubernetes:
                 raise KeyError(f"pod {pod} runs no process")
             return live.url(found["metadata"]["uid"])
 
+    def service_url(self, service: str, namespace: str | None = None) -> str:
+        """Where a Service answers on loopback, forwarding to its Ready live pods (proxy.py)."""
+        with self.cluster.lock:
+            live = self.cluster.workloads.live
+            if live is None:
+                raise KeyError("a Service forwards only to live pods: call run_pods first")
+            return live.proxy.url(namespace or self.namespace, service)
+
     @property
     def ready_after(self) -> int:
         """How many reads of its Deployment a new pod takes to be Ready."""

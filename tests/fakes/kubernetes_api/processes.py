@@ -14,8 +14,9 @@ Each poll the kubelet looks at each process: running and answering its readiness
 tcpSocket on its port; without a probe, running is ready) is Ready; one that exited is reported
 with its exit code (lastState.terminated, restartCount + 1, CrashLoopBackOff) and started again on
 the next poll. What it prints is the pod's log. A removed pod's process is stopped (SIGTERM, then
-SIGKILL). A container the kubelet cannot set up (a Secret or claim missing) waits with
-CreateContainerConfigError. Only a pod's first container runs.
+SIGKILL). `service_url` reaches a Service's Ready pods (proxy.py). A container the kubelet cannot
+set up (a Secret or claim missing) waits with CreateContainerConfigError. Only a pod's first
+container runs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.fakes.kubernetes_api.kubelet import Run
+from tests.fakes.kubernetes_api.proxy import ServiceProxy
 
 if TYPE_CHECKING:
     from tests.fakes.kubernetes_api.workloads import Workloads
@@ -83,6 +85,7 @@ class LiveKubelet:
         self.launch = launch
         self.claims = claims
         self.processes: dict[str, Process] = {}  # pod uid -> its process
+        self.proxy = ServiceProxy(self)
 
     def run(self, pod: dict) -> Run:
         """Start, watch or restart the pod's process; its state as the kubelet reports it."""
@@ -122,6 +125,7 @@ class LiveKubelet:
         shutil.rmtree(process.root, ignore_errors=True)
 
     def stop_all(self) -> None:
+        self.proxy.stop_all()
         for uid in list(self.processes):
             self.stop(uid)
 

@@ -1,6 +1,6 @@
 """The command a live pod runs in the fake kubelet's tests: an HTTP server on $PORT whose /readyz
-answers once it listens and whose /file serves the file $FILE names; with $EXIT_CODE it prints a
-line and exits with that code instead."""
+answers once it listens, whose /file serves the file $FILE names and /version says $VERSION; with
+$EXIT_CODE it prints a line and exits with that code instead."""
 
 import http.server
 import os
@@ -11,6 +11,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/readyz":
             body = b"ok"
+        elif self.path == "/version":
+            body = os.environ.get("VERSION", "").encode()
         elif self.path == "/file":
             with open(os.environ["FILE"], "rb") as served:
                 body = served.read()

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes.tests.manifests import deployment, poll, secret
+from tests.fakes.tests.manifests import deployment, poll, secret, service
 
 NS = "models"
 SERVER = Path(__file__).with_name("little_server.py")
@@ -47,7 +47,7 @@ def serving_pod(kube, fake_kubernetes) -> str:
     """Run a live Deployment whose pod serves its Secret's greeting; the pod's name once it is Ready."""
     fake_kubernetes.run_pods(launch)
     kube.core.create_namespaced_secret(NS, secret(stringData={"greeting": "hello"}))
-    kube.apps.create_namespaced_deployment(NS, live_deployment(FILE="/etc/web/greeting"))
+    kube.apps.create_namespaced_deployment(NS, live_deployment(FILE="/etc/web/greeting", VERSION="1"))
     until(lambda: poll(kube)["ready"] == 1, "the pod getting ready")
     (pod,) = fake_kubernetes.list("Pod")
     return pod["metadata"]["name"]
@@ -110,3 +110,28 @@ def test_live_pods_run_on_the_wall_clock_and_stopping_them_goes_back_to_polls(fa
     fake_kubernetes.clock = lambda: own[0]
     fake_kubernetes.run_pods(launch)
     assert fake_kubernetes.clock() == own[0]
+
+
+def test_a_service_answers_from_ready_pods_all_through_a_rollout(kube, fake_kubernetes):
+    serving_pod(kube, fake_kubernetes)
+    kube.core.create_namespaced_service(NS, service())
+    url = fake_kubernetes.service_url("web")
+    assert httpx.get(f"{url}/version").text == "1"
+    kube.apps.replace_namespaced_deployment("web", NS, live_deployment(FILE="/etc/web/greeting", VERSION="2"))
+    answers = []
+
+    def rolled_out():
+        state = poll(kube)
+        answers.append(httpx.get(f"{url}/version").text)  # raises if the Service had no pod to answer
+        return state["Progressing"] == ("True", "NewReplicaSetAvailable") and state["observed"] == 2
+
+    until(rolled_out, "the rollout")
+    assert set(answers) <= {"1", "2"}
+    assert answers[-1] == "2"
+
+
+def test_a_service_without_a_ready_pod_refuses_the_connection(kube, fake_kubernetes):
+    fake_kubernetes.run_pods(launch)
+    kube.core.create_namespaced_service(NS, service())
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{fake_kubernetes.service_url('web')}/version")
