@@ -73,11 +73,12 @@ def _nice_ceiling(value: float) -> float:
 
 
 def _format(value: float, unit: str) -> str:
+    """A value as a tick or a summary shows it: three figures, thousands as k (no 1e+03 notation)."""
     if unit == "%":
         return f"{value:.3g}%"
     if unit == "ms":
-        return f"{value:.3g} ms"
-    return f"{value:.3g}/s"
+        return f"{value / 1000:.3g} s" if value >= 1000 else f"{value:.3g} ms"
+    return f"{value / 1000:.3g}k/s" if value >= 1000 else f"{value:.3g}/s"
 
 
 def _x_ticks(start: datetime, end: datetime, seconds: int) -> list[Tick]:
@@ -302,7 +303,7 @@ def _seconds_chart(
         for at in (every * index for index in range(int(seconds // every) + 1))
     ]
     for label, css, values in series:
-        if not any(value for _, value in values):
+        if not values:  # a flat 0 is a figure too: no failures, answers within a millisecond
             continue
         points = [
             (LEFT + at / seconds * plot_width, TOP + plot_height * (1 - value / top)) for at, value in values

@@ -9,6 +9,7 @@ import sys
 from datetime import timedelta
 
 import pytest
+from django.db.models import Sum
 from django.test import Client
 from django.utils import timezone
 
@@ -20,6 +21,7 @@ from endpoints.models import (
     LoadTest,
     LoadTestStatus,
     OwedTask,
+    TrafficRollup,
 )
 from endpoints.services.access import access_policy_for
 from endpoints.services.deployments import deployment_request
@@ -33,6 +35,7 @@ from endpoints.services.load_tests import (
     locustfile_for,
 )
 from endpoints.services.operations import deployment_run
+from endpoints.services.traffic import traffic_scrape
 from endpoints.tests.test_playground import module_runtime_dir, runtime_dir, version  # noqa: F401 (fixtures)
 from portal import queue
 from worker import tasks
@@ -85,6 +88,10 @@ def test_a_load_test_measures_the_endpoint_with_its_own_key_and_revokes_it_after
     assert len(test.timeseries) >= 2
     assert sum(point["requests"] for point in test.timeseries) <= summary["requests"]
     assert test.timeseries[-1]["users"] == 2
+    # The serving process itself counted them: the test's requests reached the endpoint and were answered.
+    assert traffic_scrape() == 1
+    answered = TrafficRollup.objects.filter(endpoint=served, span=1).aggregate(ok=Sum("ok"))["ok"]
+    assert answered >= summary["requests"]
     key = test.api_key
     assert key is not None and key.team is None and key.revoked_at is not None
     assert [record.revoked for record in access_policy_for(served).keys if record.prefix == key.prefix] == [

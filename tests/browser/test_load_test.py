@@ -22,6 +22,7 @@ def test_an_admin_runs_a_load_test_from_the_endpoint_page(
     serving,  # noqa: F811
     celery_worker_process,
     browser_page,  # noqa: F811
+    tmp_path,
 ):
     page = browser_page
     log_in(page, live_server.url, "ada", "ada-password-1")
@@ -57,6 +58,7 @@ def test_an_admin_runs_a_load_test_from_the_endpoint_page(
     expect(panel.get_by_role("link", name="Download its locustfile")).to_be_visible()
     expect(panel.get_by_role("button", name="Start load test")).to_be_enabled()
     assert serious_violations(page, "#load-tests") == []
+    panel.screenshot(path=str(tmp_path / "load-test.png"))
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
