@@ -2,12 +2,17 @@
 local serving process on loopback (a few seconds, two users), started and cancelled over the API."""
 
 import time
+from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
-from endpoints.models import ApiKey, LoadTest, LoadTestStatus
+from endpoints.models import ApiKey, LoadTest, LoadTestStatus, OwedTask
 from endpoints.services.deployments import deployment_request
+from portal import queue
+from portal.celery import app
 from tests.integration.test_whole_loop import api, wait_for_deployment
+from worker.tests.test_local_runtime import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -73,4 +78,50 @@ def test_a_running_test_is_cancelled_and_keeps_what_it_measured(serving, admin, 
 
     assert test.status == LoadTestStatus.CANCELLED, test.error
     assert test.summary["stopped"] is True and test.summary["requests"] > 0
+    assert ApiKey.objects.get(pk=test.api_key_id).revoked_at is not None
+
+
+def load_test_processes() -> list[int]:
+    """The pids of the Locust child processes running on this machine for `iris-prod`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            parts = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker.load_test" in parts and any(part.endswith(b"locustfile-iris-prod.py") for part in parts):
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def test_a_test_whose_worker_is_killed_ends_failed_with_its_key_revoked(
+    serving, admin, celery_worker_process
+):
+    celery_worker_process.restart(DEPLOY_CLAIM_SECONDS="3")
+    started = (
+        api(admin)
+        .post(
+            f"/api/v1/endpoints/{serving.name}/load-tests/",
+            {"users": 2, "spawn_rate": 2, "duration_seconds": 60},
+            format="json",
+        )
+        .json()
+    )
+    wait_for(started["id"], lambda test: len(test.timeseries) >= 1, celery_worker_process)
+    assert len(load_test_processes()) == 1
+
+    celery_worker_process.kill()  # SIGKILL, worker and pool, mid-test
+    # The Locust process is in a session of its own, so the kill spared it: it sees its parent gone.
+    assert wait_until(lambda: not load_test_processes(), timeout=30)
+    assert LoadTest.objects.get(pk=started["id"]).status == LoadTestStatus.RUNNING
+
+    celery_worker_process.start(DEPLOY_CLAIM_SECONDS="3")
+    wait_until(lambda: LoadTest.objects.get(pk=started["id"]).claimed_until < timezone.now(), timeout=10)
+    wait_until(lambda: OwedTask.objects.get(task=queue.RUN_LOAD_TEST).due_at < timezone.now(), timeout=10)
+    app.send_task(queue.RELAY)  # what beat sends every few seconds
+    test = wait_for(started["id"], lambda test: not test.is_active, celery_worker_process)
+
+    assert test.status == LoadTestStatus.FAILED
+    assert "stopped before it ended" in test.error
+    assert len(test.timeseries) >= 1  # what it measured before is kept
     assert ApiKey.objects.get(pk=test.api_key_id).revoked_at is not None
