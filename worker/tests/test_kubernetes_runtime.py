@@ -332,3 +332,17 @@ def test_traffic_is_read_from_prometheus_and_refused_without_it(runtime, setting
         settings.PROMETHEUS_URL = f"http://127.0.0.1:{probe.getsockname()[1]}"
     with pytest.raises(TransientError, match="did not answer"):
         runtime.traffic(ENDPOINT, None, **window)
+
+
+def test_a_deployment_deleted_from_outside_is_written_again_by_ensure_serving(
+    fake_kubernetes, deploys, runtime
+):
+    spec = deploys.spec(1)
+    deploys.deploy(spec)
+    assert runtime.ensure_serving(spec) is False
+
+    runtime.kube.delete("Deployment", ENDPOINT)
+    assert runtime.ensure_serving(spec) is True
+
+    assert template_revision(fake_kubernetes.get("Deployment", ENDPOINT)) == "iris-d1"
+    assert runtime.ensure_serving(spec) is False

@@ -39,6 +39,7 @@ from worker.runtimes.base import (
     Step,
     StepResult,
     TeardownSpec,
+    run_steps,
 )
 from worker.runtimes.kubernetes import logs, manifests, rollout
 from worker.runtimes.kubernetes.api import Kube, Manifest, merged
@@ -107,8 +108,9 @@ class KubernetesRuntime(Runtime):
     # --- stop, start, delete -----------------------------------------------------------------
 
     def stop_steps(self, spec: DeploySpec) -> list[Step]:
-        """Scale the Deployment to no pod; the Service, autoscaler (which stands aside while the
-        Deployment has no replica) and Secret stay, so a start serves on the same URL."""
+        """Scale the Deployment to no pod; the Service, autoscaler and Secret stay, so a start
+        serves on the same URL. The autoscaler stands aside while its target has no replica (what
+        Kubernetes documents as implicit maintenance-mode deactivation)."""
         return [
             Step(
                 "scale_down",
@@ -213,8 +215,14 @@ class KubernetesRuntime(Runtime):
         return PrometheusReader(settings.PROMETHEUS_URL).traffic(endpoint, start=start, end=end, step=step)
 
     def ensure_serving(self, spec: DeploySpec) -> bool:
-        """The Deployment controller keeps the pods running by itself: nothing to start."""
-        return False
+        """The Deployment controller keeps the pods running by itself; a Deployment deleted from
+        outside the portal is written again (with the Secret, Service and autoscaler) as the live
+        deployment made it, and the controller brings its pods up."""
+        if self.kube.read("Deployment", manifests.check_name(spec.endpoint)) is not None:
+            return False
+        steps = DeploySteps(self.kube, spec)
+        run_steps([step for step in steps.all() if step.name != "rollout"])
+        return True
 
 
 def wait_rollout(kube: Kube, endpoint: str, revision: str | None, started: float) -> str:
