@@ -37,6 +37,19 @@ def _with_current(choices: list[tuple[str, str]], value: str | None) -> list[tup
     return choices
 
 
+class LinesField(forms.CharField):
+    """A list of strings, one a line (or separated by commas), shown one a line."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value) -> list[str]:
+        text = super().to_python(value)
+        return [item.strip() for item in text.replace(",", "\n").splitlines() if item.strip()]
+
+
 class EndpointSettingsForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     region = forms.CharField(max_length=40, initial=_default("region"))
@@ -55,7 +68,39 @@ class EndpointSettingsForm(forms.Form):
     access_mode = forms.ChoiceField(
         choices=AccessMode.choices,
         initial=_default("access_mode"),
-        help_text="What every call is checked for: an API key, the caller's address, both, or nothing.",
+        help_text="What every call is checked for: an API key, the caller's address, both, a bearer "
+        "token (identity), or nothing.",
+    )
+    # The identity mode's fields (endpoints.services.identity says what each runtime takes).
+    identity_issuer = forms.CharField(
+        label="Token issuer",
+        required=False,
+        max_length=300,
+        help_text="The <code>iss</code> every token must carry, such as https://accounts.google.com.",
+    )
+    identity_audience = forms.CharField(
+        label="Token audience",
+        required=False,
+        max_length=300,
+        help_text="The <code>aud</code> every token must carry.",
+    )
+    identity_jwks_url = forms.CharField(
+        label="JWKS URL",
+        required=False,
+        max_length=500,
+        help_text="Where the issuer publishes its signing keys (https).",
+    )
+    identity_claim = forms.CharField(
+        label="Required claim",
+        required=False,
+        max_length=300,
+        help_text="A claim every token must carry, as name=value (a list claim passes if it holds "
+        "the value).",
+    )
+    identity_invokers = LinesField(
+        label="Invokers",
+        required=False,
+        help_text="Who may call, one a line: user:a@example.com, serviceAccount:..., group:..., domain:...",
     )
 
     def __init__(self, *args, endpoint: Endpoint | None = None, **kwargs):
@@ -71,11 +116,28 @@ class EndpointSettingsForm(forms.Form):
             self.fields["min_instances"].help_text = refusal
             if endpoint is None:
                 self.fields["min_instances"].initial = 1
+        self.describe_identity(runtime)
         for name in runtime.ignored_settings & set(self.fields):
             # Kept (a later move to another runtime uses it), but said plainly to do nothing here.
             field = self.fields[name]
             field.help_text = f"{field.help_text} Not used by the {runtime.name} runtime.".strip()
             field.widget.attrs["data-ignored"] = "true"
+
+    def describe_identity(self, runtime) -> None:
+        """Say who checks tokens on this runtime, and which fields it takes."""
+        fields = self.fields
+        if runtime.identity_check == "platform":
+            for name, value in runtime.identity_defaults.items():
+                fields[name].help_text += f" On {runtime.name}, the platform checks tokens: only {value}."
+            fields["identity_audience"].help_text += " Empty: the service's own URL."
+            fields["identity_claim"].help_text = f"Not used by the {runtime.name} runtime: name the invokers."
+            fields["identity_claim"].widget.attrs["data-ignored"] = "true"
+        else:
+            fields["identity_invokers"].help_text = (
+                f"Not used by the {runtime.name} runtime, where the serving process checks tokens: "
+                "require a claim instead."
+            )
+            fields["identity_invokers"].widget.attrs["data-ignored"] = "true"
 
 
 class EndpointCreateForm(EndpointSettingsForm):

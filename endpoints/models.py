@@ -141,6 +141,7 @@ class AccessMode(models.TextChoices):
     IP_ALLOWLIST = "ip_allowlist", "IP allowlist"
     BOTH = "both", "API key and IP allowlist"
     OPEN = "open", "Open (no checks)"
+    IDENTITY = "identity", "Identity (bearer JWT)"
 
 
 class AccessPolicyState(models.TextChoices):
@@ -180,6 +181,15 @@ class Endpoint(models.Model):
         default=60, validators=[MinValueValidator(1), MaxValueValidator(3600)]
     )
     access_mode = models.CharField(max_length=20, choices=AccessMode.choices, default=AccessMode.API_KEY)
+    # The identity mode: who issues the callers' tokens, for which audience, where the issuer's
+    # signing keys are (JWKS), a claim every token must carry ("name=value", optional), and on a
+    # runtime whose platform checks tokens itself (Cloud Run's IAM), the principals it lets call
+    # ("user:a@example.com", "serviceAccount:...", "group:...", "domain:..."). See services/identity.py.
+    identity_issuer = models.CharField(max_length=300, blank=True)
+    identity_audience = models.CharField(max_length=300, blank=True)
+    identity_jwks_url = models.CharField("identity JWKS URL", max_length=500, blank=True)
+    identity_claim = models.CharField(max_length=300, blank=True)
+    identity_invokers = models.JSONField(default=list, blank=True)
     url = models.URLField(blank=True)
     gateway_url = models.URLField(blank=True)
     # The HTTPS front the runtime put before the live deployment under a name the team owns (a

@@ -36,6 +36,7 @@ from endpoints.models import (
 from endpoints.services.allowlist import CIDR_SHAPE
 from endpoints.services.deployments import FULL_TRAFFIC
 from endpoints.services.endpoints import CPU_ACCEPTED, MEMORY_SHAPE, SETTINGS_FIELDS
+from endpoints.services.identity import CLAIM_OR_NOTHING, MAX_INVOKERS, PRINCIPAL
 from endpoints.services.keys import (
     DEFAULT_OVERLAP_HOURS,
     MAX_OVERLAP_HOURS,
@@ -291,6 +292,7 @@ class EndpointSerializer(serializers.ModelSerializer):
         help_text="Whether the live version serves; an operation in progress is in `deployments`.",
     )
     access_policy = AccessPolicyStateSerializer(source="*", read_only=True)
+    identity_invokers = serializers.ListField(child=serializers.CharField(), read_only=True)
     created_by = UsernameField()
 
     class Meta:
@@ -725,6 +727,32 @@ class EndpointSettingsSerializer(InputSerializer):
     concurrency = model_field(Endpoint, "concurrency")
     timeout_seconds = model_field(Endpoint, "timeout_seconds")
     access_mode = model_field(Endpoint, "access_mode")
+    identity_issuer = model_field(
+        Endpoint, "identity_issuer", help_text="Identity mode: the `iss` every token must carry (https URL)."
+    )
+    identity_audience = model_field(
+        Endpoint,
+        "identity_audience",
+        help_text="Identity mode: the `aud` every token must carry (Google Cloud: empty is the service URL).",
+    )
+    identity_jwks_url = model_field(
+        Endpoint, "identity_jwks_url", help_text="Identity mode: where the issuer publishes its signing keys."
+    )
+    identity_claim = model_field(
+        Endpoint,
+        "identity_claim",
+        openapi={"pattern": CLAIM_OR_NOTHING},
+        help_text="Identity mode: a claim every token must carry, as name=value (empty: none).",
+    )
+    identity_invokers = StatedListField(
+        child=TextField(),
+        required=False,
+        openapi={
+            "items": {"type": "string", "pattern": PRINCIPAL.pattern},
+            "maxItems": MAX_INVOKERS,
+        },
+        help_text="Identity mode on Google Cloud: who may call (user:, serviceAccount:, group:, domain:).",
+    )
 
 
 class EndpointCreateSerializer(EndpointSettingsSerializer):

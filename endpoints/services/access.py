@@ -1,4 +1,4 @@
-"""The access policy of an endpoint (mode, keys, allowlist) as the runtime enforces it.
+"""The access policy of an endpoint (mode, keys, allowlist, identity) as the runtime enforces it.
 
 Every change to a policy goes one way: the service that makes it calls `access_sync_enqueue` in
 its transaction, which bumps the endpoint's `access_revision` and, on commit, queues
@@ -23,6 +23,7 @@ from endpoints.models import Endpoint
 from endpoints.services import claims
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError
+from endpoints.services.identity import identity_policy_for
 from endpoints.services.owed import owe
 from portal import queue
 from worker.runtimes import get_runtime
@@ -47,7 +48,9 @@ def access_policy_for(endpoint: Endpoint) -> AccessPolicy:
         for key in endpoint.api_keys.order_by("id")
     )
     cidrs = tuple(endpoint.allowlist.order_by("cidr").values_list("cidr", flat=True))
-    return AccessPolicy(mode=endpoint.access_mode, keys=keys, cidrs=cidrs)
+    return AccessPolicy(
+        mode=endpoint.access_mode, keys=keys, cidrs=cidrs, identity=identity_policy_for(endpoint)
+    )
 
 
 def refuse_while_deleting(endpoint: Endpoint) -> None:

@@ -5,10 +5,11 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from endpoints.models import Endpoint
+from endpoints.models import AccessMode, Endpoint
 from endpoints.services.access import access_mode_note, access_sync_enqueue, refuse_while_deleting
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, Unprocessable, refuse_all, require_admin
+from endpoints.services.identity import IDENTITY_FIELDS, identity_fill_defaults, identity_problems
 from worker.runtimes import get_runtime
 
 SETTINGS_FIELDS = (
@@ -21,6 +22,7 @@ SETTINGS_FIELDS = (
     "concurrency",
     "timeout_seconds",
     "access_mode",
+    *IDENTITY_FIELDS,
 )
 
 
@@ -105,6 +107,7 @@ def _validate(endpoint: Endpoint, exclude=(), also: tuple[ServiceError, ...] = (
         # range for that CPU, by the two fields together.
         together = field == "memory" and MEMORY.match(endpoint.memory)
         problems.append((Unprocessable if together else ServiceError)(why, field=field))
+    problems.extend(identity_problems(endpoint, get_runtime()))
     problems.extend(also)
     refuse_all(problems)
 
@@ -125,6 +128,7 @@ def endpoint_create(*, user, name: str, **fields) -> Endpoint:
     if existing:
         raise ServiceError(f"An endpoint named {name!r} already exists.", field="name", code="conflict")
     endpoint = Endpoint(name=name, created_by=user, **fields)
+    identity_fill_defaults(endpoint, get_runtime())
     _validate(
         endpoint,
         exclude=["name"] if not name else (),
@@ -133,7 +137,9 @@ def endpoint_create(*, user, name: str, **fields) -> Endpoint:
     try:
         with transaction.atomic():
             endpoint.save()
-            audit_record(actor=user, action="endpoint.create", target=endpoint, details=fields)
+            # Identity settings left empty are no news (the form sends them all).
+            details = {key: value for key, value in fields.items() if key not in IDENTITY_FIELDS or value}
+            audit_record(actor=user, action="endpoint.create", target=endpoint, details=details)
     except IntegrityError:
         raise ServiceError(
             f"An endpoint named {name!r} already exists.", field="name", code="conflict"
@@ -148,18 +154,24 @@ def endpoint_update(*, user, endpoint: Endpoint, **fields) -> Endpoint:
     unknown = set(fields) - set(SETTINGS_FIELDS)
     if unknown:
         raise ServiceError(f"These settings cannot be changed: {sorted(unknown)}.")
-    changed = {key: value for key, value in fields.items() if getattr(endpoint, key) != value}
+    before = {key: getattr(endpoint, key) for key in SETTINGS_FIELDS}
+    for key, value in fields.items():
+        setattr(endpoint, key, value)
+    identity_fill_defaults(endpoint, get_runtime())
+    changed = {
+        key: getattr(endpoint, key) for key in SETTINGS_FIELDS if getattr(endpoint, key) != before[key]
+    }
     if changed:
         refuse_while_deleting(endpoint)
-    for key, value in changed.items():
-        setattr(endpoint, key, value)
     _validate(endpoint)
     if not changed:
         return endpoint
     with transaction.atomic():
         endpoint.save(update_fields=list(changed))
         details = dict(changed)
-        if "access_mode" in changed:
+        if "access_mode" in changed or (
+            endpoint.access_mode == AccessMode.IDENTITY and set(changed) & set(IDENTITY_FIELDS)
+        ):
             access_sync_enqueue(endpoint)
             details["access_revision"] = endpoint.access_revision
             # Said at once (the worker says it again when it has applied what it can).

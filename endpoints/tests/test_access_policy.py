@@ -26,6 +26,7 @@ from endpoints.services.deployments import deployment_request
 from endpoints.services.endpoints import endpoint_update
 from endpoints.services.operations import deployment_run
 from portal import queue
+from tests.fixtures.jwt_issuer import AUDIENCE, ISSUER, Issuer
 from tests.fixtures.worker import revision_pid, session_ports, stop_serving_processes
 from worker import tasks
 from worker.runtimes.local import LocalRuntime
@@ -64,11 +65,15 @@ def live(runtime_dir, admin, iris_version, sent) -> Endpoint:
     return endpoint
 
 
-def predict(endpoint: Endpoint, *, key: str | None = None, source: str | None = None) -> httpx.Response:
+def predict(
+    endpoint: Endpoint, *, key: str | None = None, source: str | None = None, token: str | None = None
+) -> httpx.Response:
     """POST /predict to the endpoint, from `source` (a loopback address) if given."""
     transport = httpx.HTTPTransport(local_address=source) if source else None
     with httpx.Client(transport=transport, timeout=10) as client:
         headers = {"x-api-key": key} if key else {}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         return client.post(f"{endpoint.url}/predict", json=SETOSA, headers=headers)
 
 
@@ -292,3 +297,37 @@ def test_the_api_shows_whether_the_live_policy_is_the_one_asked_for(
     policy = client.get(f"/api/v1/endpoints/{endpoint.name}/").json()["access_policy"]
     assert (policy["state"], policy["revision"], policy["applied_revision"]) == ("applied", 1, 1)
     assert policy["pending_since"] is None and policy["applied_at"]
+
+
+def test_switching_an_open_endpoint_to_identity_checks_bearer_tokens_at_once(
+    live, admin, sent, django_capture_on_commit_callbacks
+):
+    pid = revision_pid(live.name, live.live_deployment.resources["revision"])
+    with Issuer() as issuer:
+        with django_capture_on_commit_callbacks(execute=True):
+            endpoint_update(
+                user=admin,
+                endpoint=live,
+                access_mode="identity",
+                identity_issuer=ISSUER,
+                identity_audience=AUDIENCE,
+                identity_jwks_url=issuer.jwks_url,
+                identity_claim="groups=ml-callers",
+            )
+        run_queued(sent)
+
+        refused = predict(live)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        wrong = predict(live, token=issuer.token(groups=["staff"]))
+        assert (wrong.status_code, wrong.json()["reason"]) == (401, "missing_claim")
+        assert predict(live, token=issuer.token(groups=["ml-callers"])).status_code == 200
+        assert predict(live, token=issuer.token(algorithm="ES256", groups="ml-callers")).status_code == 200
+        # No redeploy: the same process checks tokens.
+        assert revision_pid(live.name, live.live_deployment.resources["revision"]) == pid
+        assert fresh(live).access_state == AccessPolicyState.APPLIED
+
+    with django_capture_on_commit_callbacks(execute=True):
+        endpoint_update(user=admin, endpoint=fresh(live), access_mode="open")
+    run_queued(sent)
+    assert predict(live).status_code == 200

@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serving.identity import IdentityPolicy, IdentityVerifier, JwksKeys, Options
-from serving.tests.identity_support import AUDIENCE, ISSUER, Issuer
 from serving.tests.support import SETOSA, Server
+from tests.fixtures.jwt_issuer import AUDIENCE, ISSUER, Issuer
 
 CHECKED = Options(leeway=5, jwks_ttl=300, jwks_refresh=0)
 

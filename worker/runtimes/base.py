@@ -52,15 +52,39 @@ class KeyRecord:
 
 
 @dataclass(frozen=True)
-class AccessPolicy:
-    """Who may call an endpoint: its mode, its keys and its allowlisted CIDRs."""
+class IdentityPolicy:
+    """What a caller's bearer token must carry in the identity mode, and (where the platform checks
+    tokens itself) who may call."""
 
-    mode: str  # api_key | ip_allowlist | both | open
-    keys: tuple[KeyRecord, ...] = ()
-    cidrs: tuple[str, ...] = ()
+    issuer: str
+    audience: str  # "" on a platform that checks tokens: the service's own URL
+    jwks_url: str
+    claim_name: str = ""
+    claim_value: str = ""
+    invokers: tuple[str, ...] = ()  # IAM principals: "user:a@example.com", "serviceAccount:..."
 
     def as_json(self) -> dict:
+        """The access file's `identity` object (what serving.identity reads)."""
+        claim = {"name": self.claim_name, "value": self.claim_value} if self.claim_name else None
+        return {"issuer": self.issuer, "audience": self.audience, "jwks_url": self.jwks_url, "claim": claim}
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who may call an endpoint: its mode, its keys and its allowlisted CIDRs, or its identity policy."""
+
+    mode: str  # api_key | ip_allowlist | both | open | identity
+    keys: tuple[KeyRecord, ...] = ()
+    cidrs: tuple[str, ...] = ()
+    identity: IdentityPolicy | None = None  # in the identity mode
+    # The runtime's own name for what a live deployment applies the policy to (set by
+    # `access_for_live` where `apply_access` needs it: the Cloud Run service).
+    live_target: str = ""
+
+    def as_json(self) -> dict:
+        identity = {"identity": self.identity.as_json()} if self.identity is not None else {}
         return {
+            **identity,
             "mode": self.mode,
             "keys": [
                 {
@@ -274,6 +298,11 @@ class Runtime(ABC):
     log_cache_seconds: float = 0.0
     # Whether `portal_access` gives the portal a way of its own to call a live endpoint.
     portal_path: bool = False
+    # The identity mode: who checks callers' tokens ("serving": the serving process, against the
+    # endpoint's issuer and JWKS URL; "platform": the platform's own IAM, which takes only its own
+    # issuer's tokens and lets the endpoint's invokers call), and the values it starts from.
+    identity_check: str = "serving"
+    identity_defaults: dict[str, str] = {}
 
     def min_instances_refusal(self, min_instances: int) -> str | None:
         """Why an endpoint cannot have this minimum of instances here (None when it can): the

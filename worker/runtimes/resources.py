@@ -46,6 +46,7 @@ class DeploymentResources(TypedDict, total=False):
     run_operation_started: float
     traffic: list[TrafficShare]
     invoker: str  # the member allowed to invoke the service (the gateway's account)
+    invokers: list[str]  # the identity mode's members of roles/run.invoker (Cloud Run checks their tokens)
     # gcp: API Gateway.
     api: str
     managed_service: str

@@ -36,6 +36,8 @@ CONTAINER_PORT = 8080
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 KEY_MODES = ("api_key", "both")
 ADDRESS_MODES = ("ip_allowlist",)
+#: Modes Cloud Run's own IAM check enforces: the caller's Google ID token, the service's invokers.
+IAM_MODES = ("identity",)
 MANAGED_BY = "model-endpoint-portal"
 
 
@@ -66,6 +68,14 @@ def ingress_for(mode: str) -> run_v2.IngressTraffic:
     if mode in ADDRESS_MODES:
         return ingress(ingress.INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER)
     return ingress(ingress.INGRESS_TRAFFIC_ALL)
+
+
+def custom_audiences(spec: DeploySpec) -> list[str]:
+    """The identity mode's audience when it is not the service's URL (which Cloud Run always takes)."""
+    identity = spec.access.identity
+    if spec.access.mode in IAM_MODES and identity is not None and identity.audience:
+        return [identity.audience]
+    return []
 
 
 def scaling(*, stopped: bool) -> run_v2.ServiceScaling:
@@ -109,9 +119,13 @@ def build_service(ctx: Context, spec: DeploySpec) -> run_v2.Service:
         description=f"Model endpoint {spec.endpoint}"[:512],
         labels=labels,
         ingress=ingress_for(spec.access.mode),
-        # Key modes: only the gateway's account may invoke (IAM). Allowlist and open modes: no
-        # caller identity exists (load balancer, public), so IAM checks are off and ingress decides.
-        invoker_iam_disabled=spec.access.mode not in KEY_MODES,
+        # Key modes: only the gateway's account may invoke (IAM). Identity mode: the endpoint's
+        # invokers, each calling with a Google ID token for the service's URL (or the custom
+        # audience) that Cloud Run checks before the container sees the request. Allowlist and
+        # open modes: no caller identity exists (load balancer, public), so IAM checks are off and
+        # ingress decides.
+        invoker_iam_disabled=spec.access.mode not in KEY_MODES + IAM_MODES,
+        custom_audiences=custom_audiences(spec),
         scaling=scaling(stopped=False),  # a deploy serves, whether or not the endpoint was stopped
         template=run_v2.RevisionTemplate(
             revision=revision,

@@ -26,7 +26,7 @@ from worker.runtimes.base import (
     Step,
     TeardownSpec,
 )
-from worker.runtimes.gcp import armor, gateway, keys, loadbalancer, logs, monitoring, run
+from worker.runtimes.gcp import armor, gateway, iam, keys, loadbalancer, logs, monitoring, run
 from worker.runtimes.gcp.clients import Context
 from worker.runtimes.gcp.config import GcpConfig
 from worker.runtimes.gcp.lifecycle import TeardownSteps, scaling_steps
@@ -35,22 +35,36 @@ from worker.runtimes.logs import LogPage, LogQuery
 from worker.runtimes.resources import DeploymentResources
 from worker.runtimes.traffic import Traffic, check_window
 
+#: Who issues Google's ID tokens and where its signing keys are (OpenID Connect discovery at
+#: https://accounts.google.com/.well-known/openid-configuration).
+GOOGLE_ISSUER = "https://accounts.google.com"
+GOOGLE_JWKS = "https://www.googleapis.com/oauth2/v3/certs"
 #: What each access mode needs in front of the Cloud Run service, and how the page names it.
-FRONTS = {"api_key": "gateway", "both": "gateway", "ip_allowlist": "load_balancer", "open": "none"}
+FRONTS = {
+    "api_key": "gateway",
+    "both": "gateway",
+    "ip_allowlist": "load_balancer",
+    "open": "none",
+    "identity": "iam",
+}
 FRONT_NAMES = {
     "gateway": "API Gateway",
     "load_balancer": "an HTTPS load balancer with Cloud Armor",
     "none": "nothing (the service's own URL is public)",
+    "iam": "nothing but Cloud Run's own IAM check (the caller's Google ID token)",
 }
 MODE_NAMES = {
     "api_key": "API key",
     "both": "API key and IP allowlist",
     "ip_allowlist": "IP allowlist",
     "open": "open",
+    "identity": "identity",
 }
 #: The mode a live front enforces when the endpoint asks for one it cannot: the nearest that is no
 #: less strict (a gateway asked for an allowlist restricts each key to it).
-KEPT_ON = {"gateway": {"ip_allowlist": "both", "open": "api_key"}, "load_balancer": {}, "none": {}}
+KEPT_ON = {"gateway": {"ip_allowlist": "both", "open": "api_key"}, "load_balancer": {}, "none": {}, "iam": {}}
+#: The mode each live front enforces by itself.
+FRONT_MODES = {"gateway": "api_key", "load_balancer": "ip_allowlist", "none": "open", "iam": "identity"}
 
 
 class GcpRuntime(Runtime):
@@ -59,7 +73,13 @@ class GcpRuntime(Runtime):
     enforcers = {
         "keys": "API Gateway, in front of a Cloud Run service only the gateway may invoke",
         "addresses": "Cloud Armor on the HTTPS load balancer (with keys too, each key's allowed IPs)",
+        "identity": "Cloud Run's IAM check, before the request reaches the service",
     }
+
+    # Identity mode: Cloud Run's own IAM check takes Google-signed ID tokens only, for the service's
+    # URL (or a custom audience), from the principals holding roles/run.invoker on the service.
+    identity_check = "platform"
+    identity_defaults = {"identity_issuer": GOOGLE_ISSUER, "identity_jwks_url": GOOGLE_JWKS}
 
     # Cloud Logging allows 60 entries.list calls a minute per project: one viewer polls 4 a minute.
     log_poll_seconds = 15.0
@@ -137,6 +157,10 @@ class GcpRuntime(Runtime):
             keys.sync_allowed_ips(self.ctx, endpoint, keys.allowed_ips(access.cidrs, access.mode == "both"))
         elif access.mode in run.ADDRESS_MODES:
             armor.apply_allowlist(self.ctx, endpoint, access.cidrs)
+        elif access.mode in run.IAM_MODES and access.live_target:
+            # The invokers change at once; issuer and audience are Cloud Run's (see build_service).
+            invokers = list(access.identity.invokers) if access.identity else []
+            iam.set_members(self.ctx, self.ctx.clients.run(), access.live_target, iam.INVOKER, invokers)
 
     def access_for_live(
         self, live: DeploymentResources | None, access: AccessPolicy
@@ -151,13 +175,14 @@ class GcpRuntime(Runtime):
             front = "gateway"
         elif live.get("load_balancer") or live.get("security_policy"):
             front = "load_balancer"
+        elif "invokers" in live:
+            front = "iam"
         else:
             front = "none"
         wanted = FRONTS[access.mode]
         if wanted == front:
-            return access, ""
-        kept = {"gateway": "api_key", "load_balancer": "ip_allowlist", "none": "open"}[front]
-        kept = KEPT_ON[front].get(access.mode, kept)
+            return replace(access, live_target=live.get("service", "")), ""
+        kept = KEPT_ON[front].get(access.mode, FRONT_MODES[front])
         note = (
             f"On Google Cloud the {MODE_NAMES[access.mode]} mode needs {FRONT_NAMES[wanted]} in front "
             f"of the service; the live deployment has {FRONT_NAMES[front]}. Deploy the endpoint again to "

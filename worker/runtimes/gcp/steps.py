@@ -94,6 +94,15 @@ class DeploySteps:
                     self.plan_load_balancer,
                 )
             )
+        if mode in run.IAM_MODES:
+            steps.append(
+                Step(
+                    "invokers",
+                    "Let the endpoint's invokers call the service",
+                    self.invokers,
+                    self.plan_invokers,
+                )
+            )
         if mode in run.KEY_MODES:
             steps += [
                 Step("invoker", "Let the gateway invoke the service", self.invoker, self.plan_invoker),
@@ -276,6 +285,10 @@ class DeploySteps:
             and resources.get("service_generation", 1) > 1
         ):
             return StepResult(f"{account} may invoke the service", {"invoker": member})
+        if previous.get("invokers"):
+            # The identity mode's invokers called the service itself: behind the gateway, only it may.
+            iam.set_members(self.ctx, self.ctx.clients.run(), resources["service"], iam.INVOKER, [member])
+            return StepResult(f"Only {account} may invoke the service now", {"invoker": member})
         changed = iam.grant(self.ctx, self.ctx.clients.run(), resources["service"], iam.INVOKER, member)
         verb = "may now invoke" if changed else "already may invoke"
         return StepResult(f"{account} {verb} the service", {"invoker": member})
@@ -290,6 +303,30 @@ class DeploySteps:
         except RuntimeFailure:
             needed = True  # the service does not exist yet
         return [Change("invoker", "update" if needed else "none", f"{iam.INVOKER} for {member} on {name}")]
+
+    # invokers (identity mode) -------------------------------------------------------------------
+    def invokers(self, resources: DeploymentResources) -> StepResult:
+        members = list(self.spec.access.identity.invokers) if self.spec.access.identity else []
+        changed = iam.set_members(
+            self.ctx, self.ctx.clients.run(), resources["service"], iam.INVOKER, members
+        )
+        said = ", ".join(members) or "nobody"
+        verb = "may now call" if changed else "already may call"
+        return StepResult(
+            f"{said} {verb} the service (Cloud Run checks their ID tokens)", {"invokers": members}
+        )
+
+    def plan_invokers(self) -> list[Change]:
+        name = run.service_name(self.ctx, self.spec.endpoint, self.spec.resources.region)
+        members = list(self.spec.access.identity.invokers) if self.spec.access.identity else []
+        try:
+            needed = iam.set_members(
+                self.ctx, self.ctx.clients.run(), name, iam.INVOKER, members, validate_only=True
+            )
+        except RuntimeFailure:
+            needed = True  # the service does not exist yet
+        detail = f"{iam.INVOKER} on {name}: exactly {', '.join(members) or 'nobody'}"
+        return [Change("invokers", "update" if needed else "none", detail)]
 
     # gateway_config ----------------------------------------------------------------------------
     def gateway_config(self, resources: DeploymentResources) -> StepResult:

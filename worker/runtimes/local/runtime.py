@@ -57,7 +57,11 @@ class LocalRuntime(Runtime):
     # Two serving processes share the port: the live one forwards the canary its share.
     supports_canary = True
     portal_path = True  # every serving process gives the portal a key of its own (serving.access)
-    enforcers = {"keys": "the serving process itself", "addresses": "the serving process itself"}
+    enforcers = {
+        "keys": "the serving process itself",
+        "addresses": "the serving process itself",
+        "identity": "the serving process itself, against the issuer's published keys",
+    }
     # One serving process per endpoint on this machine, its workers set by
     # LOCAL_RUNTIME_SERVING_WORKERS: none of the Cloud Run sizing applies.
     ignored_settings = frozenset(
