@@ -13,6 +13,12 @@ microsecond: the real protocol and app, fed the bytes wrk sends, with and withou
 and the access file (`runner.access_cost`), over the server CPU per request measured with wrk.
 The wrk pairs and the A/A control are still printed, for what they are worth.
 
+The identity scenario times, the same way and in the same run, a one-row request carrying an API
+key (an api_key policy) and one carrying `Authorization: Bearer <JWT>` (an identity policy whose
+JWKS a loopback server here publishes; RS256, the token verified once and then remembered, as a
+caller repeating its token finds it). The figures: what the JWT check adds, as a share of the
+request's CPU without any check (goal: at most 5 %), and the JWT request's CPU over the API key's.
+
 The infer scenario sends the same 64-row batches to the Open Inference Protocol route as JSON
 tensors and as binary ones (the binary tensor data extension, outputs in binary too), each to its
 own container, in rotating order; the binary rows/s over the JSON rows/s of the same round is the
@@ -23,11 +29,13 @@ and a scaled logistic regression on breast_cancer (30 features).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.serving.models import (
@@ -40,21 +48,25 @@ from bench.serving.models import (
 )
 from bench.serving.runner import (
     AccessCost,
+    IdentityCost,
     Result,
     Target,
     access_cost,
     container,
+    identity_cost,
     run_wrk,
     start_all,
     uvicorn_app,
     write_access_file,
+    write_identity_file,
 )
 
 KINDS = ("container", "baseline", "floor")
 ACCESS = "container +access"
 TWIN = "container twin"  # a second, identical container: the A/A control for the access pairs
+KEY_ONLY, JWT = "container +key", "container +jwt"  # the identity scenario's pair
 ACCESS_CONNECTIONS = (16, 64)
-PARTS = ("iris", "cancer", "census", "hgb", "access", "infer")
+PARTS = ("iris", "cancer", "census", "hgb", "access", "identity", "infer")
 INFER_KINDS = ("JSON", "binary")
 INFER_MODELS = ("iris", "cancer")  # the keys of models.infer_batches
 #: Models fitted on tables and histogram gradient boosting: rows/s against the baseline, one row and batches.
@@ -84,7 +96,13 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def build_targets(workloads: list[Workload], iris: Workload, workers: int, access_file: Path | None) -> dict:
+def build_targets(
+    workloads: list[Workload],
+    iris: Workload,
+    workers: int,
+    access_file: Path | None,
+    identity: IdentitySetup | None = None,
+) -> dict:
     targets = {}
     for workload in workloads:
         batch_path = "/predict" if workload.rows_per_request == 1 else "/predict/batch"
@@ -100,6 +118,10 @@ def build_targets(workloads: list[Workload], iris: Workload, workers: int, acces
         targets[iris.name, TWIN] = container(iris, workers)
         targets[iris.name, TWIN].name += " twin"
         targets[iris.name, ACCESS] = container(iris, workers, access_file)
+    if identity is not None:
+        targets.setdefault((iris.name, "container"), container(iris, workers))
+        targets[iris.name, KEY_ONLY] = container(iris, workers, identity.key_file)
+        targets[iris.name, JWT] = container(iris, workers, identity.identity_file, bearer=identity.token)
     return targets
 
 
@@ -122,7 +144,7 @@ def report(results: dict, scenarios: list, rows: dict) -> None:
     columns = f"{'scenario':<24}{'target':<19}{'req/s':>9}{'rows/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
     print(columns + f"{'x baseline':>12}{'x floor':>9}{'cpu us/req':>11}{'fails':>7}")
     for workload_name, connections in scenarios:
-        for kind in (*KINDS, TWIN, ACCESS):
+        for kind in (*KINDS, TWIN, ACCESS, KEY_ONLY, JWT):
             key = (workload_name, connections, kind)
             runs: list[Result] = results.get(key, [])
             if not runs:
@@ -240,6 +262,56 @@ def checks(
     return found
 
 
+@dataclass(frozen=True)
+class IdentitySetup:
+    """The identity scenario's policies: API keys, and bearer tokens from a loopback issuer."""
+
+    key_file: Path
+    identity_file: Path
+    token: str
+
+
+def identity_setup(stack: contextlib.ExitStack, directory: Path) -> IdentitySetup:
+    """A token issuer (RSA key, JWKS on loopback) for the run, and the two access files."""
+    from tests.fixtures.jwt_issuer import Issuer
+
+    issuer = stack.enter_context(Issuer())
+    return IdentitySetup(
+        write_access_file(directory, "api_key"),
+        write_identity_file(directory, issuer.policy()),
+        issuer.token(exp=int(time.time()) + 6 * 3600),
+    )
+
+
+def identity_checks(results: dict, cost: IdentityCost, rounds: int) -> list[tuple]:
+    print(
+        f"\nIdentity in-process ({rounds} rotations of 400 one-row requests, thread CPU time): a request "
+        f"costs {cost.plain_us:.2f} us with no check; an API key adds {cost.key_us:.2f} us, a verified "
+        f"JWT {cost.jwt_us:.2f} us (+-{cost.spread_us:.2f})."
+    )
+    found = []
+    for connections in ACCESS_CONNECTIONS:
+        plain_runs = results.get(("identity", connections, "container"), [])
+        if plain_runs:
+            share = cost.jwt_us / median([run.cpu_us_per_request for run in plain_runs])
+            what = f"identity check, {connections} conns, % server CPU/request (in-process)"
+            found.append((what, share * 100, "<= 5 %", share <= 0.05))
+            jwt_runs, key_runs = (
+                results["identity", connections, JWT],
+                results["identity", connections, KEY_ONLY],
+            )
+            cpu = [
+                jwt.cpu_us_per_request / key.cpu_us_per_request - 1
+                for jwt, key in zip(jwt_runs, key_runs, strict=True)
+            ]
+            what = f"JWT over API key, {connections} conns, wrk pairs, % CPU/request"
+            found.append((what + spread(cpu), median(cpu) * 100, "", None))
+    share = cost.jwt_us / cost.plain_us
+    found.append(("identity check, % of in-process request CPU (no socket work)", share * 100, "", None))
+    found.append(("one-row request CPU, JWT over API key (in-process)", cost.jwt_over_key, "", None))
+    return found
+
+
 def main() -> None:
     args = parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
@@ -248,8 +320,9 @@ def main() -> None:
     pairs, pair_seconds = (4, 1) if args.quick else (6, 2)
     cost_rounds = 60 if args.quick else 150
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp, contextlib.ExitStack() as stack:
         directory = Path(tmp)
+        identity = identity_setup(stack, directory) if "identity" in args.only else None
         iris, cancer = iris_single_row(directory), cancer_batches(directory)
         tables = [
             *(census_workloads(directory) if "census" in args.only else []),
@@ -259,7 +332,7 @@ def main() -> None:
         rows = {workload.name: workload.rows_per_request for workload in every}
         loaded = [workload for workload in every if workload.name.split()[0] in args.only]
         access_file = write_access_file(directory) if "access" in args.only else None
-        targets = build_targets(loaded, iris, args.workers, access_file)
+        targets = build_targets(loaded, iris, args.workers, access_file, identity)
         if "infer" in args.only:
             for model, pair in infer_batches(directory).items():
                 for kind, workload in zip(INFER_KINDS, pair, strict=True):
@@ -298,10 +371,26 @@ def main() -> None:
                         )
             if checked:
                 print(f"access pairs done ({time.monotonic() - started:.0f} s)", flush=True)
+            # The same for the identity scenario: no check, an API key, a JWT.
+            for connections in ACCESS_CONNECTIONS if identity else ():
+                kinds = ["container", KEY_ONLY, JWT]
+                for pair in range(pairs):
+                    shift = pair % len(kinds)
+                    for kind in kinds[shift:] + kinds[:shift]:
+                        results.setdefault(("identity", connections, kind), []).append(
+                            run_wrk(targets[iris.name, kind], connections, pair_seconds, directory)
+                        )
         finally:
             for target in targets.values():
                 target.stop()
         cost = access_cost(iris, access_file, directory, cost_rounds) if access_file else None
+        found_cost = (
+            identity_cost(
+                iris, identity.key_file, identity.identity_file, identity.token, directory, cost_rounds
+            )
+            if identity
+            else None
+        )
     print(
         f"\n{rounds} round(s) of {seconds:g} s per run; medians over rounds; ratios taken within a round.\n"
     )
@@ -319,8 +408,13 @@ def main() -> None:
             f"{cost.header_us:.2f} us, the check {cost.check_us:.2f} us; together {cost.total_us:.2f} us "
             f"(+-{cost.spread_us:.2f})."
         )
+    found = checks(results, iris, cancer, cost, tables)
+    if found_cost is not None:
+        print(f"\nIdentity: {pairs} rotations of {pair_seconds:g} s runs per connection count.")
+        report(results, [("identity", connections) for connections in ACCESS_CONNECTIONS], {"identity": 1})
+        found += identity_checks(results, found_cost, cost_rounds)
     print()
-    for what, value, goal, met in checks(results, iris, cancer, cost, tables):
+    for what, value, goal, met in found:
         status = "INFO" if met is None else "PASS" if met else "MISS"
         print(f"{status}  {what:<72} {value:8.2f}   {'target ' + goal if goal else ''}")
     print(f"\nTotal {time.monotonic() - started:.0f} s.")

@@ -1,7 +1,9 @@
-"""Start the servers under test and load them with wrk; measure the access check in-process.
+"""Start the servers under test and load them with wrk; measure the access checks in-process.
 
-`python -m bench.serving.runner access-cost ACCESS_FILE BODY_FILE ROUNDS`, with the workload's
-SERVING_MODEL_URI and SERVING_MODEL_META in the environment, is the child process `access_cost` runs.
+`python -m bench.serving.runner access-cost ACCESS_FILE BODY_FILE ROUNDS` and
+`python -m bench.serving.runner identity-cost KEY_FILE IDENTITY_FILE TOKEN_FILE BODY_FILE ROUNDS`,
+with the workload's SERVING_MODEL_URI and SERVING_MODEL_META in the environment, are the child
+processes `access_cost` and `identity_cost` run.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Target:
     path: str
     workload: Workload
     api_key: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()  # sent with every request (a bearer token)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -78,7 +81,7 @@ class Target:
         )
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        headers = {**dict(self.workload.headers), **({"x-api-key": self.api_key} if self.api_key else {})}
+        headers = {**dict(self.headers())}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -92,6 +95,10 @@ class Target:
             except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready after {timeout} s")
+
+    def headers(self) -> list[tuple[str, str]]:
+        key = [("x-api-key", self.api_key)] if self.api_key else []
+        return [*self.workload.headers, *key, *self.extra_headers]
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by the server's whole process group."""
@@ -127,19 +134,24 @@ class Target:
                 self.process.wait()
 
 
-def container(workload: Workload, workers: int, access_file: Path | None = None) -> Target:
+def container(
+    workload: Workload, workers: int, access_file: Path | None = None, bearer: str | None = None
+) -> Target:
+    """The serving container; with an access file, requests carry the bench key, or `bearer` as
+    an Authorization header instead."""
     env = {**workload.env(), "SERVING_WORKERS": str(workers), "SERVING_HOST": "127.0.0.1"}
     name = f"container {workload.name}"
     if access_file:
         env["SERVING_ACCESS_FILE"] = str(access_file)
-        name += " +access"
+        name += f" +{access_file.stem.removeprefix('access-')}"
     return Target(
         name,
         [sys.executable, "-m", "serving"],
         env,
         workload.route,
         workload,
-        API_KEY if access_file else None,
+        API_KEY if access_file and not bearer else None,
+        (("Authorization", f"Bearer {bearer}"),) if bearer else (),
     )
 
 
@@ -150,8 +162,8 @@ def uvicorn_app(name: str, app: str, workload: Workload, workers: int, path: str
     return Target(name, command, workload.env(), path, workload)
 
 
-def write_access_file(directory: Path) -> Path:
-    """An api_key + allowlist policy ("both") with the bench key among a few others."""
+def write_access_file(directory: Path, mode: str = "both") -> Path:
+    """An api_key + allowlist policy ("both", or `mode`) with the bench key among a few others."""
     keys = [
         {
             "prefix": secret[:12],
@@ -161,8 +173,15 @@ def write_access_file(directory: Path) -> Path:
         }
         for secret in [API_KEY] + [f"other-key-{index:04d}-padding-padding" for index in range(20)]
     ]
-    path = directory / "access.json"
-    path.write_bytes(orjson.dumps({"mode": "both", "keys": keys, "cidrs": ["10.0.0.0/8", "127.0.0.0/8"]}))
+    path = directory / f"access-{mode}.json"
+    path.write_bytes(orjson.dumps({"mode": mode, "keys": keys, "cidrs": ["10.0.0.0/8", "127.0.0.0/8"]}))
+    return path
+
+
+def write_identity_file(directory: Path, identity: dict) -> Path:
+    """An identity policy (issuer, audience, JWKS URL) beside the same keys, which it does not use."""
+    path = directory / "access-identity.json"
+    path.write_bytes(orjson.dumps({"mode": "identity", "identity": identity}))
     return path
 
 
@@ -186,8 +205,8 @@ def start_all(targets, directory: Path) -> None:
 
 
 def run_wrk(target: Target, connections: int, seconds: int, script_dir: Path) -> Result:
-    headers = [*target.workload.headers, *([("x-api-key", target.api_key)] if target.api_key else [])]
-    name = f"{hashlib.sha1(target.workload.body).hexdigest()[:8]}-{bool(target.api_key)}"
+    headers = target.headers()
+    name = hashlib.sha1(target.workload.body + repr(headers).encode()).hexdigest()[:12]
     script, body = script_dir / f"{name}.lua", script_dir / f"{name}.body"
     if not script.exists():
         body.write_bytes(target.workload.body)
@@ -223,23 +242,48 @@ class AccessCost:
     spread_us: float  # half the interquartile range of the per-round total differences
 
 
-def wrk_request(body: bytes, api_key: str | None, port: int = 8080) -> bytes:
+@dataclass(frozen=True)
+class IdentityCost:
+    plain_us: float  # CPU for one request through protocol + app, no access file, no credential
+    key_us: float  # what an API key policy and its x-api-key header add (median of per-round differences)
+    jwt_us: float  # what an identity policy and its Authorization: Bearer header add (a verified token)
+    jwt_over_key: float  # a JWT request's CPU over an API-key request's (median of per-round ratios)
+    spread_us: float  # half the interquartile range of the per-round JWT differences
+
+
+def wrk_request(body: bytes, api_key: str | None, port: int = 8080, bearer: str | None = None) -> bytes:
     """The request wrk sends with the bench's Lua script (header order aside)."""
     head = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n" % port
     if api_key:
         head += b"x-api-key: %s\r\n" % api_key.encode()
+    if bearer:
+        head += b"Authorization: Bearer %s\r\n" % bearer.encode()
     return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
-def access_cost(workload: Workload, access_file: Path, directory: Path, rounds: int = 60) -> AccessCost:
-    """Run the in-process measurement in a fresh process (like a worker: model loaded, gc frozen)."""
+def _in_process(workload: Workload, directory: Path, *arguments: str) -> dict:
+    """Run an in-process measurement in a fresh process (like a worker: model loaded, gc frozen)."""
     body = directory / "access-cost-body.json"
     body.write_bytes(workload.body)
-    command = [sys.executable, "-m", "bench.serving.runner", "access-cost", str(access_file), str(body)]
-    command.append(str(rounds))
+    command = [sys.executable, "-m", "bench.serving.runner", *arguments[:-1], str(body), arguments[-1]]
     env = {**os.environ, "PYTHONPATH": str(REPO), **workload.env()}
     output = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout
-    return AccessCost(**orjson.loads(output.strip().splitlines()[-1]))
+    return orjson.loads(output.strip().splitlines()[-1])
+
+
+def access_cost(workload: Workload, access_file: Path, directory: Path, rounds: int = 60) -> AccessCost:
+    return AccessCost(**_in_process(workload, directory, "access-cost", str(access_file), str(rounds)))
+
+
+def identity_cost(
+    workload: Workload, key_file: Path, identity_file: Path, token: str, directory: Path, rounds: int = 60
+) -> IdentityCost:
+    """A one-row request with an API key (api_key policy) against the same with a verified JWT
+    (identity policy whose JWKS the caller serves), in the same process, in rotating order."""
+    token_file = directory / "identity-token"
+    token_file.write_text(token)
+    arguments = ("identity-cost", str(key_file), str(identity_file), str(token_file), str(rounds))
+    return IdentityCost(**_in_process(workload, directory, *arguments))
 
 
 class _Transport:
@@ -267,10 +311,10 @@ class _Transport:
         pass
 
 
-def _measure_access_cost(access_file: str, body: bytes, rounds: int, per_block: int = 400) -> AccessCost:
-    """Rounds of three blocks (no file + no header, no file + header, file + header), in rotating
-    order; each block is `per_block` requests on one keep-alive connection, timed in thread CPU
-    time. The medians of the per-round differences are the costs."""
+def _time_arms(arms: dict[str, tuple[str | None, bytes]], rounds: int, per_block: int = 400) -> dict:
+    """Each arm (an access file or none, the request's bytes) timed in rounds of one block each, in
+    rotating order; a block is `per_block` requests on one keep-alive connection, timed in thread
+    CPU time (us per request). The real protocol and app answer, with the workload's model."""
     import uvloop
 
     from serving import metrics
@@ -287,13 +331,13 @@ def _measure_access_cost(access_file: str, body: bytes, rounds: int, per_block: 
     shared = metrics.SharedMetrics(1)
     loop = uvloop.new_event_loop()
 
-    def connection(access):
+    def connection(access_file):
         state = ServerState()
         app = ServingApp(
             model,
             max_rows=10_000,
             max_body_bytes=1 << 24,
-            access=access,
+            access=AccessControl(access_file) if access_file else None,
             recorder=shared.recorder(0),
             render_metrics=lambda: b"",
             state=state,
@@ -302,47 +346,93 @@ def _measure_access_cost(access_file: str, body: bytes, rounds: int, per_block: 
         made.connection_made(_Transport())
         return made
 
-    arms = {
-        "plain": (connection(None), wrk_request(body, None)),
-        "plain + key header": (connection(None), wrk_request(body, API_KEY)),
-        "checked": (connection(AccessControl(access_file)), wrk_request(body, API_KEY)),
-    }
-    for made, request in arms.values():
-        made.data_received(request)
-        if not made.transport.written.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"not answered 200: {made.transport.written[:200]!r}")
+    made = {arm: (connection(access_file), request) for arm, (access_file, request) in arms.items()}
+    for connected, request in made.values():
+        connected.data_received(request)
+        if not connected.transport.written.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"not answered 200: {connected.transport.written[:300]!r}")
     gc.collect()
     gc.freeze()
 
-    def block(made, request) -> float:
-        feed = made.data_received
+    def block(connected, request) -> float:
+        feed = connected.data_received
         started = time.thread_time_ns()
         for _ in range(per_block):
             feed(request)
         return (time.thread_time_ns() - started) / per_block / 1000
 
-    for made, request in arms.values():  # warm-up
-        block(made, request)
-    timings: dict[str, list[float]] = {arm: [] for arm in ACCESS_ARMS}
+    for connected, request in made.values():  # warm-up
+        block(connected, request)
+    names = list(arms)
+    timings: dict[str, list[float]] = {arm: [] for arm in names}
     for index in range(rounds):
-        shift = index % len(ACCESS_ARMS)
-        for arm in ACCESS_ARMS[shift:] + ACCESS_ARMS[:shift]:
-            timings[arm].append(block(*arms[arm]))
-    plain, header, checked = (timings[arm] for arm in ACCESS_ARMS)
-    totals = [c - p for c, p in zip(checked, plain, strict=True)]
-    quartiles = statistics.quantiles(totals, n=4)
+        shift = index % len(names)
+        for arm in names[shift:] + names[:shift]:
+            timings[arm].append(block(*made[arm]))
+    return timings
+
+
+def _differences(arm: list[float], reference: list[float]) -> list[float]:
+    return [a - r for a, r in zip(arm, reference, strict=True)]
+
+
+def _half_iqr(values: list[float]) -> float:
+    quartiles = statistics.quantiles(values, n=4)
+    return (quartiles[2] - quartiles[0]) / 2
+
+
+def _measure_access_cost(access_file: str, body: bytes, rounds: int) -> AccessCost:
+    """No file + no header, no file + header, file + header: the medians of the per-round
+    differences are the costs."""
+    timings = _time_arms(
+        {
+            "plain": (None, wrk_request(body, None)),
+            "plain + key header": (None, wrk_request(body, API_KEY)),
+            "checked": (access_file, wrk_request(body, API_KEY)),
+        },
+        rounds,
+    )
+    plain, header, checked = timings.values()
+    totals = _differences(checked, plain)
     return AccessCost(
         plain_us=statistics.median(plain),
         total_us=statistics.median(totals),
-        header_us=statistics.median([h - p for h, p in zip(header, plain, strict=True)]),
-        check_us=statistics.median([c - h for c, h in zip(checked, header, strict=True)]),
-        spread_us=(quartiles[2] - quartiles[0]) / 2,
+        header_us=statistics.median(_differences(header, plain)),
+        check_us=statistics.median(_differences(checked, header)),
+        spread_us=_half_iqr(totals),
+    )
+
+
+def _measure_identity_cost(
+    key_file: str, identity_file: str, token: str, body: bytes, rounds: int
+) -> IdentityCost:
+    timings = _time_arms(
+        {
+            "plain": (None, wrk_request(body, None)),
+            "api key": (key_file, wrk_request(body, API_KEY)),
+            "jwt": (identity_file, wrk_request(body, None, bearer=token)),
+        },
+        rounds,
+    )
+    plain, key, jwt = timings.values()
+    return IdentityCost(
+        plain_us=statistics.median(plain),
+        key_us=statistics.median(_differences(key, plain)),
+        jwt_us=statistics.median(_differences(jwt, plain)),
+        jwt_over_key=statistics.median([j / k for j, k in zip(jwt, key, strict=True)]),
+        spread_us=_half_iqr(_differences(jwt, plain)),
     )
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["access-cost"]:
+    if sys.argv[1:2] == ["access-cost"]:
+        path, body_path, rounds = sys.argv[2], sys.argv[3], int(sys.argv[4])
+        measured = _measure_access_cost(path, Path(body_path).read_bytes(), rounds).__dict__
+    elif sys.argv[1:2] == ["identity-cost"]:
+        key_file, identity_file, token_file, body_path, rounds = sys.argv[2:7]
+        token = Path(token_file).read_text().strip()
+        body = Path(body_path).read_bytes()
+        measured = _measure_identity_cost(key_file, identity_file, token, body, int(rounds)).__dict__
+    else:
         raise SystemExit(__doc__)
-    path, body_path, rounds = sys.argv[2], sys.argv[3], int(sys.argv[4])
-    cost = _measure_access_cost(path, Path(body_path).read_bytes(), rounds)
-    print(orjson.dumps(cost.__dict__).decode())
+    print(orjson.dumps(measured).decode())

@@ -607,6 +607,13 @@ class StatedListField(StatedRules, serializers.ListField):
     pass
 
 
+class ServiceCheckedListField(StatedListField):
+    """A list whose items the service checks, naming every bad one in one message on the field."""
+
+    def run_child_validation(self, data):
+        return list(data)
+
+
 def limits(name: str) -> dict:
     """The schema keywords of a progressive deploy's whole-number setting (see rollouts.LIMITS)."""
     low, high = LIMITS[name]
@@ -744,8 +751,8 @@ class EndpointSettingsSerializer(InputSerializer):
         openapi={"pattern": CLAIM_OR_NOTHING},
         help_text="Identity mode: a claim every token must carry, as name=value (empty: none).",
     )
-    identity_invokers = StatedListField(
-        child=TextField(),
+    identity_invokers = ServiceCheckedListField(
+        child=serializers.JSONField(),
         required=False,
         openapi={
             "items": {"type": "string", "pattern": PRINCIPAL.pattern},
