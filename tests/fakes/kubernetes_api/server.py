@@ -44,7 +44,7 @@ class KubernetesApiFake(RestFake):
     # --- helpers ---------------------------------------------------------------------------
 
     def _route(self, request: Request, *, raw_path: str):
-        """Any path or verb the fake does not serve is the API server's 404 (or 405), as a Status."""
+        """Any path or verb the fake does not serve is the API server's 404, as a Status."""
         try:
             return super()._route(request, raw_path=raw_path)
         except KubeError:
@@ -54,9 +54,10 @@ class KubernetesApiFake(RestFake):
                 raise
             raise KubeError("NotFound", "the server could not find the requested resource") from None
 
-    def _kind(self, request: Request, *, namespaced: bool = True) -> Kind:
+    def _kind(self, request: Request) -> Kind:
+        """The namespaced kind the path names."""
         kind = BY_PATH.get((request.params["prefix"], request.params["plural"]))
-        if kind is None or kind.namespaced != namespaced:
+        if kind is None or not kind.namespaced:
             raise KubeError(
                 "NotFound",
                 "the server could not find the requested resource",
@@ -99,25 +100,16 @@ class KubernetesApiFake(RestFake):
     def list_namespaced(self, request: Request):
         self._authorize(request)
         kind = self._kind(request)
-        found = self.cluster.list(
-            kind,
-            request.params["namespace"],
-            **_list_options(request),
-        )
-        return 200, found
+        return 200, self.cluster.list(kind, request.params["namespace"], **_list_options(request))
 
     @route("GET", PREFIX + r"/(?P<plural>[^/]+)")
     def list_everywhere(self, request: Request):
+        """A list across namespaces, and the list of namespaces."""
         self._authorize(request)
         kind = BY_PATH.get((request.params["prefix"], request.params["plural"]))
         if kind is None:
             raise KubeError("NotFound", "the server could not find the requested resource")
-        found = self.cluster.list(
-            kind,
-            None,
-            **_list_options(request),
-        )
-        return 200, found
+        return 200, self.cluster.list(kind, None, **_list_options(request))
 
     @route("POST", NAMESPACED)
     def create_namespaced(self, request: Request):
@@ -263,15 +255,6 @@ class KubernetesApiFake(RestFake):
         return 200, body, {"Content-Type": "text/plain"}
 
     # --- namespaces --------------------------------------------------------------------------
-
-    @route("GET", r"/api/v1/namespaces")
-    def list_namespaces(self, request: Request):
-        self._authorize(request)
-        return 200, self.cluster.list(
-            BY_KIND["Namespace"],
-            None,
-            **_list_options(request),
-        )
 
     @route("POST", r"/api/v1/namespaces")
     def create_namespace(self, request: Request):

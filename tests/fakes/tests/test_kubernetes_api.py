@@ -351,3 +351,12 @@ def test_a_node_port_service_gets_a_node_port_that_a_put_keeps(kube):
     port = created.spec.ports[0].node_port
     assert 30000 <= port <= 32767
     assert kube.core.replace_namespaced_service("web", NS, body).spec.ports[0].node_port == port
+
+
+def test_namespaces_are_listed_and_a_deployment_list_spans_them(kube):
+    kube.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging"}})
+    assert [n.metadata.name for n in kube.core.list_namespace().items] == ["models", "staging"]
+    kube.apps.create_namespaced_deployment(NS, deployment())
+    kube.apps.create_namespaced_deployment("staging", deployment())
+    found = kube.apps.list_deployment_for_all_namespaces().items
+    assert [(d.metadata.namespace, d.metadata.name) for d in found] == [("models", "web"), ("staging", "web")]
