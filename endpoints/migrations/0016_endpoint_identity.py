@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('endpoints', '0014_deployment_rollout'),
+        ('endpoints', '0015_load_tests'),
     ]
 
     operations = [
