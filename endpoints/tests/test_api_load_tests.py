@@ -1,6 +1,8 @@
 """The load tests API: start, read, list per endpoint, cancel; refusals in the API's shape, and the
 dashboard's panel and form giving the same records and the same words."""
 
+import re
+
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
@@ -8,6 +10,7 @@ from rest_framework.test import APIClient
 from endpoints.models import AuditEvent, LoadTest, LoadTestStatus
 from endpoints.services.deployments import deployment_request
 from endpoints.services.operations import deployment_run
+from endpoints.tests.test_parity import api_error, audit, form_error, make_live, row
 
 
 def api(user=None) -> APIClient:
@@ -111,3 +114,73 @@ def test_the_endpoint_page_starts_a_test_and_shows_the_caps_refusals_all_at_once
     assert conflict.status_code == 200  # the panel, with the refusal (htmx swaps only 2xx answers)
     assert f"Load test {test.pk} is already queued on this endpoint." in conflict.content.decode()
     assert LoadTest.objects.count() == 1
+
+
+# -- parity: the API and the dashboard leave the same rows and refuse in the same words -------------------
+
+
+@pytest.fixture
+def twins(memory_runtime, admin, iris_version, sent):
+    """Two live endpoints alike but for their names: one driven through the API, one through the web."""
+    from endpoints.services.endpoints import endpoint_create
+
+    endpoints = endpoint_create(user=admin, name="via-api"), endpoint_create(user=admin, name="via-web")
+    for endpoint in endpoints:
+        make_live(admin, endpoint, iris_version)
+        endpoint.refresh_from_db()
+    return endpoints
+
+
+def api_start(user, endpoint, **figures):
+    return api(user).post(
+        f"/api/v1/endpoints/{endpoint.name}/load-tests/", {**FIGURES, **figures}, format="json"
+    )
+
+
+def web_start(user, endpoint, **figures):
+    client = Client()
+    client.force_login(user)
+    return client.post(f"/endpoints/{endpoint.name}/load-tests/start/", {**FIGURES, **figures})
+
+
+def test_starting_a_test_leaves_the_same_rows_through_both_interfaces(admin, twins):
+    assert api_start(admin, twins[0]).status_code == 202
+    assert web_start(admin, twins[1]).status_code == 302
+    via_api, via_web = (LoadTest.objects.get(endpoint=endpoint) for endpoint in twins)
+    assert row(via_api, "endpoint", "url") == row(via_web, "endpoint", "url")
+    event_api, event_web = audit("load_test.start", via_api), audit("load_test.start", via_web)
+    assert event_api["details"].pop("endpoint") == "via-api"
+    assert event_web["details"].pop("endpoint") == "via-web"
+    assert event_api == event_web
+
+
+@pytest.mark.parametrize(
+    ("figures", "expected"),
+    [
+        ({"users": 0}, ("users", "Choose 1 to 50 users.")),
+        ({"spawn_rate": 11}, ("spawn_rate", "Choose 1 to 10 users started per second.")),
+        ({"duration_seconds": 121}, ("duration_seconds", "Choose 1 to 120 seconds.")),
+    ],
+)
+def test_figures_past_the_caps_are_refused_in_the_same_words(admin, twins, figures, expected):
+    via_api, via_web = api_start(admin, twins[0], **figures), web_start(admin, twins[1], **figures)
+    assert (via_api.status_code, via_web.status_code) == (400, 400)
+    assert api_error(via_api) == form_error(via_web, "load_test_form") == expected
+    assert not LoadTest.objects.exists()
+
+
+def test_a_second_test_is_refused_in_the_same_words(admin, twins):
+    api_start(admin, twins[0])
+    web_start(admin, twins[1])
+    via_api, via_web = api_start(admin, twins[0]), web_start(admin, twins[1])
+    assert (via_api.status_code, via_web.status_code) == (409, 409)
+    field, message = form_error(via_web, "load_test_form")
+    assert (field, re.sub(r"\d+", "<id>", message)) == (None, re.sub(r"\d+", "<id>", api_error(via_api)[1]))
+    assert LoadTest.objects.count() == 2
+
+
+def test_a_team_member_is_refused_a_test_in_the_same_words(member, twins):
+    via_api, via_web = api_start(member, twins[0]), web_start(member, twins[1])
+    assert (via_api.status_code, via_web.status_code) == (403, 403)
+    assert api_error(via_api)[1] in via_web.content.decode()
+    assert not LoadTest.objects.exists()
