@@ -39,7 +39,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from endpoints.locustfile import locustfile_name, locustfile_text
-from endpoints.models import Endpoint, LoadTest, LoadTestStatus
+from endpoints.models import AccessMode, Endpoint, LoadTest, LoadTestStatus
 from endpoints.services import access, claims, keys
 from endpoints.services.audit import audit_record
 from endpoints.services.errors import ServiceError, require_admin
@@ -94,6 +94,11 @@ def load_test_refusal(endpoint: Endpoint) -> str:
         return "This endpoint is stopped: start it before testing it."
     if not endpoint.public_url:
         return "The endpoint has no URL yet."
+    if endpoint.access_mode == AccessMode.IDENTITY:
+        return (
+            "This endpoint lets in only bearer tokens from its identity provider, which the portal cannot "
+            "obtain for a test."
+        )
     if endpoint.deployments.active().exists():
         return "An operation on this endpoint is under way (a deploy, stop or start): wait for it to finish."
     running = endpoint.load_tests.active().first()

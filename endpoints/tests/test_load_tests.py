@@ -14,10 +14,12 @@ from django.test import Client
 from django.utils import timezone
 
 from endpoints.models import (
+    AccessMode,
     ApiKey,
     AuditEvent,
     Deployment,
     DeploymentStatus,
+    Endpoint,
     LoadTest,
     LoadTestStatus,
     OwedTask,
@@ -156,6 +158,13 @@ def test_a_test_is_refused_on_a_stopped_endpoint(memory_served, admin):
     memory_served.stopped_at = timezone.now()
     memory_served.save(update_fields=["stopped_at"])
     with pytest.raises(ServiceError, match="This endpoint is stopped"):
+        start(admin, memory_served)
+
+
+def test_a_test_is_refused_on_an_endpoint_that_lets_in_only_identity_tokens(memory_served, admin):
+    Endpoint.objects.filter(pk=memory_served.pk).update(access_mode=AccessMode.IDENTITY)
+    memory_served.refresh_from_db()
+    with pytest.raises(ServiceError, match="only bearer tokens from its identity provider"):
         start(admin, memory_served)
 
 
