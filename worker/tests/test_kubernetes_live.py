@@ -1,7 +1,8 @@
 """The kubernetes runtime's pods running the real serving process (the fake kubelet's live mode:
 each pod's container as a local process on loopback, its Secret and claim volumes as directories):
 the model from the volume, keys from the mounted access Secret, a revoke in force without a
-redeploy, and the pods' own output read back as the endpoint's log."""
+redeploy, the pods' own output read back as the endpoint's log, and a rollout behind the Service
+(the fake kube-proxy) that refuses no request."""
 
 from __future__ import annotations
 
@@ -98,3 +99,38 @@ def test_the_pods_serve_the_model_from_the_volume_and_a_revoke_reaches_them_with
     page = live.runtime.read_log("iris", resources, LogQuery())
     assert page.revision == "iris-d1" and page.entries
     assert any("iris" in entry.message for entry in page.entries)
+
+
+def test_a_rollout_behind_the_service_refuses_no_request(live, fake_kubernetes):
+    import threading
+
+    open_access = AccessPolicy(mode="open")
+    first = live.deploy(live.spec(1, access=open_access))
+    url = fake_kubernetes.service_url("iris")
+    answers: list[int | str] = []
+    done = threading.Event()
+
+    def call_all_along():
+        with httpx.Client(timeout=10, headers={"connection": "close"}) as client:
+            while not done.is_set():
+                try:
+                    answers.append(client.post(f"{url}/predict", json=ROW).status_code)
+                except httpx.HTTPError as exc:
+                    answers.append(type(exc).__name__)
+
+    caller = threading.Thread(target=call_all_along)
+    caller.start()
+    try:
+        until(lambda: len(answers) >= 5, "the first answers through the Service")
+        before = len(answers)
+        second = live.deploy(live.spec(2, access=open_access, previous=first))
+        seen = len(answers)
+        until(lambda: len(answers) >= seen + 5, "answers after the rollout")
+    finally:
+        done.set()
+        caller.join()
+
+    assert second["revision"] == "iris-d2" and seen > before  # requests went on during the rollout
+    (pod,) = fake_kubernetes.list("Pod")
+    assert pod["metadata"]["labels"]["model-endpoint-portal/revision"] == "iris-d2"
+    assert set(answers) == {200}, f"{len(answers)} requests: {sorted(set(map(str, answers)))}"
