@@ -16,35 +16,42 @@ import shlex
 from urllib.parse import urlencode
 
 KEY_PLACEHOLDER = "$API_KEY"
+TOKEN_PLACEHOLDER = "$ID_TOKEN"
 
 
 def predict_url(url: str, mode: str | None) -> str:
     return url.rstrip("/") + "/predict" + (f"?{urlencode({'return': mode})}" if mode else "")
 
 
-def call_snippets(*, url: str, body: dict, mode: str | None, checks_keys: bool, key: str = "") -> dict:
-    """{"curl": ..., "python": ..., "javascript": ..., "url": ...} for POSTing `body` to `url`."""
+def call_snippets(
+    *, url: str, body: dict, mode: str | None, checks_keys: bool, key: str = "", bearer: bool = False
+) -> dict:
+    """{"curl": ..., "python": ..., "javascript": ..., "url": ...} for POSTing `body` to `url`;
+    `bearer`: the endpoint takes `Authorization: Bearer <token>` (the identity mode), read from
+    `$ID_TOKEN`."""
     target = predict_url(url, mode)
     return {
         "url": target,
-        "curl": _curl(target, body, checks_keys, key),
-        "python": _python(target, body, checks_keys),
-        "javascript": _javascript(target, body, checks_keys),
+        "curl": _curl(target, body, checks_keys, key, bearer),
+        "python": _python(target, body, checks_keys, bearer),
+        "javascript": _javascript(target, body, checks_keys, bearer),
     }
 
 
-def _curl(url: str, body: dict, checks_keys: bool, key: str) -> str:
+def _curl(url: str, body: dict, checks_keys: bool, key: str, bearer: bool = False) -> str:
     lines = [f"curl -X POST {shlex.quote(url)}", "-H 'content-type: application/json'"]
     if checks_keys:
         # The placeholder in double quotes, so the shell puts the variable's value in.
         lines.append(
             f"-H {shlex.quote('x-api-key: ' + key)}" if key else f'-H "x-api-key: {KEY_PLACEHOLDER}"'
         )
+    if bearer:
+        lines.append(f'-H "Authorization: Bearer {TOKEN_PLACEHOLDER}"')
     lines.append(f"-d {shlex.quote(json.dumps(body, ensure_ascii=False))}")
     return " \\\n  ".join(lines)
 
 
-def _python(url: str, body: dict, checks_keys: bool) -> str:
+def _python(url: str, body: dict, checks_keys: bool, bearer: bool = False) -> str:
     payload = json.dumps(body, indent=4, ensure_ascii=False)
     # JSON's literals read as Python's: true/false/null -> True/False/None.
     payload = _python_literals(payload)
@@ -53,9 +60,11 @@ def _python(url: str, body: dict, checks_keys: bool) -> str:
     lines.append("    json=body,")
     if checks_keys:
         lines.append('    headers={"x-api-key": os.environ["API_KEY"]},')
+    if bearer:
+        lines.append('    headers={"Authorization": "Bearer " + os.environ["ID_TOKEN"]},')
     lines += ["    timeout=30,", ")", "print(response.status_code, response.json())"]
-    if not checks_keys:
-        lines = lines[2:]  # no key, no os
+    if not checks_keys and not bearer:
+        lines = lines[2:]  # no credential, no os
     return "\n".join(lines)
 
 
@@ -91,10 +100,12 @@ def _python_literals(payload: str) -> str:
     return "".join(out)
 
 
-def _javascript(url: str, body: dict, checks_keys: bool) -> str:
+def _javascript(url: str, body: dict, checks_keys: bool, bearer: bool = False) -> str:
     headers = ['"content-type": "application/json"']
     if checks_keys:
         headers.append('"x-api-key": process.env.API_KEY')
+    if bearer:
+        headers.append('authorization: "Bearer " + process.env.ID_TOKEN')
     payload = json.dumps(body, indent=2, ensure_ascii=False).replace("\n", "\n  ")
     return "\n".join(
         [

@@ -22,6 +22,7 @@ from endpoints.services.endpoints import endpoint_create
 from endpoints.services.keys import api_key_reveal, key_request_approve, key_request_create, key_request_issue
 from endpoints.services.operations import deployment_run
 from endpoints.services.versions import ml_model_create, model_version_register
+from tests.fixtures.jwt_issuer import AUDIENCE, ISSUER, Issuer
 from tests.fixtures.worker import session_ports, stop_serving_processes
 from worker import tasks
 
@@ -205,9 +206,10 @@ def snippet(html: str, name: str) -> str:
     return unescape(found.group(1))
 
 
-def run(command: list[str], key: str) -> tuple[int, dict]:
-    """Run a snippet; the status and answer it prints (curl prints only the body)."""
-    env = {"PATH": os.environ["PATH"], "API_KEY": key, "NO_PROXY": "*"}
+def run(command: list[str], key: str, variable: str = "API_KEY") -> tuple[int, dict]:
+    """Run a snippet with the credential in `variable`; the status and answer it prints (curl
+    prints only the body)."""
+    env = {"PATH": os.environ["PATH"], variable: key, "NO_PROXY": "*"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=True)
     return done.stdout
 
@@ -339,3 +341,36 @@ def test_an_endpoint_whose_empty_allowlist_refuses_everyone_still_answers_an_adm
 
     assert httpx.post(f"{endpoint.url}/predict", json=IRIS_EXAMPLES[0], timeout=10).status_code == 403
     assert answer_of(response)["target"] == "setosa"
+
+
+def test_an_identity_endpoints_playground_answers_and_its_snippets_send_a_bearer_token(
+    runtime_dir, admin, version, sent
+):
+    with Issuer() as issuer:
+        endpoint = endpoint_create(
+            user=admin,
+            name="iris-id",
+            access_mode="identity",
+            identity_issuer=ISSUER,
+            identity_audience=AUDIENCE,
+            identity_jwks_url=issuer.jwks_url,
+        )
+        deployment = deployment_request(user=admin, endpoint=endpoint, model_version=version)
+        assert deployment_run(deployment_id=deployment.pk) == "ready"
+        endpoint.refresh_from_db()
+        apply_access(endpoint)
+
+        response = signed_in(admin).post("/playground/", row_form(endpoint, IRIS_EXAMPLES[0]))
+        shown = answer_of(response)
+        assert shown["target"] == "setosa"  # through the portal's own key
+        html = response.content.decode()
+        curl, python, javascript = (snippet(html, name) for name in ("curl", "python", "javascript"))
+        assert '"Authorization: Bearer $ID_TOKEN"' in curl and "x-api-key" not in curl
+        assert 'os.environ["ID_TOKEN"]' in python and "process.env.ID_TOKEN" in javascript
+
+        token = issuer.token()
+        assert json.loads(run(["bash", "-c", curl + " -s"], token, "ID_TOKEN")) == shown
+        printed = run([sys.executable, "-c", python], token, "ID_TOKEN")
+        assert printed.startswith("200 ") and eval(printed[4:]) == shown  # noqa: S307 (our own output)
+        refused = run(["bash", "-c", curl + " -s"], "not-a-token", "ID_TOKEN")
+        assert json.loads(refused)["reason"] == "malformed"

@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
-from endpoints.models import Endpoint, ModelVersion
+from endpoints.models import AccessMode, Endpoint, ModelVersion
 from endpoints.playground_form import PlaygroundForm
 from endpoints.services.errors import NotAllowed, ServiceError
 from endpoints.services.playground import live_refusal, playground_call, playground_refusal
@@ -94,7 +94,12 @@ def panel_context(
             rows = form.examples_rows
             body = {"inputs": rows} if form.shape == "batch" else form.row()
         context["snippets"] = call_snippets(
-            url=target.public_url, body=body, mode=form.return_mode, checks_keys=target.checks_keys, key=key
+            url=target.public_url,
+            body=body,
+            mode=form.return_mode,
+            checks_keys=target.checks_keys,
+            key=key,
+            bearer=target.access_mode == AccessMode.IDENTITY,
         )
         context["serving_docs"] = target.public_url.rstrip("/") + "/docs"
     return context
