@@ -137,3 +137,48 @@ def undo(kube: Kube, endpoint: str, failed: str, previous: str | None) -> str:
     if previous:
         return f"The ReplicaSet of {previous} is gone, so {failed} stays the Deployment's template."
     return "Nothing served before it: the Deployment is scaled to no pod."
+
+
+def wait_rollout(kube: Kube, endpoint: str, revision: str | None, started: float) -> str:
+    """Wait until the Deployment's rollout (of `revision`, or of whatever its template is) is done;
+    returns the revision. On ProgressDeadlineExceeded the previous revision's template is put back
+    and the deploy fails with the pods' reasons."""
+    name = manifests.check_name(endpoint)
+    deadline = kube.cfg.progress_deadline + DEADLINE_MARGIN_SECONDS
+
+    def read() -> str | None:
+        current = kube.read("Deployment", name)
+        if current is None:
+            raise PermanentError(f"The Deployment {name} was deleted during the rollout.")
+        serving = template_revision(current)
+        if revision and serving != revision:
+            raise PermanentError(
+                f"{revision} no longer is the Deployment's template ({serving} is): a later deploy or an "
+                "undo replaced it."
+            )
+        verdict = state(current)
+        if verdict == "failed":
+            message = condition(current, "Progressing").get("message", "")
+            raise _never_ready(kube, endpoint, serving or name, message, current)
+        return serving or name if verdict == "done" else None
+
+    try:
+        return wait(kube, read, what=f"Roll out {revision or name}", started=started, deadline=deadline)
+    except DeadlinePassed as exc:
+        current = kube.read("Deployment", name)
+        raise _never_ready(kube, endpoint, revision or name, str(exc), current) from None
+
+
+def _never_ready(
+    kube: Kube, endpoint: str, revision: str, message: str, current: Manifest | None
+) -> PermanentError:
+    reasons = pod_reasons(kube, endpoint, revision)
+    previous = ((current or {}).get("metadata", {}).get("annotations") or {}).get(
+        manifests.PREVIOUS_ANNOTATION
+    )
+    undone = undo(kube, endpoint, revision, previous)
+    why = "; ".join(reasons) or "its pods gave no reason"
+    return PermanentError(
+        f"{revision} never became ready within {kube.cfg.progress_deadline} s (ProgressDeadlineExceeded"
+        f"{': ' + message if message else ''}). Pods: {why}. {undone}"
+    )
