@@ -92,7 +92,13 @@ def exception_handler(exc, context):
         headers = (
             {"Retry-After": str(RETRY_AFTER_SECONDS)} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
         )
-        return Response(exc.as_dict(), status=code, headers=headers)
+        body = exc.as_dict()
+        if exc.also:  # every problem at once, as the dashboard's form shows them
+            errors: dict[str, list[str]] = {}
+            for each in (exc, *exc.also):
+                errors.setdefault(each.field or "non_field_errors", []).append(each.message)
+            body["errors"] = errors
+        return Response(body, status=code, headers=headers)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -189,3 +189,15 @@ def test_identity_settings_are_kept_but_not_checked_in_another_mode(admin):
     endpoint = endpoint_create(user=admin, name="iris-keys", identity_issuer="not a url")
     assert endpoint.access_mode == AccessMode.API_KEY
     assert access_policy_for(endpoint).identity is None
+
+
+def test_the_api_names_every_identity_problem_at_once(admin, endpoint):
+    response = api(admin).patch(
+        f"/api/v1/endpoints/{endpoint.name}/",
+        {"access_mode": "identity", "identity_jwks_url": "ftp://x", "identity_invokers": ["bob"]},
+        format="json",
+    )
+    assert response.status_code in (400, 422)
+    errors = response.json()["errors"]
+    assert set(errors) == {"identity_issuer", "identity_audience", "identity_jwks_url", "identity_invokers"}
+    assert "'bob'" in errors["identity_invokers"][0]
