@@ -99,3 +99,34 @@ def test_a_rollback_an_allowlist_a_stop_a_start_and_a_delete_through_the_portal(
     assert run(endpoint_delete(user=admin, endpoint=endpoint, confirm="iris-prod")) == DeploymentStatus.DONE
     for kind in ("Deployment", "ReplicaSet", "Pod", "Service", "HorizontalPodAutoscaler", "Secret"):
         assert fake_kubernetes.list(kind) == [], kind
+
+
+def test_the_exported_manifests_are_the_objects_the_runtime_wrote(
+    on_kubernetes, fake_kubernetes, admin, iris_version
+):
+    import json
+
+    import yaml
+
+    from endpoints.services.exports import kubernetes_manifests
+
+    endpoint = endpoint_create(user=admin, name="iris-prod", min_instances=2, max_instances=5)
+    run(deployment_request(user=admin, endpoint=endpoint, model_version=iris_version))
+    endpoint.refresh_from_db()
+
+    sent = {}
+    for call in fake_kubernetes.server.calls:
+        if call.request.method in ("POST", "PUT") and call.request.body:
+            body = json.loads(call.request.body)
+            sent[body["kind"]] = body
+    exported = {item["kind"]: item for item in yaml.safe_load_all(kubernetes_manifests(endpoint))}
+
+    assert set(exported) == set(sent) == {"Secret", "Deployment", "Service", "HorizontalPodAutoscaler"}
+    for kind, item in exported.items():
+        written = sent[kind]
+        if kind == "Deployment":  # the runtime also says how many pods to start with
+            written["spec"].pop("replicas")
+        assert (
+            item["spec" if "spec" in item else "data"] == written["spec" if "spec" in written else "data"]
+        ), kind
+        assert item["metadata"]["labels"] == written["metadata"]["labels"], kind
