@@ -189,3 +189,13 @@ RESOURCE_LABELS = {"url": "URL", "gateway_url": "Gateway URL", "api_config": "AP
 def resource_label(name: str) -> str:
     """'gateway_url' -> 'Gateway URL': the names the runtime records, as people read them."""
     return RESOURCE_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+@register.filter
+def percentiles(summary: dict) -> list[str]:
+    """A load test's p50, p95 and p99 as its table shows them: Locust counts whole milliseconds, so
+    a 0 reads "< 1"."""
+    return [
+        "—" if value is None else ("< 1" if value == 0 else str(value))
+        for value in (summary.get("p50"), summary.get("p95"), summary.get("p99"))
+    ]

@@ -184,3 +184,45 @@ def test_a_team_member_is_refused_a_test_in_the_same_words(member, twins):
     assert (via_api.status_code, via_web.status_code) == (403, 403)
     assert api_error(via_api)[1] in via_web.content.decode()
     assert not LoadTest.objects.exists()
+
+
+def test_the_endpoint_page_cancels_a_test_and_its_panel_says_so(serving, admin, member):
+    test = api(admin).post(f"/api/v1/endpoints/{serving.name}/load-tests/", FIGURES, format="json").json()
+    client = Client()
+    client.force_login(member)
+    assert client.post(f"/load-tests/{test['id']}/cancel/").status_code == 403
+    client.force_login(admin)
+
+    panel = client.post(f"/load-tests/{test['id']}/cancel/", headers={"HX-Request": "true"})
+
+    assert panel.status_code == 200
+    assert LoadTest.objects.get(pk=test["id"]).status == LoadTestStatus.CANCELLED
+    text = panel.content.decode()
+    assert "Cancelled" in text and "every 2s" not in text and "Start load test" in text
+    again = client.post(f"/load-tests/{test['id']}/cancel/")
+    assert again.status_code == 302
+    assert "This load test is already cancelled." in client.get(again["Location"]).content.decode()
+
+
+def test_the_panel_shows_the_figures_of_a_finished_test(serving, admin):
+    test = api(admin).post(f"/api/v1/endpoints/{serving.name}/load-tests/", FIGURES, format="json").json()
+    snapshots = [
+        {"t": 1.0, "users": 3, "requests": 40, "failures": 2, "rps": 40.0, "p50": 0, "p95": 3, "p99": 9}
+    ]
+    summary = {
+        "seconds": 1.0, "stopped": False, "requests": 40, "failures": 2, "rps": 40.0, "p50": 0, "p95": 3,
+        "p99": 9, "avg": 1.2, "max": 11.0,
+        "failures_by_reason": [{"name": "single row", "reason": "HTTP 503: busy", "count": 2}],
+    }  # fmt: skip
+    LoadTest.objects.filter(pk=test["id"]).update(
+        status=LoadTestStatus.DONE, timeseries=snapshots, summary=summary
+    )
+    client = Client()
+    client.force_login(admin)
+
+    text = client.get(f"/endpoints/{serving.name}/load-tests/").content.decode()
+
+    assert '<td class="right">&lt; 1</td><td class="right">3</td><td class="right">9</td>' in text
+    assert '<td>single row</td><td>HTTP 503: busy</td><td class="right">2</td>' in text
+    assert 'aria-labelledby="chart-load-rps-title chart-load-rps-desc"' in text
+    assert "requests/s: peak 40/s, last 40/s; failures/s: peak 2/s, last 2/s." in text
