@@ -6,9 +6,10 @@ expiry and, where the endpoint asks for one, a required claim.
 
 Only RS256 and ES256 are accepted: a token signed with `none` or a shared secret (HS256) is
 refused for what it is. The signing keys come from the policy's JWKS URL, fetched when the policy
-is loaded, again after `jwks_ttl` seconds, and at once when a token names a key id the set does
-not have (a key rotation), at most once every `jwks_refresh` seconds so a flood of made-up key ids
-cannot become a flood of fetches. A fetch that fails keeps the keys already held.
+is loaded, again after `jwks_ttl` seconds (in a thread: the keys held answer meanwhile), and at
+once when a token names a key id the set does not have (a key rotation), at most once every
+`jwks_refresh` seconds so a flood of made-up key ids cannot become a flood of fetches. A fetch
+that fails keeps the keys already held.
 
 A verified token is remembered until it expires (or the key set changes), keyed by the header's
 value, so a caller that repeats its token pays a dict lookup, not a signature check. Every refusal
@@ -20,6 +21,7 @@ raises.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -135,15 +137,21 @@ class JwksKeys:
         self.version = 0  # bumped when the set of key ids changes
 
     def get(self, kid: str) -> jwt.PyJWK | None:
-        """The key with this id; fetches the set first when it is stale or lacks the id."""
+        """The key with this id. An unknown id fetches the set first (the caller waits: the answer
+        depends on it); a known key of a stale set is used while a thread fetches the set again.
+        Never more than one fetch every jwks_refresh seconds."""
         now = self.clock()
         key = self.keys.get(kid)
         if key is not None and self.fetched_at is not None and now - self.fetched_at < self.options.jwks_ttl:
             return key
-        # A stale set or an unknown id: fetch, but never more often than jwks_refresh.
-        if self.tried_at is None or now - self.tried_at >= self.options.jwks_refresh:
+        if self.tried_at is not None and now - self.tried_at < self.options.jwks_refresh:
+            return key
+        if key is None:
             self.refresh()
-        return self.keys.get(kid)
+            return self.keys.get(kid)
+        self.tried_at = now  # the thread's fetch counts from now
+        threading.Thread(target=self.refresh, name="jwks-refresh", daemon=True).start()
+        return key
 
     def refresh(self) -> bool:
         """Fetch the key set now; False (keeping the keys held) when it cannot be had."""
