@@ -17,7 +17,7 @@ import pytest
 from endpoints.demo import IRIS_FEATURES
 from endpoints.sealing import key_hash
 from tests.fakes.fixtures import *  # noqa: F403
-from worker.runtimes.base import AccessPolicy, DeploySpec, KeyRecord, Resources
+from worker.runtimes.base import AccessPolicy, DeploySpec, KeyRecord, PermanentError, Resources
 from worker.runtimes.kubernetes.config import KubernetesConfig
 from worker.runtimes.kubernetes.runtime import KubernetesRuntime
 from worker.runtimes.logs import LogQuery
@@ -134,3 +134,30 @@ def test_a_rollout_behind_the_service_refuses_no_request(live, fake_kubernetes):
     (pod,) = fake_kubernetes.list("Pod")
     assert pod["metadata"]["labels"]["model-endpoint-portal/revision"] == "iris-d2"
     assert set(answers) == {200}, f"{len(answers)} requests: {sorted(set(map(str, answers)))}"
+
+
+def test_a_revision_whose_serving_process_exits_fails_with_its_exit_and_the_live_one_keeps_answering(
+    live, fake_kubernetes
+):
+    import dataclasses
+
+    open_access = AccessPolicy(mode="open")
+    first = live.deploy(live.spec(1, access=open_access))
+    # The progress deadline (30 s, the least the runtime takes) passes twenty times faster.
+    start = time.time()
+    fake_kubernetes.clock = lambda: start + (time.time() - start) * 20
+    live.runtime.kube.cfg = dataclasses.replace(live.runtime.cfg, progress_deadline=30)
+    broken = dataclasses.replace(live.model, format="onnx")  # a skops file served as ONNX: serving exits
+
+    with pytest.raises(PermanentError) as failed:
+        live.deploy(live.spec(2, access=open_access, previous=first, model=broken))
+
+    message = str(failed.value)
+    assert "iris-d2 never became ready" in message and "iris-d1 keeps serving" in message
+    assert "exited with an error" in message and "exit code" in message
+    assert (
+        "The last lines a pod printed:" in message
+        and "Not starting: The ONNX file could not be read" in message
+    )
+    url = fake_kubernetes.service_url("iris")
+    assert httpx.post(f"{url}/predict", json=ROW, timeout=10).status_code == 200

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from worker.runtimes.base import Pending, PermanentError
+from worker.runtimes.base import Pending, PermanentError, RuntimeFailure
 from worker.runtimes.kubernetes import manifests
 from worker.runtimes.kubernetes.api import Kube, Manifest
 
@@ -29,6 +29,8 @@ REASONS = {
     "CreateContainerConfigError": "the container cannot be set up (a Secret or volume it needs is missing)",
     "Unschedulable": "no node has room for a pod of this size (lower the CPU or memory, or add nodes)",
 }
+#: How many of a failed pod's last lines a failed rollout's message carries.
+LOG_TAIL_LINES = 5
 #: How long after the progress deadline a rollout with no verdict from the controller is given up.
 DEADLINE_MARGIN_SECONDS = 120.0
 
@@ -87,6 +89,26 @@ def pod_reasons(kube: Kube, endpoint: str, revision: str | None) -> list[str]:
         f"{reason}: {REASONS.get(reason, 'see the pod events')}" + (f" ({detail})" if detail else "")
         for reason, detail in reasons.items()
     ]
+
+
+def log_tail(kube: Kube, endpoint: str, revision: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines one of the revision's pods printed: the run that exited, for a container
+    that restarts (`previous`). Only for a message: a log that cannot be read gives ""."""
+    selector = {**manifests.selector(endpoint), manifests.REVISION_LABEL: revision}
+    for pod in kube.list("Pod", selector):
+        statuses = (pod.get("status") or {}).get("containerStatuses") or ()
+        restarted = any(status.get("restartCount") for status in statuses)
+        name = pod["metadata"]["name"]
+        try:
+            text = kube.log(
+                name, what=f"Read the log of pod {name}", container=manifests.CONTAINER, previous=restarted,
+                tail_lines=lines,
+            )  # fmt: skip
+        except RuntimeFailure:
+            continue
+        if text.strip():
+            return text.rstrip()
+    return ""
 
 
 class DeadlinePassed(PermanentError):
@@ -173,6 +195,7 @@ def _never_ready(
     kube: Kube, endpoint: str, revision: str, message: str, current: Manifest | None
 ) -> PermanentError:
     reasons = pod_reasons(kube, endpoint, revision)
+    tail = log_tail(kube, endpoint, revision)
     previous = ((current or {}).get("metadata", {}).get("annotations") or {}).get(
         manifests.PREVIOUS_ANNOTATION
     )
@@ -181,4 +204,5 @@ def _never_ready(
     return PermanentError(
         f"{revision} never became ready within {kube.cfg.progress_deadline} s (ProgressDeadlineExceeded"
         f"{': ' + message if message else ''}). Pods: {why}. {undone}"
+        + (f" The last lines a pod printed:\n{tail}" if tail else "")
     )
