@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import time
 
 import httpx
@@ -350,3 +351,30 @@ def test_the_portal_key_passes_the_identity_check(server, issuer):
     key = portal_key.get("key")
     assert key, portal_key
     assert predict(server, **{"x-api-key": key}).status_code == 200
+
+
+header_values = st.one_of(
+    st.binary(min_size=1, max_size=200).filter(lambda value: b"\r" not in value and b"\n" not in value),
+    tokenish.map(lambda token: b"Bearer " + token.replace(b"\r", b"").replace(b"\n", b"")),
+)
+
+
+@settings(max_examples=150)
+@given(value=header_values)
+def test_any_authorization_header_sent_to_the_server_gets_a_reasoned_4xx_never_a_5xx(server, issuer, value):
+    if json.loads(server.access_file.read_bytes()).get("mode") != "identity":
+        switch_to_identity(server, issuer)
+    request = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"authorization: " + value.strip(b" \t") + b"\r\ncontent-length: %d\r\n\r\n%s"
+    )
+    body = orjson.dumps(SETOSA)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(request % (len(body), body))
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    status = int(reply.split(b" ", 2)[1])
+    assert status in (400, 401), reply[:300]
+    document = orjson.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert document["error"]
