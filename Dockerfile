@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Three images from one file:
 #   docker build --target portal  -t model-portal .   (web, worker and beat)
-#   docker build --target serving -t model-serving .  (the container Cloud Run and the local runtime run)
+#   docker build --target serving -t model-serving .  (the container Cloud Run, Kubernetes and the local runtime run)
 #   docker build --target serving-onnx -t model-serving-onnx .  (the same server with only what an
 #       ONNX form needs: no scikit-learn, SciPy, pandas, XGBoost or LightGBM; GCP_SERVING_IMAGE_ONNX)
 # Build for linux/amd64 when the image goes to Cloud Run.

@@ -1,8 +1,8 @@
 """What every runtime promises the portal (worker/runtimes/base.py), checked on each of them.
 
-Run for the local runtime (real serving processes) and the GCP runtime (real Google clients on
-the fake Google servers), so neither the fakes nor the local runtime drift from what the portal
-relies on.
+Run for the local runtime (real serving processes), the GCP runtime (real Google clients on the
+fake Google servers) and the kubernetes runtime (the official client on the fake API server), so
+neither the fakes nor the runtimes drift from what the portal relies on.
 """
 
 import dataclasses
