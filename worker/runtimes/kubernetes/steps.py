@@ -114,10 +114,14 @@ class DeploySteps:
         return None if result == current else result
 
     def deployment(self, resources: DeploymentResources) -> StepResult:
-        before = self.kube.read("Deployment", self.name)
-        previous = rollout.template_revision(before) if before else None
-        written = self.kube.write(manifests.deployment(self.cfg, self.spec, self.revision), self.wanted)
-        assert written is not None
+        serving: dict[str, str | None] = {}
+
+        def change(current: Manifest | None) -> Manifest | None:
+            serving["before"] = rollout.template_revision(current) if current else None
+            return self.wanted(current)
+
+        self.kube.write(manifests.deployment(self.cfg, self.spec, self.revision), change)
+        previous = serving["before"]
         found: DeploymentResources = {"revision": self.revision, "rollout_started": self.kube.wall()}
         if previous != self.revision:
             found["previous_revision"] = previous
