@@ -11,6 +11,7 @@ import pytest
 
 from worker.runtimes.base import (
     AccessPolicy,
+    IdentityPolicy,
     KeyRecord,
     KeySpec,
     PermanentError,
@@ -112,9 +113,19 @@ def test_a_revoked_key_stops_opening_the_endpoint_and_revoking_twice_is_fine(har
     assert not harness.key_opens(issued.secret)
 
 
-@pytest.mark.parametrize("mode", ["api_key", "ip_allowlist", "both", "open"])
+#: An identity policy whose keys are on loopback (nobody listens there: the keys cannot be had).
+IDENTITY = IdentityPolicy(
+    issuer="https://issuer.example.com",
+    audience="https://contract.example.com",
+    jwks_url="http://127.0.0.1:9/keys",
+    invokers=("user:contract@example.com",),
+)
+
+
+@pytest.mark.parametrize("mode", ["api_key", "ip_allowlist", "both", "open", "identity"])
 def test_applying_the_same_access_twice_is_harmless(harness, mode):
-    access = AccessPolicy(mode=mode, cidrs=("198.51.100.0/24", "203.0.113.7/32"))
+    identity = IDENTITY if mode == "identity" else None
+    access = AccessPolicy(mode=mode, cidrs=("198.51.100.0/24", "203.0.113.7/32"), identity=identity)
     harness.deploy(harness.spec(1, access=access))
 
     harness.runtime.apply_access(harness.endpoint, access)
