@@ -108,6 +108,17 @@ class Inference(NamedTuple):
 
 #: The binary float tensors the shortcut reads straight into rows.
 FLOAT_DTYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
+#: JSON parts the shortcut keeps, read: how many, and up to what length.
+KNOWN_HEADERS, KNOWN_HEADER_BYTES = 64, 1024
+
+
+class FloatHeader(NamedTuple):
+    """What the shortcut reads from a JSON part: the tensor's rows and datatype, and the request's."""
+
+    rows: int
+    dtype: np.dtype
+    request_id: str | None
+    binary_output: bool
 
 
 class InferenceRequest:
@@ -117,6 +128,9 @@ class InferenceRequest:
         self.validator = validator
         # Every feature a number: a float tensor of finite values is valid as it is.
         self.shortcut = shortcut and validator.plain and all(kind == "number" for kind in validator.kinds)
+        # A client sends the same JSON part with every batch of a size (tritonclient does): it is
+        # read once. Emptied when full, so headers that never repeat (a request id each) cost little.
+        self.known_headers: dict[bytes, FloatHeader] = {}
 
     def parse(self, body: bytes, header_length: int | None = None) -> Inference:
         """The request; `header_length` (Inference-Header-Content-Length) says binary data follows."""
@@ -162,8 +176,29 @@ class InferenceRequest:
         value finite. None for anything else (the full parse then names what is wrong)."""
         if not self.shortcut or not 0 < header_length < len(body):
             return None
+        header = body[:header_length]
+        known = self.known_headers.get(header)
+        if known is None:
+            known = self._float_header(header)
+            if known is None:
+                return None
+            if header_length <= KNOWN_HEADER_BYTES:
+                if len(self.known_headers) >= KNOWN_HEADERS:
+                    self.known_headers.clear()
+                self.known_headers[header] = known
+        rows, dtype, request_id, binary_output = known
+        width = self.validator.width
+        if len(body) - header_length != rows * width * dtype.itemsize:
+            return None
+        matrix = np.ndarray((rows, width), dtype, body, header_length)  # frombuffer + reshape, cheaper
+        if not math.isfinite(np.add.reduce(matrix, axis=None)):
+            return None
+        return Inference(matrix.astype(np.float64), request_id, None, binary_output)
+
+    def _float_header(self, header: bytes) -> FloatHeader | None:
+        """The JSON part of a request the shortcut takes, read; None for any other."""
         try:
-            document = orjson.loads(body[:header_length])
+            document = orjson.loads(header)
         except orjson.JSONDecodeError:
             return None
         if type(document) is not dict or not document.keys() <= {"inputs", "parameters", "id"}:
@@ -179,17 +214,13 @@ class InferenceRequest:
         rows = shape[0]
         if type(rows) is not int or not 0 < rows <= validator.max_rows or shape[1] != width:
             return None
-        size = rows * width * dtype.itemsize
-        if parameters != {"binary_data_size": size} or len(body) - header_length != size:
+        if parameters != {"binary_data_size": rows * width * dtype.itemsize}:
             return None
         request_id = document.get("id")
         binary_output = self._binary_output(document.get("parameters"), fields := {})
         if fields or (request_id is not None and type(request_id) is not str):
             return None
-        matrix = np.ndarray((rows, width), dtype, body, header_length)  # frombuffer + reshape, cheaper
-        if not math.isfinite(np.add.reduce(matrix, axis=None)):
-            return None
-        return Inference(matrix.astype(np.float64), request_id, None, binary_output)
+        return FloatHeader(rows, dtype, request_id, binary_output)
 
     def _outputs(self, requested, fields: dict[str, str]) -> list[tuple[str, bool | None]] | None:
         if requested is None:

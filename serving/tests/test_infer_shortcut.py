@@ -98,6 +98,70 @@ def test_the_shortcut_answers_what_the_full_parse_answers(request):
         assert outcome(shortcut, body, header_length) == outcome(full, body, header_length)
 
 
+KEEPING, _ = parsers()  # one shortcut for every example: their JSON parts repeat, read once
+
+
+@given(requests())
+def test_a_json_part_read_before_answers_what_the_full_parse_answers(request):
+    body, header_length = request
+    _, full = parsers()
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = outcome(full, body, header_length)
+        assert outcome(KEEPING, body, header_length) == expected
+        assert outcome(KEEPING, body, header_length) == expected
+
+
+def test_a_known_json_part_still_has_its_values_and_length_checked():
+    shortcut, full = parsers()
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": [2, WIDTH], "datatype": "FP64", "parameters": {"binary_data_size": 64}}
+            ]
+        }
+    )
+    rows = np.arange(8, dtype="<f8").reshape(2, WIDTH)
+    assert np.array_equal(shortcut.parse(header + rows.tobytes(), len(header)).rows, rows)
+    assert header in shortcut.known_headers
+    rows[1, 2] = math.nan
+    for body in (header + rows.tobytes(), header + rows.tobytes()[:-8]):
+        assert outcome(shortcut, body, len(header)) == outcome(full, body, len(header))
+        assert outcome(shortcut, body, len(header))[0] == "error"
+
+
+def test_the_json_parts_kept_are_bounded():
+    from serving.open_inference import KNOWN_HEADERS
+
+    shortcut, _ = parsers()
+    data = np.zeros((1, WIDTH), dtype="<f8").tobytes()
+    for index in range(KNOWN_HEADERS * 3):
+        header = orjson.dumps(
+            {
+                "id": f"request-{index}",
+                "inputs": [
+                    {
+                        "name": "x",
+                        "shape": [1, WIDTH],
+                        "datatype": "FP64",
+                        "parameters": {"binary_data_size": 32},
+                    }
+                ],
+            }
+        )
+        assert shortcut.parse(header + data, len(header)).request_id == f"request-{index}"
+        assert len(shortcut.known_headers) <= KNOWN_HEADERS
+    long_id = orjson.dumps(
+        {
+            "id": "x" * 2000,
+            "inputs": [
+                {"name": "x", "shape": [1, WIDTH], "datatype": "FP64", "parameters": {"binary_data_size": 32}}
+            ],
+        }
+    )
+    assert shortcut.parse(long_id + data, len(long_id)).request_id == "x" * 2000
+    assert long_id not in shortcut.known_headers
+
+
 def test_the_shortcut_reads_tritonclients_default_request_alone(monkeypatch):
     from serving import binary_tensors
 
