@@ -363,6 +363,22 @@ def _datatype(values: list) -> str:
     return "BYTES"
 
 
+#: Class values up to this one index a table of labels (see _by_class_value).
+MAX_TABLE_CLASS = 4096
+
+
+def _by_class_value(encoded: dict | None) -> np.ndarray | None:
+    """The encoded labels in an array indexed by class value, when the classes are small
+    non-negative integers (scikit-learn's encoded targets, 0 to k - 1, usually are): a batch's
+    labels are then one take, not a lookup per row."""
+    if not encoded or not all(type(value) is int and 0 <= value <= MAX_TABLE_CLASS for value in encoded):
+        return None
+    table = np.empty(max(encoded) + 1, dtype=object)
+    for value, label in encoded.items():
+        table[value] = label
+    return table
+
+
 class InferenceAnswers:
     """Infer responses for one model, with what every response shares worked out once: the
     outputs it has, its labels' datatype, and each class's label as binary BYTES."""
@@ -378,6 +394,7 @@ class InferenceAnswers:
             if self.label_datatype == "BYTES"
             else None
         )
+        self.label_table = _by_class_value(self.label_bytes)
         self.all_binary = self._all_binary_header()
 
     def _all_binary_header(self) -> bytes:
@@ -458,6 +475,8 @@ class InferenceAnswers:
         return binary_tensors.binary_response(self.all_binary % tuple(sizes), tensors)
 
     def _label_tensor(self, raw: np.ndarray) -> bytes:
+        if self.label_table is not None and raw.dtype.kind in "iu":
+            return b"".join(self.label_table[raw].tolist())
         if self.label_bytes is not None:
             return b"".join(map(self.label_bytes.__getitem__, raw.tolist()))
         if not self.model.is_classifier:

@@ -222,3 +222,42 @@ def test_an_all_binary_answer_is_the_one_the_general_answer_builds(kind, rows):
     general = answers.response(Inference(matrix, None, every, True))
 
     assert template == general
+
+
+@pytest.mark.parametrize(
+    "target, label_map",
+    [
+        ([0, 1, 2], {"0": "setosa", "1": "versicolor", "2": "virginica"}),  # looked up in a table
+        ([2, 5, 9], {"2": "setosa", "9": "virginica"}),  # a table too, with gaps
+        (["setosa", "versicolor", "virginica"], {}),  # text classes: looked up one by one
+        ([-1, 0, 1], {"-1": "negative", "0": "zero", "1": "positive"}),
+    ],
+)
+def test_binary_labels_are_each_rows_label_as_bytes_elements(target, label_map):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from serving import binary_tensors
+    from serving.config import ModelMeta
+    from serving.model import Model
+    from serving.open_inference import InferenceAnswers
+
+    data, classes = load_iris(return_X_y=True)
+    estimator = LogisticRegression(max_iter=1000).fit(data, np.array(target)[classes])
+    meta = ModelMeta(
+        "iris",
+        1,
+        "0" * 64,
+        "skops",
+        tuple(Feature(name) for name in NAMES),
+        classes=tuple(value.item() for value in estimator.classes_),
+        label_map=label_map,
+    )
+    model = Model.from_estimator(estimator, meta)
+    model.start()
+    answers = InferenceAnswers(model)
+    raw = model.answers(data[::7], False)[0]
+
+    expected = binary_tensors.encode_bytes([str(model.label_of[value]) for value in raw.tolist()])
+    assert answers._label_tensor(raw) == expected
+    assert (answers.label_table is not None) == (type(target[0]) is int and min(target) >= 0)
