@@ -121,14 +121,19 @@ class ServingApp:
             )
         self.not_found = error_response(404, "Not found.")
         self.unknown_model = error_response(404, f"No such model here: this endpoint serves {model.name!r}.")
-        self.openapi_response = json_response(
-            200,
-            openapi.build(
-                model,
-                max_rows=max_rows,
-                max_body_bytes=max_body_bytes,
-                keys_checked=access is not None,  # the policy may turn keys on at any time
-            ),
+        # The policy may turn keys (or bearer tokens) on at any time: both documents are ready.
+        self.openapi_response, self.openapi_bearer_response = (
+            json_response(
+                200,
+                openapi.build(
+                    model,
+                    max_rows=max_rows,
+                    max_body_bytes=max_body_bytes,
+                    keys_checked=access is not None,
+                    bearer=bearer,
+                ),
+            )
+            for bearer in (False, True)
         )
         self.docs_response = (200, DOCS_PAGE.read_bytes(), HTML)
         self.v2_metadata_response = json_response(200, open_inference.model_metadata(model))
@@ -260,6 +265,8 @@ class ServingApp:
         return self.model_response
 
     def openapi(self, request: Request) -> Response:
+        if self.access is not None and self.access.verifier is not None:
+            return self.openapi_bearer_response
         return self.openapi_response
 
     def docs(self, request: Request) -> Response:

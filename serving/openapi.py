@@ -61,8 +61,15 @@ def _errors(*statuses: int) -> dict:
     }
 
 
-def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> dict:
-    """The document; `keys_checked` adds the x-api-key security scheme to the checked routes."""
+SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+}
+
+
+def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool, bearer: bool = False) -> dict:
+    """The document; `keys_checked` adds the x-api-key security scheme to the checked routes, or
+    with `bearer` (the identity mode) the Authorization: Bearer <JWT> one."""
     features = {feature.name: feature_schema(feature) for feature in model.features}
     example_row = {feature.name: example_value(feature) for feature in model.features}
     # A nullable feature may be left out of a named row (OpenAPI 3.0 wants `required` non-empty).
@@ -130,7 +137,8 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
         "required": ["predictions"],
         "additionalProperties": False,
     }
-    security = [{"ApiKey": []}] if keys_checked else []
+    scheme = "BearerAuth" if bearer else "ApiKey"
+    security = [{scheme: []}] if keys_checked else []
     checked = {"security": security} if keys_checked else {}
     checked_errors = (401, 403) if keys_checked else ()
     # Checked, but not for end users: a gateway in front does not expose these (x-private).
@@ -289,11 +297,7 @@ def build(model, *, max_rows: int, max_body_bytes: int, keys_checked: bool) -> d
                     "required": ["error"],
                 },
             },
-            **(
-                {"securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}}
-                if keys_checked
-                else {}
-            ),
+            **({"securitySchemes": {scheme: SCHEMES[scheme]}} if keys_checked else {}),
         },
     }
     return document

@@ -364,13 +364,16 @@ header_values = st.one_of(
 def test_any_authorization_header_sent_to_the_server_gets_a_reasoned_4xx_never_a_5xx(server, issuer, value):
     if json.loads(server.access_file.read_bytes()).get("mode") != "identity":
         switch_to_identity(server, issuer)
-    request = (
-        b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nconnection: close\r\n"
-        b"authorization: " + value.strip(b" \t") + b"\r\ncontent-length: %d\r\n\r\n%s"
-    )
     body = orjson.dumps(SETOSA)
+    request = b"".join(
+        [
+            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nconnection: close\r\n",
+            b"authorization: " + value.strip(b" \t") + b"\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+        ]
+    )
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
-        conn.sendall(request % (len(body), body))
+        conn.sendall(request)
         reply = b""
         while chunk := conn.recv(65536):
             reply += chunk
@@ -378,3 +381,13 @@ def test_any_authorization_header_sent_to_the_server_gets_a_reasoned_4xx_never_a
     assert status in (400, 401), reply[:300]
     document = orjson.loads(reply.split(b"\r\n\r\n", 1)[1])
     assert document["error"]
+
+
+def test_the_openapi_document_declares_the_bearer_scheme_in_identity_mode(server, issuer):
+    switch_to_identity(server, issuer)
+    headers = {"authorization": f"Bearer {issuer.token()}"}
+    spec = httpx.get(f"{server.url}/openapi.json", headers=headers).json()
+    assert spec["components"]["securitySchemes"] == {
+        "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    assert spec["paths"]["/predict"]["post"]["security"] == [{"BearerAuth": []}]
