@@ -346,3 +346,35 @@ def test_a_deployment_deleted_from_outside_is_written_again_by_ensure_serving(
 
     assert template_revision(fake_kubernetes.get("Deployment", ENDPOINT)) == "iris-d1"
     assert runtime.ensure_serving(spec) is False
+
+
+def test_a_create_that_raced_another_writer_replaces_what_it_made(fake_kubernetes, runtime):
+    read = runtime.kube.read
+    raced = []
+
+    def racing(kind, name):
+        found = read(kind, name)
+        if kind == "Secret" and not raced:  # another worker creates the Secret after our read
+            raced.append(True)
+            other = manifests.access_secret(runtime.cfg, ENDPOINT, AccessPolicy(mode="api_key"))
+            runtime.kube.call("create", "Secret", body=other, what="Create first")
+        return found
+
+    runtime.kube.read = racing
+    runtime.apply_access(ENDPOINT, AccessPolicy(mode="open"))
+
+    assert manifests.policy_of(fake_kubernetes.get("Secret", "iris-access"))["mode"] == "open"
+    writes = [method for method, path in fake_kubernetes.requests if "/secrets" in path and method != "GET"]
+    assert writes == ["POST", "POST", "PUT"]  # the other's create, ours refused (AlreadyExists), ours again
+
+
+def test_a_deploy_to_a_stopped_endpoint_serves_again(fake_kubernetes, deploys, runtime):
+    first = deploys.deploy(deploys.spec(1))
+    deploys.run(runtime.stop_steps(dataclasses.replace(deploys.spec(1), previous=first)))
+    assert fake_kubernetes.get("Deployment", ENDPOINT)["spec"]["replicas"] == 0
+
+    deploys.deploy(deploys.spec(2, previous=first))
+
+    deployment = fake_kubernetes.get("Deployment", ENDPOINT)
+    assert deployment["spec"]["replicas"] == 2  # the endpoint's minimum
+    assert deployment["status"]["availableReplicas"] == 2 and template_revision(deployment) == "iris-d2"

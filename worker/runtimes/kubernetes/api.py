@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from worker.runtimes.base import PermanentError, TransientError
+from worker.runtimes.base import PermanentError, RuntimeFailure
 from worker.runtimes.kubernetes import errors
 from worker.runtimes.kubernetes.config import KubernetesConfig
 
@@ -147,7 +147,9 @@ class Kube:
     ) -> Manifest | None:
         """Create or replace one object: `change(current)` gives the object to write from the one
         read (None: absent), or None to leave it as it is (then the current one is returned).
-        A write that raced another (409 Conflict) is done again from a fresh read."""
+        A write that raced another is done again from a fresh read: a replace refused for an old
+        resourceVersion (409 Conflict) or of an object deleted meanwhile (404), a create of a name
+        taken meanwhile (409 AlreadyExists)."""
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         for attempt in range(CONFLICT_ATTEMPTS):
             current = self.read(kind, name)
@@ -159,9 +161,10 @@ class Kube:
                     return self.call("create", kind, body=wanted, what=f"Create {kind} {name}")
                 wanted["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
                 return self.call("replace", kind, name, body=wanted, what=f"Replace {kind} {name}")
-            except TransientError as exc:
-                stale = isinstance(exc.__cause__, client.ApiException) and exc.__cause__.status == 409
-                if not stale or attempt == CONFLICT_ATTEMPTS - 1:
+            except RuntimeFailure as exc:
+                refusal = exc.__cause__
+                raced = isinstance(refusal, client.ApiException) and refusal.status in (404, 409)
+                if not raced or attempt == CONFLICT_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
