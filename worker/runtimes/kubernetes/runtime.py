@@ -58,6 +58,7 @@ class KubernetesRuntime(Runtime):
     enforcers = {
         "keys": "the serving pods, from the access Secret mounted in them",
         "addresses": "the serving pods, from the access Secret mounted in them",
+        "identity": "the serving pods, against the issuer's published keys (the pods must reach them)",
     }
     ignored_settings = frozenset({"region", "concurrency", "timeout_seconds"})
     ignored_settings_reason = (
