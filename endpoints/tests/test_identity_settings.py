@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from endpoints.models import AccessMode, AccessPolicyState, AuditEvent, Endpoint
 from endpoints.services.access import access_policy_for
-from endpoints.services.endpoints import endpoint_create
+from endpoints.services.endpoints import endpoint_create, endpoint_update
 from endpoints.services.identity import identity_fill_defaults, identity_problems
 from worker.runtimes.gcp.runtime import GcpRuntime
 from worker.runtimes.local import LocalRuntime
@@ -201,3 +201,25 @@ def test_the_api_names_every_identity_problem_at_once(admin, endpoint):
     errors = response.json()["errors"]
     assert set(errors) == {"identity_issuer", "identity_audience", "identity_jwks_url", "identity_invokers"}
     assert "'bob'" in errors["identity_invokers"][0]
+
+
+def test_changing_an_identity_endpoints_audience_says_it_is_being_applied(client, admin, endpoint, sent):
+    endpoint_update(
+        user=admin,
+        endpoint=endpoint,
+        access_mode="identity",
+        identity_issuer=ISSUER,
+        identity_audience=AUDIENCE,
+        identity_jwks_url=JWKS,
+    )
+    client.force_login(admin)
+    fields = {**FORM, "access_mode": "identity", "identity_issuer": ISSUER, "identity_jwks_url": JWKS}
+    response = client.post(
+        f"/endpoints/{endpoint.name}/settings/", {**fields, "identity_audience": "https://other.example.com"}
+    )
+    assert response.status_code == 302
+    page = client.get(response.url).content.decode()
+    assert "The identity settings are being applied now." in page
+    endpoint.refresh_from_db()
+    assert endpoint.identity_audience == "https://other.example.com"
+    assert endpoint.access_state == AccessPolicyState.PENDING

@@ -17,11 +17,12 @@ from endpoints.forms import (
     EndpointSettingsForm,
     LoadTestForm,
 )
-from endpoints.models import ApiKey, Deployment, Endpoint, LoadTest, ModelVersion
+from endpoints.models import AccessMode, ApiKey, Deployment, Endpoint, LoadTest, ModelVersion
 from endpoints.pending import SETTING_LABELS
 from endpoints.services import endpoints as services
 from endpoints.services.errors import ServiceError
 from endpoints.services.exports import kubernetes_manifests
+from endpoints.services.identity import IDENTITY_FIELDS
 from endpoints.services.load_tests import load_test_refusal
 from endpoints.views.common import admin_required, flash_error, form_error, paginate, posted
 from worker.runtimes import get_runtime
@@ -115,6 +116,8 @@ def settings_saved_message(endpoint: Endpoint, *, changed: set[str]) -> str:
             )
         if endpoint.access_note:
             parts.append(endpoint.access_note)
+    elif endpoint.access_mode == AccessMode.IDENTITY and changed & set(IDENTITY_FIELDS):
+        parts.append("The identity settings are being applied now.")
     if waiting:
         when = (
             "pending until a version is deployed again (Redeploy current version below)"
