@@ -359,27 +359,21 @@ def main() -> None:
                 print(
                     f"round {round_index + 1}/{rounds} done ({time.monotonic() - started:.0f} s)", flush=True
                 )
-            # Short runs of the plain container, its twin and the checked one, in rotating order.
-            checked = access_file is not None
-            for connections in ACCESS_CONNECTIONS if checked else ():
-                kinds = ["container", TWIN, ACCESS]
-                for pair in range(pairs):
-                    shift = pair % len(kinds)
-                    for kind in kinds[shift:] + kinds[:shift]:
-                        results.setdefault(("access", connections, kind), []).append(
-                            run_wrk(targets[iris.name, kind], connections, pair_seconds, directory)
-                        )
-            if checked:
-                print(f"access pairs done ({time.monotonic() - started:.0f} s)", flush=True)
-            # The same for the identity scenario: no check, an API key, a JWT.
-            for connections in ACCESS_CONNECTIONS if identity else ():
-                kinds = ["container", KEY_ONLY, JWT]
-                for pair in range(pairs):
-                    shift = pair % len(kinds)
-                    for kind in kinds[shift:] + kinds[:shift]:
-                        results.setdefault(("identity", connections, kind), []).append(
-                            run_wrk(targets[iris.name, kind], connections, pair_seconds, directory)
-                        )
+            # Short runs of the plain container, its twin and the checked one, in rotating order;
+            # the same for the identity scenario: no check, an API key, a JWT.
+            for scenario, kinds, wanted in (
+                ("access", ["container", TWIN, ACCESS], access_file is not None),
+                ("identity", ["container", KEY_ONLY, JWT], identity is not None),
+            ):
+                for connections in ACCESS_CONNECTIONS if wanted else ():
+                    for pair in range(pairs):
+                        shift = pair % len(kinds)
+                        for kind in kinds[shift:] + kinds[:shift]:
+                            results.setdefault((scenario, connections, kind), []).append(
+                                run_wrk(targets[iris.name, kind], connections, pair_seconds, directory)
+                            )
+                if wanted:
+                    print(f"{scenario} pairs done ({time.monotonic() - started:.0f} s)", flush=True)
         finally:
             for target in targets.values():
                 target.stop()
