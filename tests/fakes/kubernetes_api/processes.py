@@ -6,7 +6,7 @@
 environment (from `value`, `secretKeyRef` and `fieldRef`, and `envFrom` Secrets), its volume
 mounts as host directories, and the loopback port standing for its first containerPort; it returns
 the command line and the environment to start. A mount path at the start of an environment value or
-of an argument is rewritten to its host directory: a Secret volume is the Secret's keys written as
+of an argument (not of the program itself, which is the host's) is rewritten to its host directory: a Secret volume is the Secret's keys written as
 files (written again when the Secret changes, as the kubelet's sync does), an emptyDir a fresh
 directory, a persistentVolumeClaim the directory `claims` gives for the claim.
 
@@ -138,8 +138,9 @@ class LiveKubelet:
         argv, env = self.launch(
             Container(pod["metadata"]["name"], pod["metadata"]["namespace"], spec, env, mounts, process.port)
         )
+        program, *args = argv  # the host's program (the image's, as the launcher has it here) ...
         process.popen = subprocess.Popen(
-            [_rewrite(arg, mounts) for arg in argv],
+            [program, *(_rewrite(arg, mounts) for arg in args)],  # ... given the container's paths
             env=env,
             cwd=process.root,
             stdin=subprocess.DEVNULL,
