@@ -6,9 +6,10 @@
 environment (from `value`, `secretKeyRef` and `fieldRef`, and `envFrom` Secrets), its volume
 mounts as host directories, and the loopback port standing for its first containerPort; it returns
 the command line and the environment to start. A mount path at the start of an environment value or
-of an argument (not of the program itself, which is the host's) is rewritten to its host directory: a Secret volume is the Secret's keys written as
-files (written again when the Secret changes, as the kubelet's sync does), an emptyDir a fresh
-directory, a persistentVolumeClaim the directory `claims` gives for the claim.
+of an argument (not of the program, which is the host's) is rewritten to its host directory: a
+Secret volume is the Secret's keys written as files (written again when the Secret changes, as the
+kubelet's sync does), an emptyDir a fresh directory, a persistentVolumeClaim the directory `claims`
+gives for the claim.
 
 Each poll the kubelet looks at each process: running and answering its readinessProbe (httpGet or
 tcpSocket on its port; without a probe, running is ready) is Ready; one that exited is reported
