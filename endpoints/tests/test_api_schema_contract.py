@@ -8,6 +8,7 @@ carries a new token. schemathesis.toml beside this file says what the run expect
 schemathesis's defaults, and why.
 """
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,9 @@ def _forget_sign_in_failures():
     from django.core.cache import cache
 
     cache.clear()
+    # The live server's request threads are gone; their database sessions close once the
+    # connections they leave are collected, and the test database cannot be dropped before.
+    gc.collect()
 
 
 @pytest.mark.usefixtures("_forget_sign_in_failures")
